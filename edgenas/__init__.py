@@ -1,0 +1,3 @@
+"""edgenas: neural architecture search for small devices."""
+
+__version__ = "0.1.0"

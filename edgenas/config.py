@@ -1,0 +1,184 @@
+"""Pipeline files: the whole recipe of a search in one TOML file (pipelines/*.toml).
+
+Sections: [search], [dataset], [space], [controller], [training], [reward]. Every key is
+checked: an unknown key or a value of the wrong type is a ConfigError naming the file, the
+section and the key. Command-line flags override single values after loading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgenas.errors import ConfigError
+from edgenas.reward import RewardConfig
+from edgenas.training.trainer import TrainRecipe
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    seed: int = 0
+    children: int = 96  # architectures the controller samples (trained, rejected or reused)
+    architectures_per_update: int = 8  # m: the controller's minibatch per policy update
+    max_minutes: float | None = None  # stop sampling new batches after this much wall time
+    profile: str = "cpu-arm"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    runs_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        if self.children < 1:
+            raise ConfigError(f"search.children must be >= 1, got {self.children}")
+        if self.architectures_per_update < 1:
+            raise ConfigError(
+                f"search.architectures_per_update must be >= 1, got {self.architectures_per_update}"
+            )
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"search.max_minutes must be > 0, got {self.max_minutes}")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"device '{self.device}' is unknown; use auto, cpu, cuda or cuda:N")
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    name: str = "digits"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class SpaceSettings:
+    name: str = "layerwise"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    name: str = "reinforce"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    search: SearchSettings = field(default_factory=SearchSettings)
+    dataset: DatasetSettings = field(default_factory=DatasetSettings)
+    space: SpaceSettings = field(default_factory=SpaceSettings)
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
+    training: TrainRecipe = field(default_factory=TrainRecipe)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    source: str = "(built-in defaults)"
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        return data
+
+    def override(self, section: str, **values: Any) -> "Pipeline":
+        """A copy with `values` replacing keys of `section` (None values are ignored)."""
+        values = {k: v for k, v in values.items() if v is not None}
+        if not values:
+            return self
+        current = getattr(self, section)
+        return dataclasses.replace(self, **{section: dataclasses.replace(current, **values)})
+
+
+_TYPED_SECTIONS = {
+    "search": SearchSettings,
+    "dataset": DatasetSettings,
+    "training": TrainRecipe,
+    "reward": RewardConfig,
+}
+_FREE_SECTIONS = {"space": SpaceSettings, "controller": ControllerSettings}
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if args:
+        return " or ".join(_type_name(a) for a in args)
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(names)}")
+    for key, value in data.items():
+        if not _type_ok(value, hints[key]):
+            raise ConfigError(f"{where}: key '{key}' = {value!r} must be {_type_name(hints[key])}")
+        if hints[key] is float or float in typing.get_args(hints[key]):
+            if isinstance(value, int):
+                data[key] = float(value)
+    return cls(**data)
+
+
+def parse_pipeline(data: dict[str, Any], source: str) -> Pipeline:
+    known = set(_TYPED_SECTIONS) | set(_FREE_SECTIONS)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+    parts: dict[str, Any] = {}
+    for name, cls in _TYPED_SECTIONS.items():
+        section = data.get(name, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        parts[name] = _build(cls, dict(section), f"{source} [{name}]")
+    for name, cls in _FREE_SECTIONS.items():
+        section = dict(data.get(name, {}))
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        kind = section.pop("name", cls().name)
+        if not isinstance(kind, str):
+            raise ConfigError(f"{source} [{name}]: key 'name' must be a string")
+        parts[name] = cls(name=kind, options=section)
+    return Pipeline(**parts, source=source)
+
+
+def pipeline_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    return [d for d in (here.parent / "pipelines", here / "_data" / "pipelines") if d.is_dir()]
+
+
+def load_pipeline(name_or_path: str | os.PathLike[str] | None = None) -> Pipeline:
+    """Load a pipeline by path, or by name from pipelines/ ('default' when None)."""
+    name = str(name_or_path) if name_or_path is not None else "default"
+    path = Path(name)
+    if not (name.endswith(".toml") or os.sep in name):
+        found = [d / f"{name}.toml" for d in pipeline_dirs() if (d / f"{name}.toml").is_file()]
+        if not found:
+            available = sorted({p.stem for d in pipeline_dirs() for p in d.glob("*.toml")})
+            raise ConfigError(f"unknown pipeline '{name}'; available: {', '.join(available) or '(none)'}")
+        path = found[0]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read pipeline file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file's syntax") from exc
+    return parse_pipeline(data, str(path))

@@ -1,0 +1,468 @@
+"""The search loop: propose -> evaluate -> record -> learn, then the winner.
+
+`evaluate_child` is a pure function of (architecture, recipe, profile, reward settings, seed)
+and the data: it is what an executor (in-process today; process pool or Ray later) runs.
+Gates run before expensive work: a candidate over the parameter budget is never trained, and a
+hard latency limit is checked on the untrained network's graph (latency does not depend on the
+weights), so it never wastes a training run either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import edgenas
+from edgenas import controllers, spaces
+from edgenas.config import Pipeline
+from edgenas.errors import BudgetError, ConfigError, EdgenasError, RunDirError
+from edgenas.measure.cost import static_cost
+from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
+from edgenas.measure.latency import LatencyStats, make_session, measure_latency
+from edgenas.profiles import Profile, load_profile
+from edgenas.reward import RewardConfig, RewardTerms, check_latency, check_params, compute_reward, rejected_reward
+from edgenas.spaces.base import SearchSpace
+from edgenas.store import Store, Trial
+from edgenas.training.data import Dataset, load_dataset
+from edgenas.training.trainer import ChildFailure, TrainRecipe, accuracy, predict, resolve_device, train_child
+
+PARITY_TOLERANCE = 1e-4
+DB_NAME = "search.db"
+
+
+def child_seed(seed: int, arch_key: str) -> int:
+    """Seed of one child's initialisation and batch order: stable across runs and processes."""
+    digest = hashlib.sha256(f"{seed}:{arch_key}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass
+class ChildResult:
+    """Everything an evaluation produces; the loop stores it."""
+
+    status: str  # ok | rejected | failed
+    params: int
+    reward: RewardTerms
+    seed: int
+    reason: str | None = None
+    macs: int | None = None
+    val_accuracy: float | None = None
+    latency: LatencyStats | None = None
+    onnx: bytes | None = None
+    state_dict: dict[str, torch.Tensor] | None = None
+    error: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate_child(
+    space: SearchSpace,
+    arch: Any,
+    data: Dataset,
+    recipe: TrainRecipe,
+    profile: Profile,
+    reward_cfg: RewardConfig,
+    seed: int,
+    device: torch.device,
+) -> ChildResult:
+    """Build, gate, time, train and score one architecture. Never raises for a bad child:
+    failures come back as status 'failed' with the error text."""
+    t_start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    torch.manual_seed(seed)
+    model = space.build(arch)
+    cost = static_cost(model, data.input_shape)
+    reason = check_params(reward_cfg, cost.params)
+    if reason:
+        seconds["total"] = time.perf_counter() - t_start
+        return ChildResult("rejected", cost.params, rejected_reward(reward_cfg), seed, reason, cost.macs, seconds=seconds)
+    latency = None
+    try:
+        # Time the architecture's graph before training: identical graph, weights do not change
+        # onnxruntime's work, and a hard latency limit then never wastes a training run.
+        t0 = time.perf_counter()
+        graph = export_onnx(model, data.input_shape)
+        seconds["export"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        latency = measure_latency(graph, profile)
+        seconds["measure"] = time.perf_counter() - t0
+        lat_ms = latency.statistic(profile.statistic)
+        reason = check_latency(reward_cfg, lat_ms)
+        if reason:
+            seconds["total"] = time.perf_counter() - t_start
+            return ChildResult(
+                "rejected", cost.params, rejected_reward(reward_cfg), seed, reason, cost.macs, latency=latency, seconds=seconds
+            )
+        result = train_child(model, data.x_train, data.y_train, data.x_val, data.y_val, recipe, seed, device)
+        seconds["train"] = result.train_seconds
+        t0 = time.perf_counter()
+        onnx_bytes = export_onnx(model, data.input_shape)
+        seconds["export"] += time.perf_counter() - t0
+    except (ChildFailure, EdgenasError, RuntimeError, ValueError) as exc:
+        seconds["total"] = time.perf_counter() - t_start
+        return ChildResult(
+            "failed", cost.params, rejected_reward(reward_cfg), seed, type(exc).__name__, cost.macs,
+            latency=latency, error=f"{type(exc).__name__}: {exc}", seconds=seconds,
+        )
+    terms = compute_reward(reward_cfg, result.val_accuracy, cost.params, cost.flops, lat_ms)
+    seconds["total"] = time.perf_counter() - t_start
+    return ChildResult(
+        "ok", cost.params, terms, seed, None, cost.macs, result.val_accuracy, latency, onnx_bytes,
+        {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, seconds=seconds,
+    )
+
+
+@dataclass
+class Progress:
+    """A snapshot for progress displays; numbers only."""
+
+    sampled: int
+    total: int
+    trained: int
+    rejected: int
+    failed: int
+    reused: int
+    best_reward: float | None
+    best_val_accuracy: float | None
+    best_params: int | None
+    last_reward: float | None
+    last_status: str | None
+    elapsed_seconds: float
+    phase: str = "search"
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    manifest: dict[str, Any]
+    top: list[Trial]
+    counts: dict[str, int]
+    wall_seconds: float
+
+    @property
+    def winner(self) -> dict[str, Any] | None:
+        return self.manifest.get("winner")
+
+
+def versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import sklearn
+    import thop  # noqa: F401
+
+    from importlib.metadata import version
+
+    return {
+        "edgenas": edgenas.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "thop": version("thop"),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def make_run_dir(runs_dir: str | Path, profile: str, name: str | None = None) -> Path:
+    """Create a fresh run directory; raises RunDirError when it cannot be written."""
+    runs_dir = Path(runs_dir)
+    if name is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = f"{stamp}-{profile}"
+    run_dir = runs_dir / name
+    suffix = 1
+    try:
+        while True:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                suffix += 1
+                run_dir = runs_dir / f"{name}-{suffix}"
+        (run_dir / "children").mkdir()
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunDirError(
+            f"cannot create the run directory under '{runs_dir}': {exc.strerror or exc}; "
+            "choose a writable place with --runs-dir"
+        ) from exc
+    return run_dir
+
+
+def build_space(pipeline: Pipeline, data: Dataset) -> SearchSpace:
+    return spaces.create(
+        pipeline.space.name, input_shape=data.input_shape, num_classes=data.num_classes, **pipeline.space.options
+    )
+
+
+def check_budget_feasible(space: SearchSpace, reward_cfg: RewardConfig) -> int:
+    """Parameters of the smallest network in the space; BudgetError if even that is over budget."""
+    smallest = space.smallest()
+    params = static_cost(space.build(smallest), space.input_shape).params  # type: ignore[attr-defined]
+    if reward_cfg.budget_params is not None and params > reward_cfg.budget_params:
+        raise BudgetError(
+            f"budget of {reward_cfg.budget_params:,} parameters is smaller than the smallest network in "
+            f"the '{space.name}' space ({params:,} parameters); raise --budget to at least {params:,}"
+        )
+    return params
+
+
+def prepare(pipeline: Pipeline) -> tuple[Profile, Dataset, SearchSpace, torch.device]:
+    """Everything that can fail on bad input, checked before any run directory or training."""
+    profile = load_profile(pipeline.search.profile)
+    device = resolve_device(pipeline.search.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{pipeline.search.device}' was asked for but CUDA is not available; use --device cpu or auto")
+    ds = pipeline.dataset
+    data = load_dataset(ds.name, ds.val_fraction, ds.test_fraction, ds.split_seed)
+    space = build_space(pipeline, data)
+    check_budget_feasible(space, pipeline.reward)
+    return profile, data, space, device
+
+
+def run_search(
+    pipeline: Pipeline,
+    run_dir: Path | None = None,
+    run_name: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    command: str | None = None,
+) -> SearchResult:
+    """Run a whole search and write its run directory (search.db, children/, winner.onnx,
+    manifest.json). Raises EdgenasError subclasses on bad input, before training anything."""
+    t_start = time.perf_counter()
+    profile, data, space, device = prepare(pipeline)
+    cfg = pipeline.search
+    if run_dir is None:
+        run_dir = make_run_dir(cfg.runs_dir, profile.name, run_name)
+    children_dir = run_dir / "children"
+    controller_opts = pipeline.controller.options
+    controller = controllers.create(pipeline.controller.name, space, seed=cfg.seed, **controller_opts)
+
+    store = Store(run_dir / DB_NAME)
+    try:
+        store.set_meta("pipeline", pipeline.to_json())
+        store.set_meta("profile", {**profile.settings(), "fingerprint": profile.fingerprint()})
+        store.set_meta("dataset", describe_dataset(data))
+        store.set_meta("versions", versions())
+        store.set_meta("command", command)
+        store.set_meta("started_at", datetime.now(timezone.utc).isoformat())
+
+        counts = {"trained": 0, "rejected": 0, "failed": 0, "reused": 0}
+        best: Trial | None = None
+        sampled = 0
+        update_index = 0
+        last_reward: float | None = None
+        last_status: str | None = None
+
+        def report(phase: str = "search") -> None:
+            if on_progress:
+                on_progress(
+                    Progress(
+                        sampled, cfg.children, counts["trained"], counts["rejected"], counts["failed"], counts["reused"],
+                        best.reward if best else None, best.val_accuracy if best else None,
+                        best.params if best else None, last_reward, last_status,
+                        time.perf_counter() - t_start, phase,
+                    )
+                )
+
+        report()
+        while sampled < cfg.children:
+            if cfg.max_minutes is not None and time.perf_counter() - t_start > cfg.max_minutes * 60:
+                break
+            m = min(cfg.architectures_per_update, cfg.children - sampled)
+            batch = controller.propose(m)
+            rewards = []
+            for position, actions in enumerate(batch):
+                arch = space.decode(actions)
+                key = arch.key()
+                trial = store.trial_by_key(key)
+                reused = trial is not None
+                if trial is None:
+                    seed = child_seed(cfg.seed, key)
+                    res = evaluate_child(space, arch, data, pipeline.training, profile, pipeline.reward, seed, device)
+                    trial = record_trial(store, children_dir, actions, arch, res)
+                    counts["trained" if res.status == "ok" else res.status] += 1
+                else:
+                    counts["reused"] += 1
+                store.add_sample(update_index, position, actions, key, trial.id, trial.reward, reused)
+                rewards.append(trial.reward)
+                sampled += 1
+                last_reward, last_status = trial.reward, ("reused" if reused else trial.status)
+                if trial.status == "ok" and (best is None or (trial.reward, -trial.params) > (best.reward, -best.params)):
+                    best = trial
+                report()
+            stats = controller.learn(batch, rewards)
+            store.add_update(update_index, stats)
+            update_index += 1
+
+        report("winner")
+        manifest = finalize(store, run_dir, space, data, profile, pipeline, time.perf_counter() - t_start, command)
+        wall = time.perf_counter() - t_start
+        manifest["search"]["wall_seconds"] = wall
+        write_json(run_dir / "manifest.json", manifest)
+        store.set_meta("finished_at", datetime.now(timezone.utc).isoformat())
+        return SearchResult(run_dir, manifest, store.top(5), store.status_counts(), wall)
+    finally:
+        store.close()
+
+
+def record_trial(store: Store, children_dir: Path, actions: list[int], arch: Any, res: ChildResult) -> Trial:
+    lat = res.latency
+    trial_id = store.add_trial(
+        arch_key=arch.key(),
+        actions=list(actions),
+        arch=arch.to_json(),
+        status=res.status,
+        reason=res.reason,
+        params=res.params,
+        macs=res.macs,
+        flops=2 * res.macs if res.macs is not None else None,
+        val_accuracy=res.val_accuracy,
+        latency_median_ms=lat.median_ms if lat else None,
+        latency_p90_ms=lat.p90_ms if lat else None,
+        latency_runs=lat.runs if lat else None,
+        latency_label=lat.label if lat else None,
+        latency=lat.to_json() if lat else None,
+        reward=res.reward.total,
+        reward_terms=res.reward.to_json(),
+        seed=res.seed,
+        train_seconds=res.seconds.get("train"),
+        export_seconds=res.seconds.get("export"),
+        measure_seconds=res.seconds.get("measure"),
+        total_seconds=res.seconds.get("total", 0.0),
+        error=res.error,
+    )
+    if res.onnx is not None and res.state_dict is not None:
+        onnx_path = children_dir / f"{trial_id:05d}.onnx"
+        weights_path = children_dir / f"{trial_id:05d}.pt"
+        onnx_path.write_bytes(res.onnx)
+        torch.save(res.state_dict, weights_path)
+        store.set_trial_paths(trial_id, str(onnx_path.relative_to(children_dir.parent)), str(weights_path.relative_to(children_dir.parent)))
+    trial = store.trial(trial_id)
+    assert trial is not None
+    return trial
+
+
+def describe_dataset(data: Dataset) -> dict[str, Any]:
+    return {
+        "name": data.name,
+        "sizes": data.sizes(),
+        "input_shape": list(data.input_shape),
+        "classes": data.classes,
+        "normalisation": {"mean": data.mean, "std": data.std, "pixel_scale": data.pixel_scale},
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def finalize(
+    store: Store,
+    run_dir: Path,
+    space: SearchSpace,
+    data: Dataset,
+    profile: Profile,
+    pipeline: Pipeline,
+    wall_seconds: float,
+    command: str | None,
+) -> dict[str, Any]:
+    """Pick the best feasible child, score it on the test split, write and verify winner.onnx."""
+    counts = store.status_counts()
+    manifest: dict[str, Any] = {
+        "edgenas_version": edgenas.__version__,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "command": command,
+        "run_dir": str(run_dir),
+        "dataset": describe_dataset(data),
+        "profile": {**profile.settings(), "fingerprint": profile.fingerprint(), "latency_label": profile.latency_label},
+        "reward": pipeline.to_json()["reward"],
+        "pipeline": pipeline.to_json(),
+        "search": {
+            "samples": store.sample_count(),
+            "trained": counts["ok"],
+            "rejected": counts["rejected"],
+            "failed": counts["failed"],
+            "reused": store.sample_count() - sum(counts.values()),
+            "wall_seconds": wall_seconds,
+        },
+        "versions": versions(),
+        "winner": None,
+    }
+    top = store.top(1)
+    if not top:
+        return manifest
+    trial = top[0]
+    arch = space.arch_from_json(trial.arch)
+    model = space.build(arch)
+    model.load_state_dict(torch.load(run_dir / str(trial.weights_path), weights_only=True))
+    model.eval()
+    test_acc = accuracy(model, data.x_test, data.y_test)
+    lat = trial.latency or {}
+    metadata = {
+        "edgenas_version": edgenas.__version__,
+        "architecture": json.dumps(trial.arch),
+        "classes": json.dumps(data.classes),
+        "input_shape": json.dumps([-1, *data.input_shape]),
+        "normalisation": json.dumps({"mean": data.mean, "std": data.std, "pixel_scale": data.pixel_scale}),
+        "profile": profile.name,
+        "latency_ms": json.dumps({"median": lat.get("median_ms"), "p90": lat.get("p90_ms"), "where": lat.get("label")}),
+        "params": str(trial.params),
+        "val_accuracy": f"{trial.val_accuracy:.6f}",
+        "test_accuracy": f"{test_acc:.6f}",
+    }
+    onnx_bytes = export_onnx(model, data.input_shape, metadata)
+    winner_path = run_dir / "winner.onnx"
+    winner_path.write_bytes(onnx_bytes)
+    # Verify on real inputs: onnxruntime must give torch's logits within PARITY_TOLERANCE.
+    session = make_session(str(winner_path), profile)
+    ort_logits = np.concatenate(
+        [session.run(None, {INPUT_NAME: data.x_test[i : i + 256].numpy()})[0] for i in range(0, len(data.y_test), 256)]
+    )
+    torch_logits = predict(model, data.x_test).numpy()
+    max_diff = float(np.abs(ort_logits - torch_logits).max())
+    if max_diff > PARITY_TOLERANCE:
+        raise EdgenasError(
+            f"winner.onnx differs from the torch model by {max_diff:.3g} (> {PARITY_TOLERANCE}); "
+            "the export is not trustworthy, please report this with the run directory"
+        )
+    test_acc_onnx = float((ort_logits.argmax(1) == data.y_test.numpy()).mean())
+    manifest["winner"] = {
+        "trial_id": trial.id,
+        "arch_key": trial.arch_key,
+        "architecture": trial.arch,
+        "params": trial.params,
+        "macs": trial.macs,
+        "flops": trial.flops,
+        "val_accuracy": trial.val_accuracy,
+        "test_accuracy": test_acc,
+        "test_accuracy_onnx": test_acc_onnx,
+        "latency": trial.latency,
+        "reward": trial.reward,
+        "reward_terms": trial.reward_terms,
+        "onnx": {
+            "path": "winner.onnx",
+            "opset": OPSET,
+            "input": INPUT_NAME,
+            "output": OUTPUT_NAME,
+            "bytes": len(onnx_bytes),
+            "parity_max_abs_diff": max_diff,
+            "parity_inputs": f"{len(data.y_test)} test-split images",
+        },
+    }
+    return manifest

@@ -1,0 +1,74 @@
+"""What every search space provides.
+
+A search space is data: a list of decision kinds (a name and a number of options), a rule for
+which decision comes next after a prefix of actions (with a mask of the options allowed there),
+and a decoder from a finished action sequence to a plain, hashable `Architecture`-like object
+with a canonical key. Controllers see only the integers: kind index, option mask, action.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class DecisionKind:
+    name: str
+    options: tuple[Any, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.options)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The next choice after a prefix: its kind (index into `SearchSpace.kinds`) and which
+    options are allowed (a mask with at least one True)."""
+
+    kind: int
+    mask: tuple[bool, ...]
+
+
+class SearchSpace(ABC):
+    """Contract: `next_decision` is a pure function of the prefix; a sequence is complete when
+    it returns None; every complete sequence decodes to a buildable network. Instances are
+    immutable and safe to share between threads."""
+
+    name: str
+    kinds: tuple[DecisionKind, ...]
+
+    @abstractmethod
+    def next_decision(self, prefix: Sequence[int]) -> Decision | None:
+        """The decision that follows `prefix`, or None if `prefix` is a complete sequence."""
+
+    @abstractmethod
+    def decode(self, actions: Sequence[int]) -> Any:
+        """The architecture a complete, valid action sequence describes."""
+
+    @abstractmethod
+    def build(self, arch: Any) -> nn.Module:
+        """A freshly initialised module for `arch` (initialisation uses torch's global RNG)."""
+
+    @abstractmethod
+    def smallest(self) -> Any:
+        """An architecture with the fewest parameters the space can produce."""
+
+    @abstractmethod
+    def arch_from_json(self, data: dict[str, Any]) -> Any:
+        """Inverse of `arch.to_json()`."""
+
+    def validate(self, actions: Sequence[int]) -> None:
+        """Raise ValueError unless `actions` is a complete sequence of allowed choices."""
+        for i, action in enumerate(actions):
+            decision = self.next_decision(actions[:i])
+            if decision is None:
+                raise ValueError(f"sequence is complete after {i} actions, got {len(actions)}")
+            if not (0 <= action < len(decision.mask)) or not decision.mask[action]:
+                raise ValueError(f"action {action} at position {i} is not allowed there")
+        if self.next_decision(actions) is not None:
+            raise ValueError(f"sequence of {len(actions)} actions is incomplete")

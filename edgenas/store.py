@@ -1,0 +1,232 @@
+"""The run's SQLite database: the single source of truth of a search.
+
+Tables
+  meta     key/value: pipeline, profile, dataset description, versions (JSON text)
+  trials   one row per distinct architecture the search evaluated, committed when it finishes:
+           status ok / rejected / failed, costs, accuracy, latency, reward and its terms
+  samples  one row per controller sample, in order, pointing at the trial that answered it
+           (a repeated architecture reuses its trial: `reused` = 1)
+  updates  one row per policy update: loss, entropy, baseline, mean reward
+WAL mode; every write is its own transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY,
+    arch_key TEXT NOT NULL UNIQUE,
+    actions TEXT NOT NULL,
+    arch TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'rejected', 'failed')),
+    reason TEXT,
+    params INTEGER NOT NULL,
+    macs INTEGER,
+    flops INTEGER,
+    val_accuracy REAL,
+    latency_median_ms REAL,
+    latency_p90_ms REAL,
+    latency_runs INTEGER,
+    latency_label TEXT,
+    latency TEXT,
+    reward REAL NOT NULL,
+    reward_terms TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    train_seconds REAL,
+    export_seconds REAL,
+    measure_seconds REAL,
+    total_seconds REAL NOT NULL,
+    onnx_path TEXT,
+    weights_path TEXT,
+    error TEXT,
+    finished_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY,
+    update_index INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    actions TEXT NOT NULL,
+    arch_key TEXT NOT NULL,
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    reward REAL NOT NULL,
+    reused INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS updates (
+    update_index INTEGER PRIMARY KEY,
+    loss REAL, entropy REAL, baseline REAL, mean_reward REAL,
+    finished_at REAL NOT NULL
+);
+"""
+
+TRIAL_COLUMNS = (
+    "arch_key", "actions", "arch", "status", "reason", "params", "macs", "flops", "val_accuracy",
+    "latency_median_ms", "latency_p90_ms", "latency_runs", "latency_label", "latency", "reward",
+    "reward_terms", "seed", "train_seconds", "export_seconds", "measure_seconds", "total_seconds",
+    "onnx_path", "weights_path", "error",
+)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A row of `trials`, JSON columns decoded."""
+
+    id: int
+    arch_key: str
+    actions: list[int]
+    arch: dict[str, Any]
+    status: str
+    reason: str | None
+    params: int
+    macs: int | None
+    flops: int | None
+    val_accuracy: float | None
+    latency_median_ms: float | None
+    latency_p90_ms: float | None
+    latency_runs: int | None
+    latency_label: str | None
+    latency: dict[str, Any] | None
+    reward: float
+    reward_terms: dict[str, float]
+    seed: int
+    train_seconds: float | None
+    export_seconds: float | None
+    measure_seconds: float | None
+    total_seconds: float
+    onnx_path: str | None
+    weights_path: str | None
+    error: str | None
+    finished_at: float
+
+
+_JSON_COLUMNS = ("actions", "arch", "latency", "reward_terms")
+
+
+class Store:
+    """Not shared between threads; open one Store per process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.conn = sqlite3.connect(str(self.path), isolation_level=None)  # autocommit; explicit BEGIN
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- meta -------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+    # -- trials -----------------------------------------------------------------------------
+    def add_trial(self, **values: Any) -> int:
+        """Insert a finished trial (one transaction); returns its id."""
+        unknown = set(values) - set(TRIAL_COLUMNS)
+        if unknown:
+            raise KeyError(f"unknown trial columns {sorted(unknown)}")
+        row = {k: values.get(k) for k in TRIAL_COLUMNS}
+        for k in _JSON_COLUMNS:
+            if row[k] is not None:
+                row[k] = json.dumps(row[k])
+        row["finished_at"] = time.time()
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        cur = self.conn.execute(f"INSERT INTO trials ({cols}) VALUES ({marks})", tuple(row.values()))
+        return int(cur.lastrowid)
+
+    def set_trial_paths(self, trial_id: int, onnx_path: str, weights_path: str) -> None:
+        self.conn.execute(
+            "UPDATE trials SET onnx_path = ?, weights_path = ? WHERE id = ?", (onnx_path, weights_path, trial_id)
+        )
+
+    @staticmethod
+    def _trial(row: sqlite3.Row) -> Trial:
+        data = dict(row)
+        for k in _JSON_COLUMNS:
+            if data[k] is not None:
+                data[k] = json.loads(data[k])
+        return Trial(**data)
+
+    def trial(self, trial_id: int) -> Trial | None:
+        row = self.conn.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        return self._trial(row) if row else None
+
+    def trial_by_key(self, arch_key: str) -> Trial | None:
+        row = self.conn.execute("SELECT * FROM trials WHERE arch_key = ?", (arch_key,)).fetchone()
+        return self._trial(row) if row else None
+
+    def trials(self, status: str | None = None) -> list[Trial]:
+        if status is None:
+            rows = self.conn.execute("SELECT * FROM trials ORDER BY id")
+        else:
+            rows = self.conn.execute("SELECT * FROM trials WHERE status = ? ORDER BY id", (status,))
+        return [self._trial(r) for r in rows]
+
+    def top(self, k: int) -> list[Trial]:
+        """The k best finished (status ok) trials by reward; ties go to fewer parameters."""
+        rows = self.conn.execute(
+            "SELECT * FROM trials WHERE status = 'ok' ORDER BY reward DESC, params ASC, id ASC LIMIT ?", (k,)
+        )
+        return [self._trial(r) for r in rows]
+
+    def status_counts(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT status, COUNT(*) AS n FROM trials GROUP BY status")
+        counts = {"ok": 0, "rejected": 0, "failed": 0}
+        counts.update({r["status"]: r["n"] for r in rows})
+        return counts
+
+    # -- samples and updates ----------------------------------------------------------------
+    def add_sample(
+        self, update_index: int, position: int, actions: list[int], arch_key: str, trial_id: int, reward: float, reused: bool
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO samples(update_index, position, actions, arch_key, trial_id, reward, reused) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (update_index, position, json.dumps(actions), arch_key, trial_id, reward, int(reused)),
+        )
+
+    def samples(self) -> Iterator[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM samples ORDER BY id")
+
+    def sample_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+
+    def add_update(self, update_index: int, stats: dict[str, float]) -> None:
+        self.conn.execute(
+            "INSERT INTO updates(update_index, loss, entropy, baseline, mean_reward, finished_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                update_index,
+                stats.get("loss"),
+                stats.get("entropy"),
+                stats.get("baseline"),
+                stats.get("mean_reward"),
+                time.time(),
+            ),
+        )
+
+    def updates(self) -> list[sqlite3.Row]:
+        return list(self.conn.execute("SELECT * FROM updates ORDER BY update_index"))
