@@ -220,7 +220,15 @@ def check_budget_feasible(space: SearchSpace, reward_cfg: RewardConfig) -> int:
     return params
 
 
-def prepare(pipeline: Pipeline) -> tuple[Profile, Dataset, SearchSpace, torch.device]:
+@dataclass
+class Prepared:
+    profile: Profile
+    data: Dataset
+    space: SearchSpace
+    device: torch.device
+
+
+def prepare(pipeline: Pipeline) -> Prepared:
     """Everything that can fail on bad input, checked before any run directory or training."""
     profile = load_profile(pipeline.search.profile)
     device = resolve_device(pipeline.search.device)
@@ -230,7 +238,8 @@ def prepare(pipeline: Pipeline) -> tuple[Profile, Dataset, SearchSpace, torch.de
     data = load_dataset(ds.name, ds.val_fraction, ds.test_fraction, ds.split_seed)
     space = build_space(pipeline, data)
     check_budget_feasible(space, pipeline.reward)
-    return profile, data, space, device
+    controllers.create(pipeline.controller.name, space, seed=0, **pipeline.controller.options)  # check its options
+    return Prepared(profile, data, space, device)
 
 
 def run_search(
@@ -239,11 +248,13 @@ def run_search(
     run_name: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     command: str | None = None,
+    prepared: Prepared | None = None,
 ) -> SearchResult:
     """Run a whole search and write its run directory (search.db, children/, winner.onnx,
     manifest.json). Raises EdgenasError subclasses on bad input, before training anything."""
     t_start = time.perf_counter()
-    profile, data, space, device = prepare(pipeline)
+    prepared = prepared or prepare(pipeline)
+    profile, data, space, device = prepared.profile, prepared.data, prepared.space, prepared.device
     cfg = pipeline.search
     if run_dir is None:
         run_dir = make_run_dir(cfg.runs_dir, profile.name, run_name)

@@ -72,8 +72,11 @@ class ReinforceController(Controller):
             probs = (1 - self.probability_floor) * probs + self.probability_floor * uniform
         return probs
 
-    def _run(self, actions: Sequence[int] | None) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-        """Sample a sequence (actions=None) or score a given one.
+    def _run(
+        self, actions: Sequence[int] | None, prefix_only: bool = False
+    ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """Sample a sequence (actions=None) or score a given one (or only its first
+        len(actions) decisions, with prefix_only).
 
         Returns the actions, the sum of their log-probabilities and the summed entropy."""
         p = self.policy
@@ -84,6 +87,8 @@ class ReinforceController(Controller):
         log_prob = torch.zeros(())
         entropy = torch.zeros(())
         while (d := self.space.next_decision(out)) is not None:
+            if prefix_only and actions is not None and len(out) == len(actions):
+                break
             h, c = p.cell(inp, (h, c))
             probs = self._distribution(h[0], d.kind, d.mask)
             if actions is None:
@@ -95,7 +100,7 @@ class ReinforceController(Controller):
             entropy = entropy - (probs * logp).sum()
             out.append(a)
             inp = p.embeddings[d.kind](torch.tensor([a]))
-        if actions is not None and len(out) != len(actions):
+        if actions is not None and len(out) != len(actions) and not prefix_only:
             raise ValueError("action sequence does not match the search space")
         return out, log_prob, entropy
 
@@ -107,6 +112,11 @@ class ReinforceController(Controller):
         """log p(actions) under the current policy."""
         with torch.no_grad():
             return float(self._run(actions)[1])
+
+    def log_prob_prefix(self, prefix: Sequence[int]) -> float:
+        """log p(the sequence starts with `prefix`) under the current policy."""
+        with torch.no_grad():
+            return float(self._run(prefix, prefix_only=True)[1])
 
     def learn(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
         if len(actions) != len(rewards) or not actions:

@@ -1,0 +1,3 @@
+from edgenas.cli import main
+
+main()

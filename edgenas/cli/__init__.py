@@ -1,0 +1,36 @@
+"""The `edgenas` command: a thin typer layer over the library."""
+
+from __future__ import annotations
+
+import typer
+
+from edgenas import __version__
+from edgenas.cli import bench_cmd, profiles_cmd, search_cmd
+
+app = typer.Typer(
+    name="edgenas",
+    help="Neural architecture search for small devices: accurate networks that fit a budget and a measured latency.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("search")(search_cmd.search)
+app.command("bench")(bench_cmd.bench)
+app.add_typer(profiles_cmd.app, name="profiles")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"edgenas {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """edgenas: search, bench and profiles."""
+
+
+def main() -> None:
+    app()

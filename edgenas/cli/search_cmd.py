@@ -1,0 +1,184 @@
+"""`edgenas search`: run a search and show it live."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from edgenas.cli.common import EXIT_INTERRUPTED, EXIT_NO_RESULT, console, err_console, fmt_int, fmt_ms, fmt_pct, handle_errors
+from edgenas.config import load_pipeline
+from edgenas.errors import BudgetError, ConfigError
+from edgenas.search import Progress as SearchProgress
+from edgenas.search import SearchResult, make_run_dir, prepare, run_search
+
+_STATUS_TEXT = "best {best}  last {last}  trained {trained}  rejected {rejected}  failed {failed}  reused {reused}"
+
+
+def _progress_text(p: SearchProgress) -> str:
+    best = "-" if p.best_reward is None else f"{p.best_reward:.4f} ({fmt_int(p.best_params)} params)"
+    last = "-" if p.last_reward is None else f"{p.last_reward:.4f} {p.last_status}"
+    return _STATUS_TEXT.format(
+        best=best, last=last, trained=p.trained, rejected=p.rejected, failed=p.failed, reused=p.reused
+    )
+
+
+@handle_errors
+def search(
+    budget: Annotated[
+        Optional[int],
+        typer.Option("--budget", "-b", help="Hard parameter budget: bigger candidates are rejected before training.",
+                     show_default="from the pipeline (150000)"),
+    ] = None,
+    no_budget: Annotated[bool, typer.Option("--no-budget", help="Search without a hard parameter budget.")] = False,
+    profile: Annotated[
+        Optional[str],
+        typer.Option("--profile", "-p", help="Hardware profile name (see `edgenas profiles`) or .toml path.",
+                     show_default="from the pipeline (cpu-arm)"),
+    ] = None,
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", help="Pipeline name in pipelines/ or path of a pipeline .toml file.")
+    ] = "default",
+    children: Annotated[
+        Optional[int], typer.Option("--children", "-n", help="Architectures to sample (trained, rejected or reused).")
+    ] = None,
+    per_update: Annotated[
+        Optional[int], typer.Option("--per-update", help="Architectures per controller update (m).")
+    ] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs per child.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the controller and of every child.")] = None,
+    controller: Annotated[
+        Optional[str], typer.Option("--controller", help="Controller: reinforce or random.")
+    ] = None,
+    reward_mode: Annotated[
+        Optional[str],
+        typer.Option("--reward-mode", help="budget (R = accuracy), linear (accuracy - weights x cost) or piecewise."),
+    ] = None,
+    params_weight: Annotated[
+        Optional[float], typer.Option("--params-weight", help="linear mode: penalty per million parameters.")
+    ] = None,
+    flops_weight: Annotated[
+        Optional[float], typer.Option("--flops-weight", help="linear mode: penalty per million FLOPs.")
+    ] = None,
+    params_threshold: Annotated[
+        Optional[int], typer.Option("--params-threshold", help="piecewise mode: parameters where the penalty starts.")
+    ] = None,
+    flops_threshold: Annotated[
+        Optional[int], typer.Option("--flops-threshold", help="piecewise mode: FLOPs where the penalty starts.")
+    ] = None,
+    latency_threshold_ms: Annotated[
+        Optional[float], typer.Option("--latency-threshold-ms", help="piecewise mode: latency where the penalty starts.")
+    ] = None,
+    max_latency_ms: Annotated[
+        Optional[float], typer.Option("--max-latency-ms", help="Latency limit in ms (profile statistic).")
+    ] = None,
+    latency_limit: Annotated[
+        Optional[str], typer.Option("--latency-limit", help="hard: reject before training; soft: penalty.")
+    ] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
+    max_minutes: Annotated[
+        Optional[float], typer.Option("--max-minutes", help="Stop sampling new batches after this many minutes.")
+    ] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Parent folder of run directories.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run directory name (default: time and profile).")] = None,
+) -> None:
+    """Search for an accurate network that fits the device, and write a deployable winner.
+
+    Each sampled child is checked against the hard budget (never trained if over it), timed
+    under onnxruntime as the profile says, trained, scored on the validation split and
+    recorded in the run directory's SQLite database. The best feasible child is written as
+    winner.onnx, verified against torch, and scored on the test split.
+    """
+    if budget is not None and budget <= 0:
+        raise BudgetError(f"--budget must be a positive number of parameters, got {budget}")
+    if budget is not None and no_budget:
+        raise ConfigError("--budget and --no-budget contradict each other; give one of them")
+    pipe = load_pipeline(pipeline)
+    pipe = pipe.override(
+        "search", children=children, architectures_per_update=per_update, seed=seed, profile=profile, device=device,
+        max_minutes=max_minutes, runs_dir=str(runs_dir) if runs_dir else None,
+    )
+    pipe = pipe.override("training", epochs=epochs)
+    pipe = pipe.override(
+        "reward", budget_params=budget, mode=reward_mode, params_weight=params_weight, flops_weight=flops_weight,
+        params_threshold=params_threshold, flops_threshold=flops_threshold,
+        latency_threshold_ms=latency_threshold_ms, max_latency_ms=max_latency_ms, latency_limit=latency_limit,
+    )
+    if no_budget:
+        import dataclasses
+
+        pipe = dataclasses.replace(pipe, reward=dataclasses.replace(pipe.reward, budget_params=None))
+    if controller is not None:
+        import dataclasses
+
+        pipe = dataclasses.replace(pipe, controller=dataclasses.replace(pipe.controller, name=controller))
+
+    prepared = prepare(pipe)  # bad input fails here, before any directory or training
+    run_dir = make_run_dir(pipe.search.runs_dir, prepared.profile.name, name)
+    command = "edgenas " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("children", total=pipe.search.children, status="starting")
+
+        def on_progress(p: SearchProgress) -> None:
+            desc = "children" if p.phase == "search" else "verifying winner"
+            bar.update(task, completed=p.sampled, status=_progress_text(p), description=desc)
+
+        try:
+            result = run_search(pipe, run_dir=run_dir, on_progress=on_progress, command=command, prepared=prepared)
+        except KeyboardInterrupt:
+            bar.stop()
+            err_console.print("interrupted: finished children are saved in the run directory's search.db")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    _print_summary(result)
+    if result.winner is None:
+        err_console.print(
+            "[bold red]no feasible child:[/] every candidate was rejected or failed; "
+            "raise the budget or latency limit, or sample more children"
+        )
+        raise typer.Exit(EXIT_NO_RESULT)
+
+
+def _print_summary(result: SearchResult) -> None:
+    m = result.manifest
+    label = m["profile"]["latency_label"]
+    table = Table(title=f"top candidates (latency: profile {m['profile']['name']}, {label})")
+    for col in ("#", "trial", "params", "MACs", "val acc", "latency median ms", "p90 ms", "reward", "architecture"):
+        table.add_column(col, justify="left" if col == "architecture" else "right")
+    for rank, t in enumerate(result.top, 1):
+        table.add_row(
+            str(rank), str(t.id), fmt_int(t.params), fmt_int(t.macs), fmt_pct(t.val_accuracy),
+            fmt_ms(t.latency_median_ms), fmt_ms(t.latency_p90_ms), f"{t.reward:.4f}", t.arch_key.split("|", 1)[1],
+        )
+    console.print(table)
+    s = m["search"]
+    budget = m["reward"]["budget_params"]
+    console.print(
+        f"sampled {s['samples']}: trained {s['trained']}, rejected {s['rejected']} "
+        f"(budget {fmt_int(budget) if budget else 'none'}), failed {s['failed']}, reused {s['reused']}; "
+        f"wall time {s['wall_seconds']:.0f} s"
+    )
+    w = m["winner"]
+    if w:
+        lat = w["latency"] or {}
+        console.print(
+            f"[bold green]winner[/] trial {w['trial_id']}: {fmt_int(w['params'])} params, "
+            f"val {fmt_pct(w['val_accuracy'])}, test {fmt_pct(w['test_accuracy'])}, "
+            f"latency {fmt_ms(lat.get('median_ms'))} ms median / {fmt_ms(lat.get('p90_ms'))} ms p90 "
+            f"({lat.get('label')}, profile {lat.get('profile')})"
+        )
+        console.print(f"winner.onnx verified against torch (max |diff| {w['onnx']['parity_max_abs_diff']:.2g})")
+    console.print(f"run directory: [bold]{result.run_dir}[/]")

@@ -1,0 +1,92 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from edgenas.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_search_cli_end_to_end(tiny_pipeline, tmp_path):
+    res = run("search", "--pipeline", tiny_pipeline(children=4), "--budget", "5000", "--profile", "cpu-x86",
+              "--name", "cli")
+    assert res.exit_code == 0, res.output
+    assert "top candidates" in res.output and "host-measured" in res.output
+    assert "winner.onnx verified" in res.output
+    run_dir = tmp_path / "runs" / "cli"
+    assert str(run_dir) in res.output.replace("\n", "")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["profile"]["name"] == "cpu-x86" and manifest["reward"]["budget_params"] == 5000
+    assert manifest["command"].startswith("edgenas")
+
+    bench = run("bench", str(run_dir / "winner.onnx"), "--profile", "cpu-arm", "--profile", "cpu-x86", "--json")
+    assert bench.exit_code == 0, bench.output
+    rows = json.loads(bench.output)
+    assert [r["profile"] for r in rows] == ["cpu-arm", "cpu-x86"]
+    assert all(r["median_ms"] > 0 and len(r["samples_ms"]) == r["runs"] for r in rows)
+    table = run("bench", str(run_dir / "winner.onnx"), "-p", "cpu-arm")
+    assert table.exit_code == 0 and "host-measured" in table.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "--budget", "0"], "positive"),
+        (["search", "--budget", "-3"], "positive"),
+        (["search", "--budget", "abc"], "budget"),
+        (["search", "--profile", "pi-zero"], "available profiles"),
+        (["search", "--budget", "10"], "smallest network"),
+        (["search", "--pipeline", "nope"], "unknown pipeline"),
+        (["search", "--reward-mode", "fancy"], "reward mode"),
+        (["search", "--runs-dir", "/proc/edgenas-cannot-write"], "run directory"),
+        (["bench", "pyproject.toml"], "not an ONNX model"),
+        (["bench", "missing.onnx"], "does not exist"),
+        (["profiles", "show", "pi-zero"], "available profiles"),
+    ],
+)
+def test_bad_input_is_one_message_and_exit_2(args, message):
+    res = run(*args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+
+
+def test_bad_profile_file(tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text('name = "x"\nspeed = "fast"\n')
+    res = run("search", "--profile", str(f))
+    assert res.exit_code == 2 and "unknown key(s) speed" in res.output
+
+
+def test_unwritable_runs_dir(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    res = run("search", "--runs-dir", str(ro / "sub"), "-n", "1")
+    ro.chmod(0o700)
+    # root ignores permission bits; then the directory is simply created
+    assert res.exit_code in (0, 2)
+    if res.exit_code == 2:
+        assert "run directory" in res.output
+
+
+def test_profiles_list_and_show():
+    res = run("profiles")
+    assert res.exit_code == 0 and "cpu-arm" in res.output and "cpu-x86" in res.output
+    res = run("profiles", "show", "cpu-arm")
+    assert res.exit_code == 0 and "fingerprint" in res.output and "Cortex-A76" in res.output
+
+
+@pytest.mark.parametrize("cmd", [[], ["search"], ["bench"], ["profiles"], ["profiles", "show"]])
+def test_help_is_complete(cmd):
+    res = run(*cmd, "--help")
+    assert res.exit_code == 0
+    assert "Usage" in res.output
+    if cmd == ["search"]:
+        for flag in ("--budget", "--profile", "--pipeline", "--max-latency-ms", "--reward-mode", "--children"):
+            assert flag in res.output

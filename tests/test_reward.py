@@ -1,0 +1,57 @@
+import pytest
+
+from edgenas.errors import ConfigError
+from edgenas.reward import RewardConfig, check_latency, check_params, compute_reward, rejected_reward
+
+
+def test_budget_mode_is_accuracy_and_hard_gate():
+    cfg = RewardConfig(mode="budget", budget_params=1000)
+    assert check_params(cfg, 1000) is None
+    assert "1,001" in check_params(cfg, 1001)
+    terms = compute_reward(cfg, 0.9, params=999, flops=10**9, latency_ms=50.0)
+    assert terms.total == pytest.approx(0.9)
+    assert rejected_reward(RewardConfig(reject_reward=-0.5)).total == -0.5
+
+
+def test_linear_mode_penalises_params_and_flops():
+    cfg = RewardConfig(mode="linear", budget_params=None, params_weight=0.1, flops_weight=0.01)
+    t = compute_reward(cfg, 0.95, params=500_000, flops=2_000_000, latency_ms=1.0)
+    assert t.params_penalty == pytest.approx(0.05)
+    assert t.flops_penalty == pytest.approx(0.02)
+    assert t.total == pytest.approx(0.95 - 0.05 - 0.02)
+    assert check_params(cfg, 10**9) is None  # no budget
+
+
+def test_piecewise_starts_past_threshold():
+    cfg = RewardConfig(mode="piecewise", params_threshold=1000, latency_threshold_ms=2.0, piecewise_slope=0.5)
+    under = compute_reward(cfg, 0.9, params=1000, flops=0, latency_ms=2.0)
+    assert under.total == pytest.approx(0.9)
+    over = compute_reward(cfg, 0.9, params=1500, flops=0, latency_ms=3.0)
+    assert over.params_penalty == pytest.approx(0.25)
+    assert over.latency_penalty == pytest.approx(0.25)
+    assert over.total == pytest.approx(0.4)
+
+
+def test_latency_limit_hard_and_soft():
+    hard = RewardConfig(max_latency_ms=1.0, latency_limit="hard")
+    assert check_latency(hard, 1.5) is not None and check_latency(hard, 0.5) is None
+    soft = RewardConfig(max_latency_ms=1.0, latency_limit="soft", latency_weight=0.2)
+    assert check_latency(soft, 5.0) is None
+    assert compute_reward(soft, 0.9, 10, 10, 1.5).total == pytest.approx(0.9 - 0.1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "nope"}, "reward mode"),
+        ({"budget_params": 0}, "positive"),
+        ({"budget_params": -5}, "positive"),
+        ({"max_latency_ms": 0.0}, "positive"),
+        ({"latency_limit": "maybe"}, "latency_limit"),
+        ({"mode": "piecewise"}, "threshold"),
+        ({"params_weight": -1.0}, ">= 0"),
+    ],
+)
+def test_bad_reward_settings(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        RewardConfig(**kwargs)

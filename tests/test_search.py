@@ -1,0 +1,95 @@
+import json
+import sqlite3
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from edgenas.config import load_pipeline
+from edgenas.errors import BudgetError
+from edgenas.search import Progress, run_search
+
+
+def test_tiny_search_end_to_end(tiny_pipeline, digits):
+    pipe = load_pipeline(tiny_pipeline(children=9, budget=800))
+    seen: list[Progress] = []
+    result = run_search(pipe, run_name="t", on_progress=seen.append)
+    run = result.run_dir
+    assert (run / "search.db").is_file() and (run / "winner.onnx").is_file() and (run / "manifest.json").is_file()
+    assert seen[-1].sampled == 9 and seen[-1].phase == "winner"
+
+    conn = sqlite3.connect(run / "search.db")
+    rows = conn.execute("SELECT status, params, train_seconds, onnx_path, reward, reward_terms FROM trials").fetchall()
+    assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 9
+    assert len(rows) + result.manifest["search"]["reused"] == 9
+    assert any(r[0] == "rejected" for r in rows), "budget 800 should reject some of this space"
+    for status, params, train_s, onnx_path, reward, terms in rows:
+        if status == "ok":
+            assert params <= 800 and train_s > 0 and onnx_path
+            assert json.loads(terms)["total"] == pytest.approx(reward)
+        if status == "rejected":
+            assert params > 800 and train_s is None and onnx_path is None and reward == 0.0
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    w = manifest["winner"]
+    assert w["params"] <= 800
+    assert w["latency"]["label"] == "host-measured"
+    assert manifest["profile"]["name"] == "cpu-arm" and manifest["profile"]["fingerprint"]
+    assert manifest["reward"]["budget_params"] == 800
+    assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "thop", "edgenas"}
+    assert w["onnx"]["parity_max_abs_diff"] < 1e-4
+
+    # winner.onnx in a plain session, on the real test split, gives the recorded test accuracy
+    sess = ort.InferenceSession(str(run / "winner.onnx"), providers=["CPUExecutionProvider"])
+    logits = sess.run(None, {"input": digits.x_test.numpy()})[0]
+    acc = float((logits.argmax(1) == digits.y_test.numpy()).mean())
+    assert acc == pytest.approx(w["test_accuracy"], abs=1 / len(digits.y_test))
+    meta = {p.key: p.value for p in onnx.load(str(run / "winner.onnx")).metadata_props}
+    assert json.loads(meta["classes"]) == [str(i) for i in range(10)]
+    assert meta["profile"] == "cpu-arm"
+
+
+def test_repeated_architectures_are_trained_once(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text(
+        f"""
+[search]
+children = 8
+architectures_per_update = 4
+device = "cpu"
+runs_dir = "{tmp_path / 'runs'}"
+[space]
+max_layers = 1
+filters = [4]
+kernels = [1, 3]
+strides = [1]
+[training]
+epochs = 1
+"""
+    )
+    result = run_search(load_pipeline(str(path)))
+    conn = sqlite3.connect(result.run_dir / "search.db")
+    assert conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 2  # only two networks exist
+    assert conn.execute("SELECT SUM(reused) FROM samples").fetchone()[0] == 6
+    # a reused sample carries the stored trial's reward
+    bad = conn.execute(
+        "SELECT COUNT(*) FROM samples s JOIN trials t ON s.trial_id = t.id WHERE s.reward != t.reward"
+    ).fetchone()[0]
+    assert bad == 0
+
+
+def test_same_seed_same_search(tiny_pipeline):
+    pipe = load_pipeline(tiny_pipeline(children=4))
+    a = run_search(pipe, run_name="a")
+    b = run_search(pipe, run_name="b")
+    rows = lambda r: sqlite3.connect(r.run_dir / "search.db").execute(  # noqa: E731
+        "SELECT arch_key, val_accuracy, params FROM trials ORDER BY id").fetchall()
+    assert rows(a) == rows(b)
+
+
+def test_budget_below_smallest_network_fails_before_training(tiny_pipeline, tmp_path):
+    pipe = load_pipeline(tiny_pipeline(budget=20))
+    with pytest.raises(BudgetError, match="smallest network"):
+        run_search(pipe)
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from edgenas.controllers import RandomController
+from edgenas.errors import ConfigError
+from edgenas.spaces import create
+from edgenas.spaces.layerwise import FILTERS, KERNEL, SKIP, STOP, STRIDE, Layer, LayerwiseArch, LayerwiseSpace
+
+
+def space(**kw):
+    return LayerwiseSpace(input_shape=(1, 8, 8), num_classes=10, **kw)
+
+
+def test_first_layer_decisions_and_order():
+    s = space()
+    assert s.next_decision([]).kind == FILTERS
+    assert s.next_decision([0]).kind == KERNEL
+    assert s.next_decision([0, 0]).kind == STRIDE
+    # layer 1 starts with the stop decision, then one skip decision per earlier layer
+    assert s.next_decision([0, 0, 0]).kind == STOP
+    assert s.next_decision([0, 0, 0, 0]).kind == SKIP
+    assert s.next_decision([0, 0, 0, 0, 1]).kind == FILTERS
+    # stop ends the sequence
+    assert s.next_decision([0, 0, 0, 1]) is None
+
+
+def test_decode_wires_skips_and_image_fallback():
+    s = space()
+    # layer0: 16 filters k3 s1 | continue, skip0=no -> image input, 8 filters k1 s2 | continue, skips (yes, yes)
+    actions = [2, 1, 0, 0, 0, 1, 0, 1, 0, 1, 1, 3, 1, 0, 1]
+    arch = s.decode(actions)
+    assert arch.layers[0] == Layer(16, 3, 1, ())
+    assert arch.layers[1] == Layer(8, 1, 2, ())
+    assert arch.layers[2] == Layer(32, 3, 1, (0, 1))
+    assert arch.outputs() == (2,)
+    assert s.encode(arch) == actions
+
+
+def test_stride_and_kernel_masked_when_the_map_is_too_small():
+    s = LayerwiseSpace(input_shape=(1, 2, 2), num_classes=3, max_layers=3, skip_connections=False)
+    # 2x2 input: kernels 5 and 7 only see padding -> masked; stride 2 allowed
+    d = s.next_decision([0])
+    assert d.kind == KERNEL and d.mask == (True, True, False, False)
+    assert s.next_decision([0, 0]).mask == (True, True)
+    # after a stride-2 layer the map is 1x1: stride 2 and every kernel but 1 are masked
+    prefix = [0, 0, 1, 0, 0]  # layer0 stride 2, continue, layer1 filters
+    assert s.next_decision(prefix).mask == (True, False, False, False)
+    assert s.next_decision(prefix + [0]).mask == (True, False)
+    with pytest.raises(ValueError):
+        s.decode(prefix + [0, 1])  # stride 2 at 1x1 is impossible, not a failure later
+
+
+def test_random_sequences_decode_build_and_round_trip():
+    s = space()
+    ctl = RandomController(s, seed=3)
+    x = torch.randn(2, 1, 8, 8)
+    for actions in ctl.propose(40):
+        s.validate(actions)
+        arch = s.decode(actions)
+        assert s.encode(arch) == actions
+        assert s.arch_from_json(arch.to_json()) == arch
+        out = s.build(arch).eval()(x)
+        assert out.shape == (2, 10)
+
+
+def test_canonical_key_distinguishes_and_matches():
+    a = LayerwiseArch((Layer(8, 3, 1, ()), Layer(8, 3, 1, (0,))))
+    b = LayerwiseArch((Layer(8, 3, 1, ()), Layer(8, 3, 1, (0,))))
+    c = LayerwiseArch((Layer(8, 3, 1, ()), Layer(8, 3, 1, ())))
+    assert a.key() == b.key() and hash(a) == hash(b)
+    assert a.key() != c.key()
+
+
+def test_without_skips_layers_chain():
+    s = space(skip_connections=False, max_layers=2)
+    arch = s.decode([1, 1, 0, 0, 2, 1, 1])
+    assert arch.layers[1].inputs == (0,)
+    assert s.next_decision([1, 1, 0, 0, 2, 1, 1]) is None  # max_layers reached: no stop decision
+
+
+def test_smallest_is_smallest():
+    s = space()
+    small = sum(p.numel() for p in s.build(s.smallest()).parameters())
+    ctl = RandomController(s, seed=0)
+    for actions in ctl.propose(30):
+        assert sum(p.numel() for p in s.build(s.decode(actions)).parameters()) >= small
+
+
+def test_registry_errors_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown search space"):
+        create("nope", input_shape=(1, 8, 8), num_classes=10)
+    with pytest.raises(ConfigError, match="layerwise"):
+        create("layerwise", input_shape=(1, 8, 8), num_classes=10, kernels=[2])
+    with pytest.raises(ConfigError):
+        create("layerwise", input_shape=(1, 8, 8), num_classes=10, bogus=1)

@@ -1,0 +1,46 @@
+import sqlite3
+
+import pytest
+
+from edgenas.store import Store
+
+
+def _trial(key, reward, params, status="ok"):
+    return dict(
+        arch_key=key, actions=[1, 2], arch={"layers": []}, status=status, params=params, reward=reward,
+        reward_terms={"total": reward}, seed=1, total_seconds=0.5, latency={"median_ms": 0.1},
+    )
+
+
+def test_trials_persist_in_a_real_sqlite_file(tmp_path):
+    path = tmp_path / "search.db"
+    with Store(path) as store:
+        a = store.add_trial(**_trial("a", 0.9, 500))
+        store.add_trial(**_trial("b", 0.95, 800))
+        store.add_trial(**_trial("c", 0.95, 300))
+        store.add_trial(**_trial("d", 0.0, 10**6, status="rejected"))
+        store.add_sample(0, 0, [1, 2], "a", a, 0.9, reused=False)
+        store.add_update(0, {"loss": 1.0, "entropy": 2.0, "baseline": 0.5, "mean_reward": 0.7})
+        store.set_meta("pipeline", {"x": 1})
+    # a separate connection (another process would do the same) sees everything committed
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 4
+    conn.close()
+    with Store(path) as store:
+        assert [t.arch_key for t in store.top(3)] == ["c", "b", "a"]  # reward, then fewer params
+        assert store.status_counts() == {"ok": 3, "rejected": 1, "failed": 0}
+        t = store.trial_by_key("a")
+        assert t.actions == [1, 2] and t.latency == {"median_ms": 0.1}
+        assert store.get_meta("pipeline") == {"x": 1}
+        assert store.sample_count() == 1 and len(store.updates()) == 1
+
+
+def test_same_architecture_cannot_be_stored_twice(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        store.add_trial(**_trial("a", 0.9, 5))
+        with pytest.raises(sqlite3.IntegrityError):
+            store.add_trial(**_trial("a", 0.8, 5))
+        with pytest.raises(KeyError):
+            store.add_trial(**_trial("b", 0.8, 5), nonsense=1)
