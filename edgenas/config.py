@@ -24,7 +24,7 @@ from edgenas.training.trainer import TrainRecipe
 @dataclass(frozen=True)
 class SearchSettings:
     seed: int = 0
-    children: int = 96  # architectures the controller samples (trained, rejected or reused)
+    children: int = 160 # architectures the controller samples (trained, rejected or reused)
     architectures_per_update: int = 8  # m: the controller's minibatch per policy update
     max_minutes: float | None = None  # stop sampling new batches after this much wall time
     profile: str = "cpu-arm"
