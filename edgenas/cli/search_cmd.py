@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Group
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 from rich.table import Table
 
 from edgenas.cli.common import EXIT_INTERRUPTED, EXIT_NO_RESULT, console, err_console, fmt_int, fmt_ms, fmt_pct, handle_errors
@@ -17,15 +20,25 @@ from edgenas.errors import BudgetError, ConfigError
 from edgenas.search import Progress as SearchProgress
 from edgenas.search import SearchResult, make_run_dir, prepare, run_search
 
-_STATUS_TEXT = "best {best}  last {last}  trained {trained}  rejected {rejected}  failed {failed}  reused {reused}"
+class _Status:
+    """The line under the progress bar: best so far, last reward, counts."""
 
+    def __init__(self) -> None:
+        self.text = Text("waiting for the first child", style="dim")
 
-def _progress_text(p: SearchProgress) -> str:
-    best = "-" if p.best_reward is None else f"{p.best_reward:.4f} ({fmt_int(p.best_params)} params)"
-    last = "-" if p.last_reward is None else f"{p.last_reward:.4f} {p.last_status}"
-    return _STATUS_TEXT.format(
-        best=best, last=last, trained=p.trained, rejected=p.rejected, failed=p.failed, reused=p.reused
-    )
+    def update(self, p: SearchProgress) -> None:
+        best = "-" if p.best_reward is None else (
+            f"{p.best_reward:.4f} (val {fmt_pct(p.best_val_accuracy)}, {fmt_int(p.best_params)} params)"
+        )
+        last = "-" if p.last_reward is None else f"{p.last_reward:.4f} {p.last_status}"
+        self.text = Text.assemble(
+            ("best ", "bold"), best, ("  last ", "bold"), last,
+            ("  trained ", "bold"), str(p.trained), ("  rejected ", "bold"), str(p.rejected),
+            ("  failed ", "bold"), str(p.failed), ("  reused ", "bold"), str(p.reused),
+        )
+
+    def __rich__(self) -> Text:
+        return self.text
 
 
 @handle_errors
@@ -121,27 +134,30 @@ def search(
     prepared = prepare(pipe)  # bad input fails here, before any directory or training
     run_dir = make_run_dir(pipe.search.runs_dir, prepared.profile.name, name)
     command = "edgenas " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    columns = (
+    bar = Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=24),
+        BarColumn(bar_width=30),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("elapsed"),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
+        console=console,
     )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("children", total=pipe.search.children, status="starting")
+    task = bar.add_task("children", total=pipe.search.children)
+    status = _Status()
 
-        def on_progress(p: SearchProgress) -> None:
-            desc = "children" if p.phase == "search" else "verifying winner"
-            bar.update(task, completed=p.sampled, status=_progress_text(p), description=desc)
+    def on_progress(p: SearchProgress) -> None:
+        desc = "children" if p.phase == "search" else "verifying winner"
+        bar.update(task, completed=p.sampled, description=desc)
+        status.update(p)
 
+    console.print(f"run directory: [bold]{run_dir}[/]  profile {prepared.profile.name} ({prepared.profile.latency_label})")
+    with Live(Group(bar, status), console=console, refresh_per_second=4):
         try:
             result = run_search(pipe, run_dir=run_dir, on_progress=on_progress, command=command, prepared=prepared)
         except KeyboardInterrupt:
-            bar.stop()
-            err_console.print("interrupted: finished children are saved in the run directory's search.db")
+            err_console.print(f"interrupted: finished children are saved in {run_dir / 'search.db'}")
             raise typer.Exit(EXIT_INTERRUPTED) from None
     _print_summary(result)
     if result.winner is None:
