@@ -30,8 +30,17 @@ class SearchSettings:
     profile: str = "cpu-arm"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     runs_dir: str = "runs"
+    abort_failed_fraction: float = 0.5  # stop when more than this share of evaluated children failed...
+    abort_min_evaluated: int = 8  # ...once at least this many were evaluated (trained or failed)
+    measure_timeout_s: float = 60.0  # a child whose latency measurement takes longer fails
 
     def __post_init__(self) -> None:
+        if not 0 < self.abort_failed_fraction <= 1:
+            raise ConfigError(f"search.abort_failed_fraction must be in (0, 1], got {self.abort_failed_fraction}")
+        if self.abort_min_evaluated < 1:
+            raise ConfigError(f"search.abort_min_evaluated must be >= 1, got {self.abort_min_evaluated}")
+        if self.measure_timeout_s <= 0:
+            raise ConfigError(f"search.measure_timeout_s must be > 0, got {self.measure_timeout_s}")
         if self.children < 1:
             raise ConfigError(f"search.children must be >= 1, got {self.children}")
         if self.architectures_per_update < 1:
@@ -78,6 +87,36 @@ class Pipeline:
         data = dataclasses.asdict(self)
         data.pop("source")
         return data
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """The pipeline as a pipeline file's tables (None values left out, as TOML has no null)."""
+        data = self.to_json()
+        for name in _FREE_SECTIONS:
+            section = data[name]
+            data[name] = {"name": section["name"], **section["options"]}
+        return {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in data.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str) -> "Pipeline":
+        """Inverse of `to_json` (as stored in a run's database)."""
+        tables = {}
+        for name, section in data.items():
+            if name in _FREE_SECTIONS:
+                tables[name] = {"name": section["name"], **section["options"]}
+            else:
+                tables[name] = {k: v for k, v in section.items() if v is not None}
+        return parse_pipeline(tables, source)
+
+    def differences(self, other: "Pipeline") -> list[str]:
+        """'section.key: mine -> other' for every setting that differs."""
+        a, b = self.to_json(), other.to_json()
+        out = []
+        for section in a:
+            keys = set(a[section]) | set(b[section])
+            for key in sorted(keys):
+                if a[section].get(key) != b[section].get(key):
+                    out.append(f"{section}.{key}: {a[section].get(key)!r} -> {b[section].get(key)!r}")
+        return out
 
     def override(self, section: str, **values: Any) -> "Pipeline":
         """A copy with `values` replacing keys of `section` (None values are ignored)."""

@@ -6,7 +6,12 @@ Each message names the problem and what to do about it.
 
 
 class EdgenasError(Exception):
-    """Base class of every error edgenas raises on purpose."""
+    """Base class of every error edgenas raises on purpose.
+
+    `exit_code` is what the CLI exits with: 2 for bad input (the default), 1 for a search that
+    ran but had to stop."""
+
+    exit_code = 2
 
 
 class ConfigError(EdgenasError):
@@ -35,3 +40,9 @@ class MeasurementError(EdgenasError):
 
 class RunDirError(EdgenasError):
     """A run directory cannot be created, written or read."""
+
+
+class SearchAborted(EdgenasError):
+    """The search stopped on its own (too many children failed); what finished is saved."""
+
+    exit_code = 1

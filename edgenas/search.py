@@ -10,11 +10,11 @@ weights), so it never wastes a training run either.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import platform
-import sys
+import sqlite3
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,15 +24,17 @@ import numpy as np
 import torch
 
 import edgenas
-from edgenas import controllers, spaces
-from edgenas.config import Pipeline
-from edgenas.errors import BudgetError, ConfigError, EdgenasError, RunDirError
+from edgenas import controllers, faults, spaces
+from edgenas.config import Pipeline, SearchSettings
+from edgenas.errors import BudgetError, ConfigError, EdgenasError, RunDirError, SearchAborted
+from edgenas.fsutil import atomic_write_bytes, atomic_write_json
 from edgenas.measure.cost import static_cost
 from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
 from edgenas.measure.latency import LatencyStats, make_session, measure_latency
 from edgenas.profiles import Profile, load_profile
 from edgenas.reward import RewardConfig, RewardTerms, check_latency, check_params, compute_reward, rejected_reward
 from edgenas.spaces.base import SearchSpace
+from edgenas.runlock import RunLock
 from edgenas.store import Store, Trial
 from edgenas.training.data import Dataset, load_dataset
 from edgenas.training.trainer import ChildFailure, TrainRecipe, accuracy, predict, resolve_device, train_child
@@ -74,9 +76,11 @@ def evaluate_child(
     reward_cfg: RewardConfig,
     seed: int,
     device: torch.device,
+    measure_timeout_s: float | None = None,
 ) -> ChildResult:
     """Build, gate, time, train and score one architecture. Never raises for a bad child:
-    failures come back as status 'failed' with the error text."""
+    failures (diverged training, out of memory, export or onnxruntime errors, a timing over
+    `measure_timeout_s`) come back as status 'failed' with the error text."""
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     torch.manual_seed(seed)
@@ -91,10 +95,12 @@ def evaluate_child(
         # Time the architecture's graph before training: identical graph, weights do not change
         # onnxruntime's work, and a hard latency limit then never wastes a training run.
         t0 = time.perf_counter()
+        faults.point("export")
         graph = export_onnx(model, data.input_shape)
         seconds["export"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        latency = measure_latency(graph, profile)
+        faults.point("measure")
+        latency = measure_latency(graph, profile, timeout_s=measure_timeout_s)
         seconds["measure"] = time.perf_counter() - t0
         lat_ms = latency.statistic(profile.statistic)
         reason = check_latency(reward_cfg, lat_ms)
@@ -108,7 +114,7 @@ def evaluate_child(
         t0 = time.perf_counter()
         onnx_bytes = export_onnx(model, data.input_shape)
         seconds["export"] += time.perf_counter() - t0
-    except (ChildFailure, EdgenasError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # a bad child is recorded, never fatal to the search
         seconds["total"] = time.perf_counter() - t_start
         return ChildResult(
             "failed", cost.params, rejected_reward(reward_cfg), seed, type(exc).__name__, cost.macs,
@@ -139,6 +145,7 @@ class Progress:
     last_status: str | None
     elapsed_seconds: float
     phase: str = "search"
+    took_over_lock_from: int | None = None  # PID of a dead search whose stale lock was taken
 
 
 @dataclass
@@ -242,6 +249,45 @@ def prepare(pipeline: Pipeline) -> Prepared:
     return Prepared(profile, data, space, device)
 
 
+CHECKPOINT_NAME = "controller.ckpt"
+MANIFEST_NAME = "manifest.json"
+
+
+def save_checkpoint(run_dir: Path, update_index: int, controller: controllers.Controller) -> None:
+    """Atomically write the controller's whole state as it is before proposing `update_index`."""
+    buf = io.BytesIO()
+    torch.save({"format": 1, "update_index": update_index, "controller": controller.state_dict()}, buf)
+    atomic_write_bytes(run_dir / CHECKPOINT_NAME, buf.getvalue(), fault_point="checkpoint-write")
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as exc:
+        raise RunDirError(f"the controller checkpoint {path} cannot be read ({exc})") from exc
+
+
+def load_run_pipeline(run_dir: Path) -> Pipeline:
+    """The settings a run was started with, from its database."""
+    db = Path(run_dir) / DB_NAME
+    if not db.is_file():
+        raise RunDirError(
+            f"'{run_dir}' is not an edgenas run directory (no {DB_NAME} in it); give the directory "
+            "that `edgenas search` printed"
+        )
+    try:
+        with Store(db) as store:
+            data = store.get_meta("pipeline")
+    except sqlite3.DatabaseError as exc:
+        raise RunDirError(f"{db} is not a readable edgenas database ({exc})") from exc
+    if data is None:
+        raise RunDirError(f"{db} holds no pipeline settings; it was not written by edgenas search")
+    return Pipeline.from_json(data, source=str(db))
+
+
 def run_search(
     pipeline: Pipeline,
     run_dir: Path | None = None,
@@ -249,45 +295,65 @@ def run_search(
     on_progress: Callable[[Progress], None] | None = None,
     command: str | None = None,
     prepared: Prepared | None = None,
+    resume: bool = False,
 ) -> SearchResult:
-    """Run a whole search and write its run directory (search.db, children/, winner.onnx,
-    manifest.json). Raises EdgenasError subclasses on bad input, before training anything."""
+    """Run a whole search and write its run directory (search.db, children/, controller.ckpt,
+    winner.onnx, manifest.json). Raises EdgenasError subclasses on bad input, before training
+    anything.
+
+    Crash safety: a trial is committed (with the sample that asked for it) the moment it
+    finishes; the controller is checkpointed atomically after every policy update. With
+    `resume=True` the search continues in `run_dir`: the samples of the update that was in
+    flight are replayed from the checkpoint (same seed, same proposals), finished trials are
+    reused from the database and only the trials that were in flight are evaluated again."""
     t_start = time.perf_counter()
     prepared = prepared or prepare(pipeline)
     profile, data, space, device = prepared.profile, prepared.data, prepared.space, prepared.device
     cfg = pipeline.search
     if run_dir is None:
+        if resume:
+            raise RunDirError("resuming needs the run directory")
         run_dir = make_run_dir(cfg.runs_dir, profile.name, run_name)
     children_dir = run_dir / "children"
-    controller_opts = pipeline.controller.options
-    controller = controllers.create(pipeline.controller.name, space, seed=cfg.seed, **controller_opts)
+    children_dir.mkdir(exist_ok=True)
+    controller = controllers.create(pipeline.controller.name, space, seed=cfg.seed, **pipeline.controller.options)
 
-    store = Store(run_dir / DB_NAME)
-    try:
-        store.set_meta("pipeline", pipeline.to_json())
-        store.set_meta("profile", {**profile.settings(), "fingerprint": profile.fingerprint()})
-        store.set_meta("dataset", describe_dataset(data))
-        store.set_meta("versions", versions())
-        store.set_meta("command", command)
-        store.set_meta("started_at", datetime.now(timezone.utc).isoformat())
-
-        counts = {"trained": 0, "rejected": 0, "failed": 0, "reused": 0}
-        best: Trial | None = None
-        sampled = 0
+    with RunLock(run_dir) as lock, Store(run_dir / DB_NAME) as store:
+        if lock.took_over_from is not None:
+            store.set_meta("lock_taken_over_from", lock.took_over_from)
         update_index = 0
-        last_reward: float | None = None
-        last_status: str | None = None
+        if resume:
+            ckpt = load_checkpoint(run_dir)
+            if ckpt is not None:
+                controller.load_state_dict(ckpt["controller"])
+                update_index = int(ckpt["update_index"])
+            store.drop_samples_from(update_index)
+            store.set_meta("resumed_at", datetime.now(timezone.utc).isoformat())
+        else:
+            store.set_meta("pipeline", pipeline.to_json())
+            store.set_meta("profile", {**profile.settings(), "fingerprint": profile.fingerprint()})
+            store.set_meta("dataset", describe_dataset(data))
+            store.set_meta("versions", versions())
+            store.set_meta("command", command)
+            store.set_meta("started_at", datetime.now(timezone.utc).isoformat())
+            save_checkpoint(run_dir, 0, controller)
+        sampled = store.sample_count()
+        last: tuple[float | None, str | None] = (None, None)
 
         def report(phase: str = "search") -> None:
-            if on_progress:
-                on_progress(
-                    Progress(
-                        sampled, cfg.children, counts["trained"], counts["rejected"], counts["failed"], counts["reused"],
-                        best.reward if best else None, best.val_accuracy if best else None,
-                        best.params if best else None, last_reward, last_status,
-                        time.perf_counter() - t_start, phase,
-                    )
+            if on_progress is None:
+                return
+            counts = store.status_counts()
+            top = store.top(1)
+            best = top[0] if top else None
+            on_progress(
+                Progress(
+                    sampled, cfg.children, counts["ok"], counts["rejected"], counts["failed"], store.reused_count(),
+                    best.reward if best else None, best.val_accuracy if best else None,
+                    best.params if best else None, last[0], last[1], time.perf_counter() - t_start, phase,
+                    took_over_lock_from=lock.took_over_from,
                 )
+            )
 
         report()
         while sampled < cfg.children:
@@ -300,68 +366,98 @@ def run_search(
                 arch = space.decode(actions)
                 key = arch.key()
                 trial = store.trial_by_key(key)
-                reused = trial is not None
                 if trial is None:
                     seed = child_seed(cfg.seed, key)
-                    res = evaluate_child(space, arch, data, pipeline.training, profile, pipeline.reward, seed, device)
-                    trial = record_trial(store, children_dir, actions, arch, res)
-                    counts["trained" if res.status == "ok" else res.status] += 1
+                    res = evaluate_child(
+                        space, arch, data, pipeline.training, profile, pipeline.reward, seed, device,
+                        measure_timeout_s=cfg.measure_timeout_s,
+                    )
+                    trial = record_trial(store, children_dir, actions, arch, res, update_index, position)
+                    reused = False
                 else:
-                    counts["reused"] += 1
-                store.add_sample(update_index, position, actions, key, trial.id, trial.reward, reused)
+                    # First sampled here before a crash (same update and position): not a reuse.
+                    reused = (trial.origin_update, trial.origin_position) != (update_index, position)
+                    store.add_sample(update_index, position, actions, key, trial.id, trial.reward, reused)
                 rewards.append(trial.reward)
                 sampled += 1
-                last_reward, last_status = trial.reward, ("reused" if reused else trial.status)
-                if trial.status == "ok" and (best is None or (trial.reward, -trial.params) > (best.reward, -best.params)):
-                    best = trial
+                last = (trial.reward, "reused" if reused else trial.status)
                 report()
+                check_failures(store, cfg)
             stats = controller.learn(batch, rewards)
             store.add_update(update_index, stats)
             update_index += 1
+            save_checkpoint(run_dir, update_index, controller)
+            faults.point("after-update")
 
         report("winner")
         manifest = finalize(store, run_dir, space, data, profile, pipeline, time.perf_counter() - t_start, command)
         wall = time.perf_counter() - t_start
         manifest["search"]["wall_seconds"] = wall
-        write_json(run_dir / "manifest.json", manifest)
+        atomic_write_json(run_dir / MANIFEST_NAME, manifest)
         store.set_meta("finished_at", datetime.now(timezone.utc).isoformat())
         return SearchResult(run_dir, manifest, store.top(5), store.status_counts(), wall)
-    finally:
-        store.close()
 
 
-def record_trial(store: Store, children_dir: Path, actions: list[int], arch: Any, res: ChildResult) -> Trial:
+def check_failures(store: Store, cfg: SearchSettings) -> None:
+    """Stop the search when most children fail: something is wrong that retrying will not fix."""
+    counts = store.status_counts()
+    evaluated = counts["ok"] + counts["failed"]
+    if evaluated >= cfg.abort_min_evaluated and counts["failed"] > cfg.abort_failed_fraction * evaluated:
+        errors = store.conn.execute(
+            "SELECT error, COUNT(*) AS n FROM trials WHERE status = 'failed' GROUP BY error ORDER BY n DESC LIMIT 1"
+        ).fetchone()
+        raise SearchAborted(
+            f"{counts['failed']} of {evaluated} evaluated children failed (more than "
+            f"{cfg.abort_failed_fraction:.0%}); the most common error ({errors['n']}x) was: {errors['error']}. "
+            "Finished trials are saved in search.db; fix the cause, then resume with --resume"
+        )
+
+
+def record_trial(
+    store: Store, children_dir: Path, actions: list[int], arch: Any, res: ChildResult, update_index: int, position: int
+) -> Trial:
+    """Write the child's files (atomically), then its trial and sample rows (one transaction)."""
     lat = res.latency
-    trial_id = store.add_trial(
-        arch_key=arch.key(),
-        actions=list(actions),
-        arch=arch.to_json(),
-        status=res.status,
-        reason=res.reason,
-        params=res.params,
-        macs=res.macs,
-        flops=2 * res.macs if res.macs is not None else None,
-        val_accuracy=res.val_accuracy,
-        latency_median_ms=lat.median_ms if lat else None,
-        latency_p90_ms=lat.p90_ms if lat else None,
-        latency_runs=lat.runs if lat else None,
-        latency_label=lat.label if lat else None,
-        latency=lat.to_json() if lat else None,
-        reward=res.reward.total,
-        reward_terms=res.reward.to_json(),
-        seed=res.seed,
-        train_seconds=res.seconds.get("train"),
-        export_seconds=res.seconds.get("export"),
-        measure_seconds=res.seconds.get("measure"),
-        total_seconds=res.seconds.get("total", 0.0),
-        error=res.error,
-    )
+    key = arch.key()
+    onnx_rel = weights_rel = None
     if res.onnx is not None and res.state_dict is not None:
-        onnx_path = children_dir / f"{trial_id:05d}.onnx"
-        weights_path = children_dir / f"{trial_id:05d}.pt"
-        onnx_path.write_bytes(res.onnx)
-        torch.save(res.state_dict, weights_path)
-        store.set_trial_paths(trial_id, str(onnx_path.relative_to(children_dir.parent)), str(weights_path.relative_to(children_dir.parent)))
+        stem = hashlib.sha256(key.encode()).hexdigest()[:16]
+        onnx_rel, weights_rel = f"children/{stem}.onnx", f"children/{stem}.pt"
+        atomic_write_bytes(children_dir.parent / onnx_rel, res.onnx)
+        buf = io.BytesIO()
+        torch.save(res.state_dict, buf)
+        atomic_write_bytes(children_dir.parent / weights_rel, buf.getvalue())
+    trial_id = store.add_trial_and_sample(
+        dict(
+            arch_key=key,
+            actions=list(actions),
+            arch=arch.to_json(),
+            status=res.status,
+            reason=res.reason,
+            params=res.params,
+            macs=res.macs,
+            flops=2 * res.macs if res.macs is not None else None,
+            val_accuracy=res.val_accuracy,
+            latency_median_ms=lat.median_ms if lat else None,
+            latency_p90_ms=lat.p90_ms if lat else None,
+            latency_runs=lat.runs if lat else None,
+            latency_label=lat.label if lat else None,
+            latency=lat.to_json() if lat else None,
+            reward=res.reward.total,
+            reward_terms=res.reward.to_json(),
+            seed=res.seed,
+            train_seconds=res.seconds.get("train"),
+            export_seconds=res.seconds.get("export"),
+            measure_seconds=res.seconds.get("measure"),
+            total_seconds=res.seconds.get("total", 0.0),
+            onnx_path=onnx_rel,
+            weights_path=weights_rel,
+            error=res.error,
+            origin_update=update_index,
+            origin_position=position,
+        ),
+        list(actions),
+    )
     trial = store.trial(trial_id)
     assert trial is not None
     return trial
@@ -375,12 +471,6 @@ def describe_dataset(data: Dataset) -> dict[str, Any]:
         "classes": data.classes,
         "normalisation": {"mean": data.mean, "std": data.std, "pixel_scale": data.pixel_scale},
     }
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def finalize(

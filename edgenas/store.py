@@ -7,7 +7,8 @@ Tables
   samples  one row per controller sample, in order, pointing at the trial that answered it
            (a repeated architecture reuses its trial: `reused` = 1)
   updates  one row per policy update: loss, entropy, baseline, mean reward
-WAL mode; every write is its own transaction.
+WAL mode. A finished trial and the sample that asked for it are committed in one transaction, so
+a crash leaves either both or neither.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ CREATE TABLE IF NOT EXISTS trials (
     onnx_path TEXT,
     weights_path TEXT,
     error TEXT,
+    origin_update INTEGER NOT NULL,
+    origin_position INTEGER NOT NULL,
     finished_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -70,7 +73,7 @@ TRIAL_COLUMNS = (
     "arch_key", "actions", "arch", "status", "reason", "params", "macs", "flops", "val_accuracy",
     "latency_median_ms", "latency_p90_ms", "latency_runs", "latency_label", "latency", "reward",
     "reward_terms", "seed", "train_seconds", "export_seconds", "measure_seconds", "total_seconds",
-    "onnx_path", "weights_path", "error",
+    "onnx_path", "weights_path", "error", "origin_update", "origin_position",
 )
 
 
@@ -103,6 +106,8 @@ class Trial:
     onnx_path: str | None
     weights_path: str | None
     error: str | None
+    origin_update: int  # the controller update and position that first sampled it
+    origin_position: int
     finished_at: float
 
 
@@ -143,7 +148,28 @@ class Store:
 
     # -- trials -----------------------------------------------------------------------------
     def add_trial(self, **values: Any) -> int:
-        """Insert a finished trial (one transaction); returns its id."""
+        """Insert a finished trial (its own transaction); returns its id."""
+        return self._insert_trial(values)
+
+    def add_trial_and_sample(self, trial: dict[str, Any], actions: list[int]) -> int:
+        """Insert a new trial and the sample that produced it, atomically; returns the trial id."""
+        from edgenas import faults
+
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            trial_id = self._insert_trial(trial)
+            faults.point("db-write")
+            self._insert_sample(
+                trial["origin_update"], trial["origin_position"], actions, trial["arch_key"], trial_id,
+                trial["reward"], False,
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return trial_id
+
+    def _insert_trial(self, values: dict[str, Any]) -> int:
         unknown = set(values) - set(TRIAL_COLUMNS)
         if unknown:
             raise KeyError(f"unknown trial columns {sorted(unknown)}")
@@ -156,11 +182,6 @@ class Store:
         marks = ", ".join("?" for _ in row)
         cur = self.conn.execute(f"INSERT INTO trials ({cols}) VALUES ({marks})", tuple(row.values()))
         return int(cur.lastrowid)
-
-    def set_trial_paths(self, trial_id: int, onnx_path: str, weights_path: str) -> None:
-        self.conn.execute(
-            "UPDATE trials SET onnx_path = ?, weights_path = ? WHERE id = ?", (onnx_path, weights_path, trial_id)
-        )
 
     @staticmethod
     def _trial(row: sqlite3.Row) -> Trial:
@@ -202,6 +223,11 @@ class Store:
     def add_sample(
         self, update_index: int, position: int, actions: list[int], arch_key: str, trial_id: int, reward: float, reused: bool
     ) -> None:
+        self._insert_sample(update_index, position, actions, arch_key, trial_id, reward, reused)
+
+    def _insert_sample(
+        self, update_index: int, position: int, actions: list[int], arch_key: str, trial_id: int, reward: float, reused: bool
+    ) -> None:
         self.conn.execute(
             "INSERT INTO samples(update_index, position, actions, arch_key, trial_id, reward, reused) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -213,6 +239,20 @@ class Store:
 
     def sample_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+
+    def reused_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM samples WHERE reused = 1").fetchone()[0])
+
+    def drop_samples_from(self, update_index: int) -> int:
+        """Forget the samples of `update_index` and later (a resumed search replays them)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        cur = self.conn.execute("DELETE FROM samples WHERE update_index >= ?", (update_index,))
+        self.conn.execute("DELETE FROM updates WHERE update_index >= ?", (update_index,))
+        self.conn.execute("COMMIT")
+        return cur.rowcount
+
+    def integrity_check(self) -> str:
+        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
 
     def add_update(self, update_index: int, stats: dict[str, float]) -> None:
         self.conn.execute(

@@ -13,7 +13,6 @@ from edgenas.errors import EdgenasError
 console = Console()
 err_console = Console(stderr=True)
 
-EXIT_BAD_INPUT = 2
 EXIT_NO_RESULT = 1
 EXIT_INTERRUPTED = 130
 
@@ -21,7 +20,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handle_errors(func: F) -> F:
-    """Turn the project's errors into one clear message and exit code 2 (no traceback)."""
+    """Turn the project's errors into one clear message and their exit code (no traceback):
+    2 for bad input, 1 for a search that had to stop."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -29,7 +29,7 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except EdgenasError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+            raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 

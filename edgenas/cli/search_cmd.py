@@ -15,10 +15,10 @@ from rich.text import Text
 from rich.table import Table
 
 from edgenas.cli.common import EXIT_INTERRUPTED, EXIT_NO_RESULT, console, err_console, fmt_int, fmt_ms, fmt_pct, handle_errors
-from edgenas.config import load_pipeline
+from edgenas.config import Pipeline, load_pipeline
 from edgenas.errors import BudgetError, ConfigError
 from edgenas.search import Progress as SearchProgress
-from edgenas.search import SearchResult, make_run_dir, prepare, run_search
+from edgenas.search import MANIFEST_NAME, SearchResult, load_run_pipeline, make_run_dir, prepare, run_search
 
 class _Status:
     """The line under the progress bar: best so far, last reward, counts."""
@@ -55,8 +55,15 @@ def search(
                      show_default="from the pipeline (cpu-arm)"),
     ] = None,
     pipeline: Annotated[
-        str, typer.Option("--pipeline", help="Pipeline name in pipelines/ or path of a pipeline .toml file.")
-    ] = "default",
+        Optional[str],
+        typer.Option("--pipeline", help="Pipeline name in pipelines/ or path of a pipeline .toml file.",
+                     show_default="default"),
+    ] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option("--resume", help="Continue the interrupted search in this run directory, with its stored "
+                     "settings (flags that contradict them are refused)."),
+    ] = None,
     children: Annotated[
         Optional[int], typer.Option("--children", "-n", help="Architectures to sample (trained, rejected or reused).")
     ] = None,
@@ -111,8 +118,20 @@ def search(
         raise BudgetError(f"--budget must be a positive number of parameters, got {budget}")
     if budget is not None and no_budget:
         raise ConfigError("--budget and --no-budget contradict each other; give one of them")
-    pipe = load_pipeline(pipeline)
-    pipe = pipe.override(
+    if resume is not None:
+        if name is not None:
+            raise ConfigError("--resume continues an existing run directory; --name cannot rename it")
+        base = load_run_pipeline(resume)
+        if pipeline is not None:
+            _refuse_contradictions(resume, base, load_pipeline(pipeline))
+        if (resume / MANIFEST_NAME).exists():
+            console.print(
+                f"the search in {resume} already finished (manifest.json exists); nothing to resume", soft_wrap=True
+            )
+            return
+    else:
+        base = load_pipeline(pipeline or "default")
+    pipe = base.override(
         "search", children=children, architectures_per_update=per_update, seed=seed, profile=profile, device=device,
         max_minutes=max_minutes, runs_dir=str(runs_dir) if runs_dir else None,
     )
@@ -131,8 +150,10 @@ def search(
 
         pipe = dataclasses.replace(pipe, controller=dataclasses.replace(pipe.controller, name=controller))
 
+    if resume is not None:
+        _refuse_contradictions(resume, base, pipe)
     prepared = prepare(pipe)  # bad input fails here, before any directory or training
-    run_dir = make_run_dir(pipe.search.runs_dir, prepared.profile.name, name)
+    run_dir = resume if resume is not None else make_run_dir(pipe.search.runs_dir, prepared.profile.name, name)
     command = "edgenas " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     bar = Progress(
         TextColumn("[bold]{task.description}"),
@@ -146,18 +167,32 @@ def search(
     )
     task = bar.add_task("children", total=pipe.search.children)
     status = _Status()
+    told: list[bool] = []
 
     def on_progress(p: SearchProgress) -> None:
+        if p.took_over_lock_from is not None and not told:
+            told.append(True)
+            err_console.print(
+                f"note: took over the lock of PID {p.took_over_lock_from}, which no longer runs (a search that died)"
+            )
         desc = "children" if p.phase == "search" else "verifying winner"
         bar.update(task, completed=p.sampled, description=desc)
         status.update(p)
 
-    console.print(f"run directory: [bold]{run_dir}[/]  profile {prepared.profile.name} ({prepared.profile.latency_label})")
+    verb = "resuming" if resume is not None else "run directory:"
+    console.print(
+        f"{verb} [bold]{run_dir}[/]  profile {prepared.profile.name} ({prepared.profile.latency_label})", soft_wrap=True
+    )
     with Live(Group(bar, status), console=console, refresh_per_second=4):
         try:
-            result = run_search(pipe, run_dir=run_dir, on_progress=on_progress, command=command, prepared=prepared)
+            result = run_search(pipe, run_dir=run_dir, on_progress=on_progress, command=command, prepared=prepared,
+                                resume=resume is not None)
         except KeyboardInterrupt:
-            err_console.print(f"interrupted: finished children are saved in {run_dir / 'search.db'}")
+            err_console.print(
+                f"interrupted: every finished child is saved in {run_dir / 'search.db'} and the controller is "
+                f"checkpointed.\nresume with: edgenas search --resume {shlex.quote(str(run_dir))}",
+                soft_wrap=True,
+            )
             raise typer.Exit(EXIT_INTERRUPTED) from None
     _print_summary(result)
     if result.winner is None:
@@ -166,6 +201,16 @@ def search(
             "raise the budget or latency limit, or sample more children"
         )
         raise typer.Exit(EXIT_NO_RESULT)
+
+
+def _refuse_contradictions(run_dir: Path, stored: Pipeline, requested: Pipeline) -> None:
+    diffs = stored.differences(requested)
+    if diffs:
+        raise ConfigError(
+            f"these settings contradict the ones {run_dir} was started with (stored -> requested): "
+            + "; ".join(diffs)
+            + ". Resume without them, or start a new search"
+        )
 
 
 def _print_summary(result: SearchResult) -> None:
@@ -197,4 +242,4 @@ def _print_summary(result: SearchResult) -> None:
             f"({lat.get('label')}, profile {lat.get('profile')})"
         )
         console.print(f"winner.onnx verified against torch (max |diff| {w['onnx']['parity_max_abs_diff']:.2g})")
-    console.print(f"run directory: [bold]{result.run_dir}[/]")
+    console.print(f"run directory: [bold]{result.run_dir}[/]", soft_wrap=True)

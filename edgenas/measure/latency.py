@@ -132,18 +132,28 @@ def input_feed(session, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]
     return feed
 
 
-def measure_latency(model: bytes | str, profile: Profile) -> LatencyStats:
-    """Time `model` (ONNX bytes or a file path) under `profile` on this machine."""
+def measure_latency(model: bytes | str, profile: Profile, timeout_s: float | None = None) -> LatencyStats:
+    """Time `model` (ONNX bytes or a file path) under `profile` on this machine.
+
+    With `timeout_s`, a measurement whose runs add up to more than that raises
+    MeasurementError (checked between runs: one run that never returns is not interrupted)."""
     session = make_session(model, profile)
     feed = input_feed(session, profile.batch_size)
+    start = time.perf_counter()
+    samples: list[float] = []
     try:
-        for _ in range(profile.warmup_runs):
-            session.run(None, feed)
-        samples = []
-        for _ in range(profile.timed_runs):
+        for i in range(profile.warmup_runs + profile.timed_runs):
             t0 = time.perf_counter_ns()
             session.run(None, feed)
-            samples.append((time.perf_counter_ns() - t0) / 1e6)
+            if i >= profile.warmup_runs:
+                samples.append((time.perf_counter_ns() - t0) / 1e6)
+            if timeout_s is not None and time.perf_counter() - start > timeout_s:
+                raise MeasurementError(
+                    f"timing took longer than {timeout_s:g} s ({i + 1} of "
+                    f"{profile.warmup_runs + profile.timed_runs} runs done)"
+                )
+    except MeasurementError:
+        raise
     except Exception as exc:
         raise MeasurementError(f"onnxruntime failed while running the model: {exc}") from exc
     return LatencyStats(

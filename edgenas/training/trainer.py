@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from edgenas import faults
+
 
 class ChildFailure(Exception):
     """A child could not be trained (diverged, ran out of memory); recorded, never fatal."""
@@ -118,6 +120,7 @@ def train_child(
                 batches += 1
             # One host sync per epoch, not per step.
             loss_value = float(loss_sum) / max(1, batches)
+            faults.point("train")
             if not math.isfinite(loss_value):
                 raise ChildFailure(f"training loss became {loss_value} (diverged)")
     except torch.OutOfMemoryError as exc:

@@ -1,0 +1,31 @@
+"""Atomic file writes: a reader (or a resumed search) sees the old file or the new one, never half."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: Path, data: bytes, fault_point: str | None = None) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over `path`.
+
+    `fault_point` names a fault-injection point passed half-way through the write."""
+    from edgenas import faults
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        half = len(data) // 2
+        fh.write(data[:half])
+        if fault_point:
+            fh.flush()
+            faults.point(fault_point)
+        fh.write(data[half:])
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
