@@ -187,9 +187,10 @@ def parse_pipeline(data: dict[str, Any], source: str) -> Pipeline:
             raise ConfigError(f"{source}: [{name}] must be a table")
         parts[name] = _build(cls, dict(section), f"{source} [{name}]")
     for name, cls in _FREE_SECTIONS.items():
-        section = dict(data.get(name, {}))
+        section = data.get(name, {})
         if not isinstance(section, dict):
             raise ConfigError(f"{source}: [{name}] must be a table")
+        section = dict(section)
         kind = section.pop("name", cls().name)
         if not isinstance(kind, str):
             raise ConfigError(f"{source} [{name}]: key 'name' must be a string")

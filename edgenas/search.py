@@ -30,7 +30,7 @@ from edgenas.errors import BudgetError, ConfigError, EdgenasError, RunDirError, 
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
 from edgenas.measure.cost import static_cost
 from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
-from edgenas.measure.latency import LatencyStats, make_session, measure_latency
+from edgenas.measure.latency import LatencyStats, check_providers, make_session, measure_latency
 from edgenas.profiles import Profile, load_profile
 from edgenas.reward import RewardConfig, RewardTerms, check_latency, check_params, compute_reward, rejected_reward
 from edgenas.spaces.base import SearchSpace
@@ -238,6 +238,7 @@ class Prepared:
 def prepare(pipeline: Pipeline) -> Prepared:
     """Everything that can fail on bad input, checked before any run directory or training."""
     profile = load_profile(pipeline.search.profile)
+    check_providers(profile)
     device = resolve_device(pipeline.search.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{pipeline.search.device}' was asked for but CUDA is not available; use --device cpu or auto")

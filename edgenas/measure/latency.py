@@ -80,7 +80,8 @@ def percentile(samples: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples), q))
 
 
-def make_session(model: bytes | str, profile: Profile):
+def check_providers(profile: Profile) -> None:
+    """MeasurementError unless this onnxruntime build has every provider the profile names."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -91,6 +92,12 @@ def make_session(model: bytes | str, profile: Profile):
             f"onnxruntime build offers only {available}; install the onnxruntime package that "
             "provides them or choose another profile"
         )
+
+
+def make_session(model: bytes | str, profile: Profile):
+    import onnxruntime as ort
+
+    check_providers(profile)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = profile.intra_op_threads
     opts.inter_op_num_threads = profile.inter_op_threads

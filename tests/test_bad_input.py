@@ -1,0 +1,109 @@
+"""One test per row of docs/bad-input.md: the table is parsed and every command run as written."""
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edgenas.cli import app
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
+ROW = re.compile(r"^\| (\d+) \| ([^|]+) \| `([^`]+)` \| (.+) \| (\d) \|$")
+
+
+def rows():
+    out = []
+    for line in DOC.read_text().splitlines():
+        m = ROW.match(line.strip())
+        if m:
+            out.append(pytest.param(m.group(3), m.group(4).strip(), int(m.group(5)), id=f"{m.group(1)}-{m.group(2).strip()}"))
+    return out
+
+
+def test_table_is_complete():
+    assert len(rows()) >= 40
+
+
+ARM = (Path(__file__).resolve().parents[1] / "hardware_profiles" / "cpu-arm.toml").read_text()
+TINY = """
+[search]
+children = 6
+architectures_per_update = 3
+device = "cpu"
+runs_dir = "{runs}"
+[space]
+max_layers = 2
+filters = [4, 8]
+kernels = [1, 3]
+[training]
+epochs = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    f = {}
+
+    def write(name, text, suffix=".toml"):
+        p = d / f"{name}{suffix}"
+        p.write_text(text)
+        f[name] = str(p)
+
+    write("profile_bad_toml", 'name = "x')
+    write("profile_unknown_key", ARM + 'speed = "fast"\n')
+    write("profile_wrong_type", ARM.replace("batch_size = 1", 'batch_size = "one"'))
+    write("profile_bad_value", ARM.replace('graph_optimization_level = "all"', 'graph_optimization_level = "max"'))
+    write("profile_missing_ep", ARM.replace('["CPUExecutionProvider"]', '["TensorrtExecutionProvider"]'))
+    write("pipeline_bad_toml", "[search\n")
+    write("pipeline_unknown_section", "[extras]\nx = 1\n")
+    write("pipeline_unknown_key", "[training]\nepoch = 3\n")
+    write("pipeline_wrong_type", '[training]\nepochs = "ten"\n')
+    write("pipeline_bad_space", "[space]\nkernels = [2]\n")
+    write("pipeline_bad_dataset", '[dataset]\nname = "imagenet"\n')
+    write("a_file", "just a file", suffix=".txt")
+    (d / "not").mkdir()
+    write("not_onnx", "this is text, not a model", suffix=".onnx")
+    f["missing"] = str(d / "does-not-exist")
+    (d / "empty").mkdir()
+    f["empty_dir"] = str(d / "empty")
+    (d / "corrupt").mkdir()
+    (d / "corrupt" / "search.db").write_text("not sqlite at all " * 100)
+    f["corrupt_run"] = str(d / "corrupt")
+
+    # a real, interrupted tiny search (killed during its second child's training)
+    pipe = d / "tiny.toml"
+    pipe.write_text(TINY.format(runs=d / "runs"))
+    env = {**os.environ, "EDGENAS_FAULT": "train:2"}
+    for name in ("run", "locked"):
+        res = subprocess.run([sys.executable, "-m", "edgenas", "search", "--pipeline", str(pipe), "--name", name],
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == -signal.SIGKILL, res.stderr
+    f["run"] = str(d / "runs" / "run")
+    f["locked_run"] = str(d / "runs" / "locked")
+    (d / "runs" / "locked" / "search.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    f["model"] = str(next((d / "runs" / "run" / "children").glob("*.onnx")))
+    return f
+
+
+@pytest.mark.parametrize("command, message, code", rows())
+def test_row(command, message, code, files, monkeypatch, tmp_path):
+    if "--device cuda" in command and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    monkeypatch.chdir(tmp_path)  # a search that wrongly started would write under here
+    args = [a.format(**files) for a in shlex.split(command)]
+    res = CliRunner().invoke(app, args)
+    out = " ".join(res.output.split())
+    assert res.exit_code == code, res.output
+    assert message in out
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "runs").exists()
