@@ -1,6 +1,6 @@
 """Pipeline files: the whole recipe of a search in one TOML file (pipelines/*.toml).
 
-Sections: [search], [dataset], [space], [controller], [training], [reward]. Every key is
+Sections: [search], [dataset], [space], [controller], [training], [final_training], [reward]. Every key is
 checked: an unknown key or a value of the wrong type is a ConfigError naming the file, the
 section and the key. Command-line flags override single values after loading.
 """
@@ -8,6 +8,7 @@ section and the key. Command-line flags override single values after loading.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 import types
@@ -79,7 +80,8 @@ class Pipeline:
     dataset: DatasetSettings = field(default_factory=DatasetSettings)
     space: SpaceSettings = field(default_factory=SpaceSettings)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
-    training: TrainRecipe = field(default_factory=TrainRecipe)
+    training: TrainRecipe = field(default_factory=TrainRecipe)  # low fidelity: every child
+    final_training: TrainRecipe = field(default_factory=lambda: TrainRecipe(epochs=40))  # export: the winner
     reward: RewardConfig = field(default_factory=RewardConfig)
     source: str = "(built-in defaults)"
 
@@ -94,7 +96,20 @@ class Pipeline:
         for name in _FREE_SECTIONS:
             section = data[name]
             data[name] = {"name": section["name"], **section["options"]}
-        return {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in data.items()}
+        # In typed sections None means "not set" (TOML has no null); a free-form option set to None
+        # cannot be written and makes `_toml_value` raise rather than vanish.
+        return {
+            k: v if k in _FREE_SECTIONS else {kk: vv for kk, vv in v.items() if vv is not None}
+            for k, v in data.items()
+        }
+
+    def to_toml(self) -> str:
+        """A pipeline file with exactly these settings."""
+        lines = ["# The resolved settings of a run: `edgenas search --pipeline THIS_FILE` repeats it."]
+        for name, table in self.to_toml_dict().items():
+            lines.append(f"\n[{name}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+        return "\n".join(lines) + "\n"
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str) -> "Pipeline":
@@ -127,10 +142,23 @@ class Pipeline:
         return dataclasses.replace(self, **{section: dataclasses.replace(current, **values)})
 
 
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # JSON string escapes are valid TOML basic-string escapes
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise ConfigError(f"cannot write a {type(v).__name__} value to a pipeline file")
+
+
 _TYPED_SECTIONS = {
     "search": SearchSettings,
     "dataset": DatasetSettings,
     "training": TrainRecipe,
+    "final_training": TrainRecipe,
     "reward": RewardConfig,
 }
 _FREE_SECTIONS = {"space": SpaceSettings, "controller": ControllerSettings}

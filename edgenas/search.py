@@ -251,6 +251,7 @@ def prepare(pipeline: Pipeline) -> Prepared:
 
 
 CHECKPOINT_NAME = "controller.ckpt"
+PIPELINE_NAME = "pipeline.toml"
 MANIFEST_NAME = "manifest.json"
 
 
@@ -337,6 +338,7 @@ def run_search(
             store.set_meta("versions", versions())
             store.set_meta("command", command)
             store.set_meta("started_at", datetime.now(timezone.utc).isoformat())
+            atomic_write_bytes(run_dir / PIPELINE_NAME, pipeline.to_toml().encode("utf-8"))
             save_checkpoint(run_dir, 0, controller)
         sampled = store.sample_count()
         last: tuple[float | None, str | None] = (None, None)
@@ -394,8 +396,11 @@ def run_search(
         manifest = finalize(store, run_dir, space, data, profile, pipeline, time.perf_counter() - t_start, command)
         wall = time.perf_counter() - t_start
         manifest["search"]["wall_seconds"] = wall
-        atomic_write_json(run_dir / MANIFEST_NAME, manifest)
         store.set_meta("finished_at", datetime.now(timezone.utc).isoformat())
+        from edgenas.report import write_report  # matplotlib is only needed here
+
+        write_report(run_dir)
+        atomic_write_json(run_dir / MANIFEST_NAME, manifest)  # last: its presence means "finished"
         return SearchResult(run_dir, manifest, store.top(5), store.status_counts(), wall)
 
 
@@ -474,6 +479,48 @@ def describe_dataset(data: Dataset) -> dict[str, Any]:
     }
 
 
+def write_verified_onnx(
+    model: torch.nn.Module, data: Dataset, path: Path, metadata: dict[str, str], profile: Profile
+) -> tuple[bytes, float, float]:
+    """Export `model` with `metadata` to `path` and check it on the real test images: onnxruntime
+    (as `profile` configures it) must give torch's logits within PARITY_TOLERANCE.
+
+    Returns the ONNX bytes, the largest absolute difference and onnxruntime's test accuracy."""
+    onnx_bytes = export_onnx(model, data.input_shape, metadata)
+    atomic_write_bytes(path, onnx_bytes)
+    session = make_session(str(path), profile)
+    ort_logits = np.concatenate(
+        [session.run(None, {INPUT_NAME: data.x_test[i : i + 256].numpy()})[0] for i in range(0, len(data.y_test), 256)]
+    )
+    torch_logits = predict(model, data.x_test).numpy()
+    max_diff = float(np.abs(ort_logits - torch_logits).max())
+    if max_diff > PARITY_TOLERANCE:
+        raise EdgenasError(
+            f"{path.name} differs from the torch model by {max_diff:.3g} (> {PARITY_TOLERANCE}); "
+            "the export is not trustworthy, please report this with the run directory"
+        )
+    return onnx_bytes, max_diff, float((ort_logits.argmax(1) == data.y_test.numpy()).mean())
+
+
+def onnx_metadata(
+    data: Dataset, profile: Profile, arch: dict[str, Any], params: int, latency: dict[str, Any] | None,
+    accuracy: dict[str, float | None],
+) -> dict[str, str]:
+    """Metadata properties of a deployable model: enough to use it without edgenas."""
+    lat = latency or {}
+    return {
+        "edgenas_version": edgenas.__version__,
+        "architecture": json.dumps(arch),
+        "classes": json.dumps(data.classes),
+        "input_shape": json.dumps([-1, *data.input_shape]),
+        "normalisation": json.dumps({"mean": data.mean, "std": data.std, "pixel_scale": data.pixel_scale}),
+        "profile": profile.name,
+        "latency_ms": json.dumps({"median": lat.get("median_ms"), "p90": lat.get("p90_ms"), "where": lat.get("label")}),
+        "params": str(params),
+        **{f"{k}_accuracy": f"{v:.6f}" for k, v in accuracy.items() if v is not None},
+    }
+
+
 def finalize(
     store: Store,
     run_dir: Path,
@@ -515,35 +562,11 @@ def finalize(
     model.load_state_dict(torch.load(run_dir / str(trial.weights_path), weights_only=True))
     model.eval()
     test_acc = accuracy(model, data.x_test, data.y_test)
-    lat = trial.latency or {}
-    metadata = {
-        "edgenas_version": edgenas.__version__,
-        "architecture": json.dumps(trial.arch),
-        "classes": json.dumps(data.classes),
-        "input_shape": json.dumps([-1, *data.input_shape]),
-        "normalisation": json.dumps({"mean": data.mean, "std": data.std, "pixel_scale": data.pixel_scale}),
-        "profile": profile.name,
-        "latency_ms": json.dumps({"median": lat.get("median_ms"), "p90": lat.get("p90_ms"), "where": lat.get("label")}),
-        "params": str(trial.params),
-        "val_accuracy": f"{trial.val_accuracy:.6f}",
-        "test_accuracy": f"{test_acc:.6f}",
-    }
-    onnx_bytes = export_onnx(model, data.input_shape, metadata)
-    winner_path = run_dir / "winner.onnx"
-    winner_path.write_bytes(onnx_bytes)
-    # Verify on real inputs: onnxruntime must give torch's logits within PARITY_TOLERANCE.
-    session = make_session(str(winner_path), profile)
-    ort_logits = np.concatenate(
-        [session.run(None, {INPUT_NAME: data.x_test[i : i + 256].numpy()})[0] for i in range(0, len(data.y_test), 256)]
+    metadata = onnx_metadata(
+        data, profile, trial.arch, trial.params, trial.latency, {"val": trial.val_accuracy, "test": test_acc}
     )
-    torch_logits = predict(model, data.x_test).numpy()
-    max_diff = float(np.abs(ort_logits - torch_logits).max())
-    if max_diff > PARITY_TOLERANCE:
-        raise EdgenasError(
-            f"winner.onnx differs from the torch model by {max_diff:.3g} (> {PARITY_TOLERANCE}); "
-            "the export is not trustworthy, please report this with the run directory"
-        )
-    test_acc_onnx = float((ort_logits.argmax(1) == data.y_test.numpy()).mean())
+    winner_path = run_dir / "winner.onnx"
+    onnx_bytes, max_diff, test_acc_onnx = write_verified_onnx(model, data, winner_path, metadata, profile)
     manifest["winner"] = {
         "trial_id": trial.id,
         "arch_key": trial.arch_key,

@@ -114,17 +114,31 @@ class Trial:
 _JSON_COLUMNS = ("actions", "arch", "latency", "reward_terms")
 
 
+SCHEMA_VERSION = 1
+
+
 class Store:
     """Not shared between threads; open one Store per process."""
 
     def __init__(self, path: str | Path) -> None:
+        from edgenas.errors import RunDirError
+
         self.path = Path(path)
         self.conn = sqlite3.connect(str(self.path), isolation_level=None)  # autocommit; explicit BEGIN
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        has_tables = self.conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        if has_tables and version != SCHEMA_VERSION:
+            self.conn.close()
+            raise RunDirError(
+                f"{self.path} was written by another edgenas version (database schema {version}, this "
+                f"version reads {SCHEMA_VERSION}); use the edgenas version that made it"
+            )
         self.conn.executescript(SCHEMA)
+        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.conn.close()

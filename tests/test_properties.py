@@ -116,3 +116,20 @@ def test_corrupted_sequences_are_refused(sa, data):
         return
     # a corruption that is still a valid sequence decodes like any other
     assert space.encode(space.decode(bad)) == bad
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(SECTIONS), st.one_of(values, st.dictionaries(st.sampled_from(KEYS), values, max_size=4)), max_size=5))
+def test_pipeline_written_as_toml_reads_back_equal(data):
+    import tomllib
+
+    try:
+        pipe = parse_pipeline(data, "fuzz.toml")
+    except ConfigError:
+        return
+    try:
+        text = pipe.to_toml()
+    except ConfigError:
+        return  # a free-form option value TOML cannot hold (e.g. a nested null)
+    again = parse_pipeline(tomllib.loads(text), "again.toml")
+    assert again.to_json() == pipe.to_json()

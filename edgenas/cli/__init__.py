@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from edgenas import __version__
-from edgenas.cli import bench_cmd, profiles_cmd, search_cmd
+from edgenas.cli import bench_cmd, export_cmd, profiles_cmd, search_cmd
 
 app = typer.Typer(
     name="edgenas",
@@ -16,6 +16,8 @@ app = typer.Typer(
 )
 app.command("search")(search_cmd.search)
 app.command("bench")(bench_cmd.bench)
+app.command("export")(export_cmd.export)
+app.command("report")(export_cmd.report)
 app.add_typer(profiles_cmd.app, name="profiles")
 
 
@@ -29,7 +31,7 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """edgenas: search, bench and profiles."""
+    """edgenas: search, bench, export, report and profiles."""
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ class TrainRecipe:
 
 @dataclass(frozen=True)
 class TrainResult:
-    val_accuracy: float
+    val_accuracy: float | None  # None when trained without a validation split
     train_loss: float
     train_seconds: float
     epochs: int
@@ -75,13 +75,13 @@ def train_child(
     model: nn.Module,
     x_train: torch.Tensor,
     y_train: torch.Tensor,
-    x_val: torch.Tensor,
-    y_val: torch.Tensor,
+    x_val: torch.Tensor | None,
+    y_val: torch.Tensor | None,
     recipe: TrainRecipe,
     seed: int,
     device: torch.device,
 ) -> TrainResult:
-    """Train `model` in place on (x_train, y_train); score on the validation split.
+    """Train `model` in place on (x_train, y_train); score on the validation split if given.
 
     Raises ChildFailure on a non-finite loss or when the device runs out of memory."""
     start = time.perf_counter()
@@ -125,6 +125,6 @@ def train_child(
                 raise ChildFailure(f"training loss became {loss_value} (diverged)")
     except torch.OutOfMemoryError as exc:
         raise ChildFailure(f"out of memory on {device}: {exc}") from exc
-    val = accuracy(model, x_val.to(device), y_val.to(device))
+    val = None if x_val is None or y_val is None else accuracy(model, x_val.to(device), y_val.to(device))
     model.to("cpu")
     return TrainResult(val, loss_value, time.perf_counter() - start, recipe.epochs)

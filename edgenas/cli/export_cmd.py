@@ -1,0 +1,79 @@
+"""`edgenas export` and `edgenas report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from edgenas.cli.common import console, fmt_int, fmt_ms, fmt_pct, handle_errors
+
+
+@handle_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `edgenas search` (finished or interrupted).")],
+    profile: Annotated[
+        Optional[str], typer.Option("--profile", "-p", help="Profile to time the bundle under (default: the run's).")
+    ] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write a static int8 model (onnxruntime quantization).")] = False,
+    max_int8_drop: Annotated[
+        float, typer.Option("--max-int8-drop", help="Refuse the int8 model if test accuracy drops by more than this fraction.")
+    ] = 0.01,
+    top: Annotated[int, typer.Option("--top", help="Bundle the k best children (rank-1 ... rank-k).")] = 1,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Bundle directory (default: RUN_DIR/bundle).")] = None,
+) -> None:
+    """Write a deployable bundle: the winner retrained at full fidelity on train + validation,
+    model.onnx (checked against torch), optional int8 model, manifest.json and README.txt.
+
+    The bundle runs with nothing but onnxruntime and numpy.
+    """
+    from edgenas.export import export_run
+
+    results = export_run(run_dir, profile, int8, max_int8_drop, top, out, on_step=lambda m: console.print(f"  {m}"))
+    for r in results:
+        m = r.manifest
+        table = Table(title=f"bundle {r.path} (latency: {m['profile']['name']}, {m['latency_measured_on']})")
+        for col in ("model", "file", "KB", "test acc", "latency median ms", "p90 ms"):
+            table.add_column(col, justify="left" if col in ("model", "file") else "right")
+        for name, v in m["models"].items():
+            lat = v.get("latency") or {}
+            table.add_row(name, v.get("file") or "(refused)", f"{v['bytes'] / 1024:.1f}", fmt_pct(v["test_accuracy"]),
+                          fmt_ms(lat.get("median_ms")), fmt_ms(lat.get("p90_ms")))
+        console.print(table)
+        console.print(f"{fmt_int(m['params'])} params; test accuracy {fmt_pct(m['test_accuracy'])} on "
+                      f"{m['test_images']} held-out images; see {r.path / 'README.txt'}", soft_wrap=True)
+
+
+@handle_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `edgenas search`.")],
+    top: Annotated[int, typer.Option("--top", help="Rows in the candidates table.")] = 5,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the HTML (default: RUN_DIR/report.html).")] = None,
+) -> None:
+    """Summarise a run in the terminal and write its HTML report (plots embedded)."""
+    from edgenas.report import report_data, write_report
+
+    d = report_data(run_dir)
+    table = Table(title=f"top candidates of {run_dir}")
+    for col in ("#", "trial", "params", "val acc", "latency median ms", "reward", "Pareto", "architecture"):
+        table.add_column(col, justify="left" if col == "architecture" else "right")
+    for i, t in enumerate(d["top"][:top], 1):
+        pareto = ",".join(k for k, ids in (("latency", d["pareto_latency"]), ("params", d["pareto_params"])) if t.id in ids)
+        table.add_row(str(i), str(t.id), fmt_int(t.params), fmt_pct(t.val_accuracy), fmt_ms(t.latency_median_ms),
+                      f"{t.reward:.4f}", pareto, t.arch_key.split("|", 1)[1])
+    console.print(table)
+    for axis, ids in (("latency", d["pareto_latency"]), ("parameters", d["pareto_params"])):
+        members = [d["trials"][i] for i in ids]
+        console.print(
+            f"Pareto front, accuracy vs {axis}: "
+            + ", ".join(f"trial {t.id} ({fmt_pct(t.val_accuracy)}, "
+                        f"{fmt_ms(t.latency_median_ms) + ' ms' if axis == 'latency' else fmt_int(t.params)})" for t in members),
+            soft_wrap=True,
+        )
+    c = d["counts"]
+    console.print(f"sampled {len(d['samples'])}: trained {c.get('ok', 0)}, rejected {c.get('rejected', 0)}, "
+                  f"failed {c.get('failed', 0)}, reused {d['reused']}")
+    path = write_report(run_dir, out)
+    console.print(f"report: [bold]{path}[/]", soft_wrap=True)

@@ -1,0 +1,299 @@
+"""The deployable bundle of a finished (or interrupted) search: `edgenas export RUN_DIR`.
+
+For the winner (or each of the top k): retrain at full fidelity on train + validation with the
+pipeline's [final_training] recipe, score on the test split, write model.onnx (opset pinned, named
+input/output, dynamic batch, metadata properties; parity with torch checked on the test images),
+time it under the profile, optionally quantize it to int8 with onnxruntime's static quantization
+(calibrated on training images) and compare, and write manifest.json and README.txt. The bundle
+needs nothing but onnxruntime and numpy to run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import edgenas
+from edgenas.errors import EdgenasError, RunDirError
+from edgenas.fsutil import atomic_write_bytes, atomic_write_json
+from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME
+from edgenas.measure.latency import make_session, measure_latency
+from edgenas.profiles import Profile, load_profile
+from edgenas.search import (
+    DB_NAME,
+    build_space,
+    child_seed,
+    load_run_pipeline,
+    onnx_metadata,
+    versions,
+    write_verified_onnx,
+)
+from edgenas.store import Store
+from edgenas.training.data import Dataset, load_dataset
+from edgenas.training.trainer import accuracy, resolve_device, train_child
+
+
+class Int8Refused(EdgenasError):
+    """Static int8 quantization lost more accuracy than allowed; the fp32 bundle is kept."""
+
+    exit_code = 1
+
+
+@dataclass
+class BundleResult:
+    path: Path
+    manifest: dict[str, Any]
+
+
+def _onnx_accuracy(path: Path, profile: Profile, data: Dataset) -> float:
+    session = make_session(str(path), profile)
+    preds = np.concatenate(
+        [
+            session.run(None, {INPUT_NAME: data.x_test[i : i + 256].numpy()})[0].argmax(1)
+            for i in range(0, len(data.y_test), 256)
+        ]
+    )
+    return float((preds == data.y_test.numpy()).mean())
+
+
+def quantize_int8(
+    fp32_path: Path, int8_path: Path, data: Dataset, images: int, seed: int, calibration: np.ndarray | None = None
+) -> int:
+    """Static QDQ int8 quantization (weights per channel), calibrated on `images` training images
+    (or on `calibration`, normalised N x C x H x W float32, when given). Returns the image count."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if calibration is None:
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(data.y_train), generator=gen)[:images]
+        calibration = data.x_train[idx].numpy()
+    calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+    batches = [calibration[i : i + 32] for i in range(0, len(calibration), 32)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.it, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    pre = int8_path.with_name(".preprocessed.onnx")
+    try:
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        )
+    except Exception as exc:
+        raise EdgenasError(f"onnxruntime could not quantize {fp32_path.name} to int8: {exc}") from exc
+    finally:
+        pre.unlink(missing_ok=True)
+    return len(calibration)
+
+
+def export_run(
+    run_dir: Path,
+    profile_name: str | None = None,
+    int8: bool = False,
+    max_int8_drop: float = 0.01,
+    top: int = 1,
+    out: Path | None = None,
+    calibration_images: int = 512,
+    on_step: Callable[[str], None] | None = None,
+    calibration_data: np.ndarray | None = None,
+) -> list[BundleResult]:
+    """Write a bundle for the best finished child (or each of the `top` best) of `run_dir`.
+
+    `calibration_data` (normalised, N x C x H x W) replaces the training images that calibrate
+    the int8 model: use your own representative images."""
+    if top < 1:
+        raise EdgenasError(f"--top must be >= 1, got {top}")
+    if not 0 <= max_int8_drop <= 1:
+        raise EdgenasError(f"--max-int8-drop must be between 0 and 1 (a fraction of accuracy), got {max_int8_drop}")
+    step = on_step or (lambda msg: None)
+    run_dir = Path(run_dir)
+    pipeline = load_run_pipeline(run_dir)
+    profile = load_profile(profile_name or pipeline.search.profile)
+    ds = pipeline.dataset
+    data = load_dataset(ds.name, ds.val_fraction, ds.test_fraction, ds.split_seed)
+    space = build_space(pipeline, data)
+    device = resolve_device(pipeline.search.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        device = torch.device("cpu")
+    with Store(run_dir / DB_NAME) as store:
+        trials = store.top(top)
+        finished = store.get_meta("finished_at") is not None
+    if not trials:
+        raise RunDirError(f"{run_dir} has no finished child to export yet; let the search train at least one")
+    out = Path(out) if out is not None else run_dir / "bundle"
+    x_all = torch.cat([data.x_train, data.x_val])
+    y_all = torch.cat([data.y_train, data.y_val])
+    recipe = pipeline.final_training
+    results = []
+    for rank, trial in enumerate(trials, 1):
+        bundle = out if top == 1 else out / f"rank-{rank}"
+        try:
+            bundle.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"cannot create the bundle directory {bundle}: {exc.strerror or exc}") from exc
+        arch = space.arch_from_json(trial.arch)
+        seed = child_seed(pipeline.search.seed, trial.arch_key)
+        step(f"retraining trial {trial.id} ({trial.params:,} params) for {recipe.epochs} epochs on train + validation")
+        torch.manual_seed(seed)
+        model = space.build(arch)
+        trained = train_child(model, x_all, y_all, None, None, recipe, seed, device)
+        model.eval()
+        test_acc = accuracy(model, data.x_test, data.y_test)
+        step(f"trial {trial.id}: test accuracy {test_acc:.4f}; writing and checking model.onnx")
+        fp32_path = bundle / "model.onnx"
+        metadata = onnx_metadata(data, profile, trial.arch, trial.params, None, {"test": test_acc})
+        onnx_bytes, max_diff, onnx_acc = write_verified_onnx(model, data, fp32_path, metadata, profile)
+        step(f"timing model.onnx under profile {profile.name}")
+        fp32_lat = measure_latency(str(fp32_path), profile)
+        # The measured latency goes into the model's own metadata too (a second, identical graph).
+        metadata = onnx_metadata(data, profile, trial.arch, trial.params, fp32_lat.to_json(), {"test": test_acc})
+        onnx_bytes, max_diff, onnx_acc = write_verified_onnx(model, data, fp32_path, metadata, profile)
+        variants: dict[str, Any] = {
+            "fp32": {
+                "file": "model.onnx",
+                "bytes": len(onnx_bytes),
+                "test_accuracy": onnx_acc,
+                "latency": fp32_lat.to_json(),
+                "parity_max_abs_diff": max_diff,
+            }
+        }
+        refused = None
+        if int8:
+            step("quantizing to int8 (static, calibrated on training images)")
+            int8_path = bundle / "model.int8.onnx"
+            n_calib = quantize_int8(fp32_path, int8_path, data, calibration_images, seed, calibration_data)
+            int8_acc = _onnx_accuracy(int8_path, profile, data)
+            drop = onnx_acc - int8_acc
+            int8_info = {
+                "file": "model.int8.onnx",
+                "bytes": int8_path.stat().st_size,
+                "test_accuracy": int8_acc,
+                "accuracy_drop": drop,
+                "max_accuracy_drop": max_int8_drop,
+                "latency": measure_latency(str(int8_path), profile).to_json(),
+                "calibration_images": n_calib,
+                "calibration_source": "training images" if calibration_data is None else "given by the caller",
+            }
+            if drop > max_int8_drop:
+                int8_path.unlink()
+                int8_info["file"] = None
+                int8_info["refused"] = True
+                refused = (
+                    f"int8 quantization of trial {trial.id} lost {100 * drop:.2f} points of test accuracy "
+                    f"({100 * onnx_acc:.2f} % -> {100 * int8_acc:.2f} %), more than the allowed "
+                    f"{100 * max_int8_drop:.2f}; model.int8.onnx was not kept (the fp32 bundle in {bundle} is "
+                    "complete). Allow more with --max-int8-drop"
+                )
+            variants["int8"] = int8_info
+        manifest = bundle_manifest(run_dir, trial, pipeline, profile, data, test_acc, trained.train_seconds, variants, finished)
+        atomic_write_json(bundle / "manifest.json", manifest)
+        atomic_write_bytes(bundle / "README.txt", bundle_readme(manifest).encode("utf-8"))
+        results.append(BundleResult(bundle, manifest))
+        if refused:
+            raise Int8Refused(refused)
+    return results
+
+
+def bundle_manifest(run_dir, trial, pipeline, profile, data, test_acc, train_seconds, variants, finished) -> dict[str, Any]:
+    return {
+        "edgenas_version": edgenas.__version__,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "source": {
+            "run_dir": str(run_dir),
+            "trial_id": trial.id,
+            "search_finished": finished,
+            "search_val_accuracy": trial.val_accuracy,
+        },
+        "architecture": trial.arch,
+        "params": trial.params,
+        "macs": trial.macs,
+        "final_training": {
+            **pipeline.to_json()["final_training"],
+            "data": f"train + validation ({len(data.y_train) + len(data.y_val)} images)",
+            "seconds": train_seconds,
+        },
+        "test_accuracy": test_acc,
+        "test_images": len(data.y_test),
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["N", *data.input_shape],
+            "dtype": "float32",
+            "layout": "NCHW",
+            "pixel_scale": data.pixel_scale,
+            "mean": data.mean,
+            "std": data.std,
+        },
+        "output": {"name": OUTPUT_NAME, "shape": ["N", data.num_classes], "meaning": "logits; argmax is the class"},
+        "labels": data.classes,
+        "opset": OPSET,
+        "profile": {**profile.settings(), "fingerprint": profile.fingerprint()},
+        "latency_measured_on": profile.latency_label,
+        "models": variants,
+        "versions": versions(),
+    }
+
+
+def bundle_readme(m: dict[str, Any]) -> str:
+    fp32 = m["models"]["fp32"]
+    lines = [
+        f"edgenas bundle - {m['params']:,} parameters, test accuracy {100 * m['test_accuracy']:.2f} % "
+        f"on {m['test_images']} held-out images",
+        "",
+        "Files",
+        f"  model.onnx        fp32, opset {m['opset']}, input '{m['input']['name']}' float32 "
+        f"{'x'.join(map(str, m['input']['shape']))} (NCHW, any batch), output '{m['output']['name']}' (logits)",
+    ]
+    int8 = m["models"].get("int8")
+    if int8 and int8.get("file"):
+        lines.append(f"  model.int8.onnx   int8 (static QDQ), test accuracy {100 * int8['test_accuracy']:.2f} %")
+    lines += [
+        "  manifest.json     everything below, machine-readable",
+        "",
+        "Input preprocessing",
+        f"  1. pixels: {m['input']['pixel_scale']}",
+        f"  2. per channel: (x - mean) / std, mean = {[round(v, 6) for v in m['input']['mean']]}, "
+        f"std = {[round(v, 6) for v in m['input']['std']]}",
+        f"  3. float32 array of shape N x {' x '.join(map(str, m['input']['shape'][1:]))}",
+        "",
+        f"Labels (output index -> label): {', '.join(f'{i}={l}' for i, l in enumerate(m['labels']))}",
+        "",
+        f"Latency under profile '{m['profile']['name']}' ({m['profile']['target'] or m['profile']['description']}), "
+        f"measured on: {m['latency_measured_on']}",
+        f"  fp32: median {fp32['latency']['median_ms']:.4f} ms, p90 {fp32['latency']['p90_ms']:.4f} ms "
+        f"({fp32['latency']['runs']} runs, batch {fp32['latency']['batch_size']}, on {fp32['latency']['machine'].get('cpu')})",
+    ]
+    if int8 and int8.get("latency"):
+        lines.append(
+            f"  int8: median {int8['latency']['median_ms']:.4f} ms, p90 {int8['latency']['p90_ms']:.4f} ms"
+        )
+    if m["latency_measured_on"] == "host-measured":
+        lines.append("  host-measured: timed on the machine that ran edgenas, not on the target device.")
+    lines += [
+        "",
+        "Run it (needs only: pip install onnxruntime numpy)",
+        "",
+        "  import json, numpy as np, onnxruntime as ort",
+        "  m = json.load(open('manifest.json'))",
+        "  sess = ort.InferenceSession('model.onnx', providers=['CPUExecutionProvider'])",
+        "  def predict(pixels):  # pixels: N x C x H x W, raw scale as described above",
+        "      mean = np.array(m['input']['mean'], np.float32)[None, :, None, None]",
+        "      std = np.array(m['input']['std'], np.float32)[None, :, None, None]",
+        "      x = ((pixels - mean) / std).astype(np.float32)",
+        "      logits = sess.run(None, {m['input']['name']: x})[0]",
+        "      return [m['labels'][i] for i in logits.argmax(1)]",
+        "",
+    ]
+    return "\n".join(lines)

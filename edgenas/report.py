@@ -1,0 +1,278 @@
+"""The run report: one self-contained HTML file (plots embedded as PNG) and the numbers behind it.
+
+`report_data` reads a run directory's database into plain numbers (used by the terminal summary
+too); `write_report` renders report.html next to it. matplotlib is imported only here.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from edgenas.errors import RunDirError
+from edgenas.search import DB_NAME
+from edgenas.store import Store
+
+REPORT_NAME = "report.html"
+
+
+def pareto_front(points: Sequence[tuple[float, float, int]]) -> list[int]:
+    """Ids of the points no other point beats: lower x (cost) and higher y (accuracy).
+
+    Ties in both coordinates keep the first id."""
+    front = []
+    best_y = float("-inf")
+    for x, y, pid in sorted(points, key=lambda p: (p[0], -p[1], p[2])):
+        if y > best_y:
+            front.append(pid)
+            best_y = y
+    return front
+
+
+def _reason_kind(text: str | None) -> str:
+    if not text:
+        return "unknown"
+    head = text.split(":", 1)[0] if ":" in text[:40] else text
+    return re.split(r"\s[\d<>]", head, maxsplit=1)[0].strip()
+
+
+def report_data(run_dir: Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    db = run_dir / DB_NAME
+    if not db.is_file():
+        raise RunDirError(f"'{run_dir}' is not an edgenas run directory (no {DB_NAME} in it)")
+    with Store(db) as store:
+        trials = {t.id: t for t in store.trials()}
+        samples = [dict(r) for r in store.samples()]
+        updates = [dict(r) for r in store.updates()]
+        meta = {k: store.get_meta(k) for k in ("pipeline", "profile", "command", "started_at", "finished_at")}
+        top = store.top(10)
+    ok = [t for t in trials.values() if t.status == "ok"]
+    lat_front = pareto_front([(t.latency_median_ms, t.val_accuracy, t.id) for t in ok if t.latency_median_ms is not None])
+    par_front = pareto_front([(float(t.params), t.val_accuracy, t.id) for t in ok])
+    series = []
+    best = None
+    for i, s in enumerate(samples, 1):
+        t = trials[s["trial_id"]]
+        if t.status == "ok" and (best is None or s["reward"] > best):
+            best = s["reward"]
+        series.append(
+            {"index": i, "reward": s["reward"], "status": "reused" if s["reused"] else t.status,
+             "val_accuracy": t.val_accuracy, "best_reward": best}
+        )
+    return {
+        "run_dir": str(run_dir),
+        "trials": trials,
+        "samples": series,
+        "updates": updates,
+        "meta": meta,
+        "top": top,
+        "winner": top[0] if top else None,
+        "pareto_latency": lat_front,
+        "pareto_params": par_front,
+        "counts": Counter(t.status for t in trials.values()),
+        "reused": sum(1 for s in samples if s["reused"]),
+        "rejected_reasons": Counter(_reason_kind(t.reason) for t in trials.values() if t.status == "rejected"),
+        "failed_reasons": Counter(_reason_kind(t.error) for t in trials.values() if t.status == "failed"),
+    }
+
+
+# -- plots ------------------------------------------------------------------------------------
+
+_COLORS = {"ok": "#1f77b4", "reused": "#9ecae1", "rejected": "#d62728", "failed": "#ff7f0e"}
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _plot_progress(d: dict[str, Any]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    s = d["samples"]
+    for status, color in _COLORS.items():
+        pts = [(p["index"], p["reward"]) for p in s if p["status"] == status]
+        if pts:
+            ax.scatter(*zip(*pts), s=14, color=color, label=f"reward ({status})", zorder=3)
+    acc = [(p["index"], p["val_accuracy"]) for p in s if p["status"] == "ok" and p["val_accuracy"] is not None]
+    if acc:
+        ax.scatter(*zip(*acc), s=30, facecolors="none", edgecolors="#2ca02c", label="val accuracy", zorder=2)
+    best = [(p["index"], p["best_reward"]) for p in s if p["best_reward"] is not None]
+    if best:
+        ax.step(*zip(*best), where="post", color="black", lw=1.5, label="best reward so far")
+    ax.set_xlabel("children sampled")
+    ax.set_ylabel("reward / accuracy")
+    ax.set_title("Reward and validation accuracy over the search")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no trained children", transform=ax.transAxes, ha="center", color="grey")
+    return _png(fig)
+
+
+def _plot_pareto(d: dict[str, Any], axis: str) -> str:
+    import matplotlib.pyplot as plt
+
+    ok = [t for t in d["trials"].values() if t.status == "ok"]
+    pipeline = d["meta"]["pipeline"] or {}
+    reward = pipeline.get("reward", {})
+    label = (d["meta"]["profile"] or {}).get("name", "")
+    if axis == "latency":
+        xs = lambda t: t.latency_median_ms  # noqa: E731
+        front_ids = d["pareto_latency"]
+        xlabel = f"latency, median ms (profile {label}, {ok[0].latency_label if ok else ''})"
+        limit, limit_label = reward.get("max_latency_ms"), "latency limit"
+    else:
+        xs = lambda t: t.params  # noqa: E731
+        front_ids = d["pareto_params"]
+        xlabel = "parameters"
+        limit, limit_label = reward.get("budget_params"), "parameter budget"
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    pts = [(xs(t), t.val_accuracy) for t in ok if xs(t) is not None]
+    if pts:
+        ax.scatter(*zip(*pts), s=14, color="#9ecae1", label="trained children")
+    front = sorted((xs(d["trials"][i]), d["trials"][i].val_accuracy) for i in front_ids)
+    if front:
+        ax.step(*zip(*front), where="post", color="#1f77b4", lw=1.5)
+        ax.scatter(*zip(*front), s=28, color="#1f77b4", label="Pareto front", zorder=3)
+    if axis == "params":
+        rejected = [t.params for t in d["trials"].values() if t.status == "rejected"]
+        if rejected:
+            ax.scatter(rejected, [0.0] * len(rejected), marker="x", color="#d62728", s=20,
+                       label="rejected before training")
+    if limit:
+        ax.axvline(limit, color="#d62728", ls="--", lw=1.2, label=limit_label)
+    w = d["winner"]
+    if w is not None and xs(w) is not None:
+        ax.scatter([xs(w)], [w.val_accuracy], marker="*", s=220, color="gold", edgecolors="black", zorder=4,
+                   label=f"winner (trial {w.id})")
+    if axis == "params" and pts:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"Accuracy vs {axis}")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no trained children", transform=ax.transAxes, ha="center", color="grey")
+    return _png(fig)
+
+
+def _plot_controller(d: dict[str, Any]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    u = d["updates"]
+    if u:
+        idx = [r["update_index"] + 1 for r in u]
+        ax.plot(idx, [r["entropy"] for r in u], marker="o", ms=3, color="#9467bd", label="policy entropy per architecture (nats)")
+        ax2 = ax.twinx()
+        ax2.plot(idx, [r["mean_reward"] for r in u], color="#2ca02c", lw=1, label="mean reward of the batch")
+        ax2.plot(idx, [r["baseline"] for r in u], color="grey", lw=1, ls="--", label="baseline")
+        ax2.set_ylabel("reward")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
+    ax.set_xlabel("policy update")
+    ax.set_ylabel("entropy")
+    ax.set_title("Controller over time")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+# -- HTML -------------------------------------------------------------------------------------
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f} %"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def write_report(run_dir: Path, out: Path | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    run_dir = Path(run_dir)
+    d = report_data(run_dir)
+    out = Path(out) if out else run_dir / REPORT_NAME
+    meta = d["meta"]
+    profile = meta["profile"] or {}
+    counts = d["counts"]
+    top_rows = [
+        (i, t.id, f"{t.params:,}", f"{t.macs:,}" if t.macs is not None else "-", _pct(t.val_accuracy),
+         _ms(t.latency_median_ms), _ms(t.latency_p90_ms), f"{t.reward:.4f}",
+         "yes" if t.id in d["pareto_latency"] else "", t.arch_key.split("|", 1)[1])
+        for i, t in enumerate(d["top"], 1)
+    ]
+    reasons = [("rejected", k, n) for k, n in d["rejected_reasons"].most_common()] + [
+        ("failed", k, n) for k, n in d["failed_reasons"].most_common()
+    ]
+    pipeline_toml = run_dir / "pipeline.toml"
+    reproduce = f"edgenas search --pipeline {pipeline_toml}" if pipeline_toml.exists() else None
+    w = d["winner"]
+    figures = [
+        ("Reward and accuracy vs children", _plot_progress(d)),
+        ("Pareto front: accuracy vs latency", _plot_pareto(d, "latency")),
+        ("Pareto front: accuracy vs parameters", _plot_pareto(d, "params")),
+        ("Controller entropy over time", _plot_controller(d)),
+    ]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>edgenas report</title><style>",
+        "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px}"
+        "th{background:#f3f3f3}td:last-child{word-break:break-all;font-family:monospace;font-size:12px}code,pre{background:#f6f6f6;padding:2px 5px}img{max-width:100%}"
+        ".kpi{display:inline-block;margin-right:2em}.kpi b{font-size:1.3em;display:block}",
+        "</style></head><body>",
+        f"<h1>edgenas search report</h1><p>run directory <code>{html.escape(str(run_dir))}</code>; "
+        f"profile <b>{html.escape(str(profile.get('name')))}</b> ({html.escape(str(profile.get('target') or ''))}); "
+        f"started {html.escape(str(meta['started_at']))}, finished {html.escape(str(meta['finished_at'] or 'not yet (interrupted or running)'))}</p>",
+        "<div>",
+        f"<span class='kpi'>sampled<b>{len(d['samples'])}</b></span>",
+        f"<span class='kpi'>trained<b>{counts.get('ok', 0)}</b></span>",
+        f"<span class='kpi'>rejected<b>{counts.get('rejected', 0)}</b></span>",
+        f"<span class='kpi'>failed<b>{counts.get('failed', 0)}</b></span>",
+        f"<span class='kpi'>reused<b>{d['reused']}</b></span>",
+        "</div>",
+    ]
+    if w is not None:
+        lat_where = w.latency_label or ""
+        parts.append(
+            f"<h2>Winner: trial {w.id}</h2><p>{w.params:,} parameters, validation accuracy {_pct(w.val_accuracy)}, "
+            f"latency {_ms(w.latency_median_ms)} ms median / {_ms(w.latency_p90_ms)} ms p90 "
+            f"(<b>{html.escape(lat_where)}</b>), reward {w.reward:.4f}</p><p><code>{html.escape(w.arch_key)}</code></p>"
+        )
+    for title, png in figures:
+        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
+    parts.append("<h2>Top candidates</h2>")
+    parts.append(_table(("#", "trial", "params", "MACs", "val acc", "latency median ms", "p90 ms", "reward",
+                         "Pareto (latency)", "architecture"), top_rows))
+    parts.append("<h2>Rejected and failed children</h2>")
+    parts.append(_table(("status", "reason", "count"), reasons) if reasons else "<p>none</p>")
+    parts.append("<h2>Reproduce</h2>")
+    if reproduce:
+        parts.append(f"<p>Same settings and seed (the same search on CPU):</p><pre>{html.escape(reproduce)}</pre>")
+    parts.append(f"<p>Command that started this run:</p><pre>{html.escape(str(meta['command'] or '(library call)'))}</pre>")
+    parts.append("</body></html>")
+    out.write_text("\n".join(parts), encoding="utf-8")
+    return out

@@ -1,0 +1,53 @@
+import re
+import sqlite3
+
+from typer.testing import CliRunner
+
+from edgenas.cli import app
+from edgenas.config import load_pipeline
+from edgenas.report import pareto_front, report_data
+from edgenas.search import run_search
+
+
+def test_pareto_front():
+    pts = [(1.0, 0.5, 1), (2.0, 0.9, 2), (2.0, 0.8, 3), (3.0, 0.85, 4), (0.5, 0.4, 5), (4.0, 0.95, 6)]
+    assert pareto_front(pts) == [5, 1, 2, 6]
+    assert pareto_front([]) == []
+
+
+def test_report_written_by_every_search_and_reproducible(tiny_pipeline):
+    result = run_search(load_pipeline(tiny_pipeline(children=6, budget=900)), run_name="r")
+    run = result.run_dir
+    page = (run / "report.html").read_text()
+    imgs = re.findall(r"<img alt='([^']+)' src='data:image/png;base64,([A-Za-z0-9+/=]{1000,})'>", page)
+    assert [a for a, _ in imgs] == [
+        "Reward and accuracy vs children",
+        "Pareto front: accuracy vs latency",
+        "Pareto front: accuracy vs parameters",
+        "Controller entropy over time",
+    ]
+    assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
+    winner = result.manifest["winner"]["trial_id"]
+    assert f"Winner: trial {winner}" in page
+    assert "Top candidates" in page and "Rejected and failed children" in page
+    assert f"edgenas search --pipeline {run / 'pipeline.toml'}" in page
+    d = report_data(run)
+    assert winner in d["pareto_params"]  # the winner has the best accuracy: it is on every front's top
+    assert sum(d["counts"].values()) + d["reused"] == 6
+
+    # the reproduce command repeats the search exactly
+    again = CliRunner().invoke(app, ["search", "--pipeline", str(run / "pipeline.toml"), "--name", "again"])
+    assert again.exit_code == 0, again.output
+    q = "SELECT arch_key, status, val_accuracy FROM trials ORDER BY id"
+    assert sqlite3.connect(run / "search.db").execute(q).fetchall() == \
+        sqlite3.connect(run.parent / "again" / "search.db").execute(q).fetchall()
+
+    res = CliRunner().invoke(app, ["report", str(run)])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert "Pareto front, accuracy vs latency: trial" in out and "report:" in out
+
+
+def test_report_bad_input(tmp_path):
+    res = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "not an edgenas run directory" in res.output
