@@ -10,6 +10,7 @@ needs nothing but onnxruntime and numpy to run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -122,6 +123,11 @@ def export_run(
     run_dir = Path(run_dir)
     pipeline = load_run_pipeline(run_dir)
     profile = load_profile(profile_name or pipeline.search.profile)
+    # The bundle's files are timed as they are (fp32 and int8 side by side), whatever precision
+    # the profile would convert a model to.
+    profile = dataclasses.replace(profile, precision="fp32")
+    if not profile.timing:
+        raise EdgenasError(f"profile '{profile.name}' does not time models; give a timed one with --profile")
     ds = pipeline.dataset
     data = load_dataset(ds.name, ds.val_fraction, ds.test_fraction, ds.split_seed)
     space = build_space(pipeline, data)

@@ -18,91 +18,136 @@ from typing import Any
 from edgenas.errors import ProfileError
 
 GRAPH_OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
-MEASURED_ON = ("host",)
-PRECISIONS = ("fp32",)
+MEASURED_ON = ("host", "agent", "calibrated")
+PRECISIONS = ("fp32", "int8")
 STATISTICS = ("median", "p90")
+LABELS = {"host": "host-measured", "agent": "device-measured", "calibrated": "predicted"}
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Settings for timing an ONNX model under onnxruntime.
+    """How a model is timed (or only checked) for one kind of device.
 
-    `measured_on = "host"` means the numbers come from the machine edgenas runs on, whatever
-    `target` names; every latency taken with such a profile is labelled host-measured.
+    measured_on: "host" (this machine, whatever `target` says: labelled host-measured), "agent"
+    (an `edgenas agent` on the device at `agent_url`: device-measured) or "calibrated" (timed on
+    this machine with these settings, then mapped to the device by the fitted `calibration`
+    model: predicted). `timing = false` profiles have only limits (microcontrollers).
     """
 
     name: str
     description: str
     target: str
     measured_on: str
+    agent_url: str
+    token_file: str
+    calibration: str
+    timing: bool
     execution_providers: tuple[str, ...]
     intra_op_threads: int
     inter_op_threads: int
+    spinning: bool
+    cpu_cores: tuple[int, ...]
     graph_optimization_level: str
     batch_size: int
     precision: str
     warmup_runs: int
     timed_runs: int
+    sessions: int
+    spread_threshold: float
     statistic: str
+    max_params: int | None
+    max_model_bytes: int | None
+    max_latency_ms: float | None
     source_path: str = ""
 
     @property
     def latency_label(self) -> str:
         """Where this profile's latencies come from, for every place they are shown."""
-        if self.measured_on == "host":
-            return "host-measured"
-        return self.measured_on
+        if not self.timing:
+            return "not timed"
+        return LABELS[self.measured_on]
 
     def settings(self) -> dict[str, Any]:
-        """The settings that determine a measurement (no file path)."""
+        """Every setting (no file path), JSON-ready."""
         data = asdict(self)
         data.pop("source_path")
         data["execution_providers"] = list(self.execution_providers)
+        data["cpu_cores"] = list(self.cpu_cores)
         return data
 
-    def fingerprint(self) -> str:
-        """Hash of the timing settings and the onnxruntime version."""
+    def calibration_path(self) -> Path:
+        base = Path(self.source_path).parent if self.source_path else Path.cwd()
+        return (base / self.calibration).resolve()
+
+    def fingerprint(self, identity: str | None = None) -> str:
+        """Hash of the settings, the onnxruntime version and who measures (this host's name and
+        CPU unless `identity` names an agent); for calibrated profiles, the calibration too."""
         import onnxruntime
 
-        blob = json.dumps(
-            {"settings": self.settings(), "onnxruntime": onnxruntime.__version__}, sort_keys=True
-        )
+        if identity is None:
+            import platform
+
+            identity = f"host:{platform.node()}:{platform.processor() or platform.machine()}"
+        parts: dict[str, Any] = {"settings": self.settings(), "onnxruntime": onnxruntime.__version__, "who": identity}
+        if self.measured_on == "calibrated" and self.calibration:
+            try:
+                parts["calibration"] = hashlib.sha256(self.calibration_path().read_bytes()).hexdigest()
+            except OSError:
+                parts["calibration"] = "missing"
+        blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-# key -> (python type, check, what is allowed)
-def _positive(v: int) -> bool:
+def _positive(v: Any) -> bool:
     return v >= 1
 
 
-def _non_negative(v: int) -> bool:
+def _non_negative(v: Any) -> bool:
     return v >= 0
 
 
-_FIELDS: dict[str, tuple[type, Any, str]] = {
-    "name": (str, lambda v: bool(v.strip()), "a non-empty string"),
-    "description": (str, None, "a string"),
-    "target": (str, None, "a string naming the device"),
-    "measured_on": (str, lambda v: v in MEASURED_ON, f"one of {list(MEASURED_ON)}"),
+REQUIRED = object()
+TIMING_REQUIRED = object()  # required unless timing = false
+
+# key -> (python type, check, what is allowed, default)
+_FIELDS: dict[str, tuple[type, Any, str, Any]] = {
+    "name": (str, lambda v: bool(v.strip()), "a non-empty string", REQUIRED),
+    "description": (str, None, "a string", ""),
+    "target": (str, None, "a string naming the device", ""),
+    "measured_on": (str, lambda v: v in MEASURED_ON, f"one of {list(MEASURED_ON)}", "host"),
+    "agent_url": (str, lambda v: v == "" or v.startswith("http://"), "an http://HOST:PORT address of an edgenas agent", ""),
+    "token_file": (str, None, "the path of a file holding the agent's shared secret", ""),
+    "calibration": (str, None, "the path of a calibration file (edgenas calibrate writes one)", ""),
+    "timing": (bool, None, "true or false", True),
     "execution_providers": (
         list,
         lambda v: bool(v) and all(isinstance(p, str) and p for p in v),
         "a non-empty list of onnxruntime execution provider names",
+        TIMING_REQUIRED,
     ),
-    "intra_op_threads": (int, _non_negative, "an integer >= 0 (0 lets onnxruntime choose)"),
-    "inter_op_threads": (int, _non_negative, "an integer >= 0 (0 lets onnxruntime choose)"),
+    "intra_op_threads": (int, _non_negative, "an integer >= 0 (0 lets onnxruntime choose)", TIMING_REQUIRED),
+    "inter_op_threads": (int, _non_negative, "an integer >= 0 (0 lets onnxruntime choose)", TIMING_REQUIRED),
+    "spinning": (bool, None, "true or false (onnxruntime's thread spinning)", True),
+    "cpu_cores": (
+        list,
+        lambda v: all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in v),
+        "a list of CPU core numbers (empty: no pinning)",
+        [],
+    ),
     "graph_optimization_level": (
-        str,
-        lambda v: v in GRAPH_OPTIMIZATION_LEVELS,
-        f"one of {list(GRAPH_OPTIMIZATION_LEVELS)}",
+        str, lambda v: v in GRAPH_OPTIMIZATION_LEVELS, f"one of {list(GRAPH_OPTIMIZATION_LEVELS)}", "all"
     ),
-    "batch_size": (int, _positive, "an integer >= 1"),
-    "precision": (str, lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
-    "warmup_runs": (int, _non_negative, "an integer >= 0"),
-    "timed_runs": (int, _positive, "an integer >= 1"),
-    "statistic": (str, lambda v: v in STATISTICS, f"one of {list(STATISTICS)}"),
+    "batch_size": (int, _positive, "an integer >= 1", TIMING_REQUIRED),
+    "precision": (str, lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}", "fp32"),
+    "warmup_runs": (int, _non_negative, "an integer >= 0", 10),
+    "timed_runs": (int, _positive, "an integer >= 1", 40),
+    "sessions": (int, _positive, "an integer >= 1 (fresh onnxruntime sessions)", 3),
+    "spread_threshold": (float, lambda v: v > 0, "a number > 0 (relative spread of session medians)", 0.1),
+    "statistic": (str, lambda v: v in STATISTICS, f"one of {list(STATISTICS)}", "median"),
+    "max_params": (int, _positive, "an integer >= 1", None),
+    "max_model_bytes": (int, _positive, "an integer >= 1", None),
+    "max_latency_ms": (float, lambda v: v > 0, "a number > 0", None),
 }
-_OPTIONAL = {"description": "", "target": "", "measured_on": "host", "statistic": "median"}
 
 
 def parse_profile(data: dict[str, Any], source: str) -> Profile:
@@ -113,22 +158,33 @@ def parse_profile(data: dict[str, Any], source: str) -> Profile:
             f"{source}: unknown key(s) {', '.join(unknown)}; allowed keys are "
             f"{', '.join(_FIELDS)}"
         )
+    timing = data.get("timing", True)
     values: dict[str, Any] = {}
-    for key, (typ, check, allowed) in _FIELDS.items():
-        if key not in data:
-            if key in _OPTIONAL:
-                values[key] = _OPTIONAL[key]
-                continue
-            raise ProfileError(f"{source}: missing key '{key}' ({allowed})")
-        value = data[key]
-        # bool is an int subclass in Python; a profile saying `batch_size = true` is wrong.
-        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise ProfileError(
-                f"{source}: key '{key}' is {type(value).__name__} {value!r}; it must be {allowed}"
-            )
-        if check is not None and not check(value):
-            raise ProfileError(f"{source}: key '{key}' = {value!r} is not allowed; it must be {allowed}")
-        values[key] = tuple(value) if typ is list else value
+    for key, (typ, check, allowed, default) in _FIELDS.items():
+        if key not in data or (data[key] is None and default is None):
+            if default is REQUIRED or (default is TIMING_REQUIRED and timing is not False):
+                raise ProfileError(f"{source}: missing key '{key}' ({allowed})")
+            if default is TIMING_REQUIRED:
+                default = {"execution_providers": ["CPUExecutionProvider"], "batch_size": 1}.get(key, 0)
+            value = default
+        else:
+            value = data[key]
+            ok_type = isinstance(value, typ) and not (typ in (int, float) and isinstance(value, bool))
+            if typ is float and isinstance(value, int) and not isinstance(value, bool):
+                ok_type, value = True, float(value)
+            if not ok_type:
+                raise ProfileError(
+                    f"{source}: key '{key}' is {type(value).__name__} {value!r}; it must be {allowed}"
+                )
+            if check is not None and not check(value):
+                raise ProfileError(f"{source}: key '{key}' = {value!r} is not allowed; it must be {allowed}")
+        values[key] = tuple(value) if isinstance(value, list) else value
+    if values["measured_on"] == "agent" and not values["agent_url"]:
+        raise ProfileError(f"{source}: measured_on = \"agent\" needs agent_url (http://HOST:PORT of an edgenas agent)")
+    if values["measured_on"] == "calibrated" and not values["calibration"]:
+        raise ProfileError(
+            f"{source}: measured_on = \"calibrated\" needs calibration (a file written by edgenas calibrate)"
+        )
     return Profile(**values, source_path=source)
 
 
@@ -181,5 +237,4 @@ def load_profile(name_or_path: str) -> Profile:
             f"unknown profile '{name_or_path}'; available profiles: {names} "
             "(or give the path of a profile .toml file)"
         )
-    profile = load_profile_file(found[name_or_path])
-    return profile
+    return load_profile_file(found[name_or_path])

@@ -106,8 +106,10 @@ def _excess(value: float, threshold: float | None) -> float:
     return max(0.0, value / threshold - 1.0)
 
 
-def compute_reward(cfg: RewardConfig, accuracy: float, params: int, flops: int, latency_ms: float) -> RewardTerms:
-    """Reward of a candidate that passed the gates."""
+def compute_reward(
+    cfg: RewardConfig, accuracy: float, params: int, flops: int, latency_ms: float | None
+) -> RewardTerms:
+    """Reward of a candidate that passed the gates (latency None: the profile does not time)."""
     p_pen = f_pen = l_pen = 0.0
     if cfg.mode == "linear":
         p_pen = cfg.params_weight * params / 1e6
@@ -115,8 +117,9 @@ def compute_reward(cfg: RewardConfig, accuracy: float, params: int, flops: int, 
     elif cfg.mode == "piecewise":
         p_pen = cfg.piecewise_slope * _excess(params, cfg.params_threshold)
         f_pen = cfg.piecewise_slope * _excess(flops, cfg.flops_threshold)
-        l_pen = cfg.piecewise_slope * _excess(latency_ms, cfg.latency_threshold_ms)
-    if cfg.max_latency_ms is not None and cfg.latency_limit == "soft":
+        if latency_ms is not None:
+            l_pen = cfg.piecewise_slope * _excess(latency_ms, cfg.latency_threshold_ms)
+    if cfg.max_latency_ms is not None and cfg.latency_limit == "soft" and latency_ms is not None:
         l_pen += cfg.latency_weight * _excess(latency_ms, cfg.max_latency_ms)
     total = accuracy - p_pen - f_pen - l_pen
     return RewardTerms(accuracy, p_pen, f_pen, l_pen, total)

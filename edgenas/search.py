@@ -30,7 +30,7 @@ from edgenas.errors import BudgetError, ConfigError, EdgenasError, RunDirError, 
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
 from edgenas.measure.cost import static_cost
 from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
-from edgenas.measure.latency import LatencyStats, check_providers, make_session, measure_latency
+from edgenas.measure.latency import LatencyStats, Measurer, check_providers, default_measurer, make_session
 from edgenas.profiles import Profile, load_profile
 from edgenas.reward import RewardConfig, RewardTerms, check_latency, check_params, compute_reward, rejected_reward
 from edgenas.spaces.base import SearchSpace
@@ -41,6 +41,15 @@ from edgenas.training.trainer import ChildFailure, TrainRecipe, accuracy, predic
 
 PARITY_TOLERANCE = 1e-4
 DB_NAME = "search.db"
+
+
+def profile_limit(profile: Profile, what: str, value: float) -> str | None:
+    """Reason for rejecting a candidate on one of the device's own limits, or None."""
+    limit = getattr(profile, f"max_{what}")
+    if limit is not None and value > limit:
+        unit = {"params": "params", "model_bytes": "bytes", "latency_ms": "ms"}[what]
+        return f"{what.replace('_ms', '')} {value:,.4g} {unit} > profile {profile.name} limit {limit:,} {unit}"
+    return None
 
 
 def child_seed(seed: int, arch_key: str) -> int:
@@ -77,6 +86,7 @@ def evaluate_child(
     seed: int,
     device: torch.device,
     measure_timeout_s: float | None = None,
+    measurer: Measurer | None = None,
 ) -> ChildResult:
     """Build, gate, time, train and score one architecture. Never raises for a bad child:
     failures (diverged training, out of memory, export or onnxruntime errors, a timing over
@@ -86,11 +96,12 @@ def evaluate_child(
     torch.manual_seed(seed)
     model = space.build(arch)
     cost = static_cost(model, data.input_shape)
-    reason = check_params(reward_cfg, cost.params)
+    reason = check_params(reward_cfg, cost.params) or profile_limit(profile, "params", cost.params)
     if reason:
         seconds["total"] = time.perf_counter() - t_start
         return ChildResult("rejected", cost.params, rejected_reward(reward_cfg), seed, reason, cost.macs, seconds=seconds)
     latency = None
+    lat_ms = None
     try:
         # Time the architecture's graph before training: identical graph, weights do not change
         # onnxruntime's work, and a hard latency limit then never wastes a training run.
@@ -98,12 +109,15 @@ def evaluate_child(
         faults.point("export")
         graph = export_onnx(model, data.input_shape)
         seconds["export"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        faults.point("measure")
-        latency = measure_latency(graph, profile, timeout_s=measure_timeout_s)
-        seconds["measure"] = time.perf_counter() - t0
-        lat_ms = latency.statistic(profile.statistic)
-        reason = check_latency(reward_cfg, lat_ms)
+        reason = profile_limit(profile, "model_bytes", len(graph))
+        if reason is None:
+            t0 = time.perf_counter()
+            faults.point("measure")
+            latency = (measurer or default_measurer()).measure(graph, profile, timeout_s=measure_timeout_s)
+            seconds["measure"] = time.perf_counter() - t0
+            lat_ms = latency.statistic(profile.statistic) if latency is not None else None
+            if lat_ms is not None:
+                reason = check_latency(reward_cfg, lat_ms) or profile_limit(profile, "latency_ms", lat_ms)
         if reason:
             seconds["total"] = time.perf_counter() - t_start
             return ChildResult(
@@ -239,6 +253,11 @@ def prepare(pipeline: Pipeline) -> Prepared:
     """Everything that can fail on bad input, checked before any run directory or training."""
     profile = load_profile(pipeline.search.profile)
     check_providers(profile)
+    if not profile.timing and pipeline.reward.needs_latency:
+        raise ConfigError(
+            f"profile '{profile.name}' does not time models, but the reward uses latency "
+            "(max_latency_ms or a latency threshold); choose a timed profile or drop the latency terms"
+        )
     device = resolve_device(pipeline.search.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{pipeline.search.device}' was asked for but CUDA is not available; use --device cpu or auto")
@@ -298,6 +317,7 @@ def run_search(
     command: str | None = None,
     prepared: Prepared | None = None,
     resume: bool = False,
+    measurer: Measurer | None = None,
 ) -> SearchResult:
     """Run a whole search and write its run directory (search.db, children/, controller.ckpt,
     winner.onnx, manifest.json). Raises EdgenasError subclasses on bad input, before training
@@ -373,7 +393,7 @@ def run_search(
                     seed = child_seed(cfg.seed, key)
                     res = evaluate_child(
                         space, arch, data, pipeline.training, profile, pipeline.reward, seed, device,
-                        measure_timeout_s=cfg.measure_timeout_s,
+                        measure_timeout_s=cfg.measure_timeout_s, measurer=measurer,
                     )
                     trial = record_trial(store, children_dir, actions, arch, res, update_index, position)
                     reused = False

@@ -5,6 +5,15 @@ import pytest
 from edgenas.training.data import Dataset, load_digits
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_latency_cache(tmp_path_factory):
+    """Tests never read or write the user's latency cache."""
+    import os
+
+    os.environ["EDGENAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("latency-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def digits() -> Dataset:
     return load_digits()

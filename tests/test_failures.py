@@ -9,6 +9,7 @@ from edgenas import faults
 from edgenas.cli import app
 from edgenas.config import load_pipeline
 from edgenas.errors import SearchAborted
+from edgenas.measure.latency import Measurer
 from edgenas.search import run_search
 
 
@@ -60,9 +61,9 @@ def test_timing_timeout_fails_the_child(tiny_pipeline):
     path = tiny_pipeline(children=3)
     text = open(path).read().replace("[search]", "[search]\nmeasure_timeout_s = 1e-9\nabort_failed_fraction = 1.0")
     open(path, "w").write(text)
-    result = run_search(load_pipeline(path), run_name="timeout")
+    result = run_search(load_pipeline(path), run_name="timeout", measurer=Measurer(use_cache=False))
     rows = _rows(result)
     assert rows and all(r[0] == "failed" and "longer than" in r[2] for r in rows)
     assert result.winner is None
-    res = CliRunner().invoke(app, ["search", "--pipeline", path, "--name", "timeout-cli"])
+    res = CliRunner().invoke(app, ["search", "--pipeline", path, "--name", "timeout-cli", "--no-cache"])
     assert res.exit_code == 1 and "no feasible child" in res.output

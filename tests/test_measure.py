@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -8,7 +10,7 @@ import torch.nn as nn
 from edgenas.errors import MeasurementError
 from edgenas.measure.cost import count_params, static_cost
 from edgenas.measure.export import INPUT_NAME, OUTPUT_NAME, export_onnx
-from edgenas.measure.latency import measure_latency
+from edgenas.measure.latency import Measurer, graph_hash, quantize_for_timing
 from edgenas.profiles import load_profile, parse_profile
 from edgenas.spaces.layerwise import Layer, LayerwiseArch, LayerwiseSpace
 
@@ -44,29 +46,98 @@ def test_export_parity_and_dynamic_batch(shape):
     assert np.abs(got - model(x).detach().numpy()).max() < 1e-4
 
 
-def _tiny_onnx():
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+def _tiny_onnx(channels: int = 4):
+    model = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * channels, 10))
     return export_onnx(model, (1, 8, 8))
 
 
-def test_latency_on_a_real_session():
-    profile = load_profile("cpu-arm")
-    stats = measure_latency(_tiny_onnx(), profile)
-    assert stats.runs == profile.timed_runs == len(stats.samples_ms)
-    assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms <= stats.max_ms
-    assert stats.provider == "CPUExecutionProvider"
-    assert stats.label == "host-measured" and stats.measured_on == "host"
-    assert stats.machine["onnxruntime"] == ort.__version__
-    assert stats.statistic("p90") == stats.p90_ms
+def _profile(**changes):
+    return parse_profile({**load_profile("cpu-arm").settings(), **changes}, "test.toml")
+
+
+def test_latency_on_a_real_session_in_a_pinned_worker():
+    profile = _profile(cpu_cores=[0], sessions=2, timed_runs=15, warmup_runs=3)
+    m = Measurer(use_cache=False)
+    try:
+        stats = m.measure(_tiny_onnx(), profile)
+        assert stats.runs == 2 * 15 == len(stats.samples_ms) and stats.sessions == 2
+        assert len(stats.session_medians_ms) == 2
+        assert stats.median_ms == pytest.approx(sorted(stats.session_medians_ms)[0] / 2 + sorted(stats.session_medians_ms)[1] / 2)
+        assert 0 < stats.min_ms <= stats.median_ms <= stats.max_ms and stats.p90_ms <= stats.max_ms
+        assert stats.provider == "CPUExecutionProvider"
+        assert stats.label == "host-measured" and stats.measured_on == "host"
+        assert stats.machine["onnxruntime"] == ort.__version__
+        assert stats.pinned_cores == (0,)  # timed in the worker process, pinned as the profile says
+        assert m.worker.proc is not None and m.worker.proc.pid != os.getpid()
+        assert stats.spread >= 0 and stats.unstable == (stats.spread > profile.spread_threshold)
+    finally:
+        m.close()
 
 
 def test_batch_size_from_profile_is_used():
-    data = {**load_profile("cpu-arm").settings(), "batch_size": 4, "timed_runs": 3, "warmup_runs": 0}
-    stats = measure_latency(_tiny_onnx(), parse_profile(data, "b4"))
+    stats = Measurer(use_cache=False).measure(_tiny_onnx(), _profile(batch_size=4, timed_runs=3, warmup_runs=0, sessions=1))
     assert stats.batch_size == 4 and stats.runs == 3
 
 
 def test_missing_execution_provider_is_refused():
-    data = {**load_profile("cpu-arm").settings(), "execution_providers": ["NoSuchExecutionProvider"]}
     with pytest.raises(MeasurementError, match="NoSuchExecutionProvider"):
-        measure_latency(_tiny_onnx(), parse_profile(data, "x"))
+        Measurer(use_cache=False).measure(_tiny_onnx(), _profile(execution_providers=["NoSuchExecutionProvider"]))
+
+
+def test_graph_hash_ignores_weights_not_structure():
+    torch.manual_seed(0)
+    a = _tiny_onnx()
+    torch.manual_seed(1)
+    b = _tiny_onnx()
+    assert a != b and graph_hash(a) == graph_hash(b)
+    assert graph_hash(_tiny_onnx(channels=8)) != graph_hash(a)
+
+
+def test_cache_measures_a_graph_once_per_fingerprint(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGENAS_CACHE_DIR", str(tmp_path))
+    m = Measurer()
+    try:
+        profile = _profile(timed_runs=5, warmup_runs=1, sessions=1, spread_threshold=100.0)
+        first = m.measure(_tiny_onnx(), profile)
+        torch.manual_seed(7)
+        again = m.measure(_tiny_onnx(), profile)  # other weights, same graph
+        assert not first.cached and again.cached and again.median_ms == first.median_ms
+        other = m.measure(_tiny_onnx(), _profile(timed_runs=6, warmup_runs=1, sessions=1, spread_threshold=100.0))
+        assert not other.cached  # other settings, other fingerprint
+        assert m.cache.count() == 2
+    finally:
+        m.close()
+
+
+def test_timeout_stops_the_measurement_and_the_next_one_works():
+    m = Measurer(use_cache=False)
+    try:
+        big = _profile(timed_runs=100000, warmup_runs=0, sessions=1)
+        with pytest.raises(MeasurementError, match="longer than"):
+            m.measure(_tiny_onnx(), big, timeout_s=0.2)
+        assert m.measure(_tiny_onnx(), _profile(timed_runs=3, sessions=1)).runs == 3
+    finally:
+        m.close()
+
+
+def test_a_crashed_worker_is_replaced():
+    m = Measurer(use_cache=False)
+    try:
+        m.measure(_tiny_onnx(), _profile(timed_runs=2, sessions=1))
+        m.worker.proc.kill()  # as if onnxruntime had crashed it
+        m.worker.proc.wait()
+        assert m.measure(_tiny_onnx(), _profile(timed_runs=2, sessions=1)).runs == 2
+        assert m.worker.restarts == 1
+    finally:
+        m.close()
+
+
+def test_int8_profile_times_the_quantized_graph():
+    stats = Measurer(use_cache=False).measure(_tiny_onnx(), _profile(precision="int8", timed_runs=3, sessions=1))
+    assert stats.precision == "int8" and stats.runs == 3
+    q = quantize_for_timing(_tiny_onnx())
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load_from_string(q).graph.node}
+
+
+def test_untimed_profile_returns_no_latency():
+    assert Measurer(use_cache=False).measure(_tiny_onnx(), load_profile("mcu-m7")) is None

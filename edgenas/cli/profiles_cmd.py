@@ -25,13 +25,19 @@ def profiles(ctx: typer.Context) -> None:
 def list_profiles() -> None:
     """List the available hardware profiles."""
     table = Table(title="hardware profiles")
-    for col in ("name", "target", "latency", "provider", "threads", "batch"):
+    for col in ("name", "target", "latency", "provider", "threads", "batch", "limits"):
         table.add_column(col)
     for name, path in available_profiles().items():
         p = load_profile(str(path))
+        limits = ", ".join(
+            f"{label} {value:,}" for label, value in
+            (("params", p.max_params), ("bytes", p.max_model_bytes), ("ms", p.max_latency_ms)) if value
+        )
+        timed = p.timing
         table.add_row(
-            name, p.target, p.latency_label, p.execution_providers[0],
-            f"{p.intra_op_threads}/{p.inter_op_threads}", str(p.batch_size),
+            name, p.target, p.latency_label, p.execution_providers[0] if timed else "-",
+            f"{p.intra_op_threads}/{p.inter_op_threads}" if timed else "-", str(p.batch_size) if timed else "-",
+            limits or "-",
         )
     console.print(table)
 
@@ -47,7 +53,7 @@ def show_profile(
     table.add_column("key", style="bold")
     table.add_column("value")
     for key, value in p.settings().items():
-        table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
+        table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
     table.add_row("latency label", p.latency_label)
     table.add_row("fingerprint", p.fingerprint())
     table.add_row("file", p.source_path)

@@ -105,6 +105,9 @@ def search(
         Optional[float], typer.Option("--max-minutes", help="Stop sampling new batches after this many minutes.")
     ] = None,
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Parent folder of run directories.")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Measure every child again instead of reusing cached latencies.")
+    ] = False,
     name: Annotated[Optional[str], typer.Option("--name", help="Run directory name (default: time and profile).")] = None,
 ) -> None:
     """Search for an accurate network that fits the device, and write a deployable winner.
@@ -179,6 +182,9 @@ def search(
         bar.update(task, completed=p.sampled, description=desc)
         status.update(p)
 
+    from edgenas.measure.latency import Measurer, default_measurer
+
+    measurer = Measurer(use_cache=False) if no_cache else default_measurer()
     verb = "resuming" if resume is not None else "run directory:"
     console.print(
         f"{verb} [bold]{run_dir}[/]  profile {prepared.profile.name} ({prepared.profile.latency_label})", soft_wrap=True
@@ -186,7 +192,7 @@ def search(
     with Live(Group(bar, status), console=console, refresh_per_second=4):
         try:
             result = run_search(pipe, run_dir=run_dir, on_progress=on_progress, command=command, prepared=prepared,
-                                resume=resume is not None)
+                                resume=resume is not None, measurer=measurer)
         except KeyboardInterrupt:
             err_console.print(
                 f"interrupted: every finished child is saved in {run_dir / 'search.db'} and the controller is "

@@ -1,34 +1,30 @@
-"""Timing an ONNX model under onnxruntime exactly as a profile says.
+"""Latency of an ONNX model under a hardware profile, from wherever the profile says.
 
-Warm-up runs first, then each timed run is measured on its own (perf_counter_ns) and the raw
-samples are kept. The session must really use the execution provider the profile asks for: a
-silent fallback to another provider would be a wrong measurement, so it is an error.
+- host: timed on this machine, in a separate worker process pinned to the profile's cores
+  (`edgenas.measure.worker`), labelled host-measured.
+- agent: sent to an `edgenas agent` on the device, labelled device-measured.
+- calibrated: timed on this machine, then mapped to the device by the profile's calibration
+  model (`edgenas calibrate`), labelled predicted.
+Results are cached by (graph hash, profile fingerprint): the graph hash ignores weight values,
+which do not change onnxruntime's work, so a network measured once is never measured again.
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import statistics
-import time
-from dataclasses import asdict, dataclass, field
+import atexit
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
-import numpy as np
-
-from edgenas.errors import MeasurementError, ModelFileError
+from edgenas.errors import MeasurementError
+from edgenas.measure.timing import check_providers as _check_providers
+from edgenas.measure.timing import input_feed, machine_info, make_session as _make_session  # noqa: F401
 from edgenas.profiles import Profile
-
-_LEVELS = {
-    "disabled": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
 
 
 @dataclass(frozen=True)
 class LatencyStats:
-    median_ms: float
+    median_ms: float  # median of the session medians (the prediction, for calibrated profiles)
     p90_ms: float
     mean_ms: float
     min_ms: float
@@ -38,144 +34,209 @@ class LatencyStats:
     batch_size: int
     provider: str
     profile: str
-    measured_on: str  # "host": this machine, whatever device the profile targets
-    label: str  # "host-measured" etc., shown next to every number
+    measured_on: str  # host | agent | calibrated
+    label: str  # host-measured | device-measured | predicted: shown next to every number
+    sessions: int = 1
+    session_medians_ms: tuple[float, ...] = ()
+    spread: float = 0.0
+    repeated: bool = False
+    unstable: bool = False
+    precision: str = "fp32"
     machine: dict[str, str] = field(default_factory=dict)
+    pinned_cores: tuple[int, ...] = ()
+    host_median_ms: float | None = None  # calibrated profiles: what this host measured
+    cached: bool = False
     samples_ms: tuple[float, ...] = ()
 
     def statistic(self, name: str) -> float:
         return self.p90_ms if name == "p90" else self.median_ms
 
-    def to_json(self, with_samples: bool = False) -> dict:
+    def to_json(self, with_samples: bool = False) -> dict[str, Any]:
         data = asdict(self)
-        data["samples_ms"] = list(self.samples_ms) if with_samples else None
-        if not with_samples:
+        data["session_medians_ms"] = list(self.session_medians_ms)
+        data["pinned_cores"] = list(self.pinned_cores)
+        if with_samples:
+            data["samples_ms"] = list(self.samples_ms)
+        else:
             data.pop("samples_ms")
         return data
 
-
-def machine_info() -> dict[str, str]:
-    import onnxruntime
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "host": platform.node(),
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "system": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "onnxruntime": onnxruntime.__version__,
-    }
-
-
-def percentile(samples: list[float], q: float) -> float:
-    """Linear-interpolation percentile, q in [0, 100]."""
-    return float(np.percentile(np.asarray(samples), q))
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LatencyStats":
+        data = dict(data)
+        for key in ("session_medians_ms", "pinned_cores", "samples_ms"):
+            data[key] = tuple(data.get(key) or ())
+        return cls(**data)
 
 
 def check_providers(profile: Profile) -> None:
-    """MeasurementError unless this onnxruntime build has every provider the profile names."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    missing = [p for p in profile.execution_providers if p not in available]
-    if missing:
-        raise MeasurementError(
-            f"profile '{profile.name}' asks for execution provider(s) {missing}, but this "
-            f"onnxruntime build offers only {available}; install the onnxruntime package that "
-            "provides them or choose another profile"
-        )
+    """MeasurementError unless this onnxruntime build has every provider a host-timed profile names."""
+    if profile.timing and profile.measured_on != "agent":
+        _check_providers(list(profile.execution_providers), profile.name)
 
 
 def make_session(model: bytes | str, profile: Profile):
+    """An onnxruntime session configured as `profile` says (provider asserted)."""
+    return _make_session(model, profile.settings())
+
+
+def graph_hash(model: bytes) -> str:
+    """Hash of the graph's structure: ops, attributes, shapes and dtypes, not weight values."""
+    import onnx
+
+    proto = onnx.load_from_string(model)
+    for init in proto.graph.initializer:  # keep name, dims and dtype; drop the values
+        for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+            init.ClearField(f)
+    del proto.metadata_props[:]
+    proto.doc_string = ""
+    proto.producer_version = ""
+    return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
+
+
+def quantize_for_timing(model: bytes) -> bytes:
+    """Static QDQ int8 version of `model`, calibrated on random inputs: its latency does not
+    depend on the calibration, only on the int8 graph."""
+    import os
+    import tempfile
+
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     import onnxruntime as ort
 
-    check_providers(profile)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = profile.intra_op_threads
-    opts.inter_op_num_threads = profile.inter_op_threads
-    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[profile.graph_optimization_level])
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(model, sess_options=opts, providers=list(profile.execution_providers))
-    except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
-        where = model if isinstance(model, str) else "the model"
-        raise ModelFileError(f"onnxruntime cannot load {where}: {exc}") from exc
-    active = session.get_providers()
-    if not active or active[0] != profile.execution_providers[0]:
-        raise MeasurementError(
-            f"profile '{profile.name}' asked for {profile.execution_providers[0]} but the session "
-            f"runs on {active}; refusing to report a measurement from the wrong provider"
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    feed = input_feed(sess, 4)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([feed])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory() as d:
+        src, pre, out = (os.path.join(d, n) for n in ("m.onnx", "p.onnx", "q.onnx"))
+        with open(src, "wb") as fh:
+            fh.write(model)
+        try:
+            quant_pre_process(src, pre, skip_symbolic_shape=True)
+            quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        except Exception as exc:
+            raise MeasurementError(f"could not quantize the model to int8 for timing: {exc}") from exc
+        with open(out, "rb") as fh:
+            return fh.read()
+
+
+class Measurer:
+    """Measures models for profiles, with the latency cache. One per process is enough."""
+
+    def __init__(self, use_cache: bool = True) -> None:
+        from edgenas.measure.worker import TimingWorker
+
+        self.worker = TimingWorker()
+        self.use_cache = use_cache
+        self._cache = None
+        self._agents: dict[str, Any] = {}
+        self._calibrations: dict[str, Any] = {}
+
+    @property
+    def cache(self):
+        if self._cache is None and self.use_cache:
+            from edgenas.measure.cache import LatencyCache
+
+            self._cache = LatencyCache.default()
+        return self._cache
+
+    def _agent(self, profile: Profile):
+        from edgenas.agent_client import AgentClient
+
+        if profile.agent_url not in self._agents:
+            self._agents[profile.agent_url] = AgentClient.for_profile(profile)
+        return self._agents[profile.agent_url]
+
+    def identity(self, profile: Profile) -> str | None:
+        if profile.measured_on == "agent":
+            return "agent:" + self._agent(profile).identity()
+        return None
+
+    def measure(self, model: bytes | str, profile: Profile, timeout_s: float | None = None) -> LatencyStats | None:
+        """Latency of `model` (bytes or path) under `profile`; None for a profile without timing."""
+        if not profile.timing:
+            return None
+        if isinstance(model, str):
+            with open(model, "rb") as fh:
+                model = fh.read()
+        fingerprint = profile.fingerprint(self.identity(profile))
+        key = graph_hash(model)
+        if self.cache is not None:
+            hit = self.cache.get(key, fingerprint)
+            if hit is not None:
+                return replace(LatencyStats.from_json(hit), cached=True)
+        timed = quantize_for_timing(model) if profile.precision == "int8" else model
+        settings = profile.settings()
+        if profile.measured_on == "agent":
+            raw = self._agent(profile).measure(timed, settings, timeout_s)
+        else:
+            raw = self.worker.measure(timed, settings, timeout_s)
+        stats = LatencyStats(
+            median_ms=raw["median_ms"], p90_ms=raw["p90_ms"], mean_ms=raw["mean_ms"], min_ms=raw["min_ms"],
+            max_ms=raw["max_ms"], runs=raw["runs"], warmup_runs=raw["warmup_runs"], batch_size=raw["batch_size"],
+            provider=raw["provider"], profile=profile.name, measured_on=profile.measured_on,
+            label=profile.latency_label, sessions=raw["sessions"],
+            session_medians_ms=tuple(raw["session_medians_ms"]), spread=raw["spread"], repeated=raw["repeated"],
+            unstable=raw["unstable"], precision=profile.precision, machine=raw["machine"],
+            pinned_cores=tuple(raw["pinned_cores"]), samples_ms=tuple(raw["samples_ms"]),
         )
-    return session
+        if profile.measured_on == "calibrated":
+            stats = self._predict(profile, model, stats)
+        if self.cache is not None and not stats.unstable:
+            self.cache.put(key, fingerprint, stats.to_json(with_samples=True))
+        return stats
+
+    def _predict(self, profile: Profile, model: bytes, host: LatencyStats) -> LatencyStats:
+        from edgenas.calibrate import Calibration
+
+        path = str(profile.calibration_path())
+        if path not in self._calibrations:
+            self._calibrations[path] = Calibration.load(path)
+        cal = self._calibrations[path]
+        ratio_p90 = host.p90_ms / host.median_ms if host.median_ms > 0 else 1.0
+        predicted = cal.predict(model, host.median_ms)
+        return replace(
+            host, median_ms=predicted, p90_ms=predicted * ratio_p90, mean_ms=predicted, min_ms=predicted,
+            max_ms=predicted * ratio_p90, host_median_ms=host.median_ms, samples_ms=(),
+        )
+
+    def close(self) -> None:
+        self.worker.close()
+        if self._cache is not None:
+            self._cache.close()
 
 
-def input_feed(session, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random float32 inputs of the model's shape, with dynamic axes set to `batch_size`."""
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for inp in session.get_inputs():
-        if inp.type != "tensor(float)":
-            raise MeasurementError(f"input '{inp.name}' has type {inp.type}; only float32 inputs are supported")
-        shape = []
-        for i, dim in enumerate(inp.shape):
-            if isinstance(dim, int) and dim > 0:
-                shape.append(dim)
-            elif i == 0:
-                shape.append(batch_size)
-            else:
-                raise MeasurementError(
-                    f"input '{inp.name}' has a dynamic dimension {dim!r} at axis {i}; only the batch "
-                    "axis may be dynamic. Export the model with a fixed input size"
-                )
-        feed[inp.name] = rng.standard_normal(shape).astype(np.float32)
-    return feed
+_DEFAULT: Measurer | None = None
 
 
-def measure_latency(model: bytes | str, profile: Profile, timeout_s: float | None = None) -> LatencyStats:
-    """Time `model` (ONNX bytes or a file path) under `profile` on this machine.
+def default_measurer() -> Measurer:
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Measurer()
+        atexit.register(_DEFAULT.close)
+    return _DEFAULT
 
-    With `timeout_s`, a measurement whose runs add up to more than that raises
-    MeasurementError (checked between runs: one run that never returns is not interrupted)."""
-    session = make_session(model, profile)
-    feed = input_feed(session, profile.batch_size)
-    start = time.perf_counter()
-    samples: list[float] = []
-    try:
-        for i in range(profile.warmup_runs + profile.timed_runs):
-            t0 = time.perf_counter_ns()
-            session.run(None, feed)
-            if i >= profile.warmup_runs:
-                samples.append((time.perf_counter_ns() - t0) / 1e6)
-            if timeout_s is not None and time.perf_counter() - start > timeout_s:
-                raise MeasurementError(
-                    f"timing took longer than {timeout_s:g} s ({i + 1} of "
-                    f"{profile.warmup_runs + profile.timed_runs} runs done)"
-                )
-    except MeasurementError:
-        raise
-    except Exception as exc:
-        raise MeasurementError(f"onnxruntime failed while running the model: {exc}") from exc
-    return LatencyStats(
-        median_ms=statistics.median(samples),
-        p90_ms=percentile(samples, 90),
-        mean_ms=statistics.fmean(samples),
-        min_ms=min(samples),
-        max_ms=max(samples),
-        runs=len(samples),
-        warmup_runs=profile.warmup_runs,
-        batch_size=profile.batch_size,
-        provider=session.get_providers()[0],
-        profile=profile.name,
-        measured_on=profile.measured_on,
-        label=profile.latency_label,
-        machine=machine_info(),
-        samples_ms=tuple(samples),
-    )
+
+def measure_latency(model: bytes | str, profile: Profile, timeout_s: float | None = None) -> LatencyStats | None:
+    """Latency of `model` under `profile` with the process's shared measurer and cache."""
+    return default_measurer().measure(model, profile, timeout_s)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(samples), q))
+
+
+__all__ = ["LatencyStats", "Measurer", "check_providers", "graph_hash", "machine_info", "make_session",
+           "measure_latency", "default_measurer"]

@@ -1,0 +1,180 @@
+"""Timing an ONNX model under onnxruntime: the part that runs where the model is timed.
+
+Imports only onnxruntime, numpy and the standard library (plus edgenas.errors), so it runs in
+the timing worker process and in the on-device agent, where torch is not installed.
+
+Method: k fresh sessions (`sessions`) x n timed runs (`timed_runs`) after `warmup_runs`
+warm-up runs each; every run is timed on its own (perf_counter_ns) and the raw samples kept.
+The reported median is the median of the session medians, p90 is over all samples, and the
+spread is (max - min) of the session medians over their median. If the spread exceeds
+`spread_threshold`, the whole measurement is repeated once; if it is still above, the result is
+flagged `unstable`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from edgenas.errors import MeasurementError, ModelFileError
+
+_LEVELS = {
+    "disabled": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def machine_info() -> dict[str, str]:
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "system": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def check_providers(providers: list[str], profile_name: str) -> None:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    missing = [p for p in providers if p not in available]
+    if missing:
+        raise MeasurementError(
+            f"profile '{profile_name}' asks for execution provider(s) {missing}, but this "
+            f"onnxruntime build offers only {available}; install the onnxruntime package that "
+            "provides them or choose another profile"
+        )
+
+
+def make_session(model: bytes | str, settings: dict[str, Any]):
+    import onnxruntime as ort
+
+    providers = list(settings["execution_providers"])
+    check_providers(providers, settings.get("name", "?"))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = settings["intra_op_threads"]
+    opts.inter_op_num_threads = settings["inter_op_threads"]
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[settings["graph_optimization_level"]])
+    opts.log_severity_level = 3
+    spinning = "1" if settings.get("spinning", True) else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+    try:
+        session = ort.InferenceSession(model, sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+        where = model if isinstance(model, str) else "the model"
+        raise ModelFileError(f"onnxruntime cannot load {where}: {exc}") from exc
+    active = session.get_providers()
+    if not active or active[0] != providers[0]:
+        raise MeasurementError(
+            f"profile '{settings.get('name')}' asked for {providers[0]} but the session runs on "
+            f"{active}; refusing to report a measurement from the wrong provider"
+        )
+    return session
+
+
+def input_feed(session, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random float32 inputs of the model's shape, with a dynamic batch axis set to `batch_size`."""
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for inp in session.get_inputs():
+        if inp.type != "tensor(float)":
+            raise MeasurementError(f"input '{inp.name}' has type {inp.type}; only float32 inputs are supported")
+        shape = []
+        for i, dim in enumerate(inp.shape):
+            if isinstance(dim, int) and dim > 0:
+                shape.append(dim)
+            elif i == 0:
+                shape.append(batch_size)
+            else:
+                raise MeasurementError(
+                    f"input '{inp.name}' has a dynamic dimension {dim!r} at axis {i}; only the batch "
+                    "axis may be dynamic. Export the model with a fixed input size"
+                )
+        feed[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    return feed
+
+
+def _one_pass(model: bytes | str, settings: dict[str, Any], deadline: float | None) -> tuple[list[list[float]], str]:
+    sessions: list[list[float]] = []
+    provider = ""
+    for _ in range(settings["sessions"]):
+        session = make_session(model, settings)
+        provider = session.get_providers()[0]
+        feed = input_feed(session, settings["batch_size"])
+        samples: list[float] = []
+        try:
+            for i in range(settings["warmup_runs"] + settings["timed_runs"]):
+                t0 = time.perf_counter_ns()
+                session.run(None, feed)
+                if i >= settings["warmup_runs"]:
+                    samples.append((time.perf_counter_ns() - t0) / 1e6)
+                if deadline is not None and time.perf_counter() > deadline:
+                    raise MeasurementError(f"timing took longer than the {settings['_timeout_s']:g} s allowed")
+        except MeasurementError:
+            raise
+        except Exception as exc:
+            raise MeasurementError(f"onnxruntime failed while running the model: {exc}") from exc
+        sessions.append(samples)
+        del session
+    return sessions, provider
+
+
+def time_model(model: bytes | str, settings: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+    """Measure `model` (ONNX bytes or path) with profile `settings`; returns plain numbers."""
+    deadline = None if timeout_s is None else time.perf_counter() + timeout_s
+    settings = {**settings, "_timeout_s": timeout_s or 0}
+    threshold = settings.get("spread_threshold", 0.1)
+    repeated = False
+    sessions, provider = _one_pass(model, settings, deadline)
+    spread = _spread(sessions)
+    if spread > threshold:
+        repeated = True
+        sessions, provider = _one_pass(model, settings, deadline)
+        spread = _spread(sessions)
+    medians = [statistics.median(s) for s in sessions]
+    flat = [x for s in sessions for x in s]
+    return {
+        "median_ms": statistics.median(medians),
+        "p90_ms": float(np.percentile(np.asarray(flat), 90)),
+        "mean_ms": statistics.fmean(flat),
+        "min_ms": min(flat),
+        "max_ms": max(flat),
+        "runs": len(flat),
+        "sessions": len(sessions),
+        "session_medians_ms": medians,
+        "spread": spread,
+        "repeated": repeated,
+        "unstable": spread > threshold,
+        "warmup_runs": settings["warmup_runs"],
+        "batch_size": settings["batch_size"],
+        "provider": provider,
+        "machine": machine_info(),
+        "pinned_cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [],
+        "samples_ms": flat,
+    }
+
+
+def _spread(sessions: list[list[float]]) -> float:
+    medians = [statistics.median(s) for s in sessions]
+    mid = statistics.median(medians)
+    return (max(medians) - min(medians)) / mid if mid > 0 else 0.0
