@@ -1,3 +1,3 @@
-from edgenas.cli import main
+from edgenas.entry import main
 
 main()

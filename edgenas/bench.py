@@ -1,13 +1,21 @@
-"""Latency of ONNX files under hardware profiles (the library side of `edgenas bench`)."""
+"""Latency of ONNX files, or of a run's candidates, under hardware profiles (`edgenas bench`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgenas.errors import ModelFileError
-from edgenas.measure.latency import measure_latency
-from edgenas.profiles import load_profile
+from edgenas.measure.latency import Measurer, default_measurer
+from edgenas.profiles import Profile, load_profile
+
+
+@dataclass(frozen=True)
+class BenchTarget:
+    label: str  # what the table calls it
+    path: Path
+    trial: int | None = None
 
 
 def check_onnx_file(path: str) -> None:
@@ -16,7 +24,7 @@ def check_onnx_file(path: str) -> None:
 
     p = Path(path)
     if not p.is_file():
-        raise ModelFileError(f"'{path}' does not exist or is not a file; give the path of an .onnx model")
+        raise ModelFileError(f"'{path}' does not exist or is not a file; give the path of an .onnx model or a run directory")
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
@@ -29,14 +37,51 @@ def check_onnx_file(path: str) -> None:
         raise ModelFileError(f"'{path}' is not a valid ONNX model: {exc}") from exc
 
 
-def bench_models(models: list[str], profiles: list[str]) -> list[dict[str, Any]]:
-    """Every model under every profile; all inputs are checked before anything is timed."""
-    loaded = [load_profile(p) for p in profiles]
-    for m in models:
-        check_onnx_file(m)
-    results = []
-    for m in models:
+def expand_targets(items: list[str], top: int | None) -> list[BenchTarget]:
+    """ONNX files as given; a run directory becomes its trained candidates (best first, top k)."""
+    from edgenas.search import DB_NAME
+    from edgenas.store import Store
+
+    targets = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            if not (p / DB_NAME).is_file():
+                raise ModelFileError(f"'{item}' is a directory but not an edgenas run directory (no {DB_NAME})")
+            with Store(p / DB_NAME) as store:
+                trials = store.top(top if top else 10**9)
+            if not trials:
+                raise ModelFileError(f"run directory '{item}' has no trained candidate yet")
+            targets += [BenchTarget(f"{p.name}:trial {t.id}", p / str(t.onnx_path), t.id) for t in trials]
+        else:
+            check_onnx_file(item)
+            targets.append(BenchTarget(item, p))
+    return targets
+
+
+def bench_models(
+    items: list[str], profiles: list[str], top: int | None = None, measurer: Measurer | None = None
+) -> list[dict[str, Any]]:
+    """Every target under every profile; all inputs are checked before anything is timed.
+
+    One row per (model, profile); `fastest` marks the lowest median per profile."""
+    loaded: list[Profile] = [load_profile(p) for p in profiles]
+    targets = expand_targets(items, top)
+    measurer = measurer or default_measurer()
+    rows = []
+    for t in targets:
+        size = t.path.stat().st_size
         for profile in loaded:
-            stats = measure_latency(m, profile)
-            results.append({"model": m, **stats.to_json(with_samples=True)})
-    return results
+            row: dict[str, Any] = {"model": t.label, "path": str(t.path), "trial": t.trial, "profile": profile.name,
+                                   "label": profile.latency_label, "model_bytes": size}
+            if profile.max_model_bytes is not None:
+                row["fits_model_bytes"] = size <= profile.max_model_bytes
+            stats = measurer.measure(str(t.path), profile)
+            if stats is not None:
+                row.update(stats.to_json(with_samples=True))
+            rows.append(row)
+    for profile in loaded:
+        timed = [r for r in rows if r["profile"] == profile.name and "median_ms" in r]
+        if timed:
+            min(timed, key=lambda r: r["median_ms"])["fastest"] = True
+    return rows

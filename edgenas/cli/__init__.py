@@ -21,6 +21,16 @@ app.command("report")(export_cmd.report)
 app.add_typer(profiles_cmd.app, name="profiles")
 
 
+@app.command("agent", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def agent(ctx: typer.Context) -> None:
+    """Run on the target board: time models sent by a search or bench (needs only onnxruntime
+    and numpy). Options: --listen HOST:PORT (default 127.0.0.1:8765), --token-file PATH,
+    --max-mb, --timeout-s; `edgenas agent --help` for details."""
+    from edgenas.agent import main as agent_main
+
+    raise typer.Exit(agent_main(list(ctx.args)))
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"edgenas {__version__}")

@@ -1,10 +1,11 @@
-"""`edgenas bench`: latency of ONNX files under one or more hardware profiles."""
+"""`edgenas bench`: latency of ONNX files or a run's candidates under one or more profiles."""
 
 from __future__ import annotations
 
+import csv
 import json
-from pathlib import Path
-from typing import Annotated
+import sys
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -12,30 +13,63 @@ from rich.table import Table
 from edgenas.bench import bench_models
 from edgenas.cli.common import console, fmt_ms, handle_errors
 
+CSV_FIELDS = ("model", "trial", "profile", "label", "median_ms", "p90_ms", "spread", "unstable", "sessions", "runs",
+              "batch_size", "precision", "cached", "fastest", "model_bytes", "fits_model_bytes", "path")
+
 
 @handle_errors
 def bench(
-    models: Annotated[list[Path], typer.Argument(help="One or more ONNX model files.", show_default=False)],
+    models: Annotated[
+        list[str],
+        typer.Argument(help="ONNX model files and/or run directories (a run directory means its trained candidates).",
+                       show_default=False),
+    ],
     profile: Annotated[
         list[str],
         typer.Option("--profile", "-p", help="Hardware profile name or .toml path; repeat for several."),
     ] = ["cpu-arm"],  # noqa: B006 - typer needs a list default
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON (raw samples included).")] = False,
+    top: Annotated[Optional[int], typer.Option("--top", help="From a run directory, only its k best candidates.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (raw samples included).")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV, one row per model and profile.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Measure again instead of reusing cached latencies.")] = False,
 ) -> None:
-    """Time ONNX models under onnxruntime exactly as each profile says.
+    """Time models under onnxruntime exactly as each profile says, and show which is fastest on
+    each board.
 
-    Prints median and p90 latency per model and profile, with where it was measured: a profile
-    whose target is another device but that is timed on this machine says "host-measured".
+    Each cell is the median of fresh-session medians and the p90, with where it was measured:
+    host-measured (this machine), device-measured (an edgenas agent on the board) or predicted
+    (a calibrated profile). '*' marks the fastest model per profile; '!' an unstable measurement.
     """
-    results = bench_models([str(m) for m in models], profile)
+    from edgenas.measure.latency import Measurer
+
+    if top is not None and top < 1:
+        from edgenas.errors import ConfigError
+
+        raise ConfigError(f"--top must be >= 1, got {top}")
+    rows = bench_models(models, profile, top, Measurer(use_cache=False) if no_cache else None)
     if as_json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(rows, indent=2))
         return
-    table = Table(title="latency (ms)")
-    for col, justify in (("model", "left"), ("profile", "left"), ("median", "right"), ("p90", "right"),
-                         ("runs", "right"), ("batch", "right"), ("measured", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for r in results:
-        table.add_row(r["model"], r["profile"], fmt_ms(r["median_ms"]), fmt_ms(r["p90_ms"]), str(r["runs"]),
-                      str(r["batch_size"]), r["label"])
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    names = list(dict.fromkeys(r["profile"] for r in rows))
+    table = Table(title="latency, ms: median / p90 ('*' fastest per profile, '!' unstable)")
+    table.add_column("model")
+    for name in names:
+        label = next(r["label"] for r in rows if r["profile"] == name)
+        table.add_column(f"{name}\n({label})", justify="right")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        cells = []
+        for name in names:
+            r = next(x for x in rows if x["model"] == model and x["profile"] == name)
+            if "median_ms" in r:
+                mark = ("*" if r.get("fastest") else "") + ("!" if r.get("unstable") else "")
+                cells.append(f"{fmt_ms(r['median_ms'])} / {fmt_ms(r['p90_ms'])}{mark}")
+            else:
+                fits = r.get("fits_model_bytes")
+                cells.append("not timed" + ("" if fits is None else ", fits" if fits else ", too big"))
+        table.add_row(model, *cells)
     console.print(table)

@@ -1,0 +1,157 @@
+"""A real agent process on loopback, measured through; it must run without torch & co."""
+
+import base64
+import json
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from typer.testing import CliRunner
+
+from edgenas.agent import sign
+from edgenas.cli import app
+from edgenas.measure.export import export_onnx
+from edgenas.profiles import load_profile
+
+# Importing any of these in the agent process fails: the agent must not need them.
+HEAVY = ("torch", "torchvision", "typer", "rich", "thop", "sklearn", "onnx", "matplotlib", "edgenas.cli", "edgenas.search")
+LAUNCH = (
+    "import sys\n"
+    f"for m in {HEAVY!r}: sys.modules[m] = None\n"
+    "from edgenas.agent import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_agent(tmp_path, *extra, token=None):
+    token = token or secrets.token_hex(32)
+    (tmp_path / "token").write_text(token)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "--listen", f"127.0.0.1:{port}", "--token-file", str(tmp_path / "token"), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    line = proc.stdout.readline()
+    assert "listening on" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc, port, token
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    d = tmp_path_factory.mktemp("agent")
+    proc, port, token = start_agent(d)
+    profile = d / "board.toml"
+    profile.write_text(
+        f'name = "board"\nmeasured_on = "agent"\nagent_url = "http://127.0.0.1:{port}"\ntoken_file = "{d / "token"}"\n'
+        'execution_providers = ["CPUExecutionProvider"]\nintra_op_threads = 1\ninter_op_threads = 1\nbatch_size = 1\n'
+        "timed_runs = 10\nwarmup_runs = 2\nsessions = 2\n"
+    )
+    yield {"proc": proc, "port": port, "token": token, "profile": str(profile), "dir": d}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _model(tmp_path):
+    import torch.nn as nn
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(export_onnx(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10)), (1, 8, 8)))
+    return path
+
+
+def _post(port, token, body, path="/measure"):
+    ts = str(int(time.time()))
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST", headers={
+        "X-Edgenas-Timestamp": ts, "X-Edgenas-Signature": sign(token.encode(), ts, "POST", path, body)})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_bench_through_the_agent(agent, tmp_path):
+    res = CliRunner().invoke(app, ["bench", str(_model(tmp_path)), "-p", agent["profile"], "--json", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.output)
+    assert row["label"] == "device-measured" and row["measured_on"] == "agent"
+    assert row["runs"] == 20 == len(row["samples_ms"]) and row["sessions"] == 2
+    assert row["machine"]["onnxruntime"]
+
+
+def test_search_with_an_agent_backed_profile(agent, tiny_pipeline):
+    from edgenas.config import load_pipeline
+    from edgenas.search import run_search
+
+    pipe = load_pipeline(tiny_pipeline(children=3)).override("search", profile=agent["profile"])
+    result = run_search(pipe, run_name="agent")
+    assert result.manifest["winner"]["latency"]["label"] == "device-measured"
+
+
+def test_wrong_token_and_unreachable_agent(agent, tmp_path):
+    bad = tmp_path / "bad.toml"
+    (tmp_path / "wrong").write_text(secrets.token_hex(32))
+    text = open(agent["profile"]).read().replace(str(agent["dir"] / "token"), str(tmp_path / "wrong"))
+    bad.write_text(text)
+    res = CliRunner().invoke(app, ["bench", str(_model(tmp_path)), "-p", str(bad), "--no-cache"])
+    assert res.exit_code == 2 and "refused" in res.output
+    down = tmp_path / "down.toml"
+    down.write_text(open(agent["profile"]).read().replace(str(agent["port"]), str(free_port())))
+    res = CliRunner().invoke(app, ["bench", str(_model(tmp_path)), "-p", str(down), "--no-cache"])
+    assert res.exit_code == 2 and "cannot reach the agent" in " ".join(res.output.split())
+
+
+def test_hostile_requests_get_errors_and_the_agent_survives(agent, tmp_path):
+    port, token = agent["port"], agent["token"]
+    settings = {**load_profile("cpu-arm").settings(), "cpu_cores": []}
+    for model in (b"\x08\x07not onnx" * 100, _model(tmp_path).read_bytes()[:300]):
+        status, answer = _post(port, token, json.dumps({"settings": settings, "model_b64": base64.b64encode(model).decode()}).encode())
+        assert status == 422 and not answer["ok"] and "cannot load" in answer["error"]
+    status, answer = _post(port, token, b"{not json")
+    assert status == 400
+    status, answer = _post(port, token, json.dumps({"settings": {"name": "x", "bogus": 1}, "model_b64": ""}).encode())
+    assert status == 422 and "unknown key" in answer["error"]
+    status, answer = _post(port, token, json.dumps({"settings": settings, "model_b64": "%%%"}).encode())
+    assert status == 422 and "base64" in answer["error"]
+    # unsigned and stale requests
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/measure", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req)
+    assert err.value.code == 401
+    # a measurement over the agent's time limit is stopped; the next one works
+    slow = {**settings, "timed_runs": 10**7, "sessions": 1}
+    body = {"settings": slow, "model_b64": base64.b64encode(_model(tmp_path).read_bytes()).decode(), "timeout_s": 0.3}
+    status, answer = _post(port, token, json.dumps(body).encode())
+    assert status == 422 and "longer than" in answer["error"]
+    ok = {"settings": {**settings, "timed_runs": 3, "sessions": 1}, "model_b64": body["model_b64"]}
+    status, answer = _post(port, token, json.dumps(ok).encode())
+    assert status == 200 and answer["stats"]["runs"] == 3
+    assert agent["proc"].poll() is None
+
+
+def test_request_size_limit(tmp_path):
+    proc, port, token = start_agent(tmp_path, "--max-mb", "0.001")
+    try:
+        status, answer = _post(port, token, b"x" * 5000)
+        assert status == 413 and "over the agent's limit" in answer["error"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_agent_refuses_a_short_token(tmp_path):
+    (tmp_path / "t").write_text("short")
+    res = subprocess.run([sys.executable, "-m", "edgenas", "agent", "--token-file", str(tmp_path / "t")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "shorter than 16 bytes" in res.stderr
