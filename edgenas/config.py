@@ -34,12 +34,31 @@ class SearchSettings:
     abort_failed_fraction: float = 0.5  # stop when more than this share of evaluated children failed...
     abort_min_evaluated: int = 8  # ...once at least this many were evaluated (trained or failed)
     measure_timeout_s: float = 60.0  # a child whose latency measurement takes longer fails
+    executor: str = "local"  # local | process | ray: where children train
+    workers: int = 1  # process executor: worker processes, each pinned to its share of the cores
+    ray_address: str | None = None  # ray executor: HOST:PORT of a cluster (none: a local instance)
+    gpus_per_job: float = 0.0  # ray executor: GPUs (fractions allowed) each child asks for
+    threads_per_job: int = 0  # torch threads per training job (0: cores / workers)
+    early_stopping: str = "none"  # none | median: stop a child below the median curve of earlier children
+    early_stop_min_children: int = 5  # the median rule needs this many earlier curves at an epoch
 
     def __post_init__(self) -> None:
         if not 0 < self.abort_failed_fraction <= 1:
             raise ConfigError(f"search.abort_failed_fraction must be in (0, 1], got {self.abort_failed_fraction}")
         if self.abort_min_evaluated < 1:
             raise ConfigError(f"search.abort_min_evaluated must be >= 1, got {self.abort_min_evaluated}")
+        if self.executor not in ("local", "process", "ray"):
+            raise ConfigError(f"executor '{self.executor}' is unknown; use local, process or ray")
+        if self.gpus_per_job < 0:
+            raise ConfigError(f"search.gpus_per_job must be >= 0, got {self.gpus_per_job}")
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+        if self.early_stopping not in ("none", "median"):
+            raise ConfigError(f"search.early_stopping '{self.early_stopping}' is unknown; use none or median")
+        if self.early_stop_min_children < 1:
+            raise ConfigError(f"search.early_stop_min_children must be >= 1, got {self.early_stop_min_children}")
+        if self.threads_per_job < 0:
+            raise ConfigError(f"search.threads_per_job must be >= 0, got {self.threads_per_job}")
         if self.measure_timeout_s <= 0:
             raise ConfigError(f"search.measure_timeout_s must be > 0, got {self.measure_timeout_s}")
         if self.children < 1:
@@ -56,10 +75,21 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class DatasetSettings:
-    name: str = "digits"
-    val_fraction: float = 0.15
-    test_fraction: float = 0.2
+    name: str = "digits"  # digits | mnist | fashion-mnist | cifar10 | folder:PATH
+    val_fraction: float = 0.15  # the reward's accuracy (of the training pool if the set has its own test split)
+    test_fraction: float = 0.2  # only the final winner (unused where the set has an official test split)
     split_seed: int = 0
+    data_dir: str | None = None  # torchvision datasets: the folder holding MNIST/raw, cifar-10-batches-py, ...
+    download: bool = False  # let torchvision download into data_dir (needs network)
+    image_size: int | None = None  # folder datasets: resize to this square size (default: the first image's)
+    channels: int | None = None  # folder datasets: 1 or 3 (default: from the first image)
+    max_images: int | None = None  # a stratified, seeded subset (e.g. for CPU runs on CIFAR-10)
+
+    def __post_init__(self) -> None:
+        if self.channels not in (None, 1, 3):
+            raise ConfigError(f"dataset.channels must be 1 or 3, got {self.channels}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ConfigError(f"dataset.image_size must be >= 1, got {self.image_size}")
 
 
 @dataclass(frozen=True)

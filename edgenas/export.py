@@ -30,13 +30,14 @@ from edgenas.search import (
     DB_NAME,
     build_space,
     child_seed,
+    load_pipeline_dataset,
     load_run_pipeline,
     onnx_metadata,
     versions,
     write_verified_onnx,
 )
 from edgenas.store import Store
-from edgenas.training.data import Dataset, load_dataset
+from edgenas.training.data import Dataset
 from edgenas.training.trainer import accuracy, resolve_device, train_child
 
 
@@ -128,8 +129,7 @@ def export_run(
     profile = dataclasses.replace(profile, precision="fp32")
     if not profile.timing:
         raise EdgenasError(f"profile '{profile.name}' does not time models; give a timed one with --profile")
-    ds = pipeline.dataset
-    data = load_dataset(ds.name, ds.val_fraction, ds.test_fraction, ds.split_seed)
+    data = load_pipeline_dataset(pipeline)
     space = build_space(pipeline, data)
     device = resolve_device(pipeline.search.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -79,12 +79,13 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         "reused": sum(1 for s in samples if s["reused"]),
         "rejected_reasons": Counter(_reason_kind(t.reason) for t in trials.values() if t.status == "rejected"),
         "failed_reasons": Counter(_reason_kind(t.error) for t in trials.values() if t.status == "failed"),
+        "stopped_reasons": Counter("median rule" for t in trials.values() if t.status == "stopped"),
     }
 
 
 # -- plots ------------------------------------------------------------------------------------
 
-_COLORS = {"ok": "#1f77b4", "reused": "#9ecae1", "rejected": "#d62728", "failed": "#ff7f0e"}
+_COLORS = {"ok": "#1f77b4", "reused": "#9ecae1", "rejected": "#d62728", "failed": "#ff7f0e", "stopped": "#8c564b"}
 
 
 def _png(fig) -> str:
@@ -225,9 +226,11 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
          "yes" if t.id in d["pareto_latency"] else "", t.arch_key.split("|", 1)[1])
         for i, t in enumerate(d["top"], 1)
     ]
-    reasons = [("rejected", k, n) for k, n in d["rejected_reasons"].most_common()] + [
-        ("failed", k, n) for k, n in d["failed_reasons"].most_common()
-    ]
+    reasons = (
+        [("rejected", k, n) for k, n in d["rejected_reasons"].most_common()]
+        + [("failed", k, n) for k, n in d["failed_reasons"].most_common()]
+        + [("stopped early", k, n) for k, n in d["stopped_reasons"].most_common()]
+    )
     pipeline_toml = run_dir / "pipeline.toml"
     reproduce = f"edgenas search --pipeline {pipeline_toml}" if pipeline_toml.exists() else None
     w = d["winner"]
@@ -252,6 +255,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
         f"<span class='kpi'>trained<b>{counts.get('ok', 0)}</b></span>",
         f"<span class='kpi'>rejected<b>{counts.get('rejected', 0)}</b></span>",
         f"<span class='kpi'>failed<b>{counts.get('failed', 0)}</b></span>",
+        f"<span class='kpi'>stopped early<b>{counts.get('stopped', 0)}</b></span>",
         f"<span class='kpi'>reused<b>{d['reused']}</b></span>",
         "</div>",
     ]

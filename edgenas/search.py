@@ -1,7 +1,9 @@
 """The search loop: propose -> evaluate -> record -> learn, then the winner.
 
-`evaluate_child` is a pure function of (architecture, recipe, profile, reward settings, seed)
-and the data: it is what an executor (in-process today; process pool or Ray later) runs.
+A child's evaluation is a pure function of (architecture, recipe, profile, reward settings,
+seed) and the data. `prepare_child` (gates, export, timing) runs here; training runs on an
+executor (this process, or a pool of worker processes); `finish_child` turns its outcome into
+the result.
 Gates run before expensive work: a candidate over the parameter budget is never trained, and a
 hard latency limit is checked on the untrained network's graph (latency does not depend on the
 weights), so it never wastes a training run either.
@@ -9,8 +11,10 @@ weights), so it never wastes a training run either.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
 import json
 import platform
 import sqlite3
@@ -24,7 +28,8 @@ import numpy as np
 import torch
 
 import edgenas
-from edgenas import controllers, faults, spaces
+from edgenas import controllers, executors, faults, spaces
+from edgenas.executors import TrainJob, TrainOutcome
 from edgenas.config import Pipeline, SearchSettings
 from edgenas.errors import BudgetError, ConfigError, EdgenasError, RunDirError, SearchAborted
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
@@ -74,23 +79,35 @@ class ChildResult:
     state_dict: dict[str, torch.Tensor] | None = None
     error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    curve: tuple[float, ...] = ()
 
 
-def evaluate_child(
+@dataclass
+class PendingChild:
+    """A child that passed every gate and waits for training."""
+
+    arch: Any
+    seed: int
+    params: int
+    macs: int
+    latency: LatencyStats | None
+    lat_ms: float | None
+    seconds: dict[str, float]
+    started: float
+
+
+def prepare_child(
     space: SearchSpace,
     arch: Any,
     data: Dataset,
-    recipe: TrainRecipe,
     profile: Profile,
     reward_cfg: RewardConfig,
     seed: int,
-    device: torch.device,
     measure_timeout_s: float | None = None,
     measurer: Measurer | None = None,
-) -> ChildResult:
-    """Build, gate, time, train and score one architecture. Never raises for a bad child:
-    failures (diverged training, out of memory, export or onnxruntime errors, a timing over
-    `measure_timeout_s`) come back as status 'failed' with the error text."""
+) -> ChildResult | PendingChild:
+    """Build, cost, gate, export and time one architecture (in this process, never while a
+    child trains). Returns the final result of a rejected or failed child, or what training needs."""
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     torch.manual_seed(seed)
@@ -118,27 +135,53 @@ def evaluate_child(
             lat_ms = latency.statistic(profile.statistic) if latency is not None else None
             if lat_ms is not None:
                 reason = check_latency(reward_cfg, lat_ms) or profile_limit(profile, "latency_ms", lat_ms)
-        if reason:
-            seconds["total"] = time.perf_counter() - t_start
-            return ChildResult(
-                "rejected", cost.params, rejected_reward(reward_cfg), seed, reason, cost.macs, latency=latency, seconds=seconds
-            )
-        result = train_child(model, data.x_train, data.y_train, data.x_val, data.y_val, recipe, seed, device)
-        seconds["train"] = result.train_seconds
-        t0 = time.perf_counter()
-        onnx_bytes = export_onnx(model, data.input_shape)
-        seconds["export"] += time.perf_counter() - t0
     except Exception as exc:  # a bad child is recorded, never fatal to the search
         seconds["total"] = time.perf_counter() - t_start
         return ChildResult(
             "failed", cost.params, rejected_reward(reward_cfg), seed, type(exc).__name__, cost.macs,
             latency=latency, error=f"{type(exc).__name__}: {exc}", seconds=seconds,
         )
-    terms = compute_reward(reward_cfg, result.val_accuracy, cost.params, cost.flops, lat_ms)
-    seconds["total"] = time.perf_counter() - t_start
+    if reason:
+        seconds["total"] = time.perf_counter() - t_start
+        return ChildResult(
+            "rejected", cost.params, rejected_reward(reward_cfg), seed, reason, cost.macs, latency=latency, seconds=seconds
+        )
+    return PendingChild(arch, seed, cost.params, cost.macs, latency, lat_ms, seconds, t_start)
+
+
+def finish_child(
+    space: SearchSpace, data: Dataset, reward_cfg: RewardConfig, pending: PendingChild, outcome: TrainOutcome
+) -> ChildResult:
+    """Turn a training outcome into the child's result: export the trained network, reward it."""
+    seconds = dict(pending.seconds)
+    if outcome.ok:
+        try:
+            model = space.build(pending.arch)
+            model.load_state_dict(outcome.state_dict)
+            t0 = time.perf_counter()
+            faults.point("export")
+            onnx_bytes = export_onnx(model, data.input_shape)
+            seconds["export"] = seconds.get("export", 0.0) + time.perf_counter() - t0
+        except Exception as exc:
+            outcome = TrainOutcome(outcome.key, False, error=f"{type(exc).__name__}: {exc}")
+    seconds["train"] = outcome.train_seconds
+    seconds["total"] = seconds.get("export", 0.0) + seconds.get("measure", 0.0) + (outcome.train_seconds or 0.0)
+    if outcome.stopped:
+        # Stopped by the median rule: rewarded with the accuracy it had reached; never a winner.
+        terms = compute_reward(reward_cfg, outcome.val_accuracy or 0.0, pending.params, 2 * pending.macs, pending.lat_ms)
+        return ChildResult(
+            "stopped", pending.params, terms, pending.seed, outcome.stopped, pending.macs, outcome.val_accuracy,
+            pending.latency, seconds=seconds, curve=outcome.curve,
+        )
+    if not outcome.ok:
+        return ChildResult(
+            "failed", pending.params, rejected_reward(reward_cfg), pending.seed, (outcome.error or "").split(":")[0],
+            pending.macs, latency=pending.latency, error=outcome.error, seconds=seconds,
+        )
+    terms = compute_reward(reward_cfg, outcome.val_accuracy, pending.params, 2 * pending.macs, pending.lat_ms)
     return ChildResult(
-        "ok", cost.params, terms, seed, None, cost.macs, result.val_accuracy, latency, onnx_bytes,
-        {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, seconds=seconds,
+        "ok", pending.params, terms, pending.seed, None, pending.macs, outcome.val_accuracy, pending.latency,
+        onnx_bytes, outcome.state_dict, seconds=seconds, curve=outcome.curve,
     )
 
 
@@ -152,6 +195,7 @@ class Progress:
     rejected: int
     failed: int
     reused: int
+    stopped: int
     best_reward: float | None
     best_val_accuracy: float | None
     best_params: int | None
@@ -223,6 +267,12 @@ def make_run_dir(runs_dir: str | Path, profile: str, name: str | None = None) ->
     return run_dir
 
 
+def load_pipeline_dataset(pipeline: Pipeline) -> Dataset:
+    ds = pipeline.dataset
+    return load_dataset(ds.name, ds.val_fraction, ds.test_fraction, ds.split_seed, ds.data_dir, ds.download,
+                        ds.image_size, ds.channels, ds.max_images)
+
+
 def build_space(pipeline: Pipeline, data: Dataset) -> SearchSpace:
     return spaces.create(
         pipeline.space.name, input_shape=data.input_shape, num_classes=data.num_classes, **pipeline.space.options
@@ -261,8 +311,7 @@ def prepare(pipeline: Pipeline) -> Prepared:
     device = resolve_device(pipeline.search.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{pipeline.search.device}' was asked for but CUDA is not available; use --device cpu or auto")
-    ds = pipeline.dataset
-    data = load_dataset(ds.name, ds.val_fraction, ds.test_fraction, ds.split_seed)
+    data = load_pipeline_dataset(pipeline)
     space = build_space(pipeline, data)
     check_budget_feasible(space, pipeline.reward)
     controllers.create(pipeline.controller.name, space, seed=0, **pipeline.controller.options)  # check its options
@@ -318,6 +367,7 @@ def run_search(
     prepared: Prepared | None = None,
     resume: bool = False,
     measurer: Measurer | None = None,
+    executor: executors.Executor | None = None,
 ) -> SearchResult:
     """Run a whole search and write its run directory (search.db, children/, controller.ckpt,
     winner.onnx, manifest.json). Raises EdgenasError subclasses on bad input, before training
@@ -330,7 +380,7 @@ def run_search(
     reused from the database and only the trials that were in flight are evaluated again."""
     t_start = time.perf_counter()
     prepared = prepared or prepare(pipeline)
-    profile, data, space, device = prepared.profile, prepared.data, prepared.space, prepared.device
+    profile, data, space = prepared.profile, prepared.data, prepared.space
     cfg = pipeline.search
     if run_dir is None:
         if resume:
@@ -340,7 +390,14 @@ def run_search(
     children_dir.mkdir(exist_ok=True)
     controller = controllers.create(pipeline.controller.name, space, seed=cfg.seed, **pipeline.controller.options)
 
-    with RunLock(run_dir) as lock, Store(run_dir / DB_NAME) as store:
+    threads = cfg.threads_per_job or max(1, (os.cpu_count() or 1) // cfg.workers)
+    with (
+        RunLock(run_dir) as lock,
+        Store(run_dir / DB_NAME) as store,
+        _closing(executor or executors.create(cfg.executor, pipeline.to_json(), cfg.workers, threads,
+                                              cfg.ray_address, cfg.gpus_per_job),
+                 owned=executor is None) as executor,
+    ):
         if lock.took_over_from is not None:
             store.set_meta("lock_taken_over_from", lock.took_over_from)
         update_index = 0
@@ -372,6 +429,7 @@ def run_search(
             on_progress(
                 Progress(
                     sampled, cfg.children, counts["ok"], counts["rejected"], counts["failed"], store.reused_count(),
+                    counts["stopped"],
                     best.reward if best else None, best.val_accuracy if best else None,
                     best.params if best else None, last[0], last[1], time.perf_counter() - t_start, phase,
                     took_over_lock_from=lock.took_over_from,
@@ -384,28 +442,54 @@ def run_search(
                 break
             m = min(cfg.architectures_per_update, cfg.children - sampled)
             batch = controller.propose(m)
-            rewards = []
+            answers: list[Trial | None] = [None] * m
+            pending: dict[str, tuple[PendingChild, list[int]]] = {}
+
+            def answered(position: int, trial: Trial, reused: bool) -> None:
+                nonlocal sampled, last
+                answers[position] = trial
+                sampled += 1
+                last = (trial.reward, "reused" if reused else trial.status)
+                report()
+
+            # 1. gates, export and timing, one child at a time, in this process
             for position, actions in enumerate(batch):
                 arch = space.decode(actions)
                 key = arch.key()
                 trial = store.trial_by_key(key)
-                if trial is None:
-                    seed = child_seed(cfg.seed, key)
-                    res = evaluate_child(
-                        space, arch, data, pipeline.training, profile, pipeline.reward, seed, device,
-                        measure_timeout_s=cfg.measure_timeout_s, measurer=measurer,
-                    )
-                    trial = record_trial(store, children_dir, actions, arch, res, update_index, position)
-                    reused = False
-                else:
+                if trial is not None:
                     # First sampled here before a crash (same update and position): not a reuse.
                     reused = (trial.origin_update, trial.origin_position) != (update_index, position)
                     store.add_sample(update_index, position, actions, key, trial.id, trial.reward, reused)
-                rewards.append(trial.reward)
-                sampled += 1
-                last = (trial.reward, "reused" if reused else trial.status)
-                report()
+                    answered(position, trial, reused)
+                elif key in pending:
+                    pending[key][1].append(position)  # a repeat within the batch waits for the first
+                else:
+                    pre = prepare_child(space, arch, data, profile, pipeline.reward, child_seed(cfg.seed, key),
+                                        cfg.measure_timeout_s, measurer)
+                    if isinstance(pre, ChildResult):
+                        answered(position, record_trial(store, children_dir, actions, arch, pre, update_index, position), False)
+                        check_failures(store, cfg)
+                    else:
+                        pending[key] = (pre, [position])
+            # 2. training, on the executor; each trial is committed the moment it finishes
+            thresholds = (
+                store.stop_thresholds(update_index, pipeline.training.epochs, cfg.early_stop_min_children)
+                if cfg.early_stopping == "median" else ()
+            )
+            jobs = [TrainJob(key, pre.arch.to_json(), pre.seed, thresholds) for key, (pre, _) in pending.items()]
+            for outcome in executor.run(jobs):
+                pre, positions = pending[outcome.key]
+                res = finish_child(space, data, pipeline.reward, pre, outcome)
+                first = positions[0]
+                trial = record_trial(store, children_dir, batch[first], pre.arch, res, update_index, first)
+                answered(first, trial, False)
+                for p in positions[1:]:
+                    store.add_sample(update_index, p, batch[p], outcome.key, trial.id, trial.reward, True)
+                    answered(p, trial, True)
                 check_failures(store, cfg)
+            rewards = [a.reward for a in answers if a is not None]
+            assert len(rewards) == m
             stats = controller.learn(batch, rewards)
             store.add_update(update_index, stats)
             update_index += 1
@@ -422,6 +506,15 @@ def run_search(
         write_report(run_dir)
         atomic_write_json(run_dir / MANIFEST_NAME, manifest)  # last: its presence means "finished"
         return SearchResult(run_dir, manifest, store.top(5), store.status_counts(), wall)
+
+
+@contextlib.contextmanager
+def _closing(executor: executors.Executor, owned: bool):
+    try:
+        yield executor
+    finally:
+        if owned:
+            executor.close()
 
 
 def check_failures(store: Store, cfg: SearchSettings) -> None:
@@ -481,6 +574,7 @@ def record_trial(
             error=res.error,
             origin_update=update_index,
             origin_position=position,
+            curve=list(res.curve) if res.curve else None,
         ),
         list(actions),
     )
@@ -567,6 +661,7 @@ def finalize(
             "trained": counts["ok"],
             "rejected": counts["rejected"],
             "failed": counts["failed"],
+            "stopped_early": counts["stopped"],
             "reused": store.sample_count() - sum(counts.values()),
             "wall_seconds": wall_seconds,
         },

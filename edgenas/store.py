@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS trials (
     arch_key TEXT NOT NULL UNIQUE,
     actions TEXT NOT NULL,
     arch TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'rejected', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ('ok', 'rejected', 'failed', 'stopped')),
     reason TEXT,
     params INTEGER NOT NULL,
     macs INTEGER,
@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS trials (
     error TEXT,
     origin_update INTEGER NOT NULL,
     origin_position INTEGER NOT NULL,
+    curve TEXT,
     finished_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -73,7 +74,7 @@ TRIAL_COLUMNS = (
     "arch_key", "actions", "arch", "status", "reason", "params", "macs", "flops", "val_accuracy",
     "latency_median_ms", "latency_p90_ms", "latency_runs", "latency_label", "latency", "reward",
     "reward_terms", "seed", "train_seconds", "export_seconds", "measure_seconds", "total_seconds",
-    "onnx_path", "weights_path", "error", "origin_update", "origin_position",
+    "onnx_path", "weights_path", "error", "origin_update", "origin_position", "curve",
 )
 
 
@@ -108,13 +109,14 @@ class Trial:
     error: str | None
     origin_update: int  # the controller update and position that first sampled it
     origin_position: int
+    curve: list[float] | None  # validation accuracy per epoch, when early stopping watched it
     finished_at: float
 
 
-_JSON_COLUMNS = ("actions", "arch", "latency", "reward_terms")
+_JSON_COLUMNS = ("actions", "arch", "latency", "reward_terms", "curve")
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Store:
@@ -227,9 +229,25 @@ class Store:
         )
         return [self._trial(r) for r in rows]
 
+    def stop_thresholds(self, before_update: int, epochs: int, min_curves: int) -> tuple[float | None, ...]:
+        """Median rule: per epoch, the median validation accuracy of the children first sampled
+        before `before_update` (so a replayed update sees exactly what it saw the first time);
+        None where fewer than `min_curves` children reached that epoch."""
+        import statistics
+
+        rows = self.conn.execute(
+            "SELECT curve FROM trials WHERE curve IS NOT NULL AND status = 'ok' AND origin_update < ?", (before_update,)
+        )
+        curves = [json.loads(r[0]) for r in rows]
+        out: list[float | None] = []
+        for e in range(epochs):
+            at = [c[e] for c in curves if len(c) > e]
+            out.append(statistics.median(at) if len(at) >= min_curves else None)
+        return tuple(out)
+
     def status_counts(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT status, COUNT(*) AS n FROM trials GROUP BY status")
-        counts = {"ok": 0, "rejected": 0, "failed": 0}
+        counts = {"ok": 0, "rejected": 0, "failed": 0, "stopped": 0}
         counts.update({r["status"]: r["n"] for r in rows})
         return counts
 
@@ -249,7 +267,7 @@ class Store:
         )
 
     def samples(self) -> Iterator[sqlite3.Row]:
-        return self.conn.execute("SELECT * FROM samples ORDER BY id")
+        return self.conn.execute("SELECT * FROM samples ORDER BY update_index, position")
 
     def sample_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0])

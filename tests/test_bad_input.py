@@ -30,7 +30,7 @@ def rows():
 
 
 def test_table_is_complete():
-    assert len(rows()) >= 40
+    assert len(rows()) >= 58
 
 
 ARM = (Path(__file__).resolve().parents[1] / "hardware_profiles" / "cpu-arm.toml").read_text()
@@ -71,6 +71,19 @@ def files(tmp_path_factory):
     write("pipeline_bad_space", "[space]\nkernels = [2]\n")
     write("pipeline_bad_dataset", '[dataset]\nname = "imagenet"\n')
     write("a_file", "just a file", suffix=".txt")
+    agent_base = 'name = "b"\nmeasured_on = "agent"\nexecution_providers = ["CPUExecutionProvider"]\n' \
+        "intra_op_threads = 1\ninter_op_threads = 1\nbatch_size = 1\n"
+    write("profile_agent_no_url", agent_base)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (d / "tok").write_text("x" * 40)
+    write("profile_agent_down", agent_base + f'agent_url = "http://127.0.0.1:{port}"\ntoken_file = "{d / "tok"}"\n')
+    write("profile_agent_no_token", agent_base + f'agent_url = "http://127.0.0.1:{port}"\n')
+    write("profile_bad_cores", ARM.replace("cpu_cores = [1]", "cpu_cores = [99]"))
+    write("calib_wrong_columns", "a,b\n1,2\n", suffix=".csv")
+    write("calib_missing_model", "model,device_ms\nnope.onnx,1.5\n", suffix=".csv")
+    write("short_token", "short", suffix=".txt")
     (d / "not").mkdir()
     write("not_onnx", "this is text, not a model", suffix=".onnx")
     f["missing"] = str(d / "does-not-exist")
@@ -100,6 +113,7 @@ def test_row(command, message, code, files, monkeypatch, tmp_path):
     if "--device cuda" in command and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     monkeypatch.chdir(tmp_path)  # a search that wrongly started would write under here
+    monkeypatch.delenv("EDGENAS_AGENT_TOKEN", raising=False)
     args = [a.format(**files) for a in shlex.split(command)]
     res = CliRunner().invoke(app, args)
     out = " ".join(res.output.split())

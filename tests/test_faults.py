@@ -42,7 +42,7 @@ def snapshot(run_dir):
     trials = conn.execute(
         "SELECT arch_key, status, params, val_accuracy, reward, origin_update, origin_position FROM trials ORDER BY arch_key"
     ).fetchall()
-    samples = conn.execute("SELECT update_index, position, arch_key, reused, reward FROM samples ORDER BY id").fetchall()
+    samples = conn.execute("SELECT update_index, position, arch_key, reused, reward FROM samples ORDER BY update_index, position").fetchall()
     updates = conn.execute("SELECT update_index, loss, entropy, baseline FROM updates ORDER BY update_index").fetchall()
     conn.close()
     winner = json.loads((run_dir / "manifest.json").read_text())["winner"]

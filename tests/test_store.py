@@ -31,7 +31,7 @@ def test_trials_persist_in_a_real_sqlite_file(tmp_path):
     conn.close()
     with Store(path) as store:
         assert [t.arch_key for t in store.top(3)] == ["c", "b", "a"]  # reward, then fewer params
-        assert store.status_counts() == {"ok": 3, "rejected": 1, "failed": 0}
+        assert store.status_counts() == {"ok": 3, "rejected": 1, "failed": 0, "stopped": 0}
         t = store.trial_by_key("a")
         assert t.actions == [1, 2] and t.latency == {"median_ms": 0.1}
         assert store.get_meta("pipeline") == {"x": 1}

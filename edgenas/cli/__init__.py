@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from edgenas import __version__
-from edgenas.cli import bench_cmd, export_cmd, profiles_cmd, search_cmd
+from edgenas.cli import bench_cmd, calibrate_cmd, export_cmd, profiles_cmd, search_cmd
 
 app = typer.Typer(
     name="edgenas",
@@ -18,6 +18,7 @@ app.command("search")(search_cmd.search)
 app.command("bench")(bench_cmd.bench)
 app.command("export")(export_cmd.export)
 app.command("report")(export_cmd.report)
+app.command("calibrate")(calibrate_cmd.calibrate)
 app.add_typer(profiles_cmd.app, name="profiles")
 
 

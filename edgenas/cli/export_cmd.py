@@ -74,6 +74,6 @@ def report(
         )
     c = d["counts"]
     console.print(f"sampled {len(d['samples'])}: trained {c.get('ok', 0)}, rejected {c.get('rejected', 0)}, "
-                  f"failed {c.get('failed', 0)}, reused {d['reused']}")
+                  f"failed {c.get('failed', 0)}, stopped early {c.get('stopped', 0)}, reused {d['reused']}")
     path = write_report(run_dir, out)
     console.print(f"report: [bold]{path}[/]", soft_wrap=True)

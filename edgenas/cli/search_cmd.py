@@ -34,7 +34,8 @@ class _Status:
         self.text = Text.assemble(
             ("best ", "bold"), best, ("  last ", "bold"), last,
             ("  trained ", "bold"), str(p.trained), ("  rejected ", "bold"), str(p.rejected),
-            ("  failed ", "bold"), str(p.failed), ("  reused ", "bold"), str(p.reused),
+            ("  failed ", "bold"), str(p.failed), ("  stopped ", "bold"), str(p.stopped),
+            ("  reused ", "bold"), str(p.reused),
         )
 
     def __rich__(self) -> Text:
@@ -71,6 +72,16 @@ def search(
         Optional[int], typer.Option("--per-update", help="Architectures per controller update (m).")
     ] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs per child.")] = None,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option("--dataset", help="digits (embedded), mnist, fashion-mnist, cifar10 (need --data-dir) or "
+                     "folder:PATH (one sub-folder of images per class)."),
+    ] = None,
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder holding the torchvision dataset files.")] = None,
+    download: Annotated[Optional[bool], typer.Option("--download/--no-download", help="Let torchvision download the dataset (needs network).")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help="folder datasets: resize images to this square size.")] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels", help="folder datasets: 1 (grey) or 3 (RGB).")] = None,
+    max_images: Annotated[Optional[int], typer.Option("--max-images", help="Use a stratified subset of this many images.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the controller and of every child.")] = None,
     controller: Annotated[
         Optional[str], typer.Option("--controller", help="Controller: reinforce or random.")
@@ -101,6 +112,17 @@ def search(
         Optional[str], typer.Option("--latency-limit", help="hard: reject before training; soft: penalty.")
     ] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
+    executor: Annotated[
+        Optional[str],
+        typer.Option("--executor", help="Where children train: local (this process), process (a pool) or ray."),
+    ] = None,
+    ray_address: Annotated[
+        Optional[str], typer.Option("--ray-address", help="ray executor: HOST:PORT of a running Ray cluster.")
+    ] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes for --executor process.")] = None,
+    early_stopping: Annotated[
+        Optional[str], typer.Option("--early-stopping", help="none, or median: stop children below earlier children's median curve.")
+    ] = None,
     max_minutes: Annotated[
         Optional[float], typer.Option("--max-minutes", help="Stop sampling new batches after this many minutes.")
     ] = None,
@@ -136,9 +158,12 @@ def search(
         base = load_pipeline(pipeline or "default")
     pipe = base.override(
         "search", children=children, architectures_per_update=per_update, seed=seed, profile=profile, device=device,
-        max_minutes=max_minutes, runs_dir=str(runs_dir) if runs_dir else None,
+        max_minutes=max_minutes, runs_dir=str(runs_dir) if runs_dir else None, executor=executor, workers=workers,
+        early_stopping=early_stopping, ray_address=ray_address,
     )
     pipe = pipe.override("training", epochs=epochs)
+    pipe = pipe.override("dataset", name=dataset, data_dir=data_dir, download=download, image_size=image_size,
+                         channels=channels, max_images=max_images)
     pipe = pipe.override(
         "reward", budget_params=budget, mode=reward_mode, params_weight=params_weight, flops_weight=flops_weight,
         params_threshold=params_threshold, flops_threshold=flops_threshold,
@@ -235,7 +260,8 @@ def _print_summary(result: SearchResult) -> None:
     budget = m["reward"]["budget_params"]
     console.print(
         f"sampled {s['samples']}: trained {s['trained']}, rejected {s['rejected']} "
-        f"(budget {fmt_int(budget) if budget else 'none'}), failed {s['failed']}, reused {s['reused']}; "
+        f"(budget {fmt_int(budget) if budget else 'none'}), failed {s['failed']}, stopped early "
+        f"{s.get('stopped_early', 0)}, reused {s['reused']}; "
         f"wall time {s['wall_seconds']:.0f} s"
     )
     w = m["winner"]

@@ -7,6 +7,7 @@ from typing import Any, Callable
 from edgenas.errors import ConfigError
 from edgenas.spaces.base import Decision, DecisionKind, SearchSpace
 from edgenas.spaces.layerwise import LayerwiseArch, LayerwiseSpace
+from edgenas.spaces.nb201 import NB201Arch, NB201Space
 
 _REGISTRY: dict[str, Callable[..., SearchSpace]] = {}
 
@@ -31,5 +32,6 @@ def create(name: str, **options: Any) -> SearchSpace:
 
 
 register("layerwise", LayerwiseSpace)
+register("nb201", NB201Space)
 
-__all__ = ["Decision", "DecisionKind", "LayerwiseArch", "LayerwiseSpace", "SearchSpace", "create", "names", "register"]
+__all__ = ["Decision", "DecisionKind", "LayerwiseArch", "LayerwiseSpace", "NB201Arch", "NB201Space", "SearchSpace", "create", "names", "register"]

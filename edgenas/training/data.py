@@ -60,26 +60,40 @@ def from_arrays(
     test_fraction: float,
     seed: int,
     pixel_scale: str,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Dataset:
-    """x: N x C x H x W float in the raw scale; normalised with train-split statistics."""
-    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+    """x: N x C x H x W float in the raw scale; normalised with train-split statistics.
+
+    With `test` (an official test split), only train and validation are cut from x, and
+    `val_fraction` is the share of x held out for validation (`test_fraction` is unused)."""
+    if test is not None and not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction ({val_fraction}) must be between 0 and 1")
+    if test is None and not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ConfigError(
             f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must each be "
             "between 0 and 1 and leave room for a train split"
         )
-    train, val, test = _split(len(y), y, val_fraction, test_fraction, seed)
+    if test is None:
+        train, val, test_idx = _split(len(y), y, val_fraction, test_fraction, seed)
+        x_test, y_test = x[test_idx], y[test_idx]
+    else:
+        from sklearn.model_selection import train_test_split
+
+        train, val = train_test_split(np.arange(len(y)), test_size=val_fraction, random_state=seed, stratify=y)
+        train, val = np.sort(train), np.sort(val)
+        x_test, y_test = test
     mean = x[train].mean(axis=(0, 2, 3))
     std = x[train].std(axis=(0, 2, 3)) + 1e-8
-    xn = ((x - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32)
+    norm = lambda a: ((a - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32)  # noqa: E731
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     return Dataset(
         name=name,
-        x_train=t(xn[train]),
+        x_train=t(norm(x[train])),
         y_train=t(y[train].astype(np.int64)),
-        x_val=t(xn[val]),
+        x_val=t(norm(x[val])),
         y_val=t(y[val].astype(np.int64)),
-        x_test=t(xn[test]),
-        y_test=t(y[test].astype(np.int64)),
+        x_test=t(norm(x_test)),
+        y_test=t(np.asarray(y_test).astype(np.int64)),
         classes=classes,
         mean=[float(m) for m in mean],
         std=[float(s) for s in std],
@@ -101,10 +115,208 @@ def load_digits(val_fraction: float = 0.15, test_fraction: float = 0.2, seed: in
     )
 
 
-DATASETS = {"digits": load_digits}
+TORCHVISION = {
+    "mnist": ("MNIST", "MNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
+    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]),
+}
+NAMES = ("digits", *TORCHVISION, "folder:PATH")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-def load_dataset(name: str, val_fraction: float, test_fraction: float, seed: int) -> Dataset:
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset '{name}'; available: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+def _cache_path(key: dict) -> "Path":
+    import hashlib
+    import json as _json
+
+    from edgenas.measure.cache import cache_dir
+
+    digest = hashlib.sha256(_json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_dir() / "datasets" / f"{digest}.pt"
+
+
+def _cached_decode(key: dict, decode):
+    """Decode once: (uint8 N x C x H x W, labels, classes, official test or None), cached on disk."""
+    path = _cache_path(key)
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=False)
+        except Exception:
+            path.unlink(missing_ok=True)  # a broken cache entry is only a cost
+    value = decode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(value, tmp)
+        tmp.replace(path)
+    except OSError:
+        pass
+    return value
+
+
+def _torchvision(name: str, data_dir: str | None, download: bool):
+    from pathlib import Path
+
+    cls_name, sub, files = TORCHVISION[name]
+    if not data_dir:
+        raise DataError(f"dataset '{name}' needs --data-dir DIR (the folder that holds {sub}/)")
+    root = Path(data_dir).expanduser()
+    missing = [f for f in files if not (root / sub / f).is_file()]
+    if missing and not download:
+        raise DataError(
+            f"{name} is not under {root}: expected {', '.join(str(root / sub / f) for f in missing)}; "
+            "put the files there (unpacked) or add --download where the network allows it"
+        )
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, cls_name)
+    if missing:  # download was asked for
+        try:
+            cls(str(root), train=True, download=True)
+        except Exception as exc:
+            raise DataError(f"cannot download {name} into {root}: {exc}") from exc
+    if name == "cifar10":
+        return _cifar10(root / sub)
+
+    def decode():
+        try:
+            parts = [cls(str(root), train=t, download=False) for t in (True, False)]
+        except Exception as exc:  # corrupt files
+            raise DataError(f"cannot load {name} from {root}: {exc}") from exc
+        out = []
+        for ds in parts:
+            x = torch.as_tensor(np.asarray(ds.data))
+            x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+            out.append((x.contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)))
+        return out[0][0], out[0][1], list(parts[0].classes), out[1]
+
+    key = {"name": name, "root": str(root.resolve()), "files": [(root / sub / f).stat().st_size for f in files]}
+    return _cached_decode(key, decode)
+
+
+def _cifar10(folder):
+    """The CIFAR-10 python batches (data_batch_1..5, test_batch, batches.meta), read directly."""
+    import pickle
+
+    def read(f):
+        try:
+            with open(folder / f, "rb") as fh:
+                d = pickle.load(fh, encoding="latin1")
+            data = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            return torch.from_numpy(data.copy()), torch.as_tensor(d.get("labels", d.get("fine_labels")), dtype=torch.int64)
+        except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+            raise DataError(f"cannot read CIFAR-10 file {folder / f}: {exc}") from exc
+
+    def decode():
+        parts = [read(f"data_batch_{i}") for i in range(1, 6)]
+        x = torch.cat([p[0] for p in parts])
+        y = torch.cat([p[1] for p in parts])
+        try:
+            with open(folder / "batches.meta", "rb") as fh:
+                classes = list(pickle.load(fh, encoding="latin1")["label_names"])
+        except (OSError, KeyError, pickle.UnpicklingError, EOFError):
+            classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+        return x, y, classes, read("test_batch")
+
+    key = {"cifar10": str(folder.resolve()), "sizes": [(folder / f).stat().st_size for f in sorted(p.name for p in folder.iterdir())]}
+    return _cached_decode(key, decode)
+
+
+def _folder(path: str, image_size: int | None, channels: int | None):
+    from pathlib import Path
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"image folder '{root}' does not exist; give a folder with one sub-folder per class")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files = [(c, f) for i, c in enumerate(classes) for f in sorted((root / c).rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS]
+    counts = {c: sum(1 for cc, _ in files if cc == c) for c in classes}
+    classes = [c for c in classes if counts[c] > 0]
+    if len(classes) < 2:
+        raise DataError(
+            f"image folder '{root}' has {len(classes)} class folder(s) with images; a classifier needs at least "
+            "two (ROOT/<class>/<image>.jpg)"
+        )
+    files = [(c, f) for c, f in files if c in classes]
+
+    def decode():
+        from PIL import Image, UnidentifiedImageError
+
+        first = files[0][1]
+        try:
+            with Image.open(first) as im:
+                size = (image_size, image_size) if image_size else im.size
+                chans = channels or (1 if im.mode in ("L", "1", "I;16", "I") else 3)
+        except (OSError, UnidentifiedImageError) as exc:
+            raise DataError(f"cannot read image {first}: {exc}") from exc
+        x = np.empty((len(files), chans, size[1], size[0]), dtype=np.uint8)
+        y = np.empty(len(files), dtype=np.int64)
+        index = {c: i for i, c in enumerate(classes)}
+        for n, (c, f) in enumerate(files):
+            try:
+                with Image.open(f) as im:
+                    im = im.convert("L" if chans == 1 else "RGB")
+                    if im.size != size:
+                        im = im.resize(size, Image.BILINEAR)
+                    a = np.asarray(im)
+            except (OSError, UnidentifiedImageError) as exc:
+                raise DataError(f"cannot read image {f}: {exc}; remove or replace it") from exc
+            x[n] = a[None] if chans == 1 else a.transpose(2, 0, 1)
+            y[n] = index[c]
+        return torch.from_numpy(x), torch.from_numpy(y), classes, None
+
+    key = {"folder": str(root.resolve()), "n": len(files), "mtime": max(f.stat().st_mtime for _, f in files),
+           "size": image_size, "channels": channels}
+    return _cached_decode(key, decode)
+
+
+def _subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    from sklearn.model_selection import train_test_split
+
+    if n >= len(y):
+        return np.arange(len(y))
+    keep, _ = train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)
+    return np.sort(keep)
+
+
+def load_dataset(
+    name: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    data_dir: str | None = None,
+    download: bool = False,
+    image_size: int | None = None,
+    channels: int | None = None,
+    max_images: int | None = None,
+) -> Dataset:
+    """A dataset by name: digits (embedded), mnist / fashion-mnist / cifar10 (torchvision files in
+    `data_dir`; their official test split is the test split) or folder:PATH (an ImageFolder of
+    your images; the test split is cut from it). Decoded once and cached on disk. `max_images`
+    keeps a stratified, seeded subset of the training pool (and of the test split)."""
+    if max_images is not None and max_images < 10:
+        raise ConfigError(f"max_images must be at least 10, got {max_images}")
+    if name == "digits":
+        if max_images is not None:
+            raise ConfigError("max_images applies to mnist, fashion-mnist, cifar10 and folder datasets, not digits")
+        return load_digits(val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    if name in TORCHVISION:
+        x, y, classes, test = _torchvision(name, data_dir, download)
+    elif name.startswith("folder:"):
+        x, y, classes, test = _folder(name.split(":", 1)[1], image_size, channels)
+    else:
+        raise DataError(f"unknown dataset '{name}'; available: {', '.join(NAMES)}")
+    x_np, y_np = x.numpy(), y.numpy()
+    if max_images is not None:
+        keep = _subset(y_np, max_images, seed)
+        x_np, y_np = x_np[keep], y_np[keep]
+    xf = x_np.astype(np.float32) / 255.0
+    scale = "value / 255 (8-bit pixels to [0, 1])"
+    if test is None:
+        return from_arrays(name, xf, y_np, [str(c) for c in classes], val_fraction, test_fraction, seed, scale)
+    # Official test split: validation comes out of the training pool only.
+    xt, yt = test[0].numpy(), test[1].numpy()
+    if max_images is not None:
+        keep = _subset(yt, max(10, int(max_images * test_fraction)), seed)
+        xt, yt = xt[keep], yt[keep]
+    return from_arrays(name, xf, y_np, [str(c) for c in classes], val_fraction, test_fraction, seed, scale,
+                       test=(xt.astype(np.float32) / 255.0, yt))

@@ -21,6 +21,16 @@ class ChildFailure(Exception):
     """A child could not be trained (diverged, ran out of memory); recorded, never fatal."""
 
 
+class EarlyStopped(Exception):
+    """Training stopped early because the child was clearly worse than earlier children."""
+
+    def __init__(self, message: str, epoch: int, val_accuracy: float, curve: list[float]) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.val_accuracy = val_accuracy
+        self.curve = curve
+
+
 @dataclass(frozen=True)
 class TrainRecipe:
     epochs: int = 15
@@ -29,6 +39,9 @@ class TrainRecipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
+    channels_last: bool = True  # NHWC memory format (faster convolutions on GPUs and recent CPUs)
+    bf16_autocast: bool = True  # bfloat16 autocast on CUDA only; CPU training stays fp32
+    compile: bool = False  # torch.compile the child (pays off only for long trainings)
 
     def __post_init__(self) -> None:
         from edgenas.errors import ConfigError
@@ -47,6 +60,7 @@ class TrainResult:
     train_loss: float
     train_seconds: float
     epochs: int
+    curve: tuple[float, ...] = ()  # validation accuracy after each epoch (with stop thresholds)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,14 +94,24 @@ def train_child(
     recipe: TrainRecipe,
     seed: int,
     device: torch.device,
+    stop_thresholds: list[float | None] | None = None,
 ) -> TrainResult:
     """Train `model` in place on (x_train, y_train); score on the validation split if given.
+
+    `stop_thresholds[e]` (median rule): if the validation accuracy after epoch e+1 is below it,
+    raise EarlyStopped. The validation split is then scored after every epoch.
 
     Raises ChildFailure on a non-finite loss or when the device runs out of memory."""
     start = time.perf_counter()
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    model.to(device)
-    xt, yt = x_train.to(device), y_train.to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory_format)
+    xt, yt = x_train.to(device).contiguous(memory_format=memory_format), y_train.to(device)
+    step_model = torch.compile(model) if recipe.compile else model
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and recipe.bf16_autocast)
     n = len(yt)
     steps_per_epoch = max(1, math.ceil(n / recipe.batch_size))
     opt = torch.optim.SGD(
@@ -101,8 +125,12 @@ def train_child(
         opt, max_lr=recipe.learning_rate, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.25
     )
     loss_value = float("nan")
+    curve: list[float] = []
+    watch = bool(stop_thresholds) and x_val is not None and y_val is not None
+    if watch:
+        xv, yv = x_val.to(device).contiguous(memory_format=memory_format), y_val.to(device)
     try:
-        for _ in range(recipe.epochs):
+        for epoch in range(recipe.epochs):
             model.train()
             loss_sum = torch.zeros((), device=device)
             batches = 0
@@ -111,7 +139,8 @@ def train_child(
                 idx = perm[i : i + recipe.batch_size]
                 if len(idx) < 2:  # BatchNorm needs two samples
                     continue
-                loss = F.cross_entropy(model(xt[idx]), yt[idx], label_smoothing=recipe.label_smoothing)
+                with autocast:
+                    loss = F.cross_entropy(step_model(xt[idx]), yt[idx], label_smoothing=recipe.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -121,10 +150,19 @@ def train_child(
             # One host sync per epoch, not per step.
             loss_value = float(loss_sum) / max(1, batches)
             faults.point("train")
+            if watch:
+                curve.append(accuracy(model, xv, yv))
+                limit = stop_thresholds[epoch] if epoch < len(stop_thresholds) else None
+                if limit is not None and curve[-1] < limit and epoch + 1 < recipe.epochs:
+                    model.to("cpu", memory_format=torch.contiguous_format)
+                    raise EarlyStopped(
+                        f"median rule: validation accuracy {curve[-1]:.4f} after epoch {epoch + 1} is below the "
+                        f"median {limit:.4f} of earlier children", epoch + 1, curve[-1], curve,
+                    )
             if not math.isfinite(loss_value):
                 raise ChildFailure(f"training loss became {loss_value} (diverged)")
     except torch.OutOfMemoryError as exc:
         raise ChildFailure(f"out of memory on {device}: {exc}") from exc
     val = None if x_val is None or y_val is None else accuracy(model, x_val.to(device), y_val.to(device))
-    model.to("cpu")
-    return TrainResult(val, loss_value, time.perf_counter() - start, recipe.epochs)
+    model.to("cpu", memory_format=torch.contiguous_format)
+    return TrainResult(val, loss_value, time.perf_counter() - start, recipe.epochs, tuple(curve))

@@ -1,0 +1,226 @@
+"""Executors: where children are trained.
+
+Only training is farmed out. Building, costing, the budget gate, export and latency timing run
+in the search's own process, one child at a time, before the batch trains, so timing never
+shares cores with training. A training job is (architecture JSON, seed); the result is the
+trained state dict and its validation accuracy, or the failure. The same seed gives the same
+result whichever executor runs it: every job trains with a fixed number of torch threads
+(`threads_per_job`), so float summation order does not depend on the executor.
+
+  local    in this process, one job after another
+  process  a pool of worker processes on this machine, each pinned to its own cores
+  ray      one Ray task per child (local instance, or a cluster's address), with CPU/GPU requests
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from edgenas.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    key: str  # the architecture's canonical key
+    arch: dict[str, Any]
+    seed: int
+    stop_thresholds: tuple[float | None, ...] = ()  # median rule, per epoch (empty: no early stopping)
+
+
+@dataclass
+class TrainOutcome:
+    key: str
+    ok: bool
+    val_accuracy: float | None = None
+    train_seconds: float | None = None
+    state_dict: dict[str, torch.Tensor] | None = None
+    error: str | None = None
+    curve: tuple[float, ...] = ()
+    stopped: str | None = None  # why training stopped early (then `ok` is False and `error` None)
+
+
+# -- the job itself (runs wherever the executor puts it) -------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _setup(pipeline_json: dict[str, Any], threads: int, cores: list[int] | None) -> None:
+    """Load the dataset and the space once per worker."""
+    from edgenas.config import Pipeline
+    from edgenas.search import build_space, load_pipeline_dataset
+    from edgenas.training.trainer import resolve_device
+
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    torch.set_num_threads(threads)
+    pipeline = Pipeline.from_json(pipeline_json, "executor")
+    data = load_pipeline_dataset(pipeline)
+    _WORKER.update(pipeline=pipeline, data=data, space=build_space(pipeline, data),
+                   device=resolve_device(pipeline.search.device))
+
+
+def _train(job: TrainJob) -> TrainOutcome:
+    import time
+
+    from edgenas.training.trainer import EarlyStopped, train_child
+
+    space, data, pipeline = _WORKER["space"], _WORKER["data"], _WORKER["pipeline"]
+    torch.manual_seed(job.seed)
+    model = space.build(space.arch_from_json(job.arch))
+    t0 = time.perf_counter()
+    try:
+        res = train_child(model, data.x_train, data.y_train, data.x_val, data.y_val, pipeline.training, job.seed,
+                          _WORKER["device"], list(job.stop_thresholds) or None)
+    except EarlyStopped as stop:
+        return TrainOutcome(job.key, False, stop.val_accuracy, time.perf_counter() - t0, curve=tuple(stop.curve),
+                            stopped=str(stop))
+    except Exception as exc:  # diverged, out of memory, anything: a failed child, never a dead search
+        return TrainOutcome(job.key, False, error=f"{type(exc).__name__}: {exc}")
+    return TrainOutcome(job.key, True, res.val_accuracy, res.train_seconds,
+                        {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, curve=res.curve)
+
+
+# -- executors -------------------------------------------------------------------------------
+
+class Executor(ABC):
+    """Contract: `run` yields one outcome per job, in completion order; jobs of one call may run
+    at the same time. `close` releases workers."""
+
+    name: str
+
+    @abstractmethod
+    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]: ...
+
+    def close(self) -> None:
+        """Release workers. Default: nothing to release."""
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, pipeline_json: dict[str, Any], threads_per_job: int) -> None:
+        self._args = (pipeline_json, threads_per_job, None)
+        self._ready = False
+
+    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
+        if not self._ready:
+            _setup(*self._args)
+            self._ready = True
+        for job in jobs:
+            yield _train(job)
+
+
+class ProcessExecutor(Executor):
+    name = "process"
+
+    def __init__(self, pipeline_json: dict[str, Any], workers: int, threads_per_job: int) -> None:
+        import multiprocessing as mp
+
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        self.workers = workers
+        self._pools = []
+        # One single-worker pool per slot, so each worker can be pinned to its own cores.
+        for i in range(workers):
+            mine = cores[i * len(cores) // workers : (i + 1) * len(cores) // workers] or [cores[i % len(cores)]]
+            self._pools.append(ProcessPoolExecutor(
+                max_workers=1, mp_context=mp.get_context("spawn"), initializer=_setup,
+                initargs=(pipeline_json, threads_per_job, mine),
+            ))
+
+    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        futures: dict[Future, TrainJob] = {}
+        for i, job in enumerate(jobs):
+            futures[self._pools[i % self.workers].submit(_train, job)] = job
+        for fut in as_completed(futures):
+            job = futures[fut]
+            try:
+                yield fut.result()
+            except BrokenProcessPool as exc:
+                yield TrainOutcome(job.key, False, error=f"the worker process died while training ({exc})")
+
+    def close(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray_train(pipeline_json: dict[str, Any], threads: int, job: TrainJob) -> TrainOutcome:
+    """A Ray task: set the worker up once per pipeline, then train."""
+    import hashlib
+    import json
+
+    tag = hashlib.sha256(json.dumps(pipeline_json, sort_keys=True).encode()).hexdigest()
+    if _WORKER.get("tag") != tag:
+        _setup(pipeline_json, threads, None)
+        _WORKER["tag"] = tag
+    return _train(job)
+
+
+class RayExecutor(Executor):
+    """Each child is a Ray task asking for `cpus_per_job` CPUs and `gpus_per_job` GPUs
+    (fractions allowed), on a local Ray instance or the cluster at `address`."""
+
+    name = "ray"
+
+    def __init__(self, pipeline_json: dict[str, Any], address: str | None, threads_per_job: int,
+                 cpus_per_job: float, gpus_per_job: float) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise ConfigError("--executor ray needs Ray: pip install 'edgenas[ray]'") from exc
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            try:
+                if address:
+                    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+                else:
+                    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                             logging_level="ERROR")
+            except Exception as exc:  # ConnectionError and Ray's own errors
+                raise ConfigError(
+                    f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}; check --ray-address "
+                    "(HOST:PORT of a running `ray start --head`)"
+                ) from exc
+            self.started = True
+        self.task = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job)(_ray_train)
+        self.pipeline_ref = ray.put(pipeline_json)
+        self.threads = threads_per_job
+
+    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
+        ray = self.ray
+        refs = {self.task.remote(self.pipeline_ref, self.threads, job): job for job in jobs}
+        waiting = list(refs)
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            try:
+                yield ray.get(done[0])
+            except Exception as exc:  # a worker that died, a task that raised
+                yield TrainOutcome(refs[done[0]].key, False, error=f"Ray task failed: {type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def create(name: str, pipeline_json: dict[str, Any], workers: int = 1, threads_per_job: int = 1,
+           ray_address: str | None = None, gpus_per_job: float = 0.0) -> Executor:
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if name == "local":
+        return LocalExecutor(pipeline_json, threads_per_job)
+    if name == "process":
+        return ProcessExecutor(pipeline_json, workers, threads_per_job)
+    if name == "ray":
+        return RayExecutor(pipeline_json, ray_address, threads_per_job, float(threads_per_job), gpus_per_job)
+    raise ConfigError(f"unknown executor '{name}'; available: local, process, ray")
+
+
+__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "RayExecutor", "TrainJob", "TrainOutcome", "create"]

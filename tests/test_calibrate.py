@@ -1,0 +1,109 @@
+"""Calibration on real measured pairs: the 'device' is this host under other settings."""
+
+import csv
+import dataclasses
+
+import pytest
+from typer.testing import CliRunner
+
+from edgenas.calibrate import Calibration, cross_validate, graph_features, read_pairs
+from edgenas.cli import app
+from edgenas.controllers import RandomController
+from edgenas.errors import ConfigError
+from edgenas.measure.export import export_onnx
+from edgenas.measure.latency import Measurer
+from edgenas.profiles import load_profile
+from edgenas.spaces import create
+from edgenas.spaces.nb201 import NB201Arch, NB201Net
+
+
+def test_graph_features_count_real_work():
+    import torch.nn as nn
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+    f = graph_features(export_onnx(model, (1, 8, 8)))
+    assert f["conv_macs"] == 4 * 9 * 64 and f["conv_count"] == 1
+    assert f["gemm_macs"] == 256 * 10 and f["act_elements"] == 256
+
+
+@pytest.fixture(scope="module")
+def pairs_csv(tmp_path_factory):
+    """Twelve networks; 'device' latency = this host with 2 threads and a batch of 8."""
+    d = tmp_path_factory.mktemp("cal")
+    space = create("layerwise", input_shape=(1, 8, 8), num_classes=10)
+    device = dataclasses.replace(load_profile("cpu-x86"), batch_size=8, sessions=1)
+    m = Measurer(use_cache=False)
+    with open(d / "pairs.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["model", "device_ms"])
+        for i, actions in enumerate(RandomController(space, seed=4).propose(12)):
+            blob = export_onnx(space.build(space.decode(actions)), (1, 8, 8))
+            (d / f"m{i}.onnx").write_bytes(blob)
+            w.writerow([f"m{i}.onnx", m.measure(blob, device).median_ms])
+    m.close()
+    return d / "pairs.csv"
+
+
+def test_calibrate_cli_writes_a_calibrated_profile_that_predicts(pairs_csv, tmp_path):
+    res = CliRunner().invoke(app, ["calibrate", str(pairs_csv), "--profile", "cpu-arm", "--out-dir", str(tmp_path),
+                                   "--folds", "3"])
+    assert res.exit_code == 0, res.output
+    assert "edgenas calibration" in res.output and "baseline" in res.output
+    cal = Calibration.load(tmp_path / "cpu-arm-calibrated.calibration.json")
+    assert cal.pairs == 12 and set(cal.cv) >= {"spearman", "mape_pct"} and len(cal.weights) == len(cal.features)
+    assert all(w >= 0 for w in cal.weights)
+    prof = load_profile(str(tmp_path / "cpu-arm-calibrated.toml"))
+    assert prof.measured_on == "calibrated" and prof.latency_label == "predicted"
+    stats = Measurer(use_cache=False).measure(str(pairs_csv.parent / "m0.onnx"), prof)
+    assert stats.label == "predicted" and stats.host_median_ms > 0 and stats.median_ms > 0
+    bench = CliRunner().invoke(app, ["bench", str(pairs_csv.parent / "m0.onnx"), "-p", str(tmp_path / "cpu-arm-calibrated.toml")])
+    assert bench.exit_code == 0 and "predicted" in bench.output
+
+
+def test_cross_validation_beats_nothing_and_is_out_of_fold():
+    # a synthetic device that is exactly 3 x host + 1e-6 x conv MACs: the fit must recover it
+    host = [0.1 * (i + 1) for i in range(20)]
+    feats = [{"conv_macs": 1000.0 * ((i * 7) % 20 + 1)} for i in range(20)]
+    device = [3 * h + 1e-6 * f["conv_macs"] for h, f in zip(host, feats)]
+    cv, base = cross_validate(host, feats, device, folds=4)
+    assert cv["mape_pct"] < 1e-6 < base["mape_pct"] and cv["spearman"] == pytest.approx(1.0)
+
+
+def test_nb201_pairs_build_the_described_networks(tmp_path):
+    f = tmp_path / "pi.csv"
+    f.write_text("arch_idx,lat_ms_median,lat_ms_var,cellstr\n0,1.83,0.0,|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|\n")
+    (p,) = read_pairs(f)
+    assert p.device_ms == 1.83
+    import onnx
+
+    proto = onnx.load_from_string(p.model())
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[1:]]
+    assert dims == [3, 32, 32] and proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value == 100
+
+
+@pytest.mark.parametrize("text, match", [
+    ("a,b\n1,2\n", "needs either 'model,device_ms'"),
+    ("model,device_ms\nmissing.onnx,1.0\n", "does not exist"),
+    ("cellstr,lat_ms_median\n|bogus~0|,1.0\n", "NB201"),
+])
+def test_bad_calibration_files(tmp_path, text, match):
+    f = tmp_path / "c.csv"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        read_pairs(f)
+    res = CliRunner().invoke(app, ["calibrate", str(f), "--out-dir", str(tmp_path)])
+    assert res.exit_code == 2
+
+
+def test_nb201_cell_strings_round_trip_and_build():
+    import torch
+
+    text = "|nor_conv_3x3~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"
+    arch = NB201Arch.parse(text)
+    assert str(arch) == text
+    out = NB201Net(arch, 3, 10, c=4, n=1).eval()(torch.zeros(2, 3, 16, 16))
+    assert out.shape == (2, 10)
+    all_none = NB201Net(NB201Arch(("none",) * 6), 3, 10, c=4, n=1).eval()(torch.zeros(1, 3, 16, 16))
+    assert all_none.shape == (1, 10)
+    with pytest.raises(ValueError):
+        NB201Arch.parse("|nor_conv_3x3~1|+|none~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|")

@@ -1,0 +1,69 @@
+"""The same search on the local and the process executor gives the same results."""
+
+import os
+import sqlite3
+
+import pytest
+from typer.testing import CliRunner
+
+from edgenas.cli import app
+from edgenas.config import load_pipeline
+from edgenas.search import run_search
+
+
+def _rows(run_dir):
+    return sqlite3.connect(run_dir / "search.db").execute(
+        "SELECT arch_key, status, params, val_accuracy, reward FROM trials ORDER BY arch_key").fetchall()
+
+
+def test_process_pool_matches_local(tiny_pipeline):
+    base = load_pipeline(tiny_pipeline(children=6, budget=2500)).override("search", threads_per_job=1)
+    local = run_search(base, run_name="local")
+    pool = run_search(base.override("search", executor="process", workers=2), run_name="pool")
+    assert _rows(local.run_dir) == _rows(pool.run_dir)
+    q = "SELECT update_index, position, arch_key, reused FROM samples ORDER BY update_index, position"
+    assert sqlite3.connect(local.run_dir / "search.db").execute(q).fetchall() == \
+        sqlite3.connect(pool.run_dir / "search.db").execute(q).fetchall()
+    assert local.manifest["winner"]["arch_key"] == pool.manifest["winner"]["arch_key"]
+
+
+def test_process_executor_from_the_cli(tiny_pipeline):
+    res = CliRunner().invoke(app, ["search", "--pipeline", tiny_pipeline(children=3), "--executor", "process",
+                                   "--workers", "2", "--name", "cli-pool"])
+    assert res.exit_code == 0, res.output
+    assert "winner.onnx verified" in res.output
+
+
+def test_ray_executor_matches_local(tiny_pipeline):
+    pytest.importorskip("ray")
+    base = load_pipeline(tiny_pipeline(children=6, budget=2500)).override("search", threads_per_job=1)
+    local = run_search(base, run_name="local-r")
+    on_ray = run_search(base.override("search", executor="ray"), run_name="ray")
+    assert _rows(local.run_dir) == _rows(on_ray.run_dir)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--executor", "dask"], "executor 'dask' is unknown"),
+    (["--workers", "0"], "--workers must be >= 1"),
+])
+def test_bad_executor_settings(args, match):
+    res = CliRunner().invoke(app, ["search", *args])
+    assert res.exit_code == 2 and match in res.output
+
+
+def test_median_rule_stops_children_and_records_why(tiny_pipeline):
+    pipe = load_pipeline(tiny_pipeline(children=18)).override(
+        "search", early_stopping="median", early_stop_min_children=2).override("training", epochs=3)
+    result = run_search(pipe, run_name="median")
+    conn = sqlite3.connect(result.run_dir / "search.db")
+    rows = conn.execute("SELECT status, reason, curve, reward, val_accuracy, origin_update FROM trials").fetchall()
+    stopped = [r for r in rows if r[0] == "stopped"]
+    assert stopped, "with 18 children some should fall below the median of earlier ones"
+    import json
+
+    for status, reason, curve, reward, acc, origin in stopped:
+        assert reason.startswith("median rule") and origin >= 1  # the first update has no history
+        assert len(json.loads(curve)) < 3 and reward == acc
+    assert all(json.loads(r[2]) and len(json.loads(r[2])) == 3 for r in rows if r[0] == "ok")
+    assert result.manifest["search"]["stopped_early"] == len(stopped)
+    assert result.winner["trial_id"] not in [r for r in stopped]
