@@ -153,9 +153,10 @@ class Measurer:
     def _agent(self, profile: Profile):
         from edgenas.agent_client import AgentClient
 
-        if profile.agent_url not in self._agents:
-            self._agents[profile.agent_url] = AgentClient.for_profile(profile)
-        return self._agents[profile.agent_url]
+        key = (profile.agent_url, profile.token_file)
+        if key not in self._agents:
+            self._agents[key] = AgentClient.for_profile(profile)
+        return self._agents[key]
 
     def identity(self, profile: Profile) -> str | None:
         if profile.measured_on == "agent":
