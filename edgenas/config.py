@@ -149,7 +149,7 @@ class Pipeline:
             if name in _FREE_SECTIONS:
                 tables[name] = {"name": section["name"], **section["options"]}
             else:
-                tables[name] = {k: v for k, v in section.items() if v is not None}
+                tables[name] = dict(section)  # an explicit None (e.g. no budget) must survive
         return parse_pipeline(tables, source)
 
     def differences(self, other: "Pipeline") -> list[str]:
