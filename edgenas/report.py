@@ -97,6 +97,14 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _legend(ax) -> None:
+    """A legend, or a note when there is nothing to plot (every child rejected or failed)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no trained children", transform=ax.transAxes, ha="center", color="grey")
+
+
 def _plot_progress(d: dict[str, Any]) -> str:
     import matplotlib.pyplot as plt
 
@@ -116,10 +124,7 @@ def _plot_progress(d: dict[str, Any]) -> str:
     ax.set_ylabel("reward / accuracy")
     ax.set_title("Reward and validation accuracy over the search")
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="lower right")
-    else:
-        ax.text(0.5, 0.5, "no trained children", transform=ax.transAxes, ha="center", color="grey")
+    _legend(ax)
     return _png(fig)
 
 
@@ -165,10 +170,7 @@ def _plot_pareto(d: dict[str, Any], axis: str) -> str:
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"Accuracy vs {axis}")
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="lower right")
-    else:
-        ax.text(0.5, 0.5, "no trained children", transform=ax.transAxes, ha="center", color="grey")
+    _legend(ax)
     return _png(fig)
 
 
