@@ -11,7 +11,6 @@ needs nothing but onnxruntime and numpy to run.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path

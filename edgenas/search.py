@@ -42,7 +42,7 @@ from edgenas.spaces.base import SearchSpace
 from edgenas.runlock import RunLock
 from edgenas.store import Store, Trial
 from edgenas.training.data import Dataset, load_dataset
-from edgenas.training.trainer import ChildFailure, TrainRecipe, accuracy, predict, resolve_device, train_child
+from edgenas.training.trainer import accuracy, predict, resolve_device
 
 PARITY_TOLERANCE = 1e-4
 DB_NAME = "search.db"

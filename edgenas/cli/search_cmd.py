@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -170,12 +171,8 @@ def search(
         latency_threshold_ms=latency_threshold_ms, max_latency_ms=max_latency_ms, latency_limit=latency_limit,
     )
     if no_budget:
-        import dataclasses
-
         pipe = dataclasses.replace(pipe, reward=dataclasses.replace(pipe.reward, budget_params=None))
     if controller is not None:
-        import dataclasses
-
         pipe = dataclasses.replace(pipe, controller=dataclasses.replace(pipe.controller, name=controller))
 
     if resume is not None:

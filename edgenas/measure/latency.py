@@ -100,7 +100,6 @@ def quantize_for_timing(model: bytes) -> bytes:
     import os
     import tempfile
 
-    import numpy as np
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -231,12 +230,6 @@ def default_measurer() -> Measurer:
 def measure_latency(model: bytes | str, profile: Profile, timeout_s: float | None = None) -> LatencyStats | None:
     """Latency of `model` under `profile` with the process's shared measurer and cache."""
     return default_measurer().measure(model, profile, timeout_s)
-
-
-def percentile(samples: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(samples), q))
 
 
 __all__ = ["LatencyStats", "Measurer", "check_providers", "graph_hash", "machine_info", "make_session",

@@ -17,7 +17,6 @@ import select
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Any
 
 from edgenas.errors import MeasurementError, ModelFileError

@@ -7,6 +7,7 @@ Normalisation statistics come from the train split and travel with the run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -124,7 +125,7 @@ NAMES = ("digits", *TORCHVISION, "folder:PATH")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-def _cache_path(key: dict) -> "Path":
+def _cache_path(key: dict) -> Path:
     import hashlib
     import json as _json
 
@@ -154,8 +155,6 @@ def _cached_decode(key: dict, decode):
 
 
 def _torchvision(name: str, data_dir: str | None, download: bool):
-    from pathlib import Path
-
     cls_name, sub, files = TORCHVISION[name]
     if not data_dir:
         raise DataError(f"dataset '{name}' needs --data-dir DIR (the folder that holds {sub}/)")
@@ -222,8 +221,6 @@ def _cifar10(folder):
 
 
 def _folder(path: str, image_size: int | None, channels: int | None):
-    from pathlib import Path
-
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder '{root}' does not exist; give a folder with one sub-folder per class")
