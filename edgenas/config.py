@@ -138,7 +138,7 @@ class Pipeline:
         lines = ["# The resolved settings of a run: `edgenas search --pipeline THIS_FILE` repeats it."]
         for name, table in self.to_toml_dict().items():
             lines.append(f"\n[{name}]")
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -170,6 +170,11 @@ class Pipeline:
             return self
         current = getattr(self, section)
         return dataclasses.replace(self, **{section: dataclasses.replace(current, **values)})
+
+
+def _toml_key(k: str) -> str:
+    """A bare key where TOML allows one (letters, digits, '_', '-'), else a quoted key."""
+    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else json.dumps(k)
 
 
 def _toml_value(v: Any) -> str:
