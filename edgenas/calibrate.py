@@ -216,7 +216,7 @@ class Pair:
         from edgenas.measure.export import export_onnx
         from edgenas.spaces.nb201 import NB201Net
 
-        return export_onnx(NB201Net(self.source, 3, 100).eval(), (3, 32, 32))
+        return export_onnx(NB201Net(self.source, 3, 100, prune=False).eval(), (3, 32, 32))
 
 
 def read_pairs(path: str | Path, limit: int | None = None) -> list[Pair]:

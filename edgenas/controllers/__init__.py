@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from edgenas.controllers.base import Controller
+from edgenas.controllers.evolution import EvolutionController
+from edgenas.controllers.ppo import PPOController
+from edgenas.controllers.predictor import PredictorController
 from edgenas.controllers.random_search import RandomController
 from edgenas.controllers.reinforce import ReinforceController
 from edgenas.errors import ConfigError
@@ -34,5 +37,11 @@ def create(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Cont
 
 register("reinforce", ReinforceController)
 register("random", RandomController)
+register("evolution", EvolutionController)
+register("ppo", PPOController)
+register("predictor", PredictorController)
 
-__all__ = ["Controller", "RandomController", "ReinforceController", "create", "names", "register"]
+__all__ = [
+    "Controller", "EvolutionController", "PPOController", "PredictorController", "RandomController",
+    "ReinforceController", "create", "names", "register",
+]

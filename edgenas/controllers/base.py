@@ -10,6 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
+import numpy as np
+
 from edgenas.spaces.base import SearchSpace
 
 
@@ -35,3 +37,64 @@ class Controller(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned. Default: nothing to restore."""
+
+
+# -- helpers for controllers that work on whole sequences (evolution, the predictor) -----------
+
+
+def complete_uniformly(space: SearchSpace, prefix: Sequence[int], rng: np.random.Generator) -> list[int]:
+    """`prefix` completed with uniformly random allowed choices."""
+    out = list(prefix)
+    while (d := space.next_decision(out)) is not None:
+        allowed = np.flatnonzero(d.mask)
+        out.append(int(allowed[rng.integers(len(allowed))]))
+    return out
+
+
+def mutate(space: SearchSpace, actions: Sequence[int], rng: np.random.Generator) -> list[int]:
+    """One random change: a different allowed option at one random position; the rest of the
+    sequence is kept where it is still valid after the change, else completed at random (a
+    changed depth or resolution can change what follows). Returns `actions` unchanged only when
+    no position has a second option."""
+    positions = [i for i in range(len(actions)) if sum(space.next_decision(actions[:i]).mask) > 1]  # type: ignore[union-attr]
+    if not positions:
+        return list(actions)
+    i = positions[rng.integers(len(positions))]
+    mask = space.next_decision(actions[:i]).mask  # type: ignore[union-attr]
+    options = [a for a in np.flatnonzero(mask) if a != actions[i]]
+    changed = list(actions[:i]) + [int(options[rng.integers(len(options))])]
+    out = list(changed)
+    for a in actions[i + 1 :]:
+        d = space.next_decision(out)
+        if d is None or not (0 <= a < len(d.mask)) or not d.mask[a]:
+            break
+        out.append(int(a))
+    return complete_uniformly(space, out, rng)
+
+
+def neighbours(space: SearchSpace, actions: Sequence[int]) -> list[list[int]]:
+    """Every sequence that differs from `actions` in exactly one decision whose suffix stays
+    valid unchanged (the one-edit neighbourhood local search walks)."""
+    out = []
+    for i in range(len(actions)):
+        mask = space.next_decision(actions[:i]).mask  # type: ignore[union-attr]
+        for a in np.flatnonzero(mask):
+            if a == actions[i]:
+                continue
+            cand = list(actions[:i]) + [int(a)] + list(actions[i + 1 :])
+            try:
+                space.validate(cand)
+            except ValueError:
+                continue
+            out.append(cand)
+    return out
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return dict(rng.bit_generator.state)
+
+
+def rng_from_state(state: dict[str, Any]) -> np.random.Generator:
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = state
+    return rng

@@ -6,7 +6,8 @@ Masked options get probability 0. Exploration: a probability floor mixes a unifo
 over the allowed options into every softmax (Mohandoss & Dwivedi), plus an entropy bonus.
 Updates: one Adam step per minibatch of m architectures on
     loss = -mean_i (R_i - b) * sum_t log p(a_it)  -  entropy_weight * mean_i H_i
-with b an exponential moving average of the rewards seen so far.
+with b an exponential moving average of the rewards seen so far. Optional experience replay
+(Mohandoss & Dwivedi): the best `replay_count` of the results seen so far join every update.
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ class ReinforceController(Controller):
         entropy_weight: float = 0.01,
         probability_floor: float = 0.05,
         temperature: float = 1.0,
+        replay_size: int = 0,
+        replay_count: int = 0,
     ) -> None:
         super().__init__(space, seed)
+        if replay_size < 0 or replay_count < 0 or (replay_count > 0 and replay_size == 0):
+            raise ValueError("replay_size and replay_count must be >= 0, and replay_count > 0 needs replay_size > 0")
         if not 0.0 <= probability_floor < 1.0:
             raise ValueError("probability_floor must be in [0, 1)")
         if not 0.0 <= baseline_decay < 1.0:
@@ -60,6 +65,11 @@ class ReinforceController(Controller):
         self.temperature = temperature
         self.baseline: float | None = None
         self.updates = 0
+        # Experience replay (Mohandoss & Dwivedi): the best `replay_size` results seen so far;
+        # `replay_count` of them join every update's batch.
+        self.replay_size = replay_size
+        self.replay_count = replay_count
+        self.replay: list[tuple[list[int], float]] = []
 
     # -- the policy, step by step -----------------------------------------------------------
     def _distribution(self, h: torch.Tensor, kind: int, mask: Sequence[bool]) -> torch.Tensor:
@@ -68,7 +78,7 @@ class ReinforceController(Controller):
         logits = logits.masked_fill(~allowed, float("-inf"))
         probs = torch.softmax(logits, dim=-1)
         if self.probability_floor > 0:
-            uniform = allowed.to(probs.dtype) / allowed.sum()
+            uniform = allowed.to(probs.dtype) / allowed.sum(dim=-1, keepdim=True)
             probs = (1 - self.probability_floor) * probs + self.probability_floor * uniform
         return probs
 
@@ -108,6 +118,35 @@ class ReinforceController(Controller):
         with torch.no_grad():
             return [self._run(None)[0] for _ in range(n)]
 
+    def sample_batch(self, n: int) -> list[list[int]]:
+        """`n` sequences sampled from the policy at once (one batched LSTM step per position):
+        the cheap way to draw thousands of candidates. Same distribution as `propose`, other
+        random draws."""
+        p = self.policy
+        with torch.no_grad():
+            h = torch.zeros(n, p.hidden_size)
+            c = torch.zeros(n, p.hidden_size)
+            inp = p.start.unsqueeze(0).expand(n, -1).clone()
+            seqs: list[list[int]] = [[] for _ in range(n)]
+            active = list(range(n))
+            while active:
+                steps = [(i, d) for i in active if (d := self.space.next_decision(seqs[i])) is not None]
+                if not steps:
+                    break
+                rows = torch.tensor([i for i, _ in steps])
+                h_new, c_new = p.cell(inp[rows], (h[rows], c[rows]))
+                h[rows], c[rows] = h_new, c_new
+                for kind in sorted({d.kind for _, d in steps}):
+                    group = [(i, d) for i, d in steps if d.kind == kind]
+                    idx = torch.tensor([i for i, _ in group])
+                    probs = self._distribution(h[idx], kind, [d.mask for _, d in group])
+                    picks = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+                    inp[idx] = p.embeddings[kind](picks)
+                    for (i, _), a in zip(group, picks.tolist()):
+                        seqs[i].append(int(a))
+                active = [i for i, _ in steps]
+        return seqs
+
     def log_prob(self, actions: Sequence[int]) -> float:
         """log p(actions) under the current policy."""
         with torch.no_grad():
@@ -121,31 +160,50 @@ class ReinforceController(Controller):
     def learn(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
         if len(actions) != len(rewards) or not actions:
             raise ValueError("learn() needs one reward per action sequence, at least one")
-        r = torch.tensor(rewards, dtype=torch.float32)
+        batch = [list(a) for a in actions]
+        values = [float(v) for v in rewards]
+        replayed = self.replay[: self.replay_count]
+        batch_r = torch.tensor(values + [v for _, v in replayed], dtype=torch.float32)
         if self.baseline is None:
-            self.baseline = float(r.mean())
-        advantages = r - self.baseline
+            self.baseline = float(torch.tensor(values).mean())
+        advantages = batch_r - self.baseline
+        loss, ent = self._policy_step(batch + [a for a, _ in replayed], advantages)
+        baseline_used = self.baseline
+        for value in values:
+            self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * value
+        self._remember(batch, values)
+        self.updates += 1
+        return {
+            "loss": loss,
+            "entropy": ent,
+            "baseline": baseline_used,
+            "mean_reward": float(torch.tensor(values).mean()),
+        }
+
+    def _scores(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed log-probabilities and entropies of whole sequences, with gradients."""
         log_probs, entropies = [], []
-        for seq in actions:
-            _, lp, ent = self._run(seq)
+        for seq in batch:
+            _, lp, e = self._run(seq)
             log_probs.append(lp)
-            entropies.append(ent)
-        lp = torch.stack(log_probs)
-        ent = torch.stack(entropies)
+            entropies.append(e)
+        return torch.stack(log_probs), torch.stack(entropies)
+
+    def _policy_step(self, batch: list[list[int]], advantages: torch.Tensor) -> tuple[float, float]:
+        """One REINFORCE step: loss = -mean(A * log p) - entropy_weight * mean(H)."""
+        lp, ent = self._scores(batch)
         loss = -(advantages * lp).mean() - self.entropy_weight * ent.mean()
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        baseline_used = self.baseline
-        for value in rewards:
-            self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * float(value)
-        self.updates += 1
-        return {
-            "loss": float(loss.detach()),
-            "entropy": float(ent.detach().mean()),
-            "baseline": baseline_used,
-            "mean_reward": float(r.mean()),
-        }
+        return float(loss.detach()), float(ent.detach().mean())
+
+    def _remember(self, batch: list[list[int]], values: list[float]) -> None:
+        if self.replay_size == 0:
+            return
+        known = {tuple(a) for a, _ in self.replay}
+        fresh = [(a, v) for a, v in zip(batch, values) if tuple(a) not in known]
+        self.replay = sorted(self.replay + fresh, key=lambda item: -item[1])[: self.replay_size]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -154,6 +212,7 @@ class ReinforceController(Controller):
             "generator": self.generator.get_state(),
             "baseline": self.baseline,
             "updates": self.updates,
+            "replay": [[a, v] for a, v in self.replay],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -162,3 +221,4 @@ class ReinforceController(Controller):
         self.generator.set_state(state["generator"])
         self.baseline = state["baseline"]
         self.updates = state["updates"]
+        self.replay = [(list(a), float(v)) for a, v in state.get("replay", [])]

@@ -53,10 +53,68 @@ class NB201Arch:
         return f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"
 
     def key(self) -> str:
-        return "nb201|" + str(self)
+        """Isomorphism-aware canonical key: cells that compute the same function get one key
+        (see `canonical_cell`)."""
+        return "nb201|" + canonical_cell(self.ops)
 
     def to_json(self) -> dict[str, Any]:
         return {"space": "nb201", "cell": str(self)}
+
+
+def canonical_cell(ops: Sequence[str]) -> str:
+    """The function a cell computes, as a canonical expression.
+
+    Every op on an edge is its own computation (its own weights); node 0 is `x`; node i is the
+    sum of its edges' computations, written as a sorted list (addition commutes); skip_connect is
+    the identity, an op applied to zeros or a node with no inputs is zero and drops out of sums,
+    a sum of one term is that term. A computation read by more than one consumer is marked `#k`,
+    so one conv feeding two edges differs from two convs. Isomorphic cells, cells that differ only
+    in dead edges and cells equal through skip chains get one expression."""
+    # computations: (label, inputs); index 0 is the input x
+    comps: list[tuple[str, tuple[int, ...]]] = [("x", ())]
+    nodes: list[int | None] = [0]  # None: the node is constantly zero
+    for i in (1, 2, 3):
+        terms = []
+        for (to, src), op in zip(EDGES, ops):
+            if to != i or op == "none" or nodes[src] is None:
+                continue
+            if op == "skip_connect":
+                terms.append(nodes[src])
+            else:
+                comps.append((op, (nodes[src],)))
+                terms.append(len(comps) - 1)
+        if not terms:
+            nodes.append(None)
+        elif len(terms) == 1:
+            nodes.append(terms[0])
+        else:
+            comps.append(("+", tuple(terms)))
+            nodes.append(len(comps) - 1)
+    out = nodes[3]
+    if out is None:
+        return "zero"
+    readers = [0] * len(comps)
+    seen, stack = set(), [out]
+    while stack:  # count the consumers of each computation the output depends on
+        c = stack.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        for child in comps[c][1]:
+            readers[child] += 1
+            stack.append(child)
+
+    def text(c: int) -> str:
+        label, inputs = comps[c]
+        if label == "x":
+            body = "x"
+        elif label == "+":
+            body = "+(" + ",".join(sorted(text(k) for k in inputs)) + ")"
+        else:
+            body = f"{label}({text(inputs[0])})"
+        return body + (f"#{readers[c]}" if readers[c] > 1 and label != "x" else "")
+
+    return text(out)
 
 
 class ReLUConvBN(nn.Sequential):
@@ -80,13 +138,50 @@ def _op(name: str, c: int) -> nn.Module | None:
     return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
 
 
+_PATH_OPS = ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+_PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))  # edge indices (EDGES order) along 0->3, 0->1->3, 0->2->3, 0->1->2->3
+_PATH_OFFSETS = (0, 4, 4, 20)  # the two two-edge paths share slots (swapping nodes 1 and 2 swaps them)
+
+
+def path_encoding(ops: Sequence[str]) -> list[float]:
+    """Per op sequence of length 1, 2 and 3: how many input-to-output paths carry it (84 counts)."""
+    out = [0.0] * 84
+    for path, offset in zip(_PATHS, _PATH_OFFSETS):
+        names = [ops[e] for e in path]
+        if "none" in names:
+            continue
+        index = 0
+        for name in names:
+            index = index * 4 + _PATH_OPS.index(name)
+        out[offset + index] += 1.0
+    return out
+
+
+def live_edges(ops: Sequence[str]) -> list[bool]:
+    """Per edge: does it carry something other than zeros into a node the output reads?"""
+    nonzero = {0}
+    for (to, src), op in zip(EDGES, ops):
+        if op != "none" and src in nonzero:
+            nonzero.add(to)
+    feeds = {3}
+    for (to, src), op in reversed(list(zip(EDGES, ops))):
+        if op != "none" and to in feeds:
+            feeds.add(src)
+    return [op != "none" and src in nonzero and to in feeds for (to, src), op in zip(EDGES, ops)]
+
+
 class Cell(nn.Module):
-    def __init__(self, arch: NB201Arch, c: int) -> None:
+    """`prune=True` leaves out dead edges (see `live_edges`), so cells with one canonical key
+    build the same network; `prune=False` builds every non-'none' edge like the reference code
+    (what the Raspberry Pi 5 calibration networks were built with)."""
+
+    def __init__(self, arch: NB201Arch, c: int, prune: bool = True) -> None:
         super().__init__()
         self.edges = nn.ModuleList()
         self.wiring: list[tuple[int, int, int]] = []  # (to, from, module index)
-        for (to, src), name in zip(EDGES, arch.ops):
-            op = _op(name, c)
+        live = live_edges(arch.ops)
+        for (to, src), name, alive in zip(EDGES, arch.ops, live):
+            op = _op(name, c) if alive or not prune else None
             if op is not None:
                 self.wiring.append((to, src, len(self.edges)))
                 self.edges.append(op)
@@ -117,14 +212,16 @@ class ResNetBlock(nn.Module):
 
 
 class NB201Net(nn.Module):
-    def __init__(self, arch: NB201Arch, in_channels: int = 3, num_classes: int = 10, c: int = 16, n: int = 5) -> None:
+    def __init__(
+        self, arch: NB201Arch, in_channels: int = 3, num_classes: int = 10, c: int = 16, n: int = 5, prune: bool = True
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)]
         widths = (c, 2 * c, 4 * c)
         for stage, width in enumerate(widths):
             if stage > 0:
                 layers.append(ResNetBlock(widths[stage - 1], width))
-            layers.extend(Cell(arch, width) for _ in range(n))
+            layers.extend(Cell(arch, width, prune) for _ in range(n))
         layers += [nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(widths[-1], num_classes)
@@ -134,8 +231,8 @@ class NB201Net(nn.Module):
 
 
 class NB201Space(SearchSpace):
-    """Six decisions, one op per edge. Keys are the cell strings (isomorphic cells that compute
-    the same function are not merged yet)."""
+    """Six decisions, one op per edge. Keys are isomorphism-aware (`NB201Arch.key`): two cells
+    that compute the same function are trained once."""
 
     name = "nb201"
 
@@ -156,6 +253,15 @@ class NB201Space(SearchSpace):
     def decode(self, actions: Sequence[int]) -> NB201Arch:
         self.validate(actions)
         return NB201Arch(tuple(OPS[a] for a in actions))
+
+    def features(self, arch: NB201Arch) -> list[float]:
+        """Path encoding (White et al., BANANAS) for surrogates: input-to-output paths counted by
+        the ops along them (`path_encoding`), so isomorphic cells encode alike."""
+        return path_encoding(arch.ops)
+
+    def parse(self, text: str) -> NB201Arch:
+        """An architecture from its standard cell string."""
+        return NB201Arch.parse(text)
 
     def encode(self, arch: NB201Arch) -> list[int]:
         return [OPS.index(op) for op in arch.ops]

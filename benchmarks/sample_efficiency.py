@@ -1,0 +1,163 @@
+"""Sample efficiency of every controller on the NAS-Bench-201 table (CIFAR-10, 12 epochs).
+
+Each repetition runs one controller with its own seed on `edgenas.table` lookups, exactly as
+`edgenas search --space nb201 --table ...` evaluates: the controller proposes batches of m,
+duplicates (by the space's isomorphism-aware key) are answered from what was already evaluated
+and do not count, and after B distinct evaluated networks the one with the best validation
+accuracy is picked and its test accuracy reported. Optuna's TPE sampler (a benchmark-only
+dependency) runs through the same loop with ask/tell, one trial at a time.
+
+With --constrained, networks with more parameters than the space's median are rejected before
+evaluation (a hard budget: reward = reject value, never counted as an evaluation), for every
+strategy alike.
+
+    python benchmarks/sample_efficiency.py --reps 100
+    python benchmarks/sample_efficiency.py --reps 100 --constrained
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgenas import controllers  # noqa: E402
+from edgenas.spaces.nb201 import OPS, NB201Arch, NB201Space  # noqa: E402
+from edgenas.table import Table  # noqa: E402
+
+TABLE = ROOT.parent / "shared" / "data" / "nb201-cifar-12epoch.csv"
+BUDGETS = (25, 50, 100, 200, 400)
+REJECT = 0.0
+_STATE: dict = {}
+
+
+def _setup(table_path: str, constrained: bool) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    space = NB201Space((3, 32, 32), 10)
+    table = Table.load(table_path, space, "cifar10-val", "cifar10-test")
+    limit = None
+    if constrained:
+        params = {k: nb201_params(NB201Arch.parse(k)) for k in table.rows}
+        limit = statistics.median(params.values())
+    _STATE.update(space=space, table=table, limit=limit)
+
+
+def nb201_params(arch: NB201Arch, c: int = 16, n: int = 5, classes: int = 10) -> int:
+    """Exact parameter count of the (pruned) C=16 N=5 network: the skeleton plus each live conv
+    (conv weights, no bias, and BatchNorm's weight and bias) in every cell of every stage."""
+    from edgenas.spaces.nb201 import live_edges
+
+    stem = 3 * c * 9 + 2 * c
+    blocks = 0
+    for a, b in ((c, 2 * c), (2 * c, 4 * c)):
+        blocks += a * b * 9 + 2 * b + b * b * 9 + 2 * b + a * b  # conv_a, conv_b, 1x1 shortcut
+    head = 2 * 4 * c + 4 * c * classes + classes
+    cells = 0
+    for op, alive in zip(arch.ops, live_edges(arch.ops)):
+        if alive and op in ("nor_conv_1x1", "nor_conv_3x3"):
+            k = 1 if op == "nor_conv_1x1" else 9
+            cells += sum(n * (w * w * k + 2 * w) for w in (c, 2 * c, 4 * c))
+    return stem + blocks + head + cells
+
+
+def run_one(args: tuple[str, int, int, int]) -> tuple[str, int, list[float], float]:
+    """One repetition: test accuracy of the best-validation network after each budget."""
+    strategy, seed, m, max_distinct = args
+    strategy, _, options = strategy.partition(":")
+    opts = json.loads(options) if options else {}
+    space, table, limit = _STATE["space"], _STATE["table"], _STATE["limit"]
+    cache: dict[str, float] = {}
+    picked: list[tuple[float, float]] = []  # (val, test) per distinct evaluation, in order
+
+    def evaluate(ops: tuple[str, ...]) -> float:
+        arch = NB201Arch(ops)
+        key = arch.key()
+        if key in cache:
+            return cache[key]
+        if limit is not None and nb201_params(arch) > limit:
+            cache[key] = REJECT
+            return REJECT
+        val, test = table.lookup(space, arch)
+        cache[key] = val
+        picked.append((val, test))
+        return val
+
+    t0 = time.perf_counter()
+    proposals = 0
+    if strategy == "optuna-tpe":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        while len(picked) < max_distinct and proposals < 30 * max_distinct:
+            trial = study.ask()
+            ops = tuple(trial.suggest_categorical(f"edge{i}", OPS) for i in range(6))
+            study.tell(trial, evaluate(ops))
+            proposals += 1
+    else:
+        ctl = controllers.create(strategy, space, seed=seed, **opts)
+        while len(picked) < max_distinct and proposals < 30 * max_distinct:
+            batch = ctl.propose(m)
+            rewards = [evaluate(tuple(OPS[a] for a in seq)) for seq in batch]
+            ctl.learn(batch, rewards)
+            proposals += m
+    out = []
+    for b in BUDGETS:
+        if len(picked) >= b:
+            best = max(picked[:b], key=lambda vt: vt[0])
+            out.append(100 * best[1])
+        else:
+            out.append(float("nan"))
+    return args[0], seed, out, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", default=str(TABLE))
+    ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--strategies", default="predictor,optuna-tpe,reinforce,ppo,evolution,random")
+    ap.add_argument("--m", type=int, default=8, help="architectures per controller update")
+    ap.add_argument("--max-distinct", type=int, default=max(BUDGETS))
+    ap.add_argument("--constrained", action="store_true")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    strategies = args.strategies.split(";") if ";" in args.strategies else args.strategies.split(",")
+    jobs = [(s, seed, args.m, args.max_distinct) for s, seed in itertools.product(strategies, range(args.reps))]
+    results: dict[str, list[list[float]]] = {s: [] for s in strategies}
+    seconds: dict[str, float] = {s: 0.0 for s in strategies}
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.workers, initializer=_setup, initargs=(args.table, args.constrained)) as pool:
+        for strategy, _, accs, secs in pool.map(run_one, jobs, chunksize=1):
+            results[strategy].append(accs)
+            seconds[strategy] += secs
+    _setup(args.table, args.constrained)
+    best_val = max(_STATE["table"].rows.items(), key=lambda kv: kv[1]["cifar10-val"] if (
+        _STATE["limit"] is None or nb201_params(NB201Arch.parse(kv[0])) <= _STATE["limit"]) else -1)
+    print(f"NB201 CIFAR-10 (12 epochs), {args.reps} repetitions, m={args.m}, "
+          f"{'params <= median ' + format(_STATE['limit'], ',.0f') if args.constrained else 'unconstrained'}; "
+          f"best reachable (test of best-val network): {best_val[1]['cifar10-test']:.2f}")
+    print(f"{'strategy':<12}" + "".join(f"{b:>16}" for b in BUDGETS) + f"{'s/rep':>8}")
+    for s in strategies:
+        arr = np.array(results[s])
+        cells = []
+        for j in range(len(BUDGETS)):
+            col = arr[:, j][~np.isnan(arr[:, j])]
+            cells.append(f"{col.mean():7.2f} +-{col.std():5.2f}" if len(col) else "-")
+        print(f"{s:<12}" + "".join(f"{c:>16}" for c in cells) + f"{seconds[s] / args.reps:8.1f}")
+    print(f"wall {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

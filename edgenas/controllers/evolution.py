@@ -1,0 +1,61 @@
+"""Regularized (aging) evolution (Real et al., 2019), a baseline.
+
+The first `population_size` proposals are uniformly random. After that each proposal is a
+mutation (one changed decision, `controllers.base.mutate`) of the best of `sample_size`
+members drawn from the population; every result joins the population and the oldest member
+leaves, so good networks must keep being rediscovered.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgenas.controllers.base import Controller, complete_uniformly, mutate, rng_from_state, rng_state
+from edgenas.spaces.base import SearchSpace
+
+
+class EvolutionController(Controller):
+    def __init__(self, space: SearchSpace, seed: int = 0, population_size: int = 20, sample_size: int = 5) -> None:
+        super().__init__(space, seed)
+        if population_size < 2:
+            raise ValueError("population_size must be >= 2")
+        if not 1 <= sample_size <= population_size:
+            raise ValueError("sample_size must be between 1 and population_size")
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.rng = np.random.default_rng(seed)
+        self.population: deque[tuple[list[int], float]] = deque()
+        self.seen = 0  # results learnt from
+
+    def propose(self, n: int) -> list[list[int]]:
+        out = []
+        for i in range(n):
+            if self.seen + i < self.population_size or not self.population:
+                out.append(complete_uniformly(self.space, [], self.rng))
+                continue
+            members = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)), replace=False)
+            parent = max((self.population[int(k)] for k in members), key=lambda m: m[1])
+            out.append(mutate(self.space, parent[0], self.rng))
+        return out
+
+    def learn(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
+        if len(actions) != len(rewards) or not actions:
+            raise ValueError("learn() needs one reward per action sequence, at least one")
+        for seq, r in zip(actions, rewards):
+            self.population.append((list(seq), float(r)))
+            if len(self.population) > self.population_size:
+                self.population.popleft()
+            self.seen += 1
+        values = [r for _, r in self.population]
+        return {"mean_reward": float(np.mean(rewards)), "population_best": max(values), "population_mean": float(np.mean(values))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_state(self.rng), "population": [list(m) for m in self.population], "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng = rng_from_state(state["rng"])
+        self.population = deque((list(a), float(r)) for a, r in state["population"])
+        self.seen = int(state["seen"])

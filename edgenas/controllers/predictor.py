@@ -1,0 +1,316 @@
+"""Predictor-assisted controller (after Neural Architect's performance prediction).
+
+The LSTM policy (trained by REINFORCE on every real result, as in Zoph & Le) is the cheap
+proposal generator; a surrogate fitted to the results so far decides which proposals are worth
+a training run. Each `propose(n)`:
+
+1. candidates: `candidates` sequences sampled from the policy in one batched pass, plus every
+   one-decision neighbour of the `local_top` best results so far (local search around the
+   incumbents, which is where a small budget is won);
+2. duplicates are dropped by the space's canonical key (isomorphic cells count once), and so is
+   everything already evaluated or already proposed;
+3. the surrogate — a Gaussian process with an exponential Hamming kernel on the action
+   sequences, fitted to rank-normalised rewards (robust to the low reward of rejected
+   children), its length scale and noise chosen by marginal likelihood — scores them by expected
+   improvement over the best result; the `n` best go to training.
+
+Until `initial` results are in, proposals come from the policy alone (deduplicated).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from edgenas.controllers.base import complete_uniformly, neighbours, rng_from_state, rng_state
+from edgenas.controllers.reinforce import ReinforceController
+from edgenas.spaces.base import SearchSpace
+
+_SQRT2 = math.sqrt(2.0)
+
+
+def _normal_quantiles(values: np.ndarray) -> np.ndarray:
+    """Rank-normalise: the i-th smallest of n values -> the (i + 0.5) / n normal quantile (ties share a rank)."""
+    from statistics import NormalDist
+
+    order = np.argsort(np.argsort(values, kind="stable"), kind="stable").astype(float)
+    # equal values get the mean of their ranks
+    for v in np.unique(values):
+        tie = values == v
+        if tie.sum() > 1:
+            order[tie] = order[tie].mean()
+    nd = NormalDist()
+    return np.array([nd.inv_cdf((r + 0.5) / len(values)) for r in order])
+
+
+class DistanceGP:
+    """Gaussian process on feature vectors with
+        k(a, b) = (1 - w) * exp(-|a - b|_1 / l) + w * cos(a, b)
+    the first term local (on one-hot encodings of action sequences |a - b|_1 is twice the
+    Hamming distance), the second additive in the features (main effects of each choice, which
+    carry over to regions with no data yet). l, w and the noise are chosen by marginal likelihood."""
+
+    LENGTHS = (0.25, 0.5, 1.0, 2.0)  # times the median distance between the training points
+    WEIGHTS = (0.0, 0.3, 0.6)
+    NOISES = (1e-3, 1e-2, 0.05, 0.2)
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, weights: Sequence[float] | None = None) -> None:
+        self.x = x
+        self.y = y
+        d = self._distances(x, x)
+        cos = self._cosines(x, x)
+        scale = float(np.median(d[np.triu_indices(len(y), 1)])) if len(y) > 1 else 1.0
+        scale = scale if scale > 0 else 1.0
+        best = None
+        for lf in self.LENGTHS:
+            local = np.exp(-d / (lf * scale))
+            for w in self.WEIGHTS if weights is None else weights:
+                k = (1 - w) * local + w * cos
+                for noise in self.NOISES:
+                    try:
+                        chol = np.linalg.cholesky(k + noise * np.eye(len(y)))
+                    except np.linalg.LinAlgError:
+                        continue
+                    alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, y))
+                    evidence = -0.5 * y @ alpha - np.log(np.diag(chol)).sum()
+                    if best is None or evidence > best[0]:
+                        best = (evidence, lf * scale, w, chol, alpha)
+        assert best is not None
+        _, self.length, self.weight, self.chol, self.alpha = best
+
+    @staticmethod
+    def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.abs(a[:, None, :] - b[None, :, :]).sum(-1)
+
+    @staticmethod
+    def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        na = np.linalg.norm(a, axis=1, keepdims=True)
+        nb = np.linalg.norm(b, axis=1, keepdims=True)
+        return (a @ b.T) / np.clip(na * nb.T, 1e-12, None)
+
+    def kernel(self, x: np.ndarray) -> np.ndarray:
+        return (1 - self.weight) * np.exp(-self._distances(x, self.x) / self.length) + self.weight * self._cosines(x, self.x)
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ks = self.kernel(x)
+        mean = ks @ self.alpha
+        v = np.linalg.solve(self.chol, ks.T)
+        var = np.clip(1.0 - (v * v).sum(0), 1e-12, None)
+        return mean, np.sqrt(var)
+
+
+def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+    z = (mean - best) / std
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(z / _SQRT2))
+    pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    return (mean - best) * cdf + std * pdf
+
+
+def _distance(a: Sequence[int], b: Sequence[int]) -> int:
+    """Decisions that differ (Hamming, with a length difference counted as differences)."""
+    return sum(1 for x, y in zip(a, b) if x != y) + abs(len(a) - len(b))
+
+
+class PredictorController(ReinforceController):
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        candidates: int = 1000,
+        local_top: int = 3,
+        local_share: float = 0.5,
+        initial: int = 8,
+        uniform_candidates: int = 1000,
+        explore_kappa: float = 2.5,
+        spread: int = 3,
+        explore: str = "tpe",
+        gamma: float = 0.2,
+        patience: int = 3,
+        radius: int = 3,
+        use_space_features: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(space, seed, **options)
+        if candidates < 1 or local_top < 0 or initial < 1:
+            raise ValueError("candidates and initial must be >= 1, local_top >= 0")
+        if not 0.0 <= local_share <= 1.0:
+            raise ValueError("local_share must be in [0, 1]")
+        self.candidates = candidates
+        self.local_top = local_top
+        self.local_share = local_share
+        self.initial = initial
+        self.use_space_features = use_space_features
+        if uniform_candidates < 0:
+            raise ValueError("uniform_candidates must be >= 0")
+        self.uniform_candidates = uniform_candidates
+        if explore_kappa < 0:
+            raise ValueError("explore_kappa must be >= 0")
+        self.explore_kappa = explore_kappa
+        if patience < 1 or radius < 0:
+            raise ValueError("patience must be >= 1 and radius >= 0")
+        self.patience = patience
+        if spread < 1:
+            raise ValueError("spread must be >= 1")
+        self.spread = spread
+        if explore not in ("tpe", "ucb"):
+            raise ValueError("explore must be tpe or ucb")
+        if not 0 < gamma < 1:
+            raise ValueError("gamma must be in (0, 1)")
+        self.explore = explore
+        self.gamma = gamma
+        self.radius = radius
+        self.banned: list[list[int]] = []  # centres of abandoned regions
+        self.stale = 0  # updates since the best reward last improved
+        self.rng = np.random.default_rng(seed)
+        self.history: list[tuple[list[int], float]] = []
+        self._keys: dict[tuple[int, ...], str] = {}  # canonical keys already computed (a cache)
+        self.last_stats: dict[str, float] = {}
+
+    def _key(self, actions: Sequence[int]) -> str:
+        seq = tuple(actions)
+        key = self._keys.get(seq)
+        if key is None:
+            try:
+                key = self.space.decode(actions).key()
+            except Exception:
+                key = repr(list(actions))
+            if len(self._keys) > 200_000:
+                self._keys.clear()
+            self._keys[seq] = key
+        return key
+
+    def propose(self, n: int) -> list[list[int]]:
+        ranked = [a for a, _ in sorted(self.history, key=lambda item: -item[1])]
+        if self.stale >= self.patience and ranked:
+            # A local optimum: nothing better for `patience` updates. Restart (TuRBO-style): the
+            # region within `radius` decisions of this incumbent is left for good, local search
+            # and exploration continue elsewhere.
+            centre = next((a for a in ranked if self._eligible(a)), None)
+            if centre is not None:
+                self.banned.append(list(centre))
+            self.stale = 0
+        taken = {self._key(a) for a, _ in self.history}
+        pool: dict[str, list[int]] = {}
+        local: list[set[str]] = []  # per incumbent, best first: keys of its unevaluated neighbours
+
+        def offer(seqs: list[list[int]]) -> set[str]:
+            keys = set()
+            for s in seqs:
+                k = self._key(s)
+                if k not in taken:
+                    pool.setdefault(k, s)
+                    keys.add(k)
+            return keys
+
+        if self.local_top and len(self.history) >= self.initial:
+            incumbents: list[list[int]] = []  # the best results, at least `spread` decisions apart
+            for seq in ranked:
+                if len(incumbents) == self.local_top:
+                    break
+                if self._eligible(seq) and all(_distance(seq, other) >= self.spread for other in incumbents):
+                    incumbents.append(seq)
+            for seq in incumbents:
+                local.append(offer(neighbours(self.space, seq)))
+        offer(self.sample_batch(self.candidates))
+        # uniform samples keep the pool diverse when the policy has collapsed onto one region
+        offer([complete_uniformly(self.space, [], self.rng) for _ in range(self.uniform_candidates)])
+        if not pool:  # everything the policy proposes is known: let the search reuse results
+            return self.sample_batch(n)
+        keys = list(pool)
+        if len(self.history) < self.initial:
+            return ([pool[k] for k in keys] + self.sample_batch(n))[:n]
+        cand_seqs = [pool[k] for k in keys]
+        ei, ucb = self._acquisition(cand_seqs)
+        scores = dict(zip(keys, ei))
+        optimism = dict(zip(keys, ucb if self.explore == "ucb" else self._density_ratio(cand_seqs)))
+        chosen: list[str] = []
+        # local search: part of the batch goes to the incumbents' most promising neighbours
+        n_local = int(math.ceil(n * self.local_share))
+        for group in local:
+            for k in sorted(group - set(chosen), key=lambda k: -scores[k]):
+                if len(chosen) >= n_local:
+                    break
+                chosen.append(k)
+        # the rest explores: upper confidence bound over the whole pool
+        for k in sorted(keys, key=lambda k: -optimism[k]):
+            if len(chosen) >= n:
+                break
+            if k not in chosen and self._eligible(pool[k]):
+                chosen.append(k)
+        out = [pool[k] for k in chosen]
+        if len(out) < n:
+            out += self.sample_batch(n - len(out))
+        return out
+
+    def _features(self, seqs: Sequence[Sequence[int]], width: int) -> np.ndarray:
+        """A one-hot encoding of the action at each position (sequences padded to `width`),
+        followed by the space's own surrogate features (`space.features(arch)`) where it has them."""
+        size = max(k.size for k in self.space.kinds) + 1
+        x = np.zeros((len(seqs), width * size))
+        for i, s in enumerate(seqs):
+            padded = list(s) + [size - 1] * (width - len(s))
+            x[i, np.arange(width) * size + np.array(padded, dtype=int)] = 1.0
+        if self.use_space_features and hasattr(self.space, "features"):
+            extra = np.array([self.space.features(self.space.decode(s)) for s in seqs], dtype=float)  # type: ignore[attr-defined]
+            x = np.hstack([x, extra])
+        return x
+
+    def _acquisition(self, cands: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Expected improvement and upper confidence bound (mean + explore_kappa * std) per candidate."""
+        seqs = [a for a, _ in self.history]
+        width = max(max(len(s) for s in seqs), max(len(s) for s in cands))
+        y = _normal_quantiles(np.array([r for _, r in self.history]))
+        gp = DistanceGP(self._features(seqs, width), y - y.mean())
+        mean, std = gp.predict(self._features(cands, width))
+        self.last_stats = {"surrogate_length": gp.length, "candidates": float(len(cands))}
+        return expected_improvement(mean, std, float((y - y.mean()).max())), mean + self.explore_kappa * std
+
+    def _density_ratio(self, cands: list[list[int]]) -> np.ndarray:
+        """TPE's criterion l(x) / g(x) (Bergstra et al. 2011): per position, categorical densities
+        of the choices among the best `gamma` of the results (l) and the rest (g), smoothed by one
+        pseudo-count per option; sequences score the product over positions (log-sum here)."""
+        ranked = sorted(self.history, key=lambda item: -item[1])
+        n_good = max(1, int(math.ceil(self.gamma * len(ranked))))
+        width = max(max(len(a) for a, _ in ranked), max(len(c) for c in cands))
+        size = max(k.size for k in self.space.kinds) + 1
+        pad = size - 1
+
+        def counts(seqs: list[list[int]]) -> np.ndarray:
+            c = np.ones((width, size))
+            for s in seqs:
+                padded = list(s) + [pad] * (width - len(s))
+                c[np.arange(width), padded] += 1
+            return np.log(c / c.sum(1, keepdims=True))
+
+        good = counts([a for a, _ in ranked[:n_good]])
+        bad = counts([a for a, _ in ranked[n_good:]])
+        x = np.array([list(c) + [pad] * (width - len(c)) for c in cands])
+        rows = np.arange(width)
+        return (good[rows, x] - bad[rows, x]).sum(1)
+
+    def _eligible(self, seq: Sequence[int]) -> bool:
+        """Outside every abandoned region (more than `radius` decisions from its centre)."""
+        return all(_distance(seq, c) > self.radius for c in self.banned)
+
+    def learn(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
+        best = max((r for _, r in self.history), default=None)
+        self.stale = 0 if best is None or max(rewards) > best else self.stale + 1
+        stats = super().learn(actions, rewards)
+        self.history.extend((list(a), float(r)) for a, r in zip(actions, rewards))
+        return {**stats, **self.last_stats}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(), "history": [[a, r] for a, r in self.history], "rng": rng_state(self.rng),
+            "banned": [list(c) for c in self.banned], "stale": self.stale,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.history = [(list(a), float(r)) for a, r in state["history"]]
+        self.rng = rng_from_state(state["rng"])
+        self.banned = [list(c) for c in state["banned"]]
+        self.stale = int(state["stale"])
