@@ -41,6 +41,11 @@ class SearchSettings:
     threads_per_job: int = 0  # torch threads per training job (0: cores / workers)
     early_stopping: str = "none"  # none | median: stop a child below the median curve of earlier children
     early_stop_min_children: int = 5  # the median rule needs this many earlier curves at an epoch
+    table: str | None = None  # CSV of precomputed results: evaluate by lookup instead of training
+    table_metric: str | None = None  # its validation column (the reward); default: the first *val column
+    table_test_metric: str | None = None  # its test column (report only); default: the *test twin
+    table_input: str = "3x32x32"  # CxHxW the table's networks take (params, FLOPs, latency are of this)
+    table_classes: int = 10  # classes of the table's task
 
     def __post_init__(self) -> None:
         if not 0 < self.abort_failed_fraction <= 1:
@@ -61,6 +66,9 @@ class SearchSettings:
             raise ConfigError(f"search.threads_per_job must be >= 0, got {self.threads_per_job}")
         if self.measure_timeout_s <= 0:
             raise ConfigError(f"search.measure_timeout_s must be > 0, got {self.measure_timeout_s}")
+        if self.table_classes < 2:
+            raise ConfigError(f"search.table_classes must be >= 2, got {self.table_classes}")
+        self.table_input_shape  # raises on a malformed value
         if self.children < 1:
             raise ConfigError(f"search.children must be >= 1, got {self.children}")
         if self.architectures_per_update < 1:
@@ -71,6 +79,17 @@ class SearchSettings:
             raise ConfigError(f"search.max_minutes must be > 0, got {self.max_minutes}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device '{self.device}' is unknown; use auto, cpu, cuda or cuda:N")
+
+    @property
+    def table_input_shape(self) -> tuple[int, int, int]:
+        parts = str(self.table_input).lower().split("x")
+        try:
+            shape = tuple(int(p) for p in parts)
+        except ValueError:
+            shape = ()
+        if len(shape) != 3 or min(shape) < 1:
+            raise ConfigError(f"search.table_input must be CxHxW such as 3x32x32, got '{self.table_input}'")
+        return shape  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from edgenas.reward import RewardConfig, RewardTerms, check_latency, check_param
 from edgenas.spaces.base import SearchSpace
 from edgenas.runlock import RunLock
 from edgenas.store import Store, Trial
+from edgenas.table import Table
 from edgenas.training.data import Dataset, load_dataset
 from edgenas.training.trainer import accuracy, predict, resolve_device
 
@@ -154,7 +155,8 @@ def finish_child(
 ) -> ChildResult:
     """Turn a training outcome into the child's result: export the trained network, reward it."""
     seconds = dict(pending.seconds)
-    if outcome.ok:
+    onnx_bytes = None
+    if outcome.ok and outcome.state_dict is not None:  # None: looked up in a table, nothing trained
         try:
             model = space.build(pending.arch)
             model.load_state_dict(outcome.state_dict)
@@ -297,6 +299,34 @@ class Prepared:
     data: Dataset
     space: SearchSpace
     device: torch.device
+    table: Table | None = None
+
+
+def table_dataset(cfg: SearchSettings) -> Dataset:
+    """A stand-in dataset for tabular searches: no images, only the shape and the classes the
+    table's networks were built for (what params, FLOPs and latency are computed on)."""
+    c, h, w = cfg.table_input_shape
+    empty = torch.zeros(0, c, h, w)
+    none = torch.zeros(0, dtype=torch.int64)
+    return Dataset(f"table:{Path(str(cfg.table)).name}", empty, none, empty, none, empty, none,
+                   [str(i) for i in range(cfg.table_classes)], [0.0] * c, [1.0] * c, "unknown (table)")
+
+
+class TableExecutor(executors.Executor):
+    """Answers training jobs from a table of precomputed results (no training)."""
+
+    name = "table"
+
+    def __init__(self, table: Table, space: SearchSpace) -> None:
+        self.table, self.space = table, space
+
+    def run(self, jobs: list[TrainJob]):  # type: ignore[override]
+        for job in jobs:
+            val, _ = self.table.lookup(self.space, self.space.arch_from_json(job.arch))
+            yield TrainOutcome(job.key, True, val_accuracy=val, train_seconds=0.0, curve=(val,))
+
+    def close(self) -> None:
+        pass
 
 
 def prepare(pipeline: Pipeline) -> Prepared:
@@ -311,11 +341,14 @@ def prepare(pipeline: Pipeline) -> Prepared:
     device = resolve_device(pipeline.search.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{pipeline.search.device}' was asked for but CUDA is not available; use --device cpu or auto")
-    data = load_pipeline_dataset(pipeline)
+    data = table_dataset(pipeline.search) if pipeline.search.table else load_pipeline_dataset(pipeline)
     space = build_space(pipeline, data)
+    table = None
+    if pipeline.search.table:
+        table = Table.load(pipeline.search.table, space, pipeline.search.table_metric, pipeline.search.table_test_metric)
     check_budget_feasible(space, pipeline.reward)
     controllers.create(pipeline.controller.name, space, seed=0, **pipeline.controller.options)  # check its options
-    return Prepared(profile, data, space, device)
+    return Prepared(profile, data, space, device, table)
 
 
 CHECKPOINT_NAME = "controller.ckpt"
@@ -394,8 +427,9 @@ def run_search(
     with (
         RunLock(run_dir) as lock,
         Store(run_dir / DB_NAME) as store,
-        _closing(executor or executors.create(cfg.executor, pipeline.to_json(), cfg.workers, threads,
-                                              cfg.ray_address, cfg.gpus_per_job),
+        _closing(executor or (TableExecutor(prepared.table, space) if prepared.table is not None else
+                              executors.create(cfg.executor, pipeline.to_json(), cfg.workers, threads,
+                                               cfg.ray_address, cfg.gpus_per_job)),
                  owned=executor is None) as executor,
     ):
         if lock.took_over_from is not None:
@@ -475,7 +509,7 @@ def run_search(
             # 2. training, on the executor; each trial is committed the moment it finishes
             thresholds = (
                 store.stop_thresholds(update_index, pipeline.training.epochs, cfg.early_stop_min_children)
-                if cfg.early_stopping == "median" else ()
+                if cfg.early_stopping == "median" and prepared.table is None else ()
             )
             jobs = [TrainJob(key, pre.arch.to_json(), pre.seed, thresholds) for key, (pre, _) in pending.items()]
             for outcome in executor.run(jobs):
@@ -497,7 +531,8 @@ def run_search(
             faults.point("after-update")
 
         report("winner")
-        manifest = finalize(store, run_dir, space, data, profile, pipeline, time.perf_counter() - t_start, command)
+        manifest = finalize(store, run_dir, space, data, profile, pipeline, time.perf_counter() - t_start, command,
+                            prepared.table)
         wall = time.perf_counter() - t_start
         manifest["search"]["wall_seconds"] = wall
         store.set_meta("finished_at", datetime.now(timezone.utc).isoformat())
@@ -644,8 +679,11 @@ def finalize(
     pipeline: Pipeline,
     wall_seconds: float,
     command: str | None,
+    table: Table | None = None,
 ) -> dict[str, Any]:
-    """Pick the best feasible child, score it on the test split, write and verify winner.onnx."""
+    """Pick the best feasible child, score it on the test split, write and verify winner.onnx.
+    In a tabular search the winner's test accuracy comes from the table and there is no
+    winner.onnx (nothing was trained)."""
     counts = store.status_counts()
     manifest: dict[str, Any] = {
         "edgenas_version": edgenas.__version__,
@@ -673,6 +711,15 @@ def finalize(
         return manifest
     trial = top[0]
     arch = space.arch_from_json(trial.arch)
+    if table is not None:
+        manifest["table"] = {"path": str(table.path), "val_column": table.val_column, "test_column": table.test_column}
+        manifest["winner"] = {
+            "trial_id": trial.id, "arch_key": trial.arch_key, "architecture": trial.arch, "params": trial.params,
+            "macs": trial.macs, "flops": trial.flops, "val_accuracy": trial.val_accuracy,
+            "test_accuracy": table.lookup(space, arch)[1], "latency": trial.latency, "reward": trial.reward,
+            "reward_terms": trial.reward_terms, "onnx": None,
+        }
+        return manifest
     model = space.build(arch)
     model.load_state_dict(torch.load(run_dir / str(trial.weights_path), weights_only=True))
     model.eval()

@@ -30,7 +30,7 @@ def rows():
 
 
 def test_table_is_complete():
-    assert len(rows()) >= 58
+    assert len(rows()) >= 66
 
 
 ARM = (Path(__file__).resolve().parents[1] / "hardware_profiles" / "cpu-arm.toml").read_text()
@@ -84,6 +84,12 @@ def files(tmp_path_factory):
     write("calib_wrong_columns", "a,b\n1,2\n", suffix=".csv")
     write("calib_missing_model", "model,device_ms\nnope.onnx,1.5\n", suffix=".csv")
     write("short_token", "short", suffix=".txt")
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+    write("table_ok", f"cellstr,cifar10-val,cifar10-test\n{cell},84.9,89.0\n", suffix=".csv")
+    write("table_no_arch", "name,val\nresnet,0.9\n", suffix=".csv")
+    write("table_bad_row", f"cellstr,cifar10-val\n{cell},84.9\n|conv~0|+|x~0|,50\n", suffix=".csv")
+    write("table_bad_number", f"cellstr,cifar10-val\n{cell},n/a\n", suffix=".csv")
+    write("pipeline_bad_controller", '[controller]\nname = "predictor"\nexplore = "greedy"\n')
     (d / "not").mkdir()
     write("not_onnx", "this is text, not a model", suffix=".onnx")
     f["missing"] = str(d / "does-not-exist")

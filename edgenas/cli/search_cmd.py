@@ -16,7 +16,7 @@ from rich.text import Text
 from rich.table import Table
 
 from edgenas.cli.common import EXIT_INTERRUPTED, EXIT_NO_RESULT, console, err_console, fmt_int, fmt_ms, fmt_pct, handle_errors
-from edgenas.config import Pipeline, load_pipeline
+from edgenas.config import ControllerSettings, Pipeline, SpaceSettings, load_pipeline
 from edgenas.errors import BudgetError, ConfigError
 from edgenas.search import Progress as SearchProgress
 from edgenas.search import MANIFEST_NAME, SearchResult, load_run_pipeline, make_run_dir, prepare, run_search
@@ -85,7 +85,23 @@ def search(
     max_images: Annotated[Optional[int], typer.Option("--max-images", help="Use a stratified subset of this many images.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the controller and of every child.")] = None,
     controller: Annotated[
-        Optional[str], typer.Option("--controller", help="Controller: reinforce or random.")
+        Optional[str],
+        typer.Option("--controller", help="Controller: predictor, reinforce, ppo, evolution or random "
+                     "(another name than the pipeline's starts from that controller's defaults)."),
+    ] = None,
+    space: Annotated[
+        Optional[str],
+        typer.Option("--space", help="Search space: layerwise, nb201, cell-small, cell-large, blocks or transform "
+                     "(another name than the pipeline's starts from that space's defaults)."),
+    ] = None,
+    table: Annotated[
+        Optional[str],
+        typer.Option("--table", help="CSV of precomputed results (architecture strings + metrics): evaluate by "
+                     "lookup instead of training, e.g. a NAS-Bench-201 table with --space nb201."),
+    ] = None,
+    table_metric: Annotated[
+        Optional[str], typer.Option("--table-metric", help="The table's validation column (the reward's accuracy).",
+                                    show_default="the first column ending in 'val'"),
     ] = None,
     reward_mode: Annotated[
         Optional[str],
@@ -160,7 +176,7 @@ def search(
     pipe = base.override(
         "search", children=children, architectures_per_update=per_update, seed=seed, profile=profile, device=device,
         max_minutes=max_minutes, runs_dir=str(runs_dir) if runs_dir else None, executor=executor, workers=workers,
-        early_stopping=early_stopping, ray_address=ray_address,
+        early_stopping=early_stopping, ray_address=ray_address, table=table, table_metric=table_metric,
     )
     pipe = pipe.override("training", epochs=epochs)
     pipe = pipe.override("dataset", name=dataset, data_dir=data_dir, download=download, image_size=image_size,
@@ -172,8 +188,10 @@ def search(
     )
     if no_budget:
         pipe = dataclasses.replace(pipe, reward=dataclasses.replace(pipe.reward, budget_params=None))
-    if controller is not None:
-        pipe = dataclasses.replace(pipe, controller=dataclasses.replace(pipe.controller, name=controller))
+    if controller is not None and controller != pipe.controller.name:
+        pipe = dataclasses.replace(pipe, controller=ControllerSettings(name=controller))
+    if space is not None and space != pipe.space.name:
+        pipe = dataclasses.replace(pipe, space=SpaceSettings(name=space))
 
     if resume is not None:
         _refuse_contradictions(resume, base, pipe)
@@ -270,5 +288,12 @@ def _print_summary(result: SearchResult) -> None:
             f"latency {fmt_ms(lat.get('median_ms'))} ms median / {fmt_ms(lat.get('p90_ms'))} ms p90 "
             f"({lat.get('label')}, profile {lat.get('profile')})"
         )
-        console.print(f"winner.onnx verified against torch (max |diff| {w['onnx']['parity_max_abs_diff']:.2g})")
+        if w["onnx"]:
+            console.print(f"winner.onnx verified against torch (max |diff| {w['onnx']['parity_max_abs_diff']:.2g})")
+        else:
+            console.print(
+                f"tabular search: accuracies looked up in {m['table']['path']} (val column {m['table']['val_column']}, "
+                f"test column {m['table']['test_column']}); nothing was trained, so there is no winner.onnx",
+                soft_wrap=True,
+            )
     console.print(f"run directory: [bold]{result.run_dir}[/]", soft_wrap=True)
