@@ -120,6 +120,9 @@ def prepare_child(
         return ChildResult("rejected", cost.params, rejected_reward(reward_cfg), seed, reason, cost.macs, seconds=seconds)
     latency = None
     lat_ms = None
+    if not profile.timing and profile.max_model_bytes is None:
+        seconds["total"] = time.perf_counter() - t_start
+        return PendingChild(arch, seed, cost.params, cost.macs, None, None, seconds, t_start)  # nothing to export for
     try:
         # Time the architecture's graph before training: identical graph, weights do not change
         # onnxruntime's work, and a hard latency limit then never wastes a training run.
