@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgenas import controllers
+from edgenas import controllers, spaces
 from edgenas.controllers.base import mutate, neighbours
 from edgenas.spaces.layerwise import LayerwiseSpace
 from edgenas.spaces.nb201 import OPS, NB201Space
@@ -24,7 +24,19 @@ def layerwise():
     return LayerwiseSpace(input_shape=(1, 8, 8), num_classes=10, max_layers=3)
 
 
-SPACES = {"nb201": nb201, "layerwise": layerwise}
+def cell_large():
+    return spaces.create("cell-large", input_shape=(1, 8, 8), num_classes=10, channels=4, blocks=2)
+
+
+def blocks():
+    return spaces.create("blocks", input_shape=(1, 8, 8), num_classes=10, max_layers=3)
+
+
+def transform():
+    return spaces.create("transform", input_shape=(1, 8, 8), num_classes=10, steps=3)
+
+
+SPACES = {"nb201": nb201, "layerwise": layerwise, "cell-large": cell_large, "blocks": blocks, "transform": transform}
 CONV3 = OPS.index("nor_conv_3x3")
 
 

@@ -6,8 +6,11 @@ from typing import Any, Callable
 
 from edgenas.errors import ConfigError
 from edgenas.spaces.base import Decision, DecisionKind, SearchSpace
+from edgenas.spaces.blocks import BlocksArch, BlocksSpace
+from edgenas.spaces.cells import CellArch, CellLargeSpace, CellSmallSpace
 from edgenas.spaces.layerwise import LayerwiseArch, LayerwiseSpace
 from edgenas.spaces.nb201 import NB201Arch, NB201Space
+from edgenas.spaces.transform import TransformSpace
 
 _REGISTRY: dict[str, Callable[..., SearchSpace]] = {}
 
@@ -33,5 +36,13 @@ def create(name: str, **options: Any) -> SearchSpace:
 
 register("layerwise", LayerwiseSpace)
 register("nb201", NB201Space)
+register("cell-small", CellSmallSpace)
+register("cell-large", CellLargeSpace)
+register("blocks", BlocksSpace)
+register("transform", TransformSpace)
 
-__all__ = ["Decision", "DecisionKind", "LayerwiseArch", "LayerwiseSpace", "NB201Arch", "NB201Space", "SearchSpace", "create", "names", "register"]
+__all__ = [
+    "BlocksArch", "BlocksSpace", "CellArch", "CellLargeSpace", "CellSmallSpace", "Decision", "DecisionKind",
+    "LayerwiseArch", "LayerwiseSpace", "NB201Arch", "NB201Space", "SearchSpace", "TransformSpace", "create",
+    "names", "register",
+]
