@@ -41,6 +41,8 @@ class SearchSettings:
     threads_per_job: int = 0  # torch threads per training job (0: cores / workers)
     early_stopping: str = "none"  # none | median: stop a child below the median curve of earlier children
     early_stop_min_children: int = 5  # the median rule needs this many earlier curves at an epoch
+    curriculum_start: int = 0  # depth curriculum (Zoph & Le): max layers at first (0: off)...
+    curriculum_every: int = 5  # ...raised by one every this many controller updates
     table: str | None = None  # CSV of precomputed results: evaluate by lookup instead of training
     table_metric: str | None = None  # its validation column (the reward); default: the first *val column
     table_test_metric: str | None = None  # its test column (report only); default: the *test twin
@@ -66,6 +68,8 @@ class SearchSettings:
             raise ConfigError(f"search.threads_per_job must be >= 0, got {self.threads_per_job}")
         if self.measure_timeout_s <= 0:
             raise ConfigError(f"search.measure_timeout_s must be > 0, got {self.measure_timeout_s}")
+        if self.curriculum_start < 0 or self.curriculum_every < 1:
+            raise ConfigError("search.curriculum_start must be >= 0 and search.curriculum_every >= 1")
         if self.table_classes < 2:
             raise ConfigError(f"search.table_classes must be >= 2, got {self.table_classes}")
         self.table_input_shape  # raises on a malformed value

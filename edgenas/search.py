@@ -12,6 +12,7 @@ weights), so it never wastes a training run either.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import os
@@ -284,6 +285,24 @@ def build_space(pipeline: Pipeline, data: Dataset) -> SearchSpace:
     )
 
 
+def curriculum_space(space: SearchSpace, cfg: SearchSettings, update_index: int) -> SearchSpace:
+    """Zoph & Le's depth curriculum: the space with its maximum depth capped at
+    curriculum_start + update_index // curriculum_every (the space itself once that reaches it).
+    Same decision kinds, so the controller's policy carries over as the depth grows."""
+    if not cfg.curriculum_start:
+        return space
+    depth = cfg.curriculum_start + update_index // cfg.curriculum_every
+    if depth >= space.max_layers:  # type: ignore[attr-defined]
+        return space
+    return _with(space, max_layers=depth)
+
+
+def _with(space: SearchSpace, **changes: Any) -> SearchSpace:
+    clone = copy.copy(space)
+    clone.__dict__.update(changes)
+    return clone
+
+
 def check_budget_feasible(space: SearchSpace, reward_cfg: RewardConfig) -> int:
     """Parameters of the smallest network in the space; BudgetError if even that is over budget."""
     smallest = space.smallest()
@@ -351,6 +370,11 @@ def prepare(pipeline: Pipeline) -> Prepared:
         table = Table.load(pipeline.search.table, space, pipeline.search.table_metric, pipeline.search.table_test_metric)
     check_budget_feasible(space, pipeline.reward)
     controllers.create(pipeline.controller.name, space, seed=0, **pipeline.controller.options)  # check its options
+    if pipeline.search.curriculum_start and not hasattr(space, "max_layers"):
+        raise ConfigError(
+            f"search.curriculum_start needs a space with a depth (max_layers); '{space.name}' has none. "
+            "Use layerwise or blocks, or set curriculum_start = 0"
+        )
     return Prepared(profile, data, space, device, table)
 
 
@@ -478,6 +502,7 @@ def run_search(
             if cfg.max_minutes is not None and time.perf_counter() - t_start > cfg.max_minutes * 60:
                 break
             m = min(cfg.architectures_per_update, cfg.children - sampled)
+            space = controller.space = curriculum_space(prepared.space, cfg, update_index)
             batch = controller.propose(m)
             answers: list[Trial | None] = [None] * m
             pending: dict[str, tuple[PendingChild, list[int]]] = {}

@@ -93,3 +93,39 @@ def test_budget_below_smallest_network_fails_before_training(tiny_pipeline, tmp_
     with pytest.raises(BudgetError, match="smallest network"):
         run_search(pipe)
     assert not (tmp_path / "runs").exists()
+
+
+def test_depth_curriculum_starts_shallow_and_deepens(tmp_path):
+    """Zoph & Le's curriculum: one layer for the first two updates, then up to three."""
+    path = tmp_path / "p.toml"
+    path.write_text(
+        f"""
+[search]
+children = 40
+architectures_per_update = 4
+device = "cpu"
+runs_dir = "{tmp_path / 'runs'}"
+profile = "mcu-m7"
+curriculum_start = 1
+curriculum_every = 2
+[space]
+max_layers = 3
+filters = [4]
+kernels = [1, 3]
+[training]
+epochs = 1
+[reward]
+budget_params = 100000
+"""
+    )
+    result = run_search(load_pipeline(str(path)), run_name="c")
+    conn = sqlite3.connect(result.run_dir / "search.db")
+    rows = conn.execute(
+        "SELECT s.update_index, t.arch FROM samples s JOIN trials t ON t.id = s.trial_id ORDER BY s.update_index"
+    ).fetchall()
+    depth = {}
+    for update, arch in rows:
+        depth.setdefault(update, []).append(len(json.loads(arch)["layers"]))
+    assert all(d == 1 for u in (0, 1) for d in depth[u])
+    assert all(d <= 2 for u in (2, 3) for d in depth[u])
+    assert max(d for u in range(4, 10) for d in depth[u]) == 3
