@@ -166,3 +166,31 @@ def test_ppo_takes_several_clipped_steps_per_batch():
     one.learn(batch, rewards)
     # more clipped epochs on the same batch of rewards push the advantage-weighted likelihood further
     assert objective(ppo) > objective(one) > before
+
+
+SCRIPT = """
+from edgenas import controllers
+from edgenas.spaces.nb201 import NB201Space
+ctl = controllers.create("{name}", NB201Space((3, 8, 8), 10, channels=4, cells_per_stage=1), seed=0)
+for _ in range(6):
+    batch = ctl.propose(4)
+    ctl.learn(batch, [round(sum(s) / 24, 1) for s in batch])  # coarse rewards: many ties
+print(ctl.propose(4))
+"""
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_proposals_do_not_depend_on_the_process_hash_seed(name):
+    """A resumed search runs in a new process: string hashing must not change what is proposed."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        res = subprocess.run([sys.executable, "-c", SCRIPT.format(name=name)], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        outs.append(res.stdout)
+    assert outs[0] == outs[1]

@@ -17,6 +17,8 @@ children = 9
 architectures_per_update = 3
 device = "cpu"
 runs_dir = "{runs}"
+[controller]
+name = "reinforce"
 [space]
 max_layers = 3
 filters = [4, 8, 16]

@@ -194,15 +194,19 @@ class PredictorController(ReinforceController):
             self.stale = 0
         taken = {self._key(a) for a, _ in self.history}
         pool: dict[str, list[int]] = {}
-        local: list[set[str]] = []  # per incumbent, best first: keys of its unevaluated neighbours
+        # per incumbent, best first: keys of its unevaluated neighbours. Lists, not sets: the
+        # order breaks ties and must not depend on Python's per-process string hashing, or a
+        # resumed search would propose differently.
+        local: list[list[str]] = []
 
-        def offer(seqs: list[list[int]]) -> set[str]:
-            keys = set()
+        def offer(seqs: list[list[int]]) -> list[str]:
+            keys: list[str] = []
             for s in seqs:
                 k = self._key(s)
                 if k not in taken:
                     pool.setdefault(k, s)
-                    keys.add(k)
+                    if k not in keys:
+                        keys.append(k)
             return keys
 
         if self.local_top and len(self.history) >= self.initial:
@@ -230,7 +234,7 @@ class PredictorController(ReinforceController):
         # local search: part of the batch goes to the incumbents' most promising neighbours
         n_local = int(math.ceil(n * self.local_share))
         for group in local:
-            for k in sorted(group - set(chosen), key=lambda k: -scores[k]):
+            for k in sorted((k for k in group if k not in chosen), key=lambda k: -scores[k]):
                 if len(chosen) >= n_local:
                     break
                 chosen.append(k)
