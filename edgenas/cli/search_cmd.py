@@ -268,25 +268,29 @@ def _print_summary(result: SearchResult) -> None:
     for rank, t in enumerate(result.top, 1):
         table.add_row(
             str(rank), str(t.id), fmt_int(t.params), fmt_int(t.macs), fmt_pct(t.val_accuracy),
-            fmt_ms(t.latency_median_ms), fmt_ms(t.latency_p90_ms), f"{t.reward:.4f}", t.arch_key.split("|", 1)[1],
+            fmt_ms(t.latency_median_ms), fmt_ms(t.latency_p90_ms), f"{t.reward:.4f}",
+            t.arch.get("cell") or t.arch_key.split("|", 1)[1],  # NB201: the standard cell string
         )
     console.print(table)
     s = m["search"]
     budget = m["reward"]["budget_params"]
     console.print(
-        f"sampled {s['samples']}: trained {s['trained']}, rejected {s['rejected']} "
+        f"sampled {s['samples']}: {'looked up' if m.get('table') else 'trained'} {s['trained']}, rejected {s['rejected']} "
         f"(budget {fmt_int(budget) if budget else 'none'}), failed {s['failed']}, stopped early "
         f"{s.get('stopped_early', 0)}, reused {s['reused']}; "
         f"wall time {s['wall_seconds']:.0f} s"
     )
     w = m["winner"]
     if w:
-        lat = w["latency"] or {}
-        console.print(
-            f"[bold green]winner[/] trial {w['trial_id']}: {fmt_int(w['params'])} params, "
-            f"val {fmt_pct(w['val_accuracy'])}, test {fmt_pct(w['test_accuracy'])}, "
+        lat = w["latency"]
+        timing = (
             f"latency {fmt_ms(lat.get('median_ms'))} ms median / {fmt_ms(lat.get('p90_ms'))} ms p90 "
             f"({lat.get('label')}, profile {lat.get('profile')})"
+            if lat else f"latency not timed (profile {m['profile']['name']} does not time models)"
+        )
+        console.print(
+            f"[bold green]winner[/] trial {w['trial_id']}: {fmt_int(w['params'])} params, "
+            f"val {fmt_pct(w['val_accuracy'])}, test {fmt_pct(w['test_accuracy'])}, {timing}"
         )
         if w["onnx"]:
             console.print(f"winner.onnx verified against torch (max |diff| {w['onnx']['parity_max_abs_diff']:.2g})")
