@@ -197,7 +197,7 @@ class Pipeline:
 
 def _toml_key(k: str) -> str:
     """A bare key where TOML allows one (letters, digits, '_', '-'), else a quoted key."""
-    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else json.dumps(k)
+    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _toml_value(k)
 
 
 def _toml_value(v: Any) -> str:
@@ -206,7 +206,10 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v)  # JSON string escapes are valid TOML basic-string escapes
+        # JSON's escapes (\n, \", \uXXXX for control characters) are valid TOML basic-string
+        # escapes; other characters stay literal (JSON would write characters beyond U+FFFF as
+        # surrogate pairs, which TOML rejects), and DEL, legal in JSON, must be escaped in TOML.
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise ConfigError(f"cannot write a {type(v).__name__} value to a pipeline file")
