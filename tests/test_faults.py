@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import sqlite3
+from pathlib import Path
 import subprocess
 import sys
 import json
@@ -33,6 +34,7 @@ def cli(args, cwd, fault=None):
     env = {k: v for k, v in os.environ.items() if k != "EDGENAS_FAULT"}
     if fault:
         env["EDGENAS_FAULT"] = fault
+    env["EDGENAS_CACHE_DIR"] = str(Path(cwd) / "latency-cache")  # this test's runs share only their own cache
     return subprocess.run(
         [sys.executable, "-m", "edgenas", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
