@@ -294,13 +294,9 @@ def curriculum_space(space: SearchSpace, cfg: SearchSettings, update_index: int)
     depth = cfg.curriculum_start + update_index // cfg.curriculum_every
     if depth >= space.max_layers:  # type: ignore[attr-defined]
         return space
-    return _with(space, max_layers=depth)
-
-
-def _with(space: SearchSpace, **changes: Any) -> SearchSpace:
-    clone = copy.copy(space)
-    clone.__dict__.update(changes)
-    return clone
+    capped = copy.copy(space)
+    capped.max_layers = depth  # type: ignore[attr-defined]
+    return capped
 
 
 def check_budget_feasible(space: SearchSpace, reward_cfg: RewardConfig) -> int:

@@ -76,6 +76,11 @@ class LayerwiseArch:
         return json.dumps(self.to_json()["layers"])
 
 
+def layers_from_json(items: Sequence[dict[str, Any]]) -> tuple[Layer, ...]:
+    """Layers from their `LayerwiseArch.to_json()` form."""
+    return tuple(Layer(int(l["filters"]), int(l["kernel"]), int(l["stride"]), tuple(l["inputs"])) for l in items)
+
+
 class LayerwiseSpace(SearchSpace):
     name = "layerwise"
 
@@ -223,12 +228,7 @@ class LayerwiseSpace(SearchSpace):
         )
 
     def arch_from_json(self, data: dict[str, Any]) -> LayerwiseArch:
-        return LayerwiseArch(
-            tuple(
-                Layer(int(l["filters"]), int(l["kernel"]), int(l["stride"]), tuple(l["inputs"]))
-                for l in data["layers"]
-            )
-        )
+        return LayerwiseArch(layers_from_json(data["layers"]))
 
     def build(self, arch: LayerwiseArch) -> nn.Module:
         return LayerwiseNet(arch, self.input_shape[0], self.num_classes)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch.nn as nn
 
 from edgenas.spaces.base import Decision, DecisionKind, SearchSpace
-from edgenas.spaces.layerwise import Layer, LayerwiseArch, LayerwiseNet
+from edgenas.spaces.layerwise import Layer, LayerwiseArch, LayerwiseNet, layers_from_json
 
 TRANSFORMS = ("stop", "insert_conv", "insert_skip", "scale_channels", "scale_kernel")
 DEFAULT_BASE = (
@@ -55,7 +55,7 @@ class TransformSpace(SearchSpace):
         if not base:
             raise ValueError("base must have at least one layer")
         try:
-            layers = tuple(Layer(int(l["filters"]), int(l["kernel"]), int(l["stride"]), tuple(l["inputs"])) for l in base)
+            layers = layers_from_json(base)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"base must be a list of layers with filters, kernel, stride, inputs ({exc})") from None
         for i, layer in enumerate(layers):
@@ -155,8 +155,7 @@ class TransformSpace(SearchSpace):
         return self.base  # transformations only add
 
     def arch_from_json(self, data: dict[str, Any]) -> LayerwiseArch:
-        return LayerwiseArch(tuple(Layer(int(l["filters"]), int(l["kernel"]), int(l["stride"]), tuple(l["inputs"]))
-                                   for l in data["layers"]))
+        return LayerwiseArch(layers_from_json(data["layers"]))
 
     def build(self, arch: LayerwiseArch) -> nn.Module:
         return LayerwiseNet(arch, self.input_shape[0], self.num_classes)
