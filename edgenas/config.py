@@ -39,6 +39,7 @@ class SearchSettings:
     ray_address: str | None = None  # ray executor: HOST:PORT of a cluster (none: a local instance)
     gpus_per_job: float = 0.0  # ray executor: GPUs (fractions allowed) each child asks for
     threads_per_job: int = 0  # torch threads per training job (0: cores / workers)
+    children_per_gpu: int = 1  # CUDA: children training at once on each GPU (process: workers; ray: 1/k GPU)
     early_stopping: str = "none"  # none | median: stop a child below the median curve of earlier children
     early_stop_min_children: int = 5  # the median rule needs this many earlier curves at an epoch
     curriculum_start: int = 0  # depth curriculum (Zoph & Le): max layers at first (0: off)...
@@ -64,6 +65,8 @@ class SearchSettings:
             raise ConfigError(f"search.early_stopping '{self.early_stopping}' is unknown; use none or median")
         if self.early_stop_min_children < 1:
             raise ConfigError(f"search.early_stop_min_children must be >= 1, got {self.early_stop_min_children}")
+        if self.children_per_gpu < 1:
+            raise ConfigError(f"--children-per-gpu must be >= 1, got {self.children_per_gpu}")
         if self.threads_per_job < 0:
             raise ConfigError(f"search.threads_per_job must be >= 0, got {self.threads_per_job}")
         if self.measure_timeout_s <= 0:

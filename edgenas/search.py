@@ -318,6 +318,8 @@ class Prepared:
     space: SearchSpace
     device: torch.device
     table: Table | None = None
+    workers: int = 1  # training slots (process executor), after children_per_gpu
+    gpus_per_job: float = 0.0  # GPU share of each Ray task, after children_per_gpu
 
 
 def table_dataset(cfg: SearchSettings) -> Dataset:
@@ -371,7 +373,14 @@ def prepare(pipeline: Pipeline) -> Prepared:
             f"search.curriculum_start needs a space with a depth (max_layers); '{space.name}' has none. "
             "Use layerwise or blocks, or set curriculum_start = 0"
         )
-    return Prepared(profile, data, space, device, table)
+    cfg = pipeline.search
+    if cfg.executor == "ray" and cfg.ray_address and not cfg.table:
+        executors.check_reachable(cfg.ray_address)
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    workers, gpus_per_job = executors.training_slots(
+        cfg.executor, cfg.device if device.type == "cuda" else "cpu", cfg.workers, cfg.children_per_gpu,
+        cfg.gpus_per_job, gpus)
+    return Prepared(profile, data, space, device, table, workers, gpus_per_job)
 
 
 CHECKPOINT_NAME = "controller.ckpt"
@@ -446,13 +455,13 @@ def run_search(
     children_dir.mkdir(exist_ok=True)
     controller = controllers.create(pipeline.controller.name, space, seed=cfg.seed, **pipeline.controller.options)
 
-    threads = cfg.threads_per_job or max(1, (os.cpu_count() or 1) // cfg.workers)
+    threads = cfg.threads_per_job or max(1, (os.cpu_count() or 1) // prepared.workers)
     with (
         RunLock(run_dir) as lock,
         Store(run_dir / DB_NAME) as store,
         _closing(executor or (TableExecutor(prepared.table, space) if prepared.table is not None else
-                              executors.create(cfg.executor, pipeline.to_json(), cfg.workers, threads,
-                                               cfg.ray_address, cfg.gpus_per_job)),
+                              executors.create(cfg.executor, pipeline.to_json(), prepared.workers, threads,
+                                               cfg.ray_address, prepared.gpus_per_job)),
                  owned=executor is None) as executor,
     ):
         if lock.took_over_from is not None:

@@ -42,9 +42,51 @@ def test_ray_executor_matches_local(tiny_pipeline):
     assert _rows(local.run_dir) == _rows(on_ray.run_dir)
 
 
+def test_unreachable_ray_address_is_a_clear_error(tiny_pipeline, tmp_path):
+    import socket
+    import time
+
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    res = CliRunner().invoke(app, ["search", "--pipeline", tiny_pipeline(children=2), "--executor", "ray",
+                                   "--ray-address", f"127.0.0.1:{port}", "--runs-dir", str(tmp_path / "runs")])
+    assert res.exit_code == 2 and f"cannot reach Ray at 127.0.0.1:{port}" in res.output, res.output
+    assert time.perf_counter() - t0 < 60
+    assert not (tmp_path / "runs").exists()  # refused before a run directory was made
+    res = CliRunner().invoke(app, ["search", "--executor", "ray", "--ray-address", "headnode"])
+    assert res.exit_code == 2 and "is not HOST:PORT" in res.output
+
+
+def test_gpu_slots_spread_workers_over_gpus():
+    from edgenas.executors import slot_devices, training_slots
+
+    # several children per GPU: the process executor starts k workers per visible GPU...
+    assert training_slots("process", "auto", 1, 3, 0.0, gpu_count=2) == (6, 0.0)
+    assert slot_devices("auto", 6, gpu_count=2) == ["cuda:0", "cuda:1"] * 3
+    assert training_slots("process", "cuda:1", 1, 4, 0.0, gpu_count=2) == (4, 0.0)
+    assert slot_devices("cuda:1", 4, gpu_count=2) == ["cuda:1"] * 4
+    # ...and each Ray task asks for 1/k of a GPU
+    assert training_slots("ray", "cuda", 1, 4, 0.0, gpu_count=1) == (1, 0.25)
+    assert training_slots("ray", "cuda", 1, 2, 0.5, gpu_count=1) == (1, 0.25)
+    # k = 1 changes nothing; CPU workers stay on the CPU
+    assert training_slots("process", "cpu", 2, 1, 0.0, gpu_count=0) == (2, 0.0)
+    assert slot_devices("auto", 2, gpu_count=0) == ["cpu", "cpu"]
+    from edgenas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="use --executor process or ray"):
+        training_slots("local", "cuda", 1, 2, 0.0, gpu_count=1)
+    with pytest.raises(ConfigError, match="needs CUDA"):
+        slot_devices("cuda", 2, gpu_count=0)
+
+
 @pytest.mark.parametrize("args, match", [
     (["--executor", "dask"], "executor 'dask' is unknown"),
     (["--workers", "0"], "--workers must be >= 1"),
+    (["--children-per-gpu", "0"], "--children-per-gpu must be >= 1"),
+    (["--children-per-gpu", "2", "--device", "cpu", "--executor", "process"], "training runs on the CPU here"),
 ])
 def test_bad_executor_settings(args, match):
     res = CliRunner().invoke(app, ["search", *args])

@@ -137,6 +137,10 @@ def search(
         Optional[str], typer.Option("--ray-address", help="ray executor: HOST:PORT of a running Ray cluster.")
     ] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes for --executor process.")] = None,
+    children_per_gpu: Annotated[
+        Optional[int],
+        typer.Option("--children-per-gpu", help="CUDA: children that train at once on each GPU (process or ray executor)."),
+    ] = None,
     early_stopping: Annotated[
         Optional[str], typer.Option("--early-stopping", help="none, or median: stop children below earlier children's median curve.")
     ] = None,
@@ -176,7 +180,7 @@ def search(
     pipe = base.override(
         "search", children=children, architectures_per_update=per_update, seed=seed, profile=profile, device=device,
         max_minutes=max_minutes, runs_dir=str(runs_dir) if runs_dir else None, executor=executor, workers=workers,
-        early_stopping=early_stopping, ray_address=ray_address, table=table, table_metric=table_metric,
+        children_per_gpu=children_per_gpu, early_stopping=early_stopping, ray_address=ray_address, table=table, table_metric=table_metric,
     )
     pipe = pipe.override("training", epochs=epochs)
     pipe = pipe.override("dataset", name=dataset, data_dir=data_dir, download=download, image_size=image_size,

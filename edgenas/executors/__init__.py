@@ -8,8 +8,11 @@ result whichever executor runs it: every job trains with a fixed number of torch
 (`threads_per_job`), so float summation order does not depend on the executor.
 
   local    in this process, one job after another
-  process  a pool of worker processes on this machine, each pinned to its own cores
+  process  a pool of worker processes on this machine, each pinned to its own cores; on CUDA the
+           workers are spread over the visible GPUs, so `children_per_gpu` workers share each GPU
+           (tiny children leave a GPU mostly idle: several of them train at once)
   ray      one Ray task per child (local instance, or a cluster's address), with CPU/GPU requests
+           (1 / children_per_gpu of a GPU each on CUDA)
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ class TrainOutcome:
 _WORKER: dict[str, Any] = {}
 
 
-def _setup(pipeline_json: dict[str, Any], threads: int, cores: list[int] | None) -> None:
-    """Load the dataset and the space once per worker."""
+def _setup(pipeline_json: dict[str, Any], threads: int, cores: list[int] | None, device: str | None = None) -> None:
+    """Load the dataset and the space once per worker; `device` overrides the pipeline's."""
     from edgenas.config import Pipeline
     from edgenas.search import build_space, load_pipeline_dataset
     from edgenas.training.trainer import resolve_device
@@ -62,7 +65,7 @@ def _setup(pipeline_json: dict[str, Any], threads: int, cores: list[int] | None)
     pipeline = Pipeline.from_json(pipeline_json, "executor")
     data = load_pipeline_dataset(pipeline)
     _WORKER.update(pipeline=pipeline, data=data, space=build_space(pipeline, data),
-                   device=resolve_device(pipeline.search.device))
+                   device=resolve_device(device or pipeline.search.device))
 
 
 def _train(job: TrainJob) -> TrainOutcome:
@@ -116,21 +119,41 @@ class LocalExecutor(Executor):
             yield _train(job)
 
 
+def slot_devices(device: str, workers: int, gpu_count: int) -> list[str]:
+    """The training device of each process-executor worker. `device` is the pipeline's
+    (auto / cpu / cuda / cuda:N). On CUDA with `auto` or `cuda`, workers fill the visible GPUs
+    round-robin (worker i on GPU i mod gpu_count), so workers > GPUs puts several training
+    slots on each GPU; `cuda:N` keeps every worker on GPU N."""
+    if device == "cpu" or (device == "auto" and gpu_count == 0):
+        return ["cpu"] * workers
+    if device.startswith("cuda:"):
+        return [device] * workers
+    if gpu_count == 0:
+        raise ConfigError(f"device '{device}' needs CUDA, and torch sees no GPU on this machine; use --device cpu")
+    return [f"cuda:{i % gpu_count}" for i in range(workers)]
+
+
+def _gpu_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 class ProcessExecutor(Executor):
     name = "process"
 
-    def __init__(self, pipeline_json: dict[str, Any], workers: int, threads_per_job: int) -> None:
+    def __init__(self, pipeline_json: dict[str, Any], workers: int, threads_per_job: int,
+                 devices: list[str] | None = None) -> None:
         import multiprocessing as mp
 
         cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
         self.workers = workers
+        self.devices = devices or slot_devices(pipeline_json["search"]["device"], workers, _gpu_count())
         self._pools = []
-        # One single-worker pool per slot, so each worker can be pinned to its own cores.
+        # One single-worker pool per slot, so each worker can be pinned to its own cores and device.
         for i in range(workers):
             mine = cores[i * len(cores) // workers : (i + 1) * len(cores) // workers] or [cores[i % len(cores)]]
             self._pools.append(ProcessPoolExecutor(
                 max_workers=1, mp_context=mp.get_context("spawn"), initializer=_setup,
-                initargs=(pipeline_json, threads_per_job, mine),
+                initargs=(pipeline_json, threads_per_job, mine, self.devices[i]),
             ))
 
     def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
@@ -163,6 +186,26 @@ def _ray_train(pipeline_json: dict[str, Any], threads: int, job: TrainJob) -> Tr
     return _train(job)
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on an address nothing listens on (Ray itself retries for a long time).
+    `auto` (Ray finds the local cluster) is left to Ray."""
+    import socket
+
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"--ray-address '{address}' is not HOST:PORT (e.g. 10.0.0.5:6379, from `ray start --head`)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach Ray at {address}: {exc}; check --ray-address (HOST:PORT of a running `ray start --head`)"
+        ) from exc
+
+
 class RayExecutor(Executor):
     """Each child is a Ray task asking for `cpus_per_job` CPUs and `gpus_per_job` GPUs
     (fractions allowed), on a local Ray instance or the cluster at `address`."""
@@ -177,6 +220,8 @@ class RayExecutor(Executor):
             raise ConfigError("--executor ray needs Ray: pip install 'edgenas[ray]'") from exc
         self.ray = ray
         self.started = False
+        if address:
+            check_reachable(address)
         if not ray.is_initialized():
             try:
                 if address:
@@ -210,6 +255,28 @@ class RayExecutor(Executor):
             self.ray.shutdown()
 
 
+def training_slots(executor: str, device: str, workers: int, children_per_gpu: int, gpus_per_job: float,
+                   gpu_count: int) -> tuple[int, float]:
+    """(worker processes, GPUs per Ray task) for `children_per_gpu` children at once on each GPU.
+
+    process: workers = children_per_gpu x GPUs (or `cuda:N`: children_per_gpu); ray: each task
+    asks for 1 / children_per_gpu of a GPU. children_per_gpu = 1 changes nothing."""
+    if children_per_gpu < 1:
+        raise ConfigError(f"--children-per-gpu must be >= 1, got {children_per_gpu}")
+    if children_per_gpu == 1:
+        return workers, gpus_per_job
+    if device == "cpu" or gpu_count == 0:
+        raise ConfigError(
+            f"--children-per-gpu {children_per_gpu} shares GPUs between children, and training runs on the CPU here "
+            f"(device '{device}', {gpu_count} GPU(s) visible to torch); leave it at 1, or use --workers N for CPU workers"
+        )
+    if executor == "local":
+        raise ConfigError("--children-per-gpu trains several children at once: use --executor process or ray")
+    if executor == "ray":
+        return workers, (gpus_per_job or 1.0) / children_per_gpu
+    return children_per_gpu * (1 if device.startswith("cuda:") else gpu_count), gpus_per_job
+
+
 def create(name: str, pipeline_json: dict[str, Any], workers: int = 1, threads_per_job: int = 1,
            ray_address: str | None = None, gpus_per_job: float = 0.0) -> Executor:
     if workers < 1:
@@ -223,4 +290,5 @@ def create(name: str, pipeline_json: dict[str, Any], workers: int = 1, threads_p
     raise ConfigError(f"unknown executor '{name}'; available: local, process, ray")
 
 
-__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "RayExecutor", "TrainJob", "TrainOutcome", "create"]
+__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "RayExecutor", "TrainJob", "TrainOutcome", "create",
+           "check_reachable", "slot_devices", "training_slots"]
