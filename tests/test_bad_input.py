@@ -30,7 +30,7 @@ def rows():
 
 
 def test_table_is_complete():
-    assert len(rows()) >= 66
+    assert len(rows()) >= 75
 
 
 ARM = (Path(__file__).resolve().parents[1] / "hardware_profiles" / "cpu-arm.toml").read_text()
@@ -90,6 +90,20 @@ def files(tmp_path_factory):
     write("table_bad_row", f"cellstr,cifar10-val\n{cell},84.9\n|conv~0|+|x~0|,50\n", suffix=".csv")
     write("table_bad_number", f"cellstr,cifar10-val\n{cell},n/a\n", suffix=".csv")
     write("pipeline_bad_controller", '[controller]\nname = "predictor"\nexplore = "greedy"\n')
+    from PIL import Image
+
+    (d / "one_class" / "cats").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(d / "one_class" / "cats" / "a.png")
+    f["one_class_folder"] = str(d / "one_class")
+    for c in ("a", "b"):
+        (d / "broken" / c).mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (8, 8), color=i * 30).save(d / "broken" / c / f"{i}.png")
+    (d / "broken" / "b" / "broken.png").write_bytes(b"not a png at all")
+    f["broken_image_folder"] = str(d / "broken")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        f["dead_ray"] = f"127.0.0.1:{sock.getsockname()[1]}"
     (d / "not").mkdir()
     write("not_onnx", "this is text, not a model", suffix=".onnx")
     f["missing"] = str(d / "does-not-exist")
