@@ -53,6 +53,7 @@ class Profile:
     warmup_runs: int
     timed_runs: int
     sessions: int
+    min_timed_ms: float
     spread_threshold: float
     statistic: str
     max_params: int | None
@@ -142,6 +143,12 @@ _FIELDS: dict[str, tuple[type, Any, str, Any]] = {
     "warmup_runs": (int, _non_negative, "an integer >= 0", 10),
     "timed_runs": (int, _positive, "an integer >= 1", 40),
     "sessions": (int, _positive, "an integer >= 1 (fresh onnxruntime sessions)", 3),
+    "min_timed_ms": (
+        float, lambda v: v >= 0,
+        "a number >= 0 (ms: the sessions keep taking turns until their timed runs last this long together, "
+        "up to 10 x timed_runs each)",
+        0.0,
+    ),
     "spread_threshold": (float, lambda v: v > 0, "a number > 0 (relative spread of session medians)", 0.1),
     "statistic": (str, lambda v: v in STATISTICS, f"one of {list(STATISTICS)}", "median"),
     "max_params": (int, _positive, "an integer >= 1", None),

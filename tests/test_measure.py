@@ -56,7 +56,7 @@ def _profile(**changes):
 
 
 def test_latency_on_a_real_session_in_a_pinned_worker():
-    profile = _profile(cpu_cores=[0], sessions=2, timed_runs=15, warmup_runs=3)
+    profile = _profile(cpu_cores=[0], sessions=2, timed_runs=15, warmup_runs=3, min_timed_ms=0)
     m = Measurer(use_cache=False)
     try:
         stats = m.measure(_tiny_onnx(), profile)
@@ -72,6 +72,21 @@ def test_latency_on_a_real_session_in_a_pinned_worker():
         assert stats.spread >= 0 and stats.unstable == (stats.spread > profile.spread_threshold)
     finally:
         m.close()
+
+
+def test_sessions_take_turns_until_the_minimum_timed_duration():
+    from edgenas.measure.timing import time_model
+
+    tiny = _tiny_onnx()
+    settings = _profile(sessions=3, timed_runs=4, warmup_runs=1, min_timed_ms=0, cpu_cores=[]).settings()
+    assert time_model(tiny, settings)["runs"] == 12  # no floor: exactly sessions x timed_runs
+    res = time_model(tiny, {**settings, "min_timed_ms": 5.0})
+    assert res["runs"] > 12 and res["runs"] % 3 == 0  # whole rounds: every session took its turn
+    assert sum(res["samples_ms"]) >= 5.0 or res["runs"] == 3 * 40  # the floor, or the 10 x cap
+    capped = time_model(tiny, {**settings, "min_timed_ms": 60_000.0})  # a floor no tiny model reaches
+    assert capped["runs"] == 3 * 10 * 4
+    with pytest.raises(Exception, match="min_timed_ms"):
+        _profile(min_timed_ms=-1.0)
 
 
 def test_batch_size_from_profile_is_used():

@@ -5,6 +5,10 @@ the timing worker process and in the on-device agent, where torch is not install
 
 Method: k fresh sessions (`sessions`) x n timed runs (`timed_runs`) after `warmup_runs`
 warm-up runs each; every run is timed on its own (perf_counter_ns) and the raw samples kept.
+The sessions take turns (one run each per round), and the rounds go on until the timed runs
+last `min_timed_ms` together (at most 10 x `timed_runs` rounds), so a burst of interference from
+elsewhere on the machine lands on a few runs of every session, not on all runs of one or two,
+and the medians stay put.
 The reported median is the median of the session medians, p90 is over all samples, and the
 spread is (max - min) of the session medians over their median. If the spread exceeds
 `spread_threshold`, the whole measurement is repeated once; if it is still above, the result is
@@ -115,28 +119,40 @@ def input_feed(session, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]
 
 
 def _one_pass(model: bytes | str, settings: dict[str, Any], deadline: float | None) -> tuple[list[list[float]], str]:
-    sessions: list[list[float]] = []
-    provider = ""
-    for _ in range(settings["sessions"]):
-        session = make_session(model, settings)
-        provider = session.get_providers()[0]
-        feed = input_feed(session, settings["batch_size"])
-        samples: list[float] = []
-        try:
-            for i in range(settings["warmup_runs"] + settings["timed_runs"]):
+    k, n = settings["sessions"], settings["timed_runs"]
+    min_ns = float(settings.get("min_timed_ms", 0.0)) * 1e6
+    sessions = [make_session(model, settings) for _ in range(k)]
+    provider = sessions[0].get_providers()[0]
+    feeds = [input_feed(s, settings["batch_size"]) for s in sessions]
+    samples: list[list[float]] = [[] for _ in range(k)]
+    try:
+        for session, feed in zip(sessions, feeds):
+            for _ in range(settings["warmup_runs"]):
+                session.run(None, feed)
+                _check_deadline(deadline, settings)
+        timed_ns = 0
+        rounds = 0
+        while rounds < n or (timed_ns < min_ns and rounds < 10 * n):
+            for session, feed, out in zip(sessions, feeds, samples):
                 t0 = time.perf_counter_ns()
                 session.run(None, feed)
-                if i >= settings["warmup_runs"]:
-                    samples.append((time.perf_counter_ns() - t0) / 1e6)
-                if deadline is not None and time.perf_counter() > deadline:
-                    raise MeasurementError(f"timing took longer than the {settings['_timeout_s']:g} s allowed")
-        except MeasurementError:
-            raise
-        except Exception as exc:
-            raise MeasurementError(f"onnxruntime failed while running the model: {exc}") from exc
-        sessions.append(samples)
-        del session
-    return sessions, provider
+                dt = time.perf_counter_ns() - t0
+                timed_ns += dt
+                out.append(dt / 1e6)
+            rounds += 1
+            _check_deadline(deadline, settings)
+    except MeasurementError:
+        raise
+    except Exception as exc:
+        raise MeasurementError(f"onnxruntime failed while running the model: {exc}") from exc
+    finally:
+        del sessions
+    return samples, provider
+
+
+def _check_deadline(deadline: float | None, settings: dict[str, Any]) -> None:
+    if deadline is not None and time.perf_counter() > deadline:
+        raise MeasurementError(f"timing took longer than the {settings['_timeout_s']:g} s allowed")
 
 
 def time_model(model: bytes | str, settings: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
