@@ -89,7 +89,10 @@ class Profile:
             import platform
 
             identity = f"host:{platform.node()}:{platform.processor() or platform.machine()}"
-        parts: dict[str, Any] = {"settings": self.settings(), "onnxruntime": onnxruntime.__version__, "who": identity}
+        settings = self.settings()
+        if not settings["min_timed_ms"]:
+            del settings["min_timed_ms"]  # added later: off, it keeps the fingerprints (and caches) of before
+        parts: dict[str, Any] = {"settings": settings, "onnxruntime": onnxruntime.__version__, "who": identity}
         if self.measured_on == "calibrated" and self.calibration:
             try:
                 parts["calibration"] = hashlib.sha256(self.calibration_path().read_bytes()).hexdigest()
