@@ -134,6 +134,15 @@ def test_mutation_and_neighbours_stay_in_the_space():
     nb = nb201()
     around = neighbours(nb, [0, 1, 2, 3, 4, 0])
     assert len(around) == 6 * 4 and all(sum(a != b for a, b in zip(n, [0, 1, 2, 3, 4, 0])) == 1 for n in around)
+    # swaps: the same one-edit moves, plus every exchange of two edges' different operations
+    cell = [0, 1, 2, 3, 4, 0]
+    with_swaps = neighbours(nb, cell, swaps=True)
+    swapped = with_swaps[len(around):]
+    assert with_swaps[: len(around)] == around
+    assert len(swapped) == 15 - 1  # 6 edges = 15 pairs, one pair holds the same operation twice
+    for n in swapped:
+        moved = [i for i in range(6) if n[i] != cell[i]]
+        assert len(moved) == 2 and sorted(n) == sorted(cell) and n[moved[0]] == cell[moved[1]]
 
 
 def test_reinforce_replay_keeps_the_best_results():

@@ -72,12 +72,17 @@ def mutate(space: SearchSpace, actions: Sequence[int], rng: np.random.Generator)
     return complete_uniformly(space, out, rng)
 
 
-def neighbours(space: SearchSpace, actions: Sequence[int]) -> list[list[int]]:
+def neighbours(space: SearchSpace, actions: Sequence[int], swaps: bool = False) -> list[list[int]]:
     """Every sequence that differs from `actions` in exactly one decision whose suffix stays
-    valid unchanged (the one-edit neighbourhood local search walks)."""
+    valid unchanged (the one-edit neighbourhood local search walks). With `swaps`, also every
+    exchange of the choices of two decisions of the same kind (e.g. the operations of two cell
+    edges): one move between the symmetric basins that one-edit walks cannot cross."""
     out = []
+    kinds = []
     for i in range(len(actions)):
-        mask = space.next_decision(actions[:i]).mask  # type: ignore[union-attr]
+        decision = space.next_decision(actions[:i])
+        kinds.append(decision.kind)  # type: ignore[union-attr]
+        mask = decision.mask  # type: ignore[union-attr]
         for a in np.flatnonzero(mask):
             if a == actions[i]:
                 continue
@@ -87,6 +92,18 @@ def neighbours(space: SearchSpace, actions: Sequence[int]) -> list[list[int]]:
             except ValueError:
                 continue
             out.append(cand)
+    if swaps:
+        for i in range(len(actions)):
+            for j in range(i + 1, len(actions)):
+                if kinds[i] != kinds[j] or actions[i] == actions[j]:
+                    continue
+                cand = list(actions)
+                cand[i], cand[j] = cand[j], cand[i]
+                try:
+                    space.validate(cand)
+                except ValueError:
+                    continue
+                out.append(cand)
     return out
 
 

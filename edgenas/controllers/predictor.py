@@ -6,7 +6,10 @@ a training run. Each `propose(n)`:
 
 1. candidates: `candidates` sequences sampled from the policy in one batched pass, plus every
    one-decision neighbour of the `local_top` best results so far (local search around the
-   incumbents, which is where a small budget is won);
+   incumbents, which is where a small budget is won) and, with `swaps` (default), every
+   exchange of two decisions of the same kind (e.g. the operations of two cell edges): without
+   it, a search could settle in a basin whose best cell differs from the optimum only by which
+   edge holds which operation, a place no one-decision step leaves;
 2. duplicates are dropped by the space's canonical key (isomorphic cells count once), and so is
    everything already evaluated or already proposed;
 3. the surrogate — a Gaussian process with an exponential Hamming kernel on the action
@@ -131,6 +134,7 @@ class PredictorController(ReinforceController):
         patience: int = 3,
         radius: int = 3,
         use_space_features: bool = True,
+        swaps: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(space, seed, **options)
@@ -143,6 +147,7 @@ class PredictorController(ReinforceController):
         self.local_share = local_share
         self.initial = initial
         self.use_space_features = use_space_features
+        self.swaps = bool(swaps)
         if uniform_candidates < 0:
             raise ValueError("uniform_candidates must be >= 0")
         self.uniform_candidates = uniform_candidates
@@ -217,7 +222,7 @@ class PredictorController(ReinforceController):
                 if self._eligible(seq) and all(_distance(seq, other) >= self.spread for other in incumbents):
                     incumbents.append(seq)
             for seq in incumbents:
-                local.append(offer(neighbours(self.space, seq)))
+                local.append(offer(neighbours(self.space, seq, swaps=self.swaps)))
         offer(self.sample_batch(self.candidates))
         # uniform samples keep the pool diverse when the policy has collapsed onto one region
         offer([complete_uniformly(self.space, [], self.rng) for _ in range(self.uniform_candidates)])
