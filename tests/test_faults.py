@@ -36,8 +36,16 @@ def cli(args, cwd, fault=None):
         env["EDGENAS_FAULT"] = fault
     env["EDGENAS_CACHE_DIR"] = str(Path(cwd) / "latency-cache")  # this test's runs share only their own cache
     return subprocess.run(
-        [sys.executable, "-m", "edgenas", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "edgenas", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint():
+    # A test suite started in the background (`cmd &` in a script, some CI runners) inherits
+    # SIGINT ignored, and Python then never turns SIGINT into KeyboardInterrupt. The search
+    # under test must see SIGINT the way it does at a terminal, where Ctrl-C delivers it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def snapshot(run_dir):
