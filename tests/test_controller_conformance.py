@@ -122,6 +122,32 @@ def test_predictor_never_proposes_what_it_has_evaluated():
         seen |= set(keys)
 
 
+def _bans_before_exhaustion(**options):
+    """Drive the predictor on the toy reward (one best cell, then a plateau); count the regions it
+    abandoned while their centre still had unevaluated one-edit neighbours."""
+    space = nb201()
+    ctl = controllers.create("predictor", space, seed=0, patience=3, **options)
+    evaluated, early, bans = set(), 0, 0
+    for _ in range(20):
+        before = len(ctl.banned)
+        batch = ctl.propose(8)
+        for centre in ctl.banned[before:]:
+            bans += 1
+            around = {space.decode(s).key() for s in neighbours(space, centre, swaps=True)}
+            early += not around <= evaluated
+        evaluated |= {space.decode(s).key() for s in batch}
+        ctl.learn(batch, [toy_reward(s) for s in batch])
+    return bans, early
+
+
+def test_predictor_with_exhaust_leaves_an_incumbent_only_after_all_its_neighbours():
+    bans, early = _bans_before_exhaustion(exhaust=True, radius=0)
+    assert bans >= 1 and early == 0
+    # without it the region is closed after `patience` quiet updates, neighbours untried
+    bans, early = _bans_before_exhaustion(exhaust=False, radius=3)
+    assert early >= 1
+
+
 def test_mutation_and_neighbours_stay_in_the_space():
     space = layerwise()
     rng = np.random.default_rng(0)
