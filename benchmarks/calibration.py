@@ -7,7 +7,9 @@ afterwards reuses these measurements), reads per-operator features from its ONNX
 prints 5-fold cross-validated Spearman and MAPE of edgenas' calibration model next to the
 one-factor baseline (host x constant) fitted on the same folds in the same run.
 
-    python benchmarks/calibration.py [--limit N]
+    python benchmarks/calibration.py [--limit N] [--out-dir hardware_profiles]
+
+With --out-dir it also writes the calibrated profile there, exactly as `edgenas calibrate` does.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--out-dir", default=None, help="also write cpu-arm-calibrated.toml and its calibration here")
     args = ap.parse_args()
     from edgenas.calibrate import calibrate
 
@@ -41,6 +44,12 @@ def main() -> None:
     print(f"edgenas calibration    : Spearman {model['spearman']:.4f}  MAPE {model['mape_pct']:.2f} %  "
           f"within 10 %: {100 * model['within_10pct']:.1f} %  within 5 %: {100 * model['within_5pct']:.1f} %")
     print(f"MAPE ratio baseline / edgenas: {base['mape_pct'] / model['mape_pct']:.2f}x  ({time.time() - t0:.0f} s)")
+    if args.out_dir:
+        from edgenas.calibrate import write_calibrated_profile
+        from edgenas.profiles import load_profile
+
+        written = write_calibrated_profile(load_profile("cpu-arm").source_path, cal, Path(args.out_dir))
+        print("wrote", *written)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,17 @@ ONNX graph, for boards that are not attached.
     device_ms = sum_k w_k * x_k,    w_k >= 0 (non-negative least squares on relative error)
 
 whose features x are the host measurement under the profile's settings and per-operator work
-read from the ONNX graph alone (for each operator type: multiply-accumulates, output elements,
-node count). Nothing in it is specific to one search space, so it applies to any network. The
-fit is weighted by 1/device_ms so that it minimises relative, not absolute, error.
+read from the ONNX graph alone (for each operator group: multiply-accumulates, output elements,
+node count). Convolutions are split by what runs them at different cost per MAC on a CPU:
+1x1 (a matrix product), 3x3 (Winograd / im2col), other kernel sizes, and grouped or depthwise.
+Nothing in it is specific to one search space, so it applies to any network. The fit is
+weighted by 1/device_ms so that it minimises relative, not absolute, error.
 `cross_validate` reports Spearman rank correlation and mean absolute percentage error over k
 folds; both are stored with the calibration.
+
+A network with work in a feature group that no calibration pair had (say 5x5 convolutions when
+every pair used 1x1 and 3x3) is outside what the fit saw: its prediction falls back to the
+one-factor model (host x factor, fitted on the same pairs) and says so.
 """
 
 from __future__ import annotations
@@ -33,11 +39,27 @@ OP_GROUPS = {
     "AveragePool": "pool", "MaxPool": "pool", "GlobalAveragePool": "gpool", "ReduceMean": "gpool",
     "BatchNormalization": "bn", "Concat": "concat",
 }
-GROUPS = ("conv", "gemm", "act", "eltwise", "pool", "gpool", "bn", "concat", "other")
+GROUPS = ("conv1x1", "conv3x3", "convkxk", "dwconv", "gemm", "act", "eltwise", "pool", "gpool", "bn", "concat", "other")
+FIELDS = ("macs", "elements", "count")
+
+
+def _conv_group(weight_shape: list[int], group: int) -> str:
+    """Which kind of convolution a Conv node is, from its weight shape (C_out, C_in/g, kH, kW)."""
+    if group > 1:
+        return "dwconv"
+    kernel = weight_shape[2:]
+    if all(k == 1 for k in kernel):
+        return "conv1x1"
+    if all(k == 3 for k in kernel):
+        return "conv3x3"
+    return "convkxk"
 
 
 def graph_features(model: bytes) -> dict[str, float]:
-    """Per-operator-group work of one forward pass at batch 1, from the ONNX graph alone."""
+    """Per-operator-group work of one forward pass at batch 1, from the ONNX graph alone.
+
+    Also returns the totals over all convolutions as `conv_*`, the features of calibrations
+    written before convolutions were split, so those files keep predicting as they did."""
     import onnx
     from onnx import shape_inference
 
@@ -57,7 +79,7 @@ def graph_features(model: bytes) -> dict[str, float]:
         shapes[vi.name] = dims(vi)
     for init in proto.graph.initializer:
         shapes[init.name] = list(init.dims)
-    feats = {f"{g}_{k}": 0.0 for g in GROUPS for k in ("macs", "elements", "count")}
+    feats = {f"{g}_{k}": 0.0 for g in GROUPS + ("conv",) for k in FIELDS}
     for node in proto.graph.node:
         group = OP_GROUPS.get(node.op_type, "other")
         out = shapes.get(node.output[0], [])
@@ -66,6 +88,11 @@ def graph_features(model: bytes) -> dict[str, float]:
         if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in shapes:
             w = shapes[node.input[1]]  # C_out x C_in/group x kH x kW
             macs = elements * float(np.prod(w[1:]))
+            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+            kind = _conv_group(w, groups) if len(w) > 2 else "convkxk"
+            feats[f"{kind}_macs"] += macs
+            feats[f"{kind}_elements"] += elements
+            feats[f"{kind}_count"] += 1.0
         elif node.op_type in ("Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in shapes:
             w = shapes[node.input[1]]
             k = w[0] if node.op_type == "MatMul" else (w[1] if any(a.name == "transB" and a.i for a in node.attribute) else w[0])
@@ -76,12 +103,18 @@ def graph_features(model: bytes) -> dict[str, float]:
     return feats
 
 
-FEATURES = ("host_ms",) + tuple(f"{g}_{k}" for g in GROUPS for k in ("macs", "elements", "count"))
+FEATURES = ("host_ms",) + tuple(f"{g}_{k}" for g in GROUPS for k in FIELDS)
 
 
-def _matrix(host_ms: Sequence[float], feats: Sequence[dict[str, float]]) -> np.ndarray:
-    rows = [[h] + [f.get(name, 0.0) for name in FEATURES[1:]] for h, f in zip(host_ms, feats)]
+def _matrix(host_ms: Sequence[float], feats: Sequence[dict[str, float]], names: Sequence[str] = FEATURES) -> np.ndarray:
+    rows = [[h] + [f.get(name, 0.0) for name in names[1:]] for h, f in zip(host_ms, feats)]
     return np.asarray(rows, dtype=np.float64)
+
+
+def covered_features(feats: Sequence[dict[str, float]]) -> list[str]:
+    """The feature groups some calibration pair has work in (a group is covered as a whole)."""
+    groups = {name.rsplit("_", 1)[0] for f in feats for name, v in f.items() if v}
+    return [name for name in FEATURES[1:] if name.rsplit("_", 1)[0] in groups]
 
 
 def _nnls_relative(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,19 +139,40 @@ class Calibration:
     cv: dict[str, float] = field(default_factory=dict)
     baseline_cv: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    covered: list[str] | None = None  # feature groups the pairs had work in (None: files of before)
+    baseline_scale: float | None = None  # the one-factor model on the same pairs, for the fallback
+
+    def uncovered(self, feats: dict[str, float]) -> list[str]:
+        """Groups this network has work in that no calibration pair had."""
+        if self.covered is None:
+            return []
+        covered = {name.rsplit("_", 1)[0] for name in self.covered}
+        return sorted({name.rsplit("_", 1)[0] for name in self.features[1:]
+                       if feats.get(name) and name.rsplit("_", 1)[0] not in covered})
 
     def predict_from(self, host_ms: float, feats: dict[str, float]) -> float:
-        x = _matrix([host_ms], [feats])[0]
-        return float(x @ np.asarray(self.weights))
+        return self.predict_explained(host_ms, feats)[0]
+
+    def predict_explained(self, host_ms: float, feats: dict[str, float]) -> tuple[float, str]:
+        """The prediction and how it was made: the calibration, or the one-factor fallback."""
+        missing = self.uncovered(feats)
+        if missing and self.baseline_scale:
+            return host_ms * self.baseline_scale, (
+                f"host x {self.baseline_scale:.3f} (fallback: the calibration pairs had no {', '.join(missing)} work)")
+        x = _matrix([host_ms], [feats], self.features)[0]
+        return float(x @ np.asarray(self.weights)), "calibration"
 
     def predict(self, model: bytes, host_ms: float) -> float:
+        return self.predict_model(model, host_ms)[0]
+
+    def predict_model(self, model: bytes, host_ms: float) -> tuple[float, str]:
         if self.host_cpu != host_cpu():
             raise MeasurementError(
                 f"the calibration of profile '{self.profile}' was fitted on a host with CPU '{self.host_cpu}', "
                 f"this host has '{host_cpu()}'; host measurements do not transfer between CPUs: run "
                 "edgenas calibrate on this host"
             )
-        return self.predict_from(host_ms, graph_features(model))
+        return self.predict_explained(host_ms, graph_features(model))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
@@ -282,9 +336,11 @@ def calibrate(profile_name: str, pairs_csv: str | Path, limit: int | None = None
     device = [p.device_ms for p in pairs]
     cv, base = cross_validate(host, feats, device, folds=folds)
     cal = Calibration(
-        profile=profile.name, method="nnls-relative: host_ms + per-operator MACs/elements/count",
+        profile=profile.name,
+        method="nnls-relative: host_ms + per-operator MACs/elements/count, convolutions by kernel kind",
         features=list(FEATURES), weights=fit(host, feats, device), host_cpu=host_cpu(), pairs=len(pairs),
         cv=cv, baseline_cv=base, source=f"{Path(pairs_csv).name} ({file_digest(pairs_csv)})",
+        covered=covered_features(feats), baseline_scale=fit_scale(host, device),
     )
     return cal, host, device
 

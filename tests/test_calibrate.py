@@ -22,8 +22,53 @@ def test_graph_features_count_real_work():
 
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
     f = graph_features(export_onnx(model, (1, 8, 8)))
-    assert f["conv_macs"] == 4 * 9 * 64 and f["conv_count"] == 1
+    assert f["conv_macs"] == f["conv3x3_macs"] == 4 * 9 * 64 and f["conv_count"] == f["conv3x3_count"] == 1
     assert f["gemm_macs"] == 256 * 10 and f["act_elements"] == 256
+
+
+def test_graph_features_split_convolutions_by_kernel_kind():
+    import torch.nn as nn
+
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 5, padding=2),
+        nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(4, 4, (1, 3), padding=(0, 1)),
+    )
+    f = graph_features(export_onnx(model, (2, 8, 8)))
+    assert f["conv1x1_macs"] == 64 * 4 * 2 and f["conv3x3_macs"] == 64 * 4 * 4 * 9
+    assert f["convkxk_count"] == 2 and f["convkxk_macs"] == 64 * 4 * 4 * (25 + 3)
+    assert f["dwconv_count"] == 1 and f["dwconv_macs"] == 64 * 4 * 9
+    assert f["conv_count"] == 5 and f["conv_macs"] == sum(f[f"{g}_macs"] for g in ("conv1x1", "conv3x3", "convkxk", "dwconv"))
+
+
+def test_prediction_falls_back_to_the_factor_outside_what_the_pairs_had():
+    import torch.nn as nn
+
+    from edgenas.calibrate import covered_features, fit, fit_scale
+
+    # pairs with 3x3 convolutions only; 'device' = 2 x host + 1e-6 x 3x3 MACs
+    nets = [nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU()) for c in (2, 4, 6, 8, 10, 12)]
+    feats = [graph_features(export_onnx(n, (1, 8, 8))) for n in nets]
+    host = [0.07, 0.03, 0.11, 0.05, 0.13, 0.02]  # not proportional to the work, so the fit is unique
+    device = [2 * h + 1e-6 * f["conv3x3_macs"] for h, f in zip(host, feats)]
+    from edgenas.calibrate import FEATURES
+
+    cal = Calibration("p", "m", list(FEATURES), fit(host, feats, device), "cpu", len(nets),
+                      covered=covered_features(feats), baseline_scale=fit_scale(host, device))
+    assert "conv3x3_macs" in cal.covered and "convkxk_macs" not in cal.covered
+    inside = graph_features(export_onnx(nn.Sequential(nn.Conv2d(1, 5, 3, padding=1), nn.ReLU()), (1, 8, 8)))
+    value, how = cal.predict_explained(0.1, inside)
+    assert how == "calibration" and value == pytest.approx(0.2 + 1e-6 * inside["conv3x3_macs"], rel=1e-3)
+    outside = graph_features(export_onnx(nn.Sequential(nn.Conv2d(1, 5, 7, padding=3), nn.ReLU()), (1, 8, 8)))
+    value, how = cal.predict_explained(0.1, outside)
+    assert value == pytest.approx(0.1 * cal.baseline_scale) and "convkxk" in how and "fallback" in how
+
+
+def test_calibrations_written_before_the_split_predict_as_before():
+    import torch.nn as nn
+
+    old = Calibration("p", "m", ["host_ms", "conv_macs"], [1.5, 1e-6], "cpu", 10)  # no coverage: all trusted
+    f = graph_features(export_onnx(nn.Sequential(nn.Conv2d(1, 4, 5, padding=2)), (1, 8, 8)))
+    assert old.predict_explained(0.2, f) == (pytest.approx(0.3 + 1e-6 * f["conv_macs"]), "calibration")
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +106,10 @@ def test_calibrate_cli_writes_a_calibrated_profile_that_predicts(pairs_csv, tmp_
 
 
 def test_cross_validation_beats_nothing_and_is_out_of_fold():
-    # a synthetic device that is exactly 3 x host + 1e-6 x conv MACs: the fit must recover it
+    # a synthetic device that is exactly 3 x host + 1e-6 x 3x3-conv MACs: the fit must recover it
     host = [0.1 * (i + 1) for i in range(20)]
-    feats = [{"conv_macs": 1000.0 * ((i * 7) % 20 + 1)} for i in range(20)]
-    device = [3 * h + 1e-6 * f["conv_macs"] for h, f in zip(host, feats)]
+    feats = [{"conv3x3_macs": 1000.0 * ((i * 7) % 20 + 1)} for i in range(20)]
+    device = [3 * h + 1e-6 * f["conv3x3_macs"] for h, f in zip(host, feats)]
     cv, base = cross_validate(host, feats, device, folds=4)
     assert cv["mape_pct"] < 1e-6 < base["mape_pct"] and cv["spearman"] == pytest.approx(1.0)
 

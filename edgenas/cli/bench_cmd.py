@@ -13,7 +13,7 @@ from rich.table import Table
 from edgenas.bench import bench_models
 from edgenas.cli.common import console, fmt_ms, handle_errors
 
-CSV_FIELDS = ("model", "trial", "profile", "label", "median_ms", "p90_ms", "spread", "unstable", "sessions", "runs",
+CSV_FIELDS = ("model", "trial", "profile", "label", "prediction", "median_ms", "p90_ms", "spread", "unstable", "sessions", "runs",
               "batch_size", "precision", "cached", "fastest", "model_bytes", "fits_model_bytes", "path")
 
 
@@ -38,7 +38,8 @@ def bench(
 
     Each cell is the median of fresh-session medians and the p90, with where it was measured:
     host-measured (this machine), device-measured (an edgenas agent on the board) or predicted
-    (a calibrated profile). '*' marks the fastest model per profile; '!' an unstable measurement.
+    (a calibrated profile). '*' marks the fastest model per profile; '!' an unstable measurement;
+    '~' a prediction outside what the calibration saw (host x factor instead; see --json).
     """
     from edgenas.measure.latency import Measurer
 
@@ -56,7 +57,10 @@ def bench(
         writer.writerows(rows)
         return
     names = list(dict.fromkeys(r["profile"] for r in rows))
-    table = Table(title="latency, ms: median / p90 ('*' fastest per profile, '!' unstable)")
+    fallback = any(r.get("prediction", "calibration") not in ("", "calibration") for r in rows)
+    title = "latency, ms: median / p90 ('*' fastest per profile, '!' unstable"
+    title += ", '~' predicted by host x factor: work of a kind the calibration pairs did not have)" if fallback else ")"
+    table = Table(title=title)
     table.add_column("model")
     for name in names:
         label = next(r["label"] for r in rows if r["profile"] == name)
@@ -67,6 +71,7 @@ def bench(
             r = next(x for x in rows if x["model"] == model and x["profile"] == name)
             if "median_ms" in r:
                 mark = ("*" if r.get("fastest") else "") + ("!" if r.get("unstable") else "")
+                mark += "~" if r.get("prediction", "calibration") not in ("", "calibration") else ""
                 cells.append(f"{fmt_ms(r['median_ms'])} / {fmt_ms(r['p90_ms'])}{mark}")
             else:
                 fits = r.get("fits_model_bytes")

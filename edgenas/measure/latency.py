@@ -47,6 +47,7 @@ class LatencyStats:
     host_median_ms: float | None = None  # calibrated profiles: what this host measured
     cached: bool = False
     samples_ms: tuple[float, ...] = ()
+    prediction: str = ""  # calibrated profiles: "calibration", or the fallback used and why
 
     def statistic(self, name: str) -> float:
         return self.p90_ms if name == "p90" else self.median_ms
@@ -204,10 +205,10 @@ class Measurer:
             self._calibrations[path] = Calibration.load(path)
         cal = self._calibrations[path]
         ratio_p90 = host.p90_ms / host.median_ms if host.median_ms > 0 else 1.0
-        predicted = cal.predict(model, host.median_ms)
+        predicted, how = cal.predict_model(model, host.median_ms)
         return replace(
             host, median_ms=predicted, p90_ms=predicted * ratio_p90, mean_ms=predicted, min_ms=predicted,
-            max_ms=predicted * ratio_p90, host_median_ms=host.median_ms, samples_ms=(),
+            max_ms=predicted * ratio_p90, host_median_ms=host.median_ms, samples_ms=(), prediction=how,
         )
 
     def close(self) -> None:
