@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -152,3 +153,31 @@ def test_nb201_cell_strings_round_trip_and_build():
     assert all_none.shape == (1, 10)
     with pytest.raises(ValueError):
         NB201Arch.parse("|nor_conv_3x3~1|+|none~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|")
+
+
+def test_bench_marks_a_prediction_outside_the_calibration(tmp_path):
+    import torch.nn as nn
+
+    # pairs: 3x3 convolutions only, 'device' latency measured for real on this host (2 threads)
+    device = dataclasses.replace(load_profile("cpu-x86"), sessions=1, timed_runs=10, warmup_runs=2)
+    m = Measurer(use_cache=False)
+    rows = []
+    for i, c in enumerate((2, 4, 8, 12, 16, 24)):
+        blob = export_onnx(nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * c, 10)), (1, 8, 8))
+        (tmp_path / f"m{i}.onnx").write_bytes(blob)
+        rows.append(f"m{i}.onnx,{m.measure(blob, device).median_ms}")
+    (tmp_path / "pairs.csv").write_text("model,device_ms\n" + "\n".join(rows) + "\n")
+    seven = tmp_path / "seven.onnx"
+    seven.write_bytes(export_onnx(nn.Sequential(nn.Conv2d(1, 8, 7, padding=3), nn.ReLU(), nn.Flatten(), nn.Linear(512, 10)), (1, 8, 8)))
+    m.close()
+    res = CliRunner().invoke(app, ["calibrate", str(tmp_path / "pairs.csv"), "--profile", "cpu-arm", "--out-dir",
+                                   str(tmp_path), "--folds", "2"])
+    assert res.exit_code == 0, res.output
+    prof = str(tmp_path / "cpu-arm-calibrated.toml")
+    out = CliRunner().invoke(app, ["bench", str(tmp_path / "m1.onnx"), str(seven), "-p", prof, "--no-cache", "--csv"])
+    assert out.exit_code == 0, out.output
+    by_model = {Path(r["model"]).name: r for r in csv.DictReader(out.output.splitlines())}
+    assert by_model["m1.onnx"]["prediction"] == "calibration"
+    assert "fallback" in by_model["seven.onnx"]["prediction"] and "convkxk" in by_model["seven.onnx"]["prediction"]
+    table = CliRunner().invoke(app, ["bench", str(seven), "-p", prof, "--no-cache"])
+    assert table.exit_code == 0 and "~" in table.output
