@@ -139,9 +139,11 @@ def main() -> None:
     seconds: dict[str, float] = {s: 0.0 for s in strategies}
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers, initializer=_setup, initargs=(args.table, args.constrained)) as pool:
-        for strategy, _, accs, secs in pool.map(run_one, jobs, chunksize=1):
+        for i, (strategy, _, accs, secs) in enumerate(pool.map(run_one, jobs, chunksize=1), 1):
             results[strategy].append(accs)
             seconds[strategy] += secs
+            if i % 25 == 0 or i == len(jobs):
+                print(f"  {i}/{len(jobs)} repetitions done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     _setup(args.table, args.constrained)
     best_val = max(_STATE["table"].rows.items(), key=lambda kv: kv[1]["cifar10-val"] if (
         _STATE["limit"] is None or nb201_params(NB201Arch.parse(kv[0])) <= _STATE["limit"]) else -1)
