@@ -12,7 +12,7 @@ evaluation (a hard budget: reward = reject value, never counted as an evaluation
 strategy alike.
 
     python benchmarks/sample_efficiency.py --reps 100
-    python benchmarks/sample_efficiency.py --reps 100 --constrained
+    python benchmarks/sample_efficiency.py --reps 100 --constrained --log /tmp/se-constrained.jsonl
 """
 
 from __future__ import annotations
@@ -132,16 +132,33 @@ def main() -> None:
     ap.add_argument("--max-distinct", type=int, default=max(BUDGETS))
     ap.add_argument("--constrained", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--log", help="append each repetition's result to this JSON-lines file, and skip "
+                    "the repetitions it already holds (a long run killed half-way goes on where it stopped)")
     args = ap.parse_args()
     strategies = args.strategies.split(";") if ";" in args.strategies else args.strategies.split(",")
     jobs = [(s, seed, args.m, args.max_distinct) for s, seed in itertools.product(strategies, range(args.reps))]
     results: dict[str, list[list[float]]] = {s: [] for s in strategies}
     seconds: dict[str, float] = {s: 0.0 for s in strategies}
+    done: set[tuple[str, int]] = set()
+    if args.log and Path(args.log).exists():
+        for line in Path(args.log).read_text().splitlines():
+            rec = json.loads(line)
+            same = (rec["m"], rec["max_distinct"], rec["constrained"]) == (args.m, args.max_distinct, args.constrained)
+            if same and rec["strategy"] in results and rec["seed"] < args.reps and (rec["strategy"], rec["seed"]) not in done:
+                done.add((rec["strategy"], rec["seed"]))
+                results[rec["strategy"]].append(rec["accs"])
+                seconds[rec["strategy"]] += rec["seconds"]
+        jobs = [j for j in jobs if (j[0], j[1]) not in done]
+        print(f"  {len(done)} repetitions read from {args.log}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers, initializer=_setup, initargs=(args.table, args.constrained)) as pool:
-        for i, (strategy, _, accs, secs) in enumerate(pool.map(run_one, jobs, chunksize=1), 1):
+        for i, (strategy, seed, accs, secs) in enumerate(pool.map(run_one, jobs, chunksize=1), 1):
             results[strategy].append(accs)
             seconds[strategy] += secs
+            if args.log:
+                with open(args.log, "a") as f:
+                    f.write(json.dumps({"strategy": strategy, "seed": seed, "m": args.m, "max_distinct": args.max_distinct,
+                                        "constrained": args.constrained, "accs": accs, "seconds": secs}) + "\n")
             if i % 25 == 0 or i == len(jobs):
                 print(f"  {i}/{len(jobs)} repetitions done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     _setup(args.table, args.constrained)
