@@ -14,7 +14,9 @@ best network has 65 strings, test 87.10-87.93).
 
 With --constrained, networks with more parameters than the space's median are rejected before
 evaluation (a hard budget: reward = reject value, never counted as an evaluation), for every
-strategy alike.
+strategy alike. The controllers are told the limit (`set_feasibility`), as `edgenas search` tells
+them its hard budget; the predictor then proposes only networks within it, the others learn from
+the rejections (`--no-feasibility`: nobody is told). Optuna's TPE cannot be told before it asks.
 
     python benchmarks/sample_efficiency.py --reps 100
     python benchmarks/sample_efficiency.py --reps 100 --constrained --log /tmp/se-constrained.jsonl
@@ -52,7 +54,7 @@ REJECT = 0.0
 _STATE: dict = {}
 
 
-def _setup(table_path: str, constrained: bool) -> None:
+def _setup(table_path: str, constrained: bool, tell: bool = True) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -69,7 +71,7 @@ def _setup(table_path: str, constrained: bool) -> None:
     for text, row in table.rows.items():
         by_key.setdefault(NB201Arch.parse(text).key(), []).append(row["cifar10-test"])
     network_test = {k: statistics.fmean(v) for k, v in by_key.items()}
-    _STATE.update(space=space, table=table, limit=limit, network_test=network_test)
+    _STATE.update(space=space, table=table, limit=limit, network_test=network_test, tell=tell)
 
 
 def nb201_params(arch: NB201Arch, c: int = 16, n: int = 5, classes: int = 10) -> int:
@@ -127,6 +129,8 @@ def run_one(args: tuple[str, int, int, int]) -> tuple[str, int, list[float], lis
             proposals += 1
     else:
         ctl = controllers.create(strategy, space, seed=seed, **opts)
+        if limit is not None and _STATE["tell"]:  # the budget is known before evaluating, as in `edgenas search --budget`
+            ctl.set_feasibility(lambda seq: nb201_params(NB201Arch(tuple(OPS[a] for a in seq))) <= limit)
         while len(picked) < max_distinct and proposals < 30 * max_distinct:
             batch = ctl.propose(m)
             rewards = [evaluate(tuple(OPS[a] for a in seq)) for seq in batch]
@@ -163,6 +167,8 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=8, help="architectures per controller update")
     ap.add_argument("--max-distinct", type=int, default=max(BUDGETS))
     ap.add_argument("--constrained", action="store_true")
+    ap.add_argument("--no-feasibility", action="store_true",
+                    help="with --constrained: do not tell the controllers the limit (they learn from rejections only)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--log", help="append each repetition's result to this JSON-lines file, and skip "
                     "the repetitions it already holds (a long run killed half-way goes on where it stopped)")
@@ -176,7 +182,8 @@ def main() -> None:
     if args.log and Path(args.log).exists():
         for line in Path(args.log).read_text().splitlines():
             rec = json.loads(line)
-            same = (rec["m"], rec["max_distinct"], rec["constrained"]) == (args.m, args.max_distinct, args.constrained)
+            same = (rec["m"], rec["max_distinct"], rec["constrained"], rec.get("told", True)) == (
+                args.m, args.max_distinct, args.constrained, not args.no_feasibility)
             if same and rec["strategy"] in results and rec["seed"] < args.reps and (rec["strategy"], rec["seed"]) not in done:
                 done.add((rec["strategy"], rec["seed"]))
                 results[rec["strategy"]].append(rec["accs"])
@@ -185,7 +192,7 @@ def main() -> None:
         jobs = [j for j in jobs if (j[0], j[1]) not in done]
         print(f"  {len(done)} repetitions read from {args.log}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers, initializer=_setup, initargs=(args.table, args.constrained)) as pool:
+    with ProcessPoolExecutor(args.workers, initializer=_setup, initargs=(args.table, args.constrained, not args.no_feasibility)) as pool:
         for i, (strategy, seed, accs, network, secs) in enumerate(pool.map(run_one, jobs, chunksize=1), 1):
             results[strategy].append(accs)
             networks[strategy].append(network)
@@ -193,7 +200,8 @@ def main() -> None:
             if args.log:
                 with open(args.log, "a") as f:
                     f.write(json.dumps({"strategy": strategy, "seed": seed, "m": args.m, "max_distinct": args.max_distinct,
-                                        "constrained": args.constrained, "accs": accs, "network_accs": network,
+                                        "constrained": args.constrained,
+                                        "told": not args.no_feasibility, "accs": accs, "network_accs": network,
                                         "seconds": secs}) + "\n")
             if i % 25 == 0 or i == len(jobs):
                 print(f"  {i}/{len(jobs)} repetitions done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)

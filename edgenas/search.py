@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from edgenas.executors import TrainJob, TrainOutcome
 from edgenas.config import Pipeline, SearchSettings
 from edgenas.errors import BudgetError, ConfigError, EdgenasError, RunDirError, SearchAborted
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
-from edgenas.measure.cost import static_cost
+from edgenas.measure.cost import count_params, static_cost
 from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
 from edgenas.measure.latency import LatencyStats, Measurer, check_providers, default_measurer, make_session
 from edgenas.profiles import Profile, load_profile
@@ -299,6 +299,22 @@ def curriculum_space(space: SearchSpace, cfg: SearchSettings, update_index: int)
     return capped
 
 
+def params_check(space: SearchSpace, reward_cfg: RewardConfig, profile: Profile) -> Callable[[Sequence[int]], bool] | None:
+    """What the controller may ask before proposing: is this architecture within the hard
+    parameter budget and the profile's parameter limit, counted as the gate counts them (built,
+    not trained)? None when there is no parameter limit."""
+    limits = [v for v in (reward_cfg.budget_params, profile.max_params) if v is not None]
+    if not limits:
+        return None
+    limit = min(limits)
+
+    def check(actions: Sequence[int]) -> bool:
+        with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the seed alone
+            return count_params(space.build(space.decode(actions))) <= limit
+
+    return check
+
+
 def check_budget_feasible(space: SearchSpace, reward_cfg: RewardConfig) -> int:
     """Parameters of the smallest network in the space; BudgetError if even that is over budget."""
     smallest = space.smallest()
@@ -454,6 +470,7 @@ def run_search(
     children_dir = run_dir / "children"
     children_dir.mkdir(exist_ok=True)
     controller = controllers.create(pipeline.controller.name, space, seed=cfg.seed, **pipeline.controller.options)
+    controller.set_feasibility(params_check(space, pipeline.reward, profile))
 
     threads = cfg.threads_per_job or max(1, (os.cpu_count() or 1) // prepared.workers)
     with (

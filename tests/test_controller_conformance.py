@@ -148,6 +148,29 @@ def test_predictor_with_exhaust_leaves_an_incumbent_only_after_all_its_neighbour
     assert early >= 1
 
 
+def test_predictor_with_a_feasibility_check_proposes_only_what_passes_and_checks_lazily():
+    """Like a hard parameter budget: at most three 3x3 convolutions; the toy reward wants six."""
+    space = nb201()
+    calls = []
+
+    def feasible(seq):
+        calls.append(tuple(seq))
+        return sum(a == CONV3 for a in seq) <= 3
+
+    free = drive(controllers.create("predictor", space, seed=0), 10, m=8, reward=toy_reward)
+    assert any(not feasible(s) for b in free for s in b)  # unaware, it chases the reward past the limit
+    calls.clear()
+    ctl = controllers.create("predictor", space, seed=0)
+    ctl.set_feasibility(feasible)
+    batches = drive(ctl, 10, m=8, reward=toy_reward)
+    assert all(len(b) == 8 for b in batches)
+    assert all(sum(a == CONV3 for a in s) <= 3 for b in batches for s in b)
+    assert max(toy_reward(s) for b in batches for s in b) == 0.5  # the best feasible cell
+    # checked lazily, best candidates first, cached by key: a small part of the ~2,000 candidates a batch ranks
+    assert len(calls) < 10 * 30, len(calls)
+    assert len(set(calls)) == len(calls)
+
+
 def test_mutation_and_neighbours_stay_in_the_space():
     space = layerwise()
     rng = np.random.default_rng(0)

@@ -50,6 +50,22 @@ def test_tiny_search_end_to_end(tiny_pipeline, digits):
     assert meta["profile"] == "cpu-arm"
 
 
+def test_the_default_controller_is_told_the_budget_and_proposes_nothing_over_it(tiny_pipeline):
+    """The same space and budget that make REINFORCE propose over-budget children (test above):
+    the predictor asks the search's own parameter count first, so no sample is spent on a rejection."""
+    path = tiny_pipeline(children=9, budget=800)
+    with open(path) as fh:
+        text = fh.read().replace('name = "reinforce"', 'name = "predictor"')
+    with open(path, "w") as fh:
+        fh.write(text)
+    result = run_search(load_pipeline(path), run_name="p")
+    conn = sqlite3.connect(result.run_dir / "search.db")
+    rows = conn.execute("SELECT status, params FROM trials").fetchall()
+    assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 9
+    assert rows and all(status == "ok" and params <= 800 for status, params in rows), rows
+    assert result.manifest["search"]["rejected"] == 0
+
+
 def test_repeated_architectures_are_trained_once(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text(

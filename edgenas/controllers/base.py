@@ -8,7 +8,7 @@ or profiles.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -19,6 +19,11 @@ class Controller(ABC):
     """Contract: `propose` is deterministic given the seed and the history of `learn` calls;
     `state_dict`/`load_state_dict` round-trip everything needed to continue identically.
     Not thread-safe: one search loop owns a controller."""
+
+    # Which architectures the search will accept (e.g. parameters under a hard budget), when the
+    # search knows before evaluating: set by `set_feasibility`. Controllers that can use it
+    # (the predictor) propose only what passes; the others learn from the rejections.
+    feasible: Callable[[Sequence[int]], bool] | None = None
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space
@@ -31,6 +36,11 @@ class Controller(ABC):
     def learn(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
         """Update from the results of one batch; returns statistics to record. Default: nothing."""
         return {}
+
+    def set_feasibility(self, check: Callable[[Sequence[int]], bool] | None) -> None:
+        """`check(actions)` is False for an architecture the search would reject without
+        evaluating it. Deterministic and not part of the state: the search sets it again on resume."""
+        self.feasible = check
 
     def state_dict(self) -> dict[str, Any]:
         return {}
