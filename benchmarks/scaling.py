@@ -10,6 +10,11 @@ Reported: children per hour over the whole search wall time, and the time spent 
 training phase (timing/export/controller are in the main process whatever the executor).
 
     python benchmarks/scaling.py [--children 24] [--epochs 4] [--configs local,process1,process2,ray]
+
+On a GPU machine: `--configs cpu,cuda,cuda-k1,cuda-k2,cuda-k4` compares training on the CPU, on
+the GPU in the main process, and K children at once on the GPU (process executor, K workers
+sharing it: `--children-per-gpu K`). `--dataset folder:PATH --max-images N` uses an ImageFolder
+(e.g. the CIFAR-10 one) instead of digits.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--configs", default="local,process1,process2,ray")
     ap.add_argument("--reps", type=int, default=1, help="repeat the configurations (interleaved); median reported")
+    ap.add_argument("--dataset", default="digits", help="digits, or folder:PATH (an ImageFolder)")
+    ap.add_argument("--max-images", type=int, default=None, help="a stratified subset of the dataset")
     args = ap.parse_args()
     from edgenas.config import load_pipeline
     from edgenas.measure.latency import Measurer
@@ -34,11 +41,17 @@ def main() -> None:
 
     cores = len(os.sched_getaffinity(0))
     base = load_pipeline("default").override("search", children=args.children).override("training", epochs=args.epochs)
+    base = base.override("dataset", name=args.dataset, max_images=args.max_images)
     configs = {
         "local": dict(executor="local", threads_per_job=cores),
         "process1": dict(executor="process", workers=1, threads_per_job=cores),
         "process2": dict(executor="process", workers=2, threads_per_job=max(1, cores // 2)),
         "ray": dict(executor="ray", threads_per_job=max(1, cores // 2)),
+        # GPU machine: CPU training for reference, the GPU in-process, K children sharing the GPU
+        "cpu": dict(executor="local", device="cpu", threads_per_job=cores),
+        "cuda": dict(executor="local", device="cuda", threads_per_job=cores),
+        **{f"cuda-k{k}": dict(executor="process", device="cuda", children_per_gpu=k, threads_per_job=max(1, cores // k))
+           for k in (1, 2, 4, 8)},
     }
     chosen = args.configs.split(",")
     results: dict[str, list[tuple[float, float, int]]] = {c: [] for c in chosen}
@@ -65,13 +78,15 @@ def main() -> None:
     ref = chosen[0]
     # Identical trials are promised for the same torch threads per job (float summation order).
     for name in chosen:
-        twins = [o for o in chosen[: chosen.index(name)] if configs[o]["threads_per_job"] == configs[name]["threads_per_job"]]
+        same = ("threads_per_job", "device")
+        twins = [o for o in chosen[: chosen.index(name)] if all(configs[o].get(k) == configs[name].get(k) for k in same)]
         for other in twins:
             print(f"trials of {name} identical to {other} (both {configs[name]['threads_per_job']} thread(s) per job): "
                   f"{trials[name] == trials[other]}")
     import statistics
 
-    print(f"\n{args.children} children sampled, {args.epochs} epochs each, {cores} cores, digits, cpu-arm timing")
+    print(f"\n{args.children} children sampled, {args.epochs} epochs each, {cores} cores, {args.dataset}"
+          f"{f' ({args.max_images} images)' if args.max_images else ''}, cpu-arm timing")
     print(f"{'executor':>10} {'wall s':>8} {'children/h':>11} {'vs ' + ref:>9}  training s (sum over children)")
     ref_rate = None
     for name in chosen:
