@@ -149,14 +149,23 @@ def run_one(args: tuple[str, int, int, int]) -> tuple[str, int, list[float], lis
 
 
 def _table(strategies: list[str], results: dict[str, list[list[float]]], seconds: dict[str, float], reps: int) -> None:
-    print(f"{'strategy':<12}" + "".join(f"{b:>16}" for b in BUDGETS) + f"{'s/rep':>8}")
+    """Mean +- std over the repetitions that reached each budget. A repetition that stops short
+    of a budget (its proposals, at most 30 x --max-distinct, kept repeating evaluated networks)
+    has no value there; such cells are marked * and their counts printed below the table."""
+    print(f"{'strategy':<12}" + "".join(f"{b:>17}" for b in BUDGETS) + f"{'s/rep':>8}")
+    short = []
     for s in strategies:
         arr = np.array(results[s])
         cells = []
         for j in range(len(BUDGETS)):
             col = arr[:, j][~np.isnan(arr[:, j])]
-            cells.append(f"{col.mean():7.2f} +-{col.std():5.2f}" if len(col) else "-")
-        print(f"{s:<12}" + "".join(f"{c:>16}" for c in cells) + f"{seconds[s] / reps:8.1f}")
+            mark = "*" if len(col) < len(arr) else " "
+            cells.append(f"{col.mean():7.2f} +-{col.std():5.2f}{mark}" if len(col) else "-")
+            if len(col) < len(arr):
+                short.append(f"{s} at {BUDGETS[j]}: {len(col)}/{len(arr)}")
+        print(f"{s:<12}" + "".join(f"{c:>17}" for c in cells) + f"{seconds[s] / reps:8.1f}")
+    if short:
+        print("  * mean over the repetitions that reached that many distinct networks: " + ", ".join(short))
 
 
 def main() -> None:
