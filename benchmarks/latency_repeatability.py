@@ -79,9 +79,8 @@ def host_probe(cores: list[int], reps: int = 200) -> list[float]:
         out = []
         for work in (lambda: a @ a, small.sum, big.sum):
             work()
-            n = reps if work is not big.sum else max(reps // 10, 10)
             times = []
-            for _ in range(n):
+            for _ in range(reps):
                 t0 = time.perf_counter()
                 work()
                 times.append(time.perf_counter() - t0)

@@ -159,9 +159,9 @@ def _table(strategies: list[str], results: dict[str, list[list[float]]], seconds
         cells = []
         for j in range(len(BUDGETS)):
             col = arr[:, j][~np.isnan(arr[:, j])]
-            mark = "*" if len(col) < len(arr) else " "
-            cells.append(f"{col.mean():7.2f} +-{col.std():5.2f}{mark}" if len(col) else "-")
-            if len(col) < len(arr):
+            partial = len(col) < len(arr)
+            cells.append(f"{col.mean():7.2f} +-{col.std():5.2f}{'*' if partial else ' '}" if len(col) else "-")
+            if partial:
                 short.append(f"{s} at {BUDGETS[j]}: {len(col)}/{len(arr)}")
         print(f"{s:<12}" + "".join(f"{c:>17}" for c in cells) + f"{seconds[s] / reps:8.1f}")
     if short:
