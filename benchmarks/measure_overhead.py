@@ -28,11 +28,11 @@ def main() -> None:
     from edgenas.measure.export import export_onnx
     from edgenas.measure.latency import Measurer
     from edgenas.profiles import load_profile
-    from edgenas.search import build_space
+    from edgenas.spaces import from_pipeline
     from edgenas.training.data import load_digits
 
     data = load_digits()
-    space = build_space(load_pipeline(), data)
+    space = from_pipeline(load_pipeline(), data.input_shape, data.num_classes)
     profile = load_profile("cpu-arm")
     m = Measurer(use_cache=False)
     m.measure(export_onnx(space.build(space.smallest()), data.input_shape), profile)  # start the worker

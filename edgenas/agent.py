@@ -33,28 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edgenas import __version__
+from edgenas.agent_protocol import MAX_SKEW_S, read_token, sign  # noqa: F401  (sign: re-exported for clients)
 from edgenas.errors import EdgenasError, MeasurementError, ModelFileError, ProfileError
-
-MAX_SKEW_S = 300
-
-
-def sign(secret: bytes, timestamp: str, method: str, path: str, body: bytes) -> str:
-    msg = f"{timestamp}\n{method}\n{path}\n".encode() + body
-    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
-
-
-def read_token(path: str) -> bytes:
-    path = os.path.expanduser(path)
-    try:
-        with open(path, "rb") as fh:
-            token = fh.read().strip()
-    except OSError as exc:
-        raise ProfileError(f"cannot read the agent token file {path}: {exc.strerror or exc}") from exc
-    if len(token) < 16:
-        raise ProfileError(f"the agent token in {path} is shorter than 16 bytes; use a long random secret "
-                           "(python -c \"import secrets; print(secrets.token_hex(32))\")")
-    return token
-
 
 class Agent:
     def __init__(self, token: bytes, max_bytes: int, timeout_s: float) -> None:

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from edgenas.agent import read_token, sign
+from edgenas.agent_protocol import read_token, sign
 from edgenas.errors import MeasurementError, ProfileError
 from edgenas.profiles import Profile
 

@@ -39,7 +39,7 @@ def check_onnx_file(path: str) -> None:
 
 def expand_targets(items: list[str], top: int | None) -> list[BenchTarget]:
     """ONNX files as given; a run directory becomes its trained candidates (best first, top k)."""
-    from edgenas.search import DB_NAME
+    from edgenas.rundir import DB_NAME
     from edgenas.store import Store
 
     targets = []

@@ -22,174 +22,22 @@ one-factor model (host x factor, fitted on the same pairs) and says so.
 from __future__ import annotations
 
 import hashlib
-import json
-import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from edgenas.errors import ConfigError, MeasurementError
-
-OP_GROUPS = {
-    "Conv": "conv", "ConvTranspose": "conv", "Gemm": "gemm", "MatMul": "gemm",
-    "Relu": "act", "Clip": "act", "Sigmoid": "act", "HardSigmoid": "act", "HardSwish": "act", "Tanh": "act",
-    "Add": "eltwise", "Mul": "eltwise", "Sub": "eltwise", "Sum": "eltwise",
-    "AveragePool": "pool", "MaxPool": "pool", "GlobalAveragePool": "gpool", "ReduceMean": "gpool",
-    "BatchNormalization": "bn", "Concat": "concat",
-}
-GROUPS = ("conv1x1", "conv3x3", "convkxk", "dwconv", "gemm", "act", "eltwise", "pool", "gpool", "bn", "concat", "other")
-FIELDS = ("macs", "elements", "count")
-
-
-def _conv_group(weight_shape: list[int], group: int) -> str:
-    """Which kind of convolution a Conv node is, from its weight shape (C_out, C_in/g, kH, kW)."""
-    if group > 1:
-        return "dwconv"
-    kernel = weight_shape[2:]
-    if all(k == 1 for k in kernel):
-        return "conv1x1"
-    if all(k == 3 for k in kernel):
-        return "conv3x3"
-    return "convkxk"
-
-
-def graph_features(model: bytes) -> dict[str, float]:
-    """Per-operator-group work of one forward pass at batch 1, from the ONNX graph alone.
-
-    Also returns the totals over all convolutions as `conv_*`, the features of calibrations
-    written before convolutions were split, so those files keep predicting as they did."""
-    import onnx
-    from onnx import shape_inference
-
-    try:
-        proto = shape_inference.infer_shapes(onnx.load_from_string(model))
-    except Exception as exc:
-        raise MeasurementError(f"cannot read shapes from the ONNX graph: {exc}") from exc
-    shapes: dict[str, list[int]] = {}
-
-    def dims(vi) -> list[int]:
-        out = []
-        for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            out.append(d.dim_value if d.dim_value > 0 else 1)  # symbolic batch -> 1
-        return out
-
-    for vi in list(proto.graph.input) + list(proto.graph.value_info) + list(proto.graph.output):
-        shapes[vi.name] = dims(vi)
-    for init in proto.graph.initializer:
-        shapes[init.name] = list(init.dims)
-    feats = {f"{g}_{k}": 0.0 for g in GROUPS + ("conv",) for k in FIELDS}
-    for node in proto.graph.node:
-        group = OP_GROUPS.get(node.op_type, "other")
-        out = shapes.get(node.output[0], [])
-        elements = float(np.prod(out)) if out else 0.0
-        macs = 0.0
-        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in shapes:
-            w = shapes[node.input[1]]  # C_out x C_in/group x kH x kW
-            macs = elements * float(np.prod(w[1:]))
-            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
-            kind = _conv_group(w, groups) if len(w) > 2 else "convkxk"
-            feats[f"{kind}_macs"] += macs
-            feats[f"{kind}_elements"] += elements
-            feats[f"{kind}_count"] += 1.0
-        elif node.op_type in ("Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in shapes:
-            w = shapes[node.input[1]]
-            k = w[0] if node.op_type == "MatMul" else (w[1] if any(a.name == "transB" and a.i for a in node.attribute) else w[0])
-            macs = elements * float(k)
-        feats[f"{group}_macs"] += macs
-        feats[f"{group}_elements"] += elements
-        feats[f"{group}_count"] += 1.0
-    return feats
-
-
-FEATURES = ("host_ms",) + tuple(f"{g}_{k}" for g in GROUPS for k in FIELDS)
-
-
-def _matrix(host_ms: Sequence[float], feats: Sequence[dict[str, float]], names: Sequence[str] = FEATURES) -> np.ndarray:
-    rows = [[h] + [f.get(name, 0.0) for name in names[1:]] for h, f in zip(host_ms, feats)]
-    return np.asarray(rows, dtype=np.float64)
-
-
-def covered_features(feats: Sequence[dict[str, float]]) -> list[str]:
-    """The feature groups some calibration pair has work in (a group is covered as a whole)."""
-    groups = {name.rsplit("_", 1)[0] for f in feats for name, v in f.items() if v}
-    return [name for name in FEATURES[1:] if name.rsplit("_", 1)[0] in groups]
-
-
-def _nnls_relative(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Non-negative weights minimising sum(((x w) - y) / y)^2; columns scaled for conditioning."""
-    from scipy.optimize import nnls
-
-    scale = x.max(axis=0)
-    scale[scale == 0] = 1.0
-    xs = x / scale / y[:, None]
-    w, _ = nnls(xs, np.ones_like(y))
-    return w / scale, scale
-
-
-@dataclass
-class Calibration:
-    profile: str
-    method: str
-    features: list[str]
-    weights: list[float]
-    host_cpu: str
-    pairs: int
-    cv: dict[str, float] = field(default_factory=dict)
-    baseline_cv: dict[str, float] = field(default_factory=dict)
-    source: str = ""
-    covered: list[str] | None = None  # feature groups the pairs had work in (None: files of before)
-    baseline_scale: float | None = None  # the one-factor model on the same pairs, for the fallback
-
-    def uncovered(self, feats: dict[str, float]) -> list[str]:
-        """Groups this network has work in that no calibration pair had."""
-        if self.covered is None:
-            return []
-        covered = {name.rsplit("_", 1)[0] for name in self.covered}
-        return sorted({name.rsplit("_", 1)[0] for name in self.features[1:]
-                       if feats.get(name) and name.rsplit("_", 1)[0] not in covered})
-
-    def predict_from(self, host_ms: float, feats: dict[str, float]) -> float:
-        return self.predict_explained(host_ms, feats)[0]
-
-    def predict_explained(self, host_ms: float, feats: dict[str, float]) -> tuple[float, str]:
-        """The prediction and how it was made: the calibration, or the one-factor fallback."""
-        missing = self.uncovered(feats)
-        if missing and self.baseline_scale:
-            return host_ms * self.baseline_scale, (
-                f"host x {self.baseline_scale:.3f} (fallback: the calibration pairs had no {', '.join(missing)} work)")
-        x = _matrix([host_ms], [feats], self.features)[0]
-        return float(x @ np.asarray(self.weights)), "calibration"
-
-    def predict(self, model: bytes, host_ms: float) -> float:
-        return self.predict_model(model, host_ms)[0]
-
-    def predict_model(self, model: bytes, host_ms: float) -> tuple[float, str]:
-        if self.host_cpu != host_cpu():
-            raise MeasurementError(
-                f"the calibration of profile '{self.profile}' was fitted on a host with CPU '{self.host_cpu}', "
-                f"this host has '{host_cpu()}'; host measurements do not transfer between CPUs: run "
-                "edgenas calibrate on this host"
-            )
-        return self.predict_explained(host_ms, graph_features(model))
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Calibration":
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(**data)
-        except (OSError, ValueError, TypeError) as exc:
-            raise ConfigError(f"cannot read the calibration file {path}: {exc}; run edgenas calibrate again") from exc
-
-
-def host_cpu() -> str:
-    from edgenas.measure.timing import machine_info
-
-    return machine_info()["cpu"] or platform.machine()
+from edgenas.errors import ConfigError
+from edgenas.measure.calibration import (  # noqa: F401  (re-exported: the calibrate API)
+    FEATURES,
+    Calibration,
+    _matrix,
+    _nnls_relative,
+    covered_features,
+    graph_features,
+    host_cpu,
+)
 
 
 def fit(host_ms: Sequence[float], feats: Sequence[dict[str, float]], device_ms: Sequence[float]) -> list[float]:
@@ -358,10 +206,9 @@ def write_calibrated_profile(base_profile_path: str, cal: Calibration, out_dir: 
         description=f"{base.get('description', '')}; latency predicted from this host by edgenas calibrate "
         f"(cross-validated Spearman {cal.cv['spearman']:.3f}, MAPE {cal.cv['mape_pct']:.1f} %)",
     )
-    from edgenas.config import _toml_value
+    from edgenas.schema import to_toml
 
-    lines = [f"# Written by edgenas calibrate from {cal.source}: latencies are predicted, not measured."]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in base.items()]
+    text = to_toml(base, f"Written by edgenas calibrate from {cal.source}: latencies are predicted, not measured.")
     prof_path = out_dir / f"{name}.toml"
-    prof_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prof_path.write_text(text, encoding="utf-8")
     return prof_path, cal_path

@@ -8,18 +8,15 @@ section and the key. Command-line flags override single values after loading.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgenas import schema
 from edgenas.errors import ConfigError
 from edgenas.reward import RewardConfig
-from edgenas.training.trainer import TrainRecipe
 
 
 @dataclass(frozen=True)
@@ -119,6 +116,27 @@ class DatasetSettings:
 
 
 @dataclass(frozen=True)
+class TrainRecipe:
+    epochs: int = 12
+    batch_size: int = 64
+    learning_rate: float = 0.1  # peak of the one-cycle schedule, SGD with Nesterov momentum
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    channels_last: bool = True  # NHWC memory format (faster convolutions on GPUs and recent CPUs)
+    bf16_autocast: bool = True  # bfloat16 autocast on CUDA only; CPU training stays fp32
+    compile: bool = False  # torch.compile the child (pays off only for long trainings)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ConfigError(f"training needs epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
+        if self.learning_rate <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("training learning_rate must be > 0, weight_decay >= 0 and momentum in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"training label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+@dataclass(frozen=True)
 class SpaceSettings:
     name: str = "layerwise"
     options: dict[str, Any] = field(default_factory=dict)
@@ -126,7 +144,7 @@ class SpaceSettings:
 
 @dataclass(frozen=True)
 class ControllerSettings:
-    name: str = "reinforce"
+    name: str = "predictor"
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -153,7 +171,7 @@ class Pipeline:
             section = data[name]
             data[name] = {"name": section["name"], **section["options"]}
         # In typed sections None means "not set" (TOML has no null); a free-form option set to None
-        # cannot be written and makes `_toml_value` raise rather than vanish.
+        # cannot be written and makes `schema.to_toml` raise rather than vanish.
         return {
             k: v if k in _FREE_SECTIONS else {kk: vv for kk, vv in v.items() if vv is not None}
             for k, v in data.items()
@@ -161,11 +179,9 @@ class Pipeline:
 
     def to_toml(self) -> str:
         """A pipeline file with exactly these settings."""
-        lines = ["# The resolved settings of a run: `edgenas search --pipeline THIS_FILE` repeats it."]
-        for name, table in self.to_toml_dict().items():
-            lines.append(f"\n[{name}]")
-            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
-        return "\n".join(lines) + "\n"
+        return schema.to_toml(
+            self.to_toml_dict(), "The resolved settings of a run: `edgenas search --pipeline THIS_FILE` repeats it."
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str) -> "Pipeline":
@@ -198,26 +214,6 @@ class Pipeline:
         return dataclasses.replace(self, **{section: dataclasses.replace(current, **values)})
 
 
-def _toml_key(k: str) -> str:
-    """A bare key where TOML allows one (letters, digits, '_', '-'), else a quoted key."""
-    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _toml_value(k)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        # JSON's escapes (\n, \", \uXXXX for control characters) are valid TOML basic-string
-        # escapes; other characters stay literal (JSON would write characters beyond U+FFFF as
-        # surrogate pairs, which TOML rejects), and DEL, legal in JSON, must be escaped in TOML.
-        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise ConfigError(f"cannot write a {type(v).__name__} value to a pipeline file")
-
-
 _TYPED_SECTIONS = {
     "search": SearchSettings,
     "dataset": DatasetSettings,
@@ -226,45 +222,6 @@ _TYPED_SECTIONS = {
     "reward": RewardConfig,
 }
 _FREE_SECTIONS = {"space": SpaceSettings, "controller": ControllerSettings}
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    return True
-
-
-def _type_name(hint: Any) -> str:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if args:
-        return " or ".join(_type_name(a) for a in args)
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(names)}")
-    for key, value in data.items():
-        if not _type_ok(value, hints[key]):
-            raise ConfigError(f"{where}: key '{key}' = {value!r} must be {_type_name(hints[key])}")
-        if hints[key] is float or float in typing.get_args(hints[key]):
-            if isinstance(value, int):
-                data[key] = float(value)
-    return cls(**data)
 
 
 def parse_pipeline(data: dict[str, Any], source: str) -> Pipeline:
@@ -277,7 +234,7 @@ def parse_pipeline(data: dict[str, Any], source: str) -> Pipeline:
         section = data.get(name, {})
         if not isinstance(section, dict):
             raise ConfigError(f"{source}: [{name}] must be a table")
-        parts[name] = _build(cls, dict(section), f"{source} [{name}]")
+        parts[name] = schema.from_table(cls, section, f"{source} [{name}]")
     for name, cls in _FREE_SECTIONS.items():
         section = data.get(name, {})
         if not isinstance(section, dict):

@@ -20,23 +20,17 @@ import numpy as np
 import torch
 
 import edgenas
-from edgenas.errors import EdgenasError, RunDirError
+from edgenas.errors import EdgenasError, MeasurementError, RunDirError
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
-from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME
+from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_logits
 from edgenas.measure.latency import make_session, measure_latency
+from edgenas.measure.quantize import batched_feeds, quantize_int8
 from edgenas.profiles import Profile, load_profile
-from edgenas.search import (
-    DB_NAME,
-    build_space,
-    child_seed,
-    load_pipeline_dataset,
-    load_run_pipeline,
-    onnx_metadata,
-    versions,
-    write_verified_onnx,
-)
+from edgenas.evaluate import child_seed
+from edgenas.rundir import DB_NAME, load_run_pipeline, onnx_metadata, versions, write_verified_onnx
+from edgenas.spaces import from_pipeline
 from edgenas.store import Store
-from edgenas.training.data import Dataset
+from edgenas.training.data import Dataset, load_pipeline_dataset
 from edgenas.training.trainer import accuracy, resolve_device, train_child
 
 
@@ -53,50 +47,25 @@ class BundleResult:
 
 
 def _onnx_accuracy(path: Path, profile: Profile, data: Dataset) -> float:
-    session = make_session(str(path), profile)
-    preds = np.concatenate(
-        [
-            session.run(None, {INPUT_NAME: data.x_test[i : i + 256].numpy()})[0].argmax(1)
-            for i in range(0, len(data.y_test), 256)
-        ]
-    )
+    preds = onnx_logits(make_session(str(path), profile), data.x_test).argmax(1)
     return float((preds == data.y_test.numpy()).mean())
 
 
-def quantize_int8(
+def quantize_bundle_int8(
     fp32_path: Path, int8_path: Path, data: Dataset, images: int, seed: int, calibration: np.ndarray | None = None
 ) -> int:
-    """Static QDQ int8 quantization (weights per channel), calibrated on `images` training images
-    (or on `calibration`, normalised N x C x H x W float32, when given). Returns the image count."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
+    """Write the static int8 version of `fp32_path` (the shared `measure.quantize` recipe),
+    calibrated on `images` training images, or on `calibration` (normalised N x C x H x W float32)
+    when given. Returns the number of calibration images."""
     if calibration is None:
         gen = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(data.y_train), generator=gen)[:images]
         calibration = data.x_train[idx].numpy()
-    calibration = np.ascontiguousarray(calibration, dtype=np.float32)
-    batches = [calibration[i : i + 32] for i in range(0, len(calibration), 32)]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(batches)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self.it, None)
-            return None if batch is None else {INPUT_NAME: batch}
-
-    pre = int8_path.with_name(".preprocessed.onnx")
     try:
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-        quantize_static(
-            str(pre), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-        )
-    except Exception as exc:
-        raise EdgenasError(f"onnxruntime could not quantize {fp32_path.name} to int8: {exc}") from exc
-    finally:
-        pre.unlink(missing_ok=True)
+        model = quantize_int8(fp32_path.read_bytes(), batched_feeds(calibration, INPUT_NAME))
+    except MeasurementError as exc:
+        raise EdgenasError(f"{fp32_path.name}: {exc}") from exc
+    atomic_write_bytes(int8_path, model)
     return len(calibration)
 
 
@@ -129,7 +98,7 @@ def export_run(
     if not profile.timing:
         raise EdgenasError(f"profile '{profile.name}' does not time models; give a timed one with --profile")
     data = load_pipeline_dataset(pipeline)
-    space = build_space(pipeline, data)
+    space = from_pipeline(pipeline, data.input_shape, data.num_classes)
     device = resolve_device(pipeline.search.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         device = torch.device("cpu")
@@ -179,7 +148,7 @@ def export_run(
         if int8:
             step("quantizing to int8 (static, calibrated on training images)")
             int8_path = bundle / "model.int8.onnx"
-            n_calib = quantize_int8(fp32_path, int8_path, data, calibration_images, seed, calibration_data)
+            n_calib = quantize_bundle_int8(fp32_path, int8_path, data, calibration_images, seed, calibration_data)
             int8_acc = _onnx_accuracy(int8_path, profile, data)
             drop = onnx_acc - int8_acc
             int8_info = {

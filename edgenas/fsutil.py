@@ -8,6 +8,11 @@ from pathlib import Path
 from typing import Any
 
 
+def cache_dir() -> Path:
+    """Where edgenas keeps caches (decoded datasets, latencies): $EDGENAS_CACHE_DIR or ~/.cache/edgenas."""
+    return Path(os.environ.get("EDGENAS_CACHE_DIR") or Path.home() / ".cache" / "edgenas")
+
+
 def atomic_write_bytes(path: Path, data: bytes, fault_point: str | None = None) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over `path`.
 

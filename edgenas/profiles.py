@@ -11,11 +11,13 @@ import hashlib
 import json
 import os
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgenas import schema
 from edgenas.errors import ProfileError
+from edgenas.schema import INTERNAL, allowed
 
 GRAPH_OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
 MEASURED_ON = ("host", "agent", "calibrated")
@@ -24,42 +26,63 @@ STATISTICS = ("median", "p90")
 LABELS = {"host": "host-measured", "agent": "device-measured", "calibrated": "predicted"}
 
 
+def _positive(v: Any) -> bool:
+    return v >= 1
+
+
+def _non_negative(v: Any) -> bool:
+    return v >= 0
+
+
 @dataclass(frozen=True)
 class Profile:
-    """How a model is timed (or only checked) for one kind of device.
+    """How a model is timed (or only checked) for one kind of device. The fields are the schema of
+    a profile file (`edgenas.schema`): type, default and what is allowed, in one place.
 
     measured_on: "host" (this machine, whatever `target` says: labelled host-measured), "agent"
     (an `edgenas agent` on the device at `agent_url`: device-measured) or "calibrated" (timed on
     this machine with these settings, then mapped to the device by the fitted `calibration`
-    model: predicted). `timing = false` profiles have only limits (microcontrollers).
+    model: predicted). `timing = false` profiles have only limits (microcontrollers); the keys
+    marked "timed" are required unless `timing = false`.
     """
 
-    name: str
-    description: str
-    target: str
-    measured_on: str
-    agent_url: str
-    token_file: str
-    calibration: str
-    timing: bool
-    execution_providers: tuple[str, ...]
-    intra_op_threads: int
-    inter_op_threads: int
-    spinning: bool
-    cpu_cores: tuple[int, ...]
-    graph_optimization_level: str
-    batch_size: int
-    precision: str
-    warmup_runs: int
-    timed_runs: int
-    sessions: int
-    min_timed_ms: float
-    spread_threshold: float
-    statistic: str
-    max_params: int | None
-    max_model_bytes: int | None
-    max_latency_ms: float | None
-    source_path: str = ""
+    name: str = field(metadata=allowed(lambda v: bool(v.strip()), "a non-empty string"))
+    description: str = ""
+    target: str = field(default="", metadata=allowed(None, "a string naming the device"))
+    measured_on: str = field(default="host", metadata=allowed(lambda v: v in MEASURED_ON, f"one of {list(MEASURED_ON)}"))
+    agent_url: str = field(default="", metadata=allowed(
+        lambda v: v == "" or v.startswith("http://"), "an http://HOST:PORT address of an edgenas agent"))
+    token_file: str = field(default="", metadata=allowed(None, "the path of a file holding the agent's shared secret"))
+    calibration: str = field(default="", metadata=allowed(
+        None, "the path of a calibration file (edgenas calibrate writes one)"))
+    timing: bool = True
+    execution_providers: tuple[str, ...] = field(default=("CPUExecutionProvider",), metadata=allowed(
+        lambda v: bool(v) and all(v), "a non-empty list of onnxruntime execution provider names", timed=True))
+    intra_op_threads: int = field(default=0, metadata=allowed(
+        _non_negative, "an integer >= 0 (0 lets onnxruntime choose)", timed=True))
+    inter_op_threads: int = field(default=0, metadata=allowed(
+        _non_negative, "an integer >= 0 (0 lets onnxruntime choose)", timed=True))
+    spinning: bool = field(default=True, metadata=allowed(None, "true or false (onnxruntime's thread spinning)"))
+    cpu_cores: tuple[int, ...] = field(default=(), metadata=allowed(
+        lambda v: all(c >= 0 for c in v), "a list of CPU core numbers (empty: no pinning)"))
+    graph_optimization_level: str = field(default="all", metadata=allowed(
+        lambda v: v in GRAPH_OPTIMIZATION_LEVELS, f"one of {list(GRAPH_OPTIMIZATION_LEVELS)}"))
+    batch_size: int = field(default=1, metadata=allowed(_positive, "an integer >= 1", timed=True))
+    precision: str = field(default="fp32", metadata=allowed(lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"))
+    warmup_runs: int = field(default=10, metadata=allowed(_non_negative, "an integer >= 0"))
+    timed_runs: int = field(default=40, metadata=allowed(_positive, "an integer >= 1"))
+    sessions: int = field(default=3, metadata=allowed(_positive, "an integer >= 1 (fresh onnxruntime sessions)"))
+    min_timed_ms: float = field(default=0.0, metadata=allowed(
+        _non_negative,
+        "a number >= 0 (ms: the sessions keep taking turns until their timed runs last this long together, "
+        "up to 10 x timed_runs each)"))
+    spread_threshold: float = field(default=0.1, metadata=allowed(
+        lambda v: v > 0, "a number > 0 (relative spread of session medians)"))
+    statistic: str = field(default="median", metadata=allowed(lambda v: v in STATISTICS, f"one of {list(STATISTICS)}"))
+    max_params: int | None = field(default=None, metadata=allowed(_positive, "an integer >= 1"))
+    max_model_bytes: int | None = field(default=None, metadata=allowed(_positive, "an integer >= 1"))
+    max_latency_ms: float | None = field(default=None, metadata=allowed(lambda v: v > 0, "a number > 0"))
+    source_path: str = field(default="", metadata=INTERNAL)
 
     @property
     def latency_label(self) -> str:
@@ -102,100 +125,21 @@ class Profile:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _positive(v: Any) -> bool:
-    return v >= 1
-
-
-def _non_negative(v: Any) -> bool:
-    return v >= 0
-
-
-REQUIRED = object()
-TIMING_REQUIRED = object()  # required unless timing = false
-
-# key -> (python type, check, what is allowed, default)
-_FIELDS: dict[str, tuple[type, Any, str, Any]] = {
-    "name": (str, lambda v: bool(v.strip()), "a non-empty string", REQUIRED),
-    "description": (str, None, "a string", ""),
-    "target": (str, None, "a string naming the device", ""),
-    "measured_on": (str, lambda v: v in MEASURED_ON, f"one of {list(MEASURED_ON)}", "host"),
-    "agent_url": (str, lambda v: v == "" or v.startswith("http://"), "an http://HOST:PORT address of an edgenas agent", ""),
-    "token_file": (str, None, "the path of a file holding the agent's shared secret", ""),
-    "calibration": (str, None, "the path of a calibration file (edgenas calibrate writes one)", ""),
-    "timing": (bool, None, "true or false", True),
-    "execution_providers": (
-        list,
-        lambda v: bool(v) and all(isinstance(p, str) and p for p in v),
-        "a non-empty list of onnxruntime execution provider names",
-        TIMING_REQUIRED,
-    ),
-    "intra_op_threads": (int, _non_negative, "an integer >= 0 (0 lets onnxruntime choose)", TIMING_REQUIRED),
-    "inter_op_threads": (int, _non_negative, "an integer >= 0 (0 lets onnxruntime choose)", TIMING_REQUIRED),
-    "spinning": (bool, None, "true or false (onnxruntime's thread spinning)", True),
-    "cpu_cores": (
-        list,
-        lambda v: all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in v),
-        "a list of CPU core numbers (empty: no pinning)",
-        [],
-    ),
-    "graph_optimization_level": (
-        str, lambda v: v in GRAPH_OPTIMIZATION_LEVELS, f"one of {list(GRAPH_OPTIMIZATION_LEVELS)}", "all"
-    ),
-    "batch_size": (int, _positive, "an integer >= 1", TIMING_REQUIRED),
-    "precision": (str, lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}", "fp32"),
-    "warmup_runs": (int, _non_negative, "an integer >= 0", 10),
-    "timed_runs": (int, _positive, "an integer >= 1", 40),
-    "sessions": (int, _positive, "an integer >= 1 (fresh onnxruntime sessions)", 3),
-    "min_timed_ms": (
-        float, lambda v: v >= 0,
-        "a number >= 0 (ms: the sessions keep taking turns until their timed runs last this long together, "
-        "up to 10 x timed_runs each)",
-        0.0,
-    ),
-    "spread_threshold": (float, lambda v: v > 0, "a number > 0 (relative spread of session medians)", 0.1),
-    "statistic": (str, lambda v: v in STATISTICS, f"one of {list(STATISTICS)}", "median"),
-    "max_params": (int, _positive, "an integer >= 1", None),
-    "max_model_bytes": (int, _positive, "an integer >= 1", None),
-    "max_latency_ms": (float, lambda v: v > 0, "a number > 0", None),
-}
-
-
 def parse_profile(data: dict[str, Any], source: str) -> Profile:
     """Validate a parsed TOML table into a `Profile`; `source` names the file in errors."""
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        raise ProfileError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; allowed keys are "
-            f"{', '.join(_FIELDS)}"
-        )
-    timing = data.get("timing", True)
-    values: dict[str, Any] = {}
-    for key, (typ, check, allowed, default) in _FIELDS.items():
-        if key not in data or (data[key] is None and default is None):
-            if default is REQUIRED or (default is TIMING_REQUIRED and timing is not False):
-                raise ProfileError(f"{source}: missing key '{key}' ({allowed})")
-            if default is TIMING_REQUIRED:
-                default = {"execution_providers": ["CPUExecutionProvider"], "batch_size": 1}.get(key, 0)
-            value = default
-        else:
-            value = data[key]
-            ok_type = isinstance(value, typ) and not (typ in (int, float) and isinstance(value, bool))
-            if typ is float and isinstance(value, int) and not isinstance(value, bool):
-                ok_type, value = True, float(value)
-            if not ok_type:
-                raise ProfileError(
-                    f"{source}: key '{key}' is {type(value).__name__} {value!r}; it must be {allowed}"
-                )
-            if check is not None and not check(value):
-                raise ProfileError(f"{source}: key '{key}' = {value!r} is not allowed; it must be {allowed}")
-        values[key] = tuple(value) if isinstance(value, list) else value
-    if values["measured_on"] == "agent" and not values["agent_url"]:
+    data = {k: v for k, v in data.items() if v is not None or k not in schema.keys(Profile)}
+    profile = schema.from_table(Profile, data, source, ProfileError, source_path=source)
+    if profile.timing:
+        for f in fields(Profile):
+            if f.metadata.get("timed") and f.name not in data:
+                raise ProfileError(f"{source}: missing key '{f.name}' ({f.metadata['allowed']})")
+    if profile.measured_on == "agent" and not profile.agent_url:
         raise ProfileError(f"{source}: measured_on = \"agent\" needs agent_url (http://HOST:PORT of an edgenas agent)")
-    if values["measured_on"] == "calibrated" and not values["calibration"]:
+    if profile.measured_on == "calibrated" and not profile.calibration:
         raise ProfileError(
             f"{source}: measured_on = \"calibrated\" needs calibration (a file written by edgenas calibrate)"
         )
-    return Profile(**values, source_path=source)
+    return profile
 
 
 def load_profile_file(path: str | os.PathLike[str]) -> Profile:

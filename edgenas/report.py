@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgenas.errors import RunDirError
-from edgenas.search import DB_NAME
+from edgenas.rundir import DB_NAME
 from edgenas.store import Store
 
 REPORT_NAME = "report.html"

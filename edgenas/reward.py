@@ -1,6 +1,7 @@
 """Multi-objective reward: accuracy, hard constraints and penalties.
 
-Hard constraints are gates that run before the expensive work:
+Hard limits are gates that run before the expensive work (checked by `edgenas.constraints`,
+which also takes the profile's own limits):
   budget_params     a candidate with more parameters is rejected before it is built for
                     training, and gets `reject_reward` (Arora & Krone's fixed r_param)
   max_latency_ms    with latency_limit = "hard", a candidate whose measured latency (profile
@@ -84,20 +85,6 @@ class RewardTerms:
 
     def to_json(self) -> dict[str, float]:
         return asdict(self)
-
-
-def check_params(cfg: RewardConfig, params: int) -> str | None:
-    """Reason for rejecting a candidate on its parameter count, or None."""
-    if cfg.budget_params is not None and params > cfg.budget_params:
-        return f"params {params:,} > budget {cfg.budget_params:,}"
-    return None
-
-
-def check_latency(cfg: RewardConfig, latency_ms: float) -> str | None:
-    """Reason for rejecting a candidate on a hard latency limit, or None."""
-    if cfg.max_latency_ms is not None and cfg.latency_limit == "hard" and latency_ms > cfg.max_latency_ms:
-        return f"latency {latency_ms:.4g} ms > limit {cfg.max_latency_ms:.4g} ms"
-    return None
 
 
 def _excess(value: float, threshold: float | None) -> float:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from edgenas.errors import MeasurementError
+from edgenas.errors import MeasurementError, ProfileError
 from edgenas.measure.cost import count_params, static_cost
 from edgenas.measure.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from edgenas.measure.latency import Measurer, graph_hash, quantize_for_timing
@@ -85,7 +85,7 @@ def test_sessions_take_turns_until_the_minimum_timed_duration():
     assert sum(res["samples_ms"]) >= 5.0 or res["runs"] == 3 * 40  # the floor, or the 10 x cap
     capped = time_model(tiny, {**settings, "min_timed_ms": 60_000.0})  # a floor no tiny model reaches
     assert capped["runs"] == 3 * 10 * 4
-    with pytest.raises(Exception, match="min_timed_ms"):
+    with pytest.raises(ProfileError, match="key 'min_timed_ms' = -1.0 is not allowed"):
         _profile(min_timed_ms=-1.0)
 
 

@@ -19,7 +19,8 @@ from edgenas.cli.common import EXIT_INTERRUPTED, EXIT_NO_RESULT, console, err_co
 from edgenas.config import ControllerSettings, Pipeline, SpaceSettings, load_pipeline
 from edgenas.errors import BudgetError, ConfigError
 from edgenas.search import Progress as SearchProgress
-from edgenas.search import MANIFEST_NAME, SearchResult, load_run_pipeline, make_run_dir, prepare, run_search
+from edgenas.rundir import MANIFEST_NAME, load_run_pipeline, make_run_dir
+from edgenas.search import SearchResult, prepare, run_search
 
 class _Status:
     """The line under the progress bar: best so far, last reward, counts."""

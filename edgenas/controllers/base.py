@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from edgenas.registry import Registry
 from edgenas.spaces.base import SearchSpace
 
 
@@ -125,3 +126,6 @@ def rng_from_state(state: dict[str, Any]) -> np.random.Generator:
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = state
     return rng
+
+
+CONTROLLERS: Registry[Controller] = Registry("controller")  # each registers itself with @CONTROLLERS.register

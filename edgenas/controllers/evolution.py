@@ -13,11 +13,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgenas.controllers.base import Controller, complete_uniformly, mutate, rng_from_state, rng_state
+from edgenas.controllers.base import CONTROLLERS, Controller, complete_uniformly, mutate, rng_from_state, rng_state
 from edgenas.spaces.base import SearchSpace
 
 
+@CONTROLLERS.register
 class EvolutionController(Controller):
+    name = "evolution"
+
     def __init__(self, space: SearchSpace, seed: int = 0, population_size: int = 20, sample_size: int = 5) -> None:
         super().__init__(space, seed)
         if population_size < 2:

@@ -13,11 +13,15 @@ from typing import Any
 
 import torch
 
+from edgenas.controllers.base import CONTROLLERS
 from edgenas.controllers.reinforce import ReinforceController
 from edgenas.spaces.base import SearchSpace
 
 
+@CONTROLLERS.register
 class PPOController(ReinforceController):
+    name = "ppo"
+
     def __init__(self, space: SearchSpace, seed: int = 0, clip: float = 0.2, ppo_epochs: int = 4, **options: Any) -> None:
         super().__init__(space, seed, **options)
         if not 0 < clip < 1:

@@ -39,12 +39,12 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from scipy.linalg import solve_triangular
 from scipy.spatial.distance import cdist
 from scipy.special import ndtr
 
 from edgenas.controllers.base import complete_uniformly, neighbours, rng_from_state, rng_state
+from edgenas.controllers.base import CONTROLLERS
 from edgenas.controllers.reinforce import ReinforceController
 from edgenas.spaces.base import SearchSpace
 
@@ -133,7 +133,10 @@ def _distance(a: Sequence[int], b: Sequence[int]) -> int:
     return sum(1 for x, y in zip(a, b) if x != y) + abs(len(a) - len(b))
 
 
+@CONTROLLERS.register
 class PredictorController(ReinforceController):
+    name = "predictor"
+
     def __init__(
         self,
         space: SearchSpace,

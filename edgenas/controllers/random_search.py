@@ -6,11 +6,14 @@ from typing import Any
 
 import torch
 
-from edgenas.controllers.base import Controller
+from edgenas.controllers.base import CONTROLLERS, Controller
 from edgenas.spaces.base import SearchSpace
 
 
+@CONTROLLERS.register
 class RandomController(Controller):
+    name = "random"
+
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         super().__init__(space, seed)
         self.generator = torch.Generator().manual_seed(seed)

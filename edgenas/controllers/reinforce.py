@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from edgenas.controllers.base import Controller
+from edgenas.controllers.base import CONTROLLERS, Controller
 from edgenas.spaces.base import SearchSpace
 
 
@@ -31,7 +31,10 @@ class LSTMPolicy(nn.Module):
         self.heads = nn.ModuleList(nn.Linear(hidden_size, n) for n in kind_sizes)
 
 
+@CONTROLLERS.register
 class ReinforceController(Controller):
+    name = "reinforce"
+
     def __init__(
         self,
         space: SearchSpace,

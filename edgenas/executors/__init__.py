@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import torch
 
 from edgenas.errors import ConfigError
+from edgenas.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ _WORKER: dict[str, Any] = {}
 
 def _setup(pipeline_json: dict[str, Any], threads: int, cores: list[int] | None, device: str | None = None) -> None:
     """Load the dataset and the space once per worker; `device` overrides the pipeline's."""
+    from edgenas import spaces
     from edgenas.config import Pipeline
-    from edgenas.search import build_space, load_pipeline_dataset
+    from edgenas.training.data import load_pipeline_dataset
     from edgenas.training.trainer import resolve_device
 
     if cores and hasattr(os, "sched_setaffinity"):
@@ -64,7 +66,7 @@ def _setup(pipeline_json: dict[str, Any], threads: int, cores: list[int] | None,
     torch.set_num_threads(threads)
     pipeline = Pipeline.from_json(pipeline_json, "executor")
     data = load_pipeline_dataset(pipeline)
-    _WORKER.update(pipeline=pipeline, data=data, space=build_space(pipeline, data),
+    _WORKER.update(pipeline=pipeline, data=data, space=spaces.from_pipeline(pipeline, data.input_shape, data.num_classes),
                    device=resolve_device(device or pipeline.search.device))
 
 
@@ -97,6 +99,12 @@ class Executor(ABC):
 
     name: str
 
+    @classmethod
+    def from_settings(cls, pipeline_json: dict[str, Any], workers: int, threads_per_job: int,
+                      ray_address: str | None, gpus_per_job: float) -> "Executor":
+        """Build one from the search settings (what `create` calls); each executor takes what it uses."""
+        raise NotImplementedError
+
     @abstractmethod
     def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]: ...
 
@@ -104,8 +112,16 @@ class Executor(ABC):
         """Release workers. Default: nothing to release."""
 
 
+EXECUTORS: Registry[Executor] = Registry("executor")  # each registers itself with @EXECUTORS.register
+
+
+@EXECUTORS.register
 class LocalExecutor(Executor):
     name = "local"
+
+    @classmethod
+    def from_settings(cls, pipeline_json, workers, threads_per_job, ray_address, gpus_per_job):  # type: ignore[override]
+        return cls(pipeline_json, threads_per_job)
 
     def __init__(self, pipeline_json: dict[str, Any], threads_per_job: int) -> None:
         self._args = (pipeline_json, threads_per_job, None)
@@ -137,8 +153,13 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+@EXECUTORS.register
 class ProcessExecutor(Executor):
     name = "process"
+
+    @classmethod
+    def from_settings(cls, pipeline_json, workers, threads_per_job, ray_address, gpus_per_job):  # type: ignore[override]
+        return cls(pipeline_json, workers, threads_per_job)
 
     def __init__(self, pipeline_json: dict[str, Any], workers: int, threads_per_job: int,
                  devices: list[str] | None = None) -> None:
@@ -206,11 +227,16 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
         ) from exc
 
 
+@EXECUTORS.register
 class RayExecutor(Executor):
     """Each child is a Ray task asking for `cpus_per_job` CPUs and `gpus_per_job` GPUs
     (fractions allowed), on a local Ray instance or the cluster at `address`."""
 
     name = "ray"
+
+    @classmethod
+    def from_settings(cls, pipeline_json, workers, threads_per_job, ray_address, gpus_per_job):  # type: ignore[override]
+        return cls(pipeline_json, ray_address, threads_per_job, float(threads_per_job), gpus_per_job)
 
     def __init__(self, pipeline_json: dict[str, Any], address: str | None, threads_per_job: int,
                  cpus_per_job: float, gpus_per_job: float) -> None:
@@ -281,14 +307,8 @@ def create(name: str, pipeline_json: dict[str, Any], workers: int = 1, threads_p
            ray_address: str | None = None, gpus_per_job: float = 0.0) -> Executor:
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
-    if name == "local":
-        return LocalExecutor(pipeline_json, threads_per_job)
-    if name == "process":
-        return ProcessExecutor(pipeline_json, workers, threads_per_job)
-    if name == "ray":
-        return RayExecutor(pipeline_json, ray_address, threads_per_job, float(threads_per_job), gpus_per_job)
-    raise ConfigError(f"unknown executor '{name}'; available: local, process, ray")
+    return EXECUTORS.get(name).from_settings(pipeline_json, workers, threads_per_job, ray_address, gpus_per_job)
 
 
-__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "RayExecutor", "TrainJob", "TrainOutcome", "create",
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "ProcessExecutor", "RayExecutor", "TrainJob", "TrainOutcome", "create",
            "check_reachable", "slot_devices", "training_slots"]

@@ -15,9 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EDGENAS_CACHE_DIR") or Path.home() / ".cache" / "edgenas")
+from edgenas.fsutil import cache_dir  # noqa: F401  (re-exported)
 
 
 class LatencyCache:

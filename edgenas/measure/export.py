@@ -46,3 +46,11 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], metadata: dict[s
             entry.key, entry.value = k, v
     onnx.checker.check_model(proto, full_check=True)
     return proto.SerializeToString()
+
+
+def onnx_logits(session, x, batch_size: int = 256):
+    """`session`'s outputs for `x` (a float32 N x C x H x W tensor or array), run in batches."""
+    import numpy as np
+
+    x = x.numpy() if hasattr(x, "numpy") else np.asarray(x, dtype=np.float32)
+    return np.concatenate([session.run(None, {INPUT_NAME: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])

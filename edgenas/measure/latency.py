@@ -16,7 +16,6 @@ import hashlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from edgenas.errors import MeasurementError
 from edgenas.measure.timing import check_providers as _check_providers
 from edgenas.measure.timing import input_feed, machine_info, make_session as _make_session  # noqa: F401
 from edgenas.profiles import Profile
@@ -98,36 +97,12 @@ def graph_hash(model: bytes) -> str:
 def quantize_for_timing(model: bytes) -> bytes:
     """Static QDQ int8 version of `model`, calibrated on random inputs: its latency does not
     depend on the calibration, only on the int8 graph."""
-    import os
-    import tempfile
-
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     import onnxruntime as ort
 
+    from edgenas.measure.quantize import quantize_int8
+
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    feed = input_feed(sess, 4)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([feed])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    with tempfile.TemporaryDirectory() as d:
-        src, pre, out = (os.path.join(d, n) for n in ("m.onnx", "p.onnx", "q.onnx"))
-        with open(src, "wb") as fh:
-            fh.write(model)
-        try:
-            quant_pre_process(src, pre, skip_symbolic_shape=True)
-            quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-        except Exception as exc:
-            raise MeasurementError(f"could not quantize the model to int8 for timing: {exc}") from exc
-        with open(out, "rb") as fh:
-            return fh.read()
+    return quantize_int8(model, [input_feed(sess, 4)])
 
 
 class Measurer:
@@ -198,7 +173,7 @@ class Measurer:
         return stats
 
     def _predict(self, profile: Profile, model: bytes, host: LatencyStats) -> LatencyStats:
-        from edgenas.calibrate import Calibration
+        from edgenas.measure.calibration import Calibration
 
         path = str(profile.calibration_path())
         if path not in self._calibrations:

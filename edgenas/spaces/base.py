@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import torch.nn as nn
 
+from edgenas.registry import Registry
+
 
 @dataclass(frozen=True)
 class DecisionKind:
@@ -72,3 +74,6 @@ class SearchSpace(ABC):
                 raise ValueError(f"action {action} at position {i} is not allowed there")
         if self.next_decision(actions) is not None:
             raise ValueError(f"sequence of {len(actions)} actions is incomplete")
+
+
+SPACES: Registry[SearchSpace] = Registry("search space")  # each space registers itself with @SPACES.register

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from edgenas.spaces.base import Decision, DecisionKind, SearchSpace
+from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
 
 STOP, TYPE, FILTERS, KERNEL, STRIDE = range(5)
 TYPES = ("conv", "residual", "pool")
@@ -88,6 +88,7 @@ class BlocksNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+@SPACES.register
 class BlocksSpace(SearchSpace):
     name = "blocks"
 

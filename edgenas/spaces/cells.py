@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgenas.spaces.base import Decision, DecisionKind, SearchSpace
+from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
 
 CELL_OPS = ("conv1x3_3x1", "conv3x3", "sepconv3x3", "conv5x5", "conv7x7", "maxpool2x2", "avgpool2x2", "identity")
 
@@ -142,6 +142,7 @@ class _CellSpace(SearchSpace):
         return CellArch(self.name, tuple(Block(tuple(b["inputs"]), tuple(b["ops"])) for b in data["blocks"]))  # type: ignore[arg-type]
 
 
+@SPACES.register
 class CellSmallSpace(_CellSpace):
     """A_small: two decisions of 8 operations (64 networks)."""
 
@@ -164,6 +165,7 @@ class CellSmallSpace(_CellSpace):
         return CellArch(self.name, (Block((0, 1), ("identity", "identity")),))
 
 
+@SPACES.register
 class CellLargeSpace(_CellSpace):
     """A_large: `blocks` blocks x (input, input, op, op)."""
 

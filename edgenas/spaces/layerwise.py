@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgenas.spaces.base import Decision, DecisionKind, SearchSpace
+from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
 
 STOP, SKIP, FILTERS, KERNEL, STRIDE = range(5)
 
@@ -81,6 +81,7 @@ def layers_from_json(items: Sequence[dict[str, Any]]) -> tuple[Layer, ...]:
     return tuple(Layer(int(l["filters"]), int(l["kernel"]), int(l["stride"]), tuple(l["inputs"])) for l in items)
 
 
+@SPACES.register
 class LayerwiseSpace(SearchSpace):
     name = "layerwise"
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from edgenas.spaces.base import Decision, DecisionKind, SearchSpace
+from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), in string order
@@ -230,6 +230,7 @@ class NB201Net(nn.Module):
         return self.classifier(self.features(x))
 
 
+@SPACES.register
 class NB201Space(SearchSpace):
     """Six decisions, one op per edge. Keys are isomorphism-aware (`NB201Arch.key`): two cells
     that compute the same function are trained once."""

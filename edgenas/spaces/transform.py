@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import torch.nn as nn
 
-from edgenas.spaces.base import Decision, DecisionKind, SearchSpace
+from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
 from edgenas.spaces.layerwise import Layer, LayerwiseArch, LayerwiseNet, layers_from_json
 
 TRANSFORMS = ("stop", "insert_conv", "insert_skip", "scale_channels", "scale_kernel")
@@ -38,6 +38,7 @@ def _levels(layers: Sequence[Layer]) -> list[int]:
     return levels
 
 
+@SPACES.register
 class TransformSpace(SearchSpace):
     name = "transform"
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from edgenas.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from edgenas.config import Pipeline
 
 
 @dataclass
@@ -129,7 +133,7 @@ def _cache_path(key: dict) -> Path:
     import hashlib
     import json as _json
 
-    from edgenas.measure.cache import cache_dir
+    from edgenas.fsutil import cache_dir
 
     digest = hashlib.sha256(_json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return cache_dir() / "datasets" / f"{digest}.pt"
@@ -317,3 +321,10 @@ def load_dataset(
         xt, yt = xt[keep], yt[keep]
     return from_arrays(name, xf, y_np, [str(c) for c in classes], val_fraction, test_fraction, seed, scale,
                        test=(xt.astype(np.float32) / 255.0, yt))
+
+
+def load_pipeline_dataset(pipeline: "Pipeline") -> Dataset:
+    """The dataset a pipeline's [dataset] section names, split as it says."""
+    ds = pipeline.dataset
+    return load_dataset(ds.name, ds.val_fraction, ds.test_fraction, ds.split_seed, ds.data_dir, ds.download,
+                        ds.image_size, ds.channels, ds.max_images)

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgenas import faults
+from edgenas.config import TrainRecipe  # noqa: F401  (the recipe type; re-exported)
 
 
 class ChildFailure(Exception):
@@ -29,29 +30,6 @@ class EarlyStopped(Exception):
         self.epoch = epoch
         self.val_accuracy = val_accuracy
         self.curve = curve
-
-
-@dataclass(frozen=True)
-class TrainRecipe:
-    epochs: int = 15
-    batch_size: int = 64
-    learning_rate: float = 0.1  # peak of the one-cycle schedule, SGD with Nesterov momentum
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    channels_last: bool = True  # NHWC memory format (faster convolutions on GPUs and recent CPUs)
-    bf16_autocast: bool = True  # bfloat16 autocast on CUDA only; CPU training stays fp32
-    compile: bool = False  # torch.compile the child (pays off only for long trainings)
-
-    def __post_init__(self) -> None:
-        from edgenas.errors import ConfigError
-
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ConfigError(f"training needs epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
-        if self.learning_rate <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ConfigError("training learning_rate must be > 0, weight_decay >= 0 and momentum in [0, 1)")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"training label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,124 @@
+"""Every hard limit of a search in one object, built once from the pipeline, the profile and the flags.
+
+A hard limit is a gate: a candidate over it is rejected before it is trained. The limits come
+from two places, and the tighter one wins:
+
+  the reward settings   `--budget` / `[reward] budget_params`, and `--max-latency-ms` /
+                        `[reward] max_latency_ms` when `latency_limit = "hard"`
+  the profile           `max_params`, `max_model_bytes`, `max_latency_ms` (the device's own)
+
+The up-front feasibility check (`check_feasible`), the controller's feasibility callback (it asks
+`max_params`) and the per-child gates (`check_params`, `check_model_bytes`, `check_latency`) all
+ask this object, and every rejection is worded the same way: "WHAT VALUE > LIMIT (SOURCE)".
+Immutable: safe to share between threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgenas.errors import BudgetError
+from edgenas.profiles import Profile
+from edgenas.reward import RewardConfig
+
+# what -> (label in reasons, unit, how to raise it in an error message)
+_KINDS = {
+    "params": ("params", "", "parameters"),
+    "model_bytes": ("model size", " bytes", "model bytes"),
+    "latency_ms": ("latency", " ms", "ms of latency"),
+}
+FP32_BYTES_PER_PARAM = 4  # an fp32 ONNX file stores every parameter in 4 bytes, at least
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One hard limit: `what` <= `value`, and where it came from (`source`, as a user wrote it)."""
+
+    what: str  # params | model_bytes | latency_ms
+    value: float
+    source: str  # e.g. "budget", "profile mcu-m7"
+    fix: str  # how to loosen it, for error messages
+
+    def reason(self, value: float) -> str | None:
+        """Why `value` breaks this limit, or None when it does not."""
+        if value <= self.value:
+            return None
+        label, unit, _ = _KINDS[self.what]
+        return f"{label} {_fmt(value)}{unit} > {_fmt(self.value)}{unit} ({self.source})"
+
+
+def _fmt(v: float) -> str:
+    if float(v).is_integer() and abs(v) >= 1000:
+        return f"{int(v):,}"
+    return f"{v:.4g}"
+
+
+def _tightest(*limits: Limit | None) -> Limit | None:
+    present = [lim for lim in limits if lim is not None]
+    return min(present, key=lambda lim: lim.value) if present else None
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """The hard limits in force; None where there is none."""
+
+    params: Limit | None = None
+    model_bytes: Limit | None = None
+    latency_ms: Limit | None = None
+
+    @classmethod
+    def build(cls, reward: RewardConfig, profile: Profile) -> "Constraints":
+        device = f"profile {profile.name}"
+        budget = (
+            Limit("params", reward.budget_params, "budget", "raise --budget")
+            if reward.budget_params is not None else None
+        )
+        lat = (
+            Limit("latency_ms", reward.max_latency_ms, "max latency", "raise --max-latency-ms")
+            if reward.max_latency_ms is not None and reward.latency_limit == "hard" else None
+        )
+
+        def dev(what: str) -> Limit | None:
+            v = getattr(profile, f"max_{what}")
+            return None if v is None else Limit(what, v, device, f"choose another profile than {profile.name}")
+
+        return cls(_tightest(budget, dev("params")), dev("model_bytes"), _tightest(lat, dev("latency_ms")))
+
+    @property
+    def max_params(self) -> int | None:
+        """The parameter limit a controller may be told (None: no limit)."""
+        return None if self.params is None else int(self.params.value)
+
+    def check_params(self, params: int) -> str | None:
+        return self.params.reason(params) if self.params else None
+
+    def check_model_bytes(self, n_bytes: int) -> str | None:
+        return self.model_bytes.reason(n_bytes) if self.model_bytes else None
+
+    def check_latency(self, latency_ms: float) -> str | None:
+        return self.latency_ms.reason(latency_ms) if self.latency_ms else None
+
+    def check_feasible(self, smallest_params: int, space_name: str) -> None:
+        """Refuse limits that no network of the space can meet, before anything runs.
+
+        `smallest_params` is the parameter count of the space's smallest network. The model-bytes
+        limit is checked against its exact lower bound (every fp32 parameter takes 4 bytes in the
+        file); latency cannot be known without timing and is left to the gate."""
+        if self.params is not None and smallest_params > self.params.value:
+            lim = self.params
+            subject = (
+                f"budget of {_fmt(lim.value)} parameters" if lim.source == "budget"
+                else f"{lim.source} allows at most {_fmt(lim.value)} parameters, which"
+            )
+            raise BudgetError(
+                f"{subject} is smaller than the smallest network in the '{space_name}' space "
+                f"({smallest_params:,} parameters); "
+                + (f"raise --budget to at least {smallest_params:,}" if lim.source == "budget" else f"{lim.fix}")
+            )
+        if self.model_bytes is not None and FP32_BYTES_PER_PARAM * smallest_params > self.model_bytes.value:
+            lim = self.model_bytes
+            raise BudgetError(
+                f"{lim.source} allows models of at most {_fmt(lim.value)} bytes, smaller than the smallest network "
+                f"in the '{space_name}' space ({smallest_params:,} parameters = at least "
+                f"{FP32_BYTES_PER_PARAM * smallest_params:,} bytes in fp32); {lim.fix}"
+            )

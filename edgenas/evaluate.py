@@ -1,0 +1,236 @@
+"""One child's evaluation: build, cost, gates, export and timing before training; the reward after.
+
+A child's evaluation is a pure function of (architecture, recipe, profile, reward settings,
+seed) and the data. `prepare_child` (gates, export, timing) runs in the search's own process, one
+child at a time, never while a child trains; training runs on an executor; `finish_child` turns
+its outcome into the result and `record_trial` writes it.
+Gates run before expensive work: a candidate over a hard limit (`Constraints`) is never trained;
+a hard latency limit is checked on the untrained network's graph (latency does not depend on the
+weights), so it never wastes a training run either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from edgenas import faults
+from edgenas.constraints import Constraints
+from edgenas.executors import TrainOutcome
+from edgenas.fsutil import atomic_write_bytes
+from edgenas.measure.cost import count_params, static_cost
+from edgenas.measure.export import export_onnx
+from edgenas.measure.latency import LatencyStats, Measurer, default_measurer
+from edgenas.profiles import Profile
+from edgenas.reward import RewardConfig, RewardTerms, compute_reward, rejected_reward
+from edgenas.spaces.base import SearchSpace
+from edgenas.store import Store, Trial
+from edgenas.training.data import Dataset
+
+def child_seed(seed: int, arch_key: str) -> int:
+    """Seed of one child's initialisation and batch order: stable across runs and processes."""
+    digest = hashlib.sha256(f"{seed}:{arch_key}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass
+class ChildResult:
+    """Everything an evaluation produces; the loop stores it."""
+
+    status: str  # ok | rejected | failed
+    params: int
+    reward: RewardTerms
+    seed: int
+    reason: str | None = None
+    macs: int | None = None
+    val_accuracy: float | None = None
+    latency: LatencyStats | None = None
+    onnx: bytes | None = None
+    state_dict: dict[str, torch.Tensor] | None = None
+    error: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    curve: tuple[float, ...] = ()
+
+
+@dataclass
+class PendingChild:
+    """A child that passed every gate and waits for training."""
+
+    arch: Any
+    seed: int
+    params: int
+    macs: int
+    latency: LatencyStats | None
+    lat_ms: float | None
+    seconds: dict[str, float]
+    started: float
+
+
+def prepare_child(
+    space: SearchSpace,
+    arch: Any,
+    data: Dataset,
+    profile: Profile,
+    constraints: Constraints,
+    reward_cfg: RewardConfig,
+    seed: int,
+    measure_timeout_s: float | None = None,
+    measurer: Measurer | None = None,
+) -> ChildResult | PendingChild:
+    """Build, cost, gate, export and time one architecture (in this process, never while a
+    child trains). Returns the final result of a rejected or failed child, or what training needs."""
+    t_start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    torch.manual_seed(seed)
+    model = space.build(arch)
+    cost = static_cost(model, data.input_shape)
+    reason = constraints.check_params(cost.params)
+    if reason:
+        seconds["total"] = time.perf_counter() - t_start
+        return ChildResult("rejected", cost.params, rejected_reward(reward_cfg), seed, reason, cost.macs, seconds=seconds)
+    latency = None
+    lat_ms = None
+    if not profile.timing and constraints.model_bytes is None:
+        seconds["total"] = time.perf_counter() - t_start
+        return PendingChild(arch, seed, cost.params, cost.macs, None, None, seconds, t_start)  # nothing to export for
+    try:
+        # Time the architecture's graph before training: identical graph, weights do not change
+        # onnxruntime's work, and a hard latency limit then never wastes a training run.
+        t0 = time.perf_counter()
+        faults.point("export")
+        graph = export_onnx(model, data.input_shape)
+        seconds["export"] = time.perf_counter() - t0
+        reason = constraints.check_model_bytes(len(graph))
+        if reason is None:
+            t0 = time.perf_counter()
+            faults.point("measure")
+            latency = (measurer or default_measurer()).measure(graph, profile, timeout_s=measure_timeout_s)
+            seconds["measure"] = time.perf_counter() - t0
+            lat_ms = latency.statistic(profile.statistic) if latency is not None else None
+            if lat_ms is not None:
+                reason = constraints.check_latency(lat_ms)
+    except Exception as exc:  # a bad child is recorded, never fatal to the search
+        seconds["total"] = time.perf_counter() - t_start
+        return ChildResult(
+            "failed", cost.params, rejected_reward(reward_cfg), seed, type(exc).__name__, cost.macs,
+            latency=latency, error=f"{type(exc).__name__}: {exc}", seconds=seconds,
+        )
+    if reason:
+        seconds["total"] = time.perf_counter() - t_start
+        return ChildResult(
+            "rejected", cost.params, rejected_reward(reward_cfg), seed, reason, cost.macs, latency=latency, seconds=seconds
+        )
+    return PendingChild(arch, seed, cost.params, cost.macs, latency, lat_ms, seconds, t_start)
+
+
+def finish_child(
+    space: SearchSpace, data: Dataset, reward_cfg: RewardConfig, pending: PendingChild, outcome: TrainOutcome
+) -> ChildResult:
+    """Turn a training outcome into the child's result: export the trained network, reward it."""
+    seconds = dict(pending.seconds)
+    onnx_bytes = None
+    if outcome.ok and outcome.state_dict is not None:  # None: looked up in a table, nothing trained
+        try:
+            model = space.build(pending.arch)
+            model.load_state_dict(outcome.state_dict)
+            t0 = time.perf_counter()
+            faults.point("export")
+            onnx_bytes = export_onnx(model, data.input_shape)
+            seconds["export"] = seconds.get("export", 0.0) + time.perf_counter() - t0
+        except Exception as exc:
+            outcome = TrainOutcome(outcome.key, False, error=f"{type(exc).__name__}: {exc}")
+    seconds["train"] = outcome.train_seconds
+    seconds["total"] = seconds.get("export", 0.0) + seconds.get("measure", 0.0) + (outcome.train_seconds or 0.0)
+    if outcome.stopped:
+        # Stopped by the median rule: rewarded with the accuracy it had reached; never a winner.
+        terms = compute_reward(reward_cfg, outcome.val_accuracy or 0.0, pending.params, 2 * pending.macs, pending.lat_ms)
+        return ChildResult(
+            "stopped", pending.params, terms, pending.seed, outcome.stopped, pending.macs, outcome.val_accuracy,
+            pending.latency, seconds=seconds, curve=outcome.curve,
+        )
+    if not outcome.ok:
+        return ChildResult(
+            "failed", pending.params, rejected_reward(reward_cfg), pending.seed, (outcome.error or "").split(":")[0],
+            pending.macs, latency=pending.latency, error=outcome.error, seconds=seconds,
+        )
+    terms = compute_reward(reward_cfg, outcome.val_accuracy, pending.params, 2 * pending.macs, pending.lat_ms)
+    return ChildResult(
+        "ok", pending.params, terms, pending.seed, None, pending.macs, outcome.val_accuracy, pending.latency,
+        onnx_bytes, outcome.state_dict, seconds=seconds, curve=outcome.curve,
+    )
+
+
+def feasibility(space: SearchSpace, constraints: Constraints) -> Callable[[Sequence[int]], bool] | None:
+    """What the controller may ask before proposing: is this architecture within the parameter
+    limit, counted as the gate counts them (built, not trained)? None when there is no limit."""
+    limit = constraints.max_params
+    if limit is None:
+        return None
+
+    def check(actions: Sequence[int]) -> bool:
+        with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the seed alone
+            return count_params(space.build(space.decode(actions))) <= limit
+
+    return check
+
+
+def smallest_params(space: SearchSpace) -> int:
+    """Parameters of the smallest network in the space."""
+    return static_cost(space.build(space.smallest()), space.input_shape).params  # type: ignore[attr-defined]
+
+
+def record_trial(
+    store: Store, children_dir: Path, actions: list[int], arch: Any, res: ChildResult, update_index: int, position: int
+) -> Trial:
+    """Write the child's files (atomically), then its trial and sample rows (one transaction)."""
+    lat = res.latency
+    key = arch.key()
+    onnx_rel = weights_rel = None
+    if res.onnx is not None and res.state_dict is not None:
+        stem = hashlib.sha256(key.encode()).hexdigest()[:16]
+        onnx_rel, weights_rel = f"children/{stem}.onnx", f"children/{stem}.pt"
+        atomic_write_bytes(children_dir.parent / onnx_rel, res.onnx)
+        buf = io.BytesIO()
+        torch.save(res.state_dict, buf)
+        atomic_write_bytes(children_dir.parent / weights_rel, buf.getvalue())
+    trial_id = store.add_trial_and_sample(
+        dict(
+            arch_key=key,
+            actions=list(actions),
+            arch=arch.to_json(),
+            status=res.status,
+            reason=res.reason,
+            params=res.params,
+            macs=res.macs,
+            flops=2 * res.macs if res.macs is not None else None,
+            val_accuracy=res.val_accuracy,
+            latency_median_ms=lat.median_ms if lat else None,
+            latency_p90_ms=lat.p90_ms if lat else None,
+            latency_runs=lat.runs if lat else None,
+            latency_label=lat.label if lat else None,
+            latency=lat.to_json() if lat else None,
+            reward=res.reward.total,
+            reward_terms=res.reward.to_json(),
+            seed=res.seed,
+            train_seconds=res.seconds.get("train"),
+            export_seconds=res.seconds.get("export"),
+            measure_seconds=res.seconds.get("measure"),
+            total_seconds=res.seconds.get("total", 0.0),
+            onnx_path=onnx_rel,
+            weights_path=weights_rel,
+            error=res.error,
+            origin_update=update_index,
+            origin_position=position,
+            curve=list(res.curve) if res.curve else None,
+        ),
+        list(actions),
+    )
+    trial = store.trial(trial_id)
+    assert trial is not None
+    return trial

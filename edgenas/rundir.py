@@ -1,0 +1,267 @@
+"""The run directory: where a search keeps everything, and how it is read back.
+
+    RUN_DIR/search.db        trials, samples, controller updates and run metadata (SQLite, the
+                             single source of truth)
+    RUN_DIR/children/        each trained child's ONNX graph and weights
+    RUN_DIR/controller.ckpt  the controller's state before the next update (atomic)
+    RUN_DIR/pipeline.toml    the resolved settings: `edgenas search --pipeline` repeats the run
+    RUN_DIR/winner.onnx      the winner, checked against torch on the test images
+    RUN_DIR/manifest.json    written last: its presence means "finished"
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import edgenas
+from edgenas.config import Pipeline
+from edgenas.controllers.base import Controller
+from edgenas.errors import EdgenasError, RunDirError
+from edgenas.fsutil import atomic_write_bytes
+from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, onnx_logits
+from edgenas.measure.latency import make_session
+from edgenas.profiles import Profile
+from edgenas.spaces.base import SearchSpace
+from edgenas.store import Store
+from edgenas.table import Table
+from edgenas.training.data import Dataset
+from edgenas.training.trainer import accuracy, predict
+
+PARITY_TOLERANCE = 1e-4
+
+
+DB_NAME = "search.db"
+CHECKPOINT_NAME = "controller.ckpt"
+
+
+PIPELINE_NAME = "pipeline.toml"
+
+
+MANIFEST_NAME = "manifest.json"
+
+
+def versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import sklearn
+    import thop  # noqa: F401
+
+    from importlib.metadata import version
+
+    return {
+        "edgenas": edgenas.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "thop": version("thop"),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def make_run_dir(runs_dir: str | Path, profile: str, name: str | None = None) -> Path:
+    """Create a fresh run directory; raises RunDirError when it cannot be written."""
+    runs_dir = Path(runs_dir)
+    if name is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = f"{stamp}-{profile}"
+    run_dir = runs_dir / name
+    suffix = 1
+    try:
+        while True:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                suffix += 1
+                run_dir = runs_dir / f"{name}-{suffix}"
+        (run_dir / "children").mkdir()
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunDirError(
+            f"cannot create the run directory under '{runs_dir}': {exc.strerror or exc}; "
+            "choose a writable place with --runs-dir"
+        ) from exc
+    return run_dir
+
+
+def save_checkpoint(run_dir: Path, update_index: int, controller: Controller) -> None:
+    """Atomically write the controller's whole state as it is before proposing `update_index`."""
+    buf = io.BytesIO()
+    torch.save({"format": 1, "update_index": update_index, "controller": controller.state_dict()}, buf)
+    atomic_write_bytes(run_dir / CHECKPOINT_NAME, buf.getvalue(), fault_point="checkpoint-write")
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as exc:
+        raise RunDirError(f"the controller checkpoint {path} cannot be read ({exc})") from exc
+
+
+def load_run_pipeline(run_dir: Path) -> Pipeline:
+    """The settings a run was started with, from its database."""
+    db = Path(run_dir) / DB_NAME
+    if not db.is_file():
+        raise RunDirError(
+            f"'{run_dir}' is not an edgenas run directory (no {DB_NAME} in it); give the directory "
+            "that `edgenas search` printed"
+        )
+    try:
+        with Store(db) as store:
+            data = store.get_meta("pipeline")
+    except sqlite3.DatabaseError as exc:
+        raise RunDirError(f"{db} is not a readable edgenas database ({exc})") from exc
+    if data is None:
+        raise RunDirError(f"{db} holds no pipeline settings; it was not written by edgenas search")
+    return Pipeline.from_json(data, source=str(db))
+
+
+def describe_dataset(data: Dataset) -> dict[str, Any]:
+    return {
+        "name": data.name,
+        "sizes": data.sizes(),
+        "input_shape": list(data.input_shape),
+        "classes": data.classes,
+        "normalisation": {"mean": data.mean, "std": data.std, "pixel_scale": data.pixel_scale},
+    }
+
+
+def write_verified_onnx(
+    model: torch.nn.Module, data: Dataset, path: Path, metadata: dict[str, str], profile: Profile
+) -> tuple[bytes, float, float]:
+    """Export `model` with `metadata` to `path` and check it on the real test images: onnxruntime
+    (as `profile` configures it) must give torch's logits within PARITY_TOLERANCE.
+
+    Returns the ONNX bytes, the largest absolute difference and onnxruntime's test accuracy."""
+    onnx_bytes = export_onnx(model, data.input_shape, metadata)
+    atomic_write_bytes(path, onnx_bytes)
+    session = make_session(str(path), profile)
+    ort_logits = onnx_logits(session, data.x_test)
+    torch_logits = predict(model, data.x_test).numpy()
+    max_diff = float(np.abs(ort_logits - torch_logits).max())
+    if max_diff > PARITY_TOLERANCE:
+        raise EdgenasError(
+            f"{path.name} differs from the torch model by {max_diff:.3g} (> {PARITY_TOLERANCE}); "
+            "the export is not trustworthy, please report this with the run directory"
+        )
+    return onnx_bytes, max_diff, float((ort_logits.argmax(1) == data.y_test.numpy()).mean())
+
+
+def onnx_metadata(
+    data: Dataset, profile: Profile, arch: dict[str, Any], params: int, latency: dict[str, Any] | None,
+    accuracy: dict[str, float | None],
+) -> dict[str, str]:
+    """Metadata properties of a deployable model: enough to use it without edgenas."""
+    lat = latency or {}
+    return {
+        "edgenas_version": edgenas.__version__,
+        "architecture": json.dumps(arch),
+        "classes": json.dumps(data.classes),
+        "input_shape": json.dumps([-1, *data.input_shape]),
+        "normalisation": json.dumps({"mean": data.mean, "std": data.std, "pixel_scale": data.pixel_scale}),
+        "profile": profile.name,
+        "latency_ms": json.dumps({"median": lat.get("median_ms"), "p90": lat.get("p90_ms"), "where": lat.get("label")}),
+        "params": str(params),
+        **{f"{k}_accuracy": f"{v:.6f}" for k, v in accuracy.items() if v is not None},
+    }
+
+
+def finalize(
+    store: Store,
+    run_dir: Path,
+    space: SearchSpace,
+    data: Dataset,
+    profile: Profile,
+    pipeline: Pipeline,
+    wall_seconds: float,
+    command: str | None,
+    table: Table | None = None,
+) -> dict[str, Any]:
+    """Pick the best feasible child, score it on the test split, write and verify winner.onnx.
+    In a tabular search the winner's test accuracy comes from the table and there is no
+    winner.onnx (nothing was trained)."""
+    counts = store.status_counts()
+    manifest: dict[str, Any] = {
+        "edgenas_version": edgenas.__version__,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "command": command,
+        "run_dir": str(run_dir),
+        "dataset": describe_dataset(data),
+        "profile": {**profile.settings(), "fingerprint": profile.fingerprint(), "latency_label": profile.latency_label},
+        "reward": pipeline.to_json()["reward"],
+        "pipeline": pipeline.to_json(),
+        "search": {
+            "samples": store.sample_count(),
+            "trained": counts["ok"],
+            "rejected": counts["rejected"],
+            "failed": counts["failed"],
+            "stopped_early": counts["stopped"],
+            "reused": store.sample_count() - sum(counts.values()),
+            "wall_seconds": wall_seconds,
+        },
+        "versions": versions(),
+        "winner": None,
+    }
+    top = store.top(1)
+    if not top:
+        return manifest
+    trial = top[0]
+    arch = space.arch_from_json(trial.arch)
+    if table is not None:
+        manifest["table"] = {"path": str(table.path), "val_column": table.val_column, "test_column": table.test_column}
+        manifest["winner"] = {
+            "trial_id": trial.id, "arch_key": trial.arch_key, "architecture": trial.arch, "params": trial.params,
+            "macs": trial.macs, "flops": trial.flops, "val_accuracy": trial.val_accuracy,
+            "test_accuracy": table.lookup(space, arch)[1], "latency": trial.latency, "reward": trial.reward,
+            "reward_terms": trial.reward_terms, "onnx": None,
+        }
+        return manifest
+    model = space.build(arch)
+    model.load_state_dict(torch.load(run_dir / str(trial.weights_path), weights_only=True))
+    model.eval()
+    test_acc = accuracy(model, data.x_test, data.y_test)
+    metadata = onnx_metadata(
+        data, profile, trial.arch, trial.params, trial.latency, {"val": trial.val_accuracy, "test": test_acc}
+    )
+    winner_path = run_dir / "winner.onnx"
+    onnx_bytes, max_diff, test_acc_onnx = write_verified_onnx(model, data, winner_path, metadata, profile)
+    manifest["winner"] = {
+        "trial_id": trial.id,
+        "arch_key": trial.arch_key,
+        "architecture": trial.arch,
+        "params": trial.params,
+        "macs": trial.macs,
+        "flops": trial.flops,
+        "val_accuracy": trial.val_accuracy,
+        "test_accuracy": test_acc,
+        "test_accuracy_onnx": test_acc_onnx,
+        "latency": trial.latency,
+        "reward": trial.reward,
+        "reward_terms": trial.reward_terms,
+        "onnx": {
+            "path": "winner.onnx",
+            "opset": OPSET,
+            "input": INPUT_NAME,
+            "output": OUTPUT_NAME,
+            "bytes": len(onnx_bytes),
+            "parity_max_abs_diff": max_diff,
+            "parity_inputs": f"{len(data.y_test)} test-split images",
+        },
+    }
+    return manifest

@@ -1,0 +1,119 @@
+"""One schema mechanism for every settings file: pipelines (pipelines/*.toml) and hardware
+profiles (hardware_profiles/*.toml).
+
+A settings class is a frozen dataclass; its fields ARE the schema: name, type, default (the one
+place a default lives) and, optionally, `allowed(check, text)` metadata for values that need
+more than a type. `from_table` turns a parsed TOML table into an instance:
+
+  - an unknown key            "WHERE: unknown key(s) a, b; allowed: ..."
+  - a value of the wrong type "WHERE: key 'k' = VALUE must be TEXT" (types checked by pydantic,
+                              strict: no "3" for 3, no true for 1; an integer is a valid float)
+  - a value the check refuses "WHERE: key 'k' = VALUE is not allowed; it must be TEXT"
+  - a missing required key    "WHERE: missing key 'k' (TEXT)"
+
+and the class's own `__post_init__` checks what spans several keys. `to_toml` writes settings
+back with tomli-w (None values left out: TOML has no null).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from typing import Any, Callable
+
+from edgenas.errors import ConfigError
+
+
+def allowed(check: Callable[[Any], bool] | None, text: str, **extra: Any) -> dict[str, Any]:
+    """Field metadata: `check(value)` must hold; `text` says what is allowed, in messages."""
+    return {"check": check, "allowed": text, **extra}
+
+
+INTERNAL = {"internal": True}  # field metadata: not a key of the file
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(hint: Any):
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(hint)
+
+
+def _listy(hint: Any) -> Any:
+    """TOML has arrays, not tuples: validate tuple[X, ...] fields as list[X]."""
+    if typing.get_origin(hint) is tuple:
+        return list[typing.get_args(hint)[0]]  # type: ignore[valid-type]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_listy(h) for h in typing.get_args(hint))]
+    return hint
+
+
+def describe(hint: Any) -> str:
+    """A type, in the words of an error message."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe(a) for a in args)
+    if origin in (tuple, list):
+        return f"a list of {describe(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+    if origin is dict:
+        return "a table"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+
+
+def keys(cls: type) -> list[str]:
+    """The keys a file may hold for `cls`."""
+    return [f.name for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
+
+
+def from_table(cls: type, data: dict[str, Any], where: str, error: type[ConfigError] = ConfigError,
+               **internal: Any) -> Any:
+    """Validate a parsed TOML table against `cls`'s fields and build it (see the module doc).
+    `internal` passes values of fields that are not file keys (e.g. where the file was)."""
+    names = keys(cls)
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise error(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(names)}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.name in names and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise error(f"{where}: missing key '{f.name}' ({f.metadata.get('allowed') or describe(hints[f.name])})")
+            continue
+        value = data[f.name]
+        text = f.metadata.get("allowed") or describe(hints[f.name])
+        try:
+            checked = _adapter(_listy(hints[f.name])).validate_python(value, strict=True)
+        except Exception:  # pydantic's ValidationError: the message below says it better
+            raise error(f"{where}: key '{f.name}' = {value!r} must be {text}") from None
+        if isinstance(checked, list) and typing.get_origin(hints[f.name]) is not list:
+            checked = tuple(checked)
+        check = f.metadata.get("check")
+        if check is not None and checked is not None and not check(checked):
+            raise error(f"{where}: key '{f.name}' = {value!r} is not allowed; it must be {text}")
+        values[f.name] = checked
+    return cls(**values, **internal)
+
+
+def to_table(obj: Any) -> dict[str, Any]:
+    """An instance's file keys and values, JSON/TOML-ready (tuples as lists)."""
+    out = {}
+    for name in keys(type(obj)):
+        value = getattr(obj, name)
+        out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def to_toml(tables: dict[str, Any], header: str = "") -> str:
+    """TOML text of `tables` (nested dicts), after a `header` comment. A value TOML cannot hold
+    (None, an object) is a ConfigError, never silently dropped."""
+    import tomli_w
+
+    lines = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    try:
+        return lines + tomli_w.dumps(tables)
+    except TypeError as exc:
+        raise ConfigError(f"cannot write these settings as TOML: {exc}") from exc

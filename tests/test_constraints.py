@@ -1,0 +1,91 @@
+"""One Constraints object: built from the reward settings and the profile, the tighter limit wins,
+every rejection worded the same way, and limits no network can meet refused up front."""
+
+import dataclasses
+
+import pytest
+from typer.testing import CliRunner
+
+from edgenas import spaces
+from edgenas.cli import app
+from edgenas.constraints import Constraints
+from edgenas.errors import BudgetError
+from edgenas.evaluate import feasibility, smallest_params
+from edgenas.measure.cost import count_params
+from edgenas.profiles import load_profile
+from edgenas.reward import RewardConfig
+
+ARM = load_profile("cpu-arm")
+MCU = load_profile("mcu-m7")  # max_params 100,000, max_model_bytes 450,000
+
+
+def test_tighter_of_budget_and_profile_wins_and_names_its_source():
+    loose_budget = Constraints.build(RewardConfig(budget_params=150_000), MCU)
+    assert loose_budget.max_params == 100_000
+    assert loose_budget.check_params(100_000) is None
+    assert loose_budget.check_params(100_001) == "params 100,001 > 100,000 (profile mcu-m7)"
+    tight_budget = Constraints.build(RewardConfig(budget_params=5_000), MCU)
+    assert tight_budget.max_params == 5_000
+    assert tight_budget.check_params(5_001) == "params 5,001 > 5,000 (budget)"
+    assert Constraints.build(RewardConfig(budget_params=None), ARM).check_params(10**9) is None
+    assert Constraints.build(RewardConfig(budget_params=None), ARM).max_params is None
+
+
+def test_model_bytes_and_latency_limits():
+    c = Constraints.build(RewardConfig(max_latency_ms=2.0), MCU)
+    assert c.check_model_bytes(450_000) is None
+    assert c.check_model_bytes(450_001) == "model size 450,001 bytes > 450,000 bytes (profile mcu-m7)"
+    assert c.check_latency(2.0) is None
+    assert c.check_latency(2.5) == "latency 2.5 ms > 2 ms (max latency)"
+    # a soft latency limit is a penalty in the reward, not a gate
+    soft = Constraints.build(RewardConfig(max_latency_ms=2.0, latency_limit="soft"), ARM)
+    assert soft.check_latency(100.0) is None
+    # the profile's own latency limit is a gate too, and the tighter one wins
+    strict_board = dataclasses.replace(ARM, max_latency_ms=1.0)
+    both = Constraints.build(RewardConfig(max_latency_ms=2.0), strict_board)
+    assert both.check_latency(1.5) == "latency 1.5 ms > 1 ms (profile cpu-arm)"
+
+
+def test_limits_no_network_can_meet_are_refused_up_front():
+    space = spaces.create("layerwise", input_shape=(1, 8, 8), num_classes=10)
+    smallest = smallest_params(space)
+    Constraints.build(RewardConfig(budget_params=smallest), ARM).check_feasible(smallest, space.name)
+    with pytest.raises(BudgetError, match="smaller than the smallest network.*raise --budget"):
+        Constraints.build(RewardConfig(budget_params=smallest - 1), ARM).check_feasible(smallest, space.name)
+    tiny_board = dataclasses.replace(MCU, max_params=smallest - 1)
+    with pytest.raises(BudgetError, match="profile mcu-m7 allows at most .* smaller than the smallest network"):
+        Constraints.build(RewardConfig(budget_params=None), tiny_board).check_feasible(smallest, space.name)
+    tiny_flash = dataclasses.replace(MCU, max_model_bytes=4 * smallest - 1)
+    with pytest.raises(BudgetError, match="models of at most"):
+        Constraints.build(RewardConfig(budget_params=None), tiny_flash).check_feasible(smallest, space.name)
+
+
+def test_controller_feasibility_asks_the_same_limit_as_the_gate():
+    space = spaces.create("layerwise", input_shape=(1, 8, 8), num_classes=10)
+    c = Constraints.build(RewardConfig(budget_params=150_000), MCU)
+    check = feasibility(space, c)
+    assert feasibility(space, Constraints.build(RewardConfig(budget_params=None), ARM)) is None
+    seen = {True: 0, False: 0}
+    import random
+
+    rng = random.Random(0)
+    for _ in range(40):
+        actions, prefix = [], []
+        while (d := space.next_decision(prefix)) is not None:
+            choice = rng.choice([i for i, ok in enumerate(d.mask) if ok])
+            prefix.append(choice)
+        actions = prefix
+        params = count_params(space.build(space.decode(actions)))
+        ok = check(actions)
+        assert ok == (c.check_params(params) is None)
+        seen[ok] += 1
+    assert seen[True] and seen[False]  # both sides of the limit were exercised
+
+
+def test_cli_refuses_a_profile_limit_below_the_smallest_network(tmp_path):
+    text = (tmp_path / "mcu.toml")
+    text.write_text('name = "tiny-mcu"\ntiming = false\nmax_params = 10\n')
+    res = CliRunner().invoke(app, ["search", "--profile", str(text), "--no-budget", "--runs-dir", str(tmp_path / "runs")])
+    assert res.exit_code == 2
+    assert "profile tiny-mcu allows at most 10 parameters" in res.output
+    assert not (tmp_path / "runs").exists()  # refused before any run directory
