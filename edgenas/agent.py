@@ -25,7 +25,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import sys
 import threading
 import time

@@ -225,7 +225,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     top_rows = [
         (i, t.id, f"{t.params:,}", f"{t.macs:,}" if t.macs is not None else "-", _pct(t.val_accuracy),
          _ms(t.latency_median_ms), _ms(t.latency_p90_ms), f"{t.reward:.4f}",
-         "yes" if t.id in d["pareto_latency"] else "", t.arch_key.split("|", 1)[1])
+         "yes" if t.id in d["pareto_latency"] else "", t.arch_text)
         for i, t in enumerate(d["top"], 1)
     ]
     reasons = (

@@ -223,14 +223,15 @@ def finalize(
         return manifest
     trial = top[0]
     arch = space.arch_from_json(trial.arch)
+    winner: dict[str, Any] = {
+        "trial_id": trial.id, "arch_key": trial.arch_key, "architecture": trial.arch, "params": trial.params,
+        "macs": trial.macs, "flops": trial.flops, "val_accuracy": trial.val_accuracy, "test_accuracy": None,
+        "latency": trial.latency, "reward": trial.reward, "reward_terms": trial.reward_terms, "onnx": None,
+    }
+    manifest["winner"] = winner
     if table is not None:
         manifest["table"] = {"path": str(table.path), "val_column": table.val_column, "test_column": table.test_column}
-        manifest["winner"] = {
-            "trial_id": trial.id, "arch_key": trial.arch_key, "architecture": trial.arch, "params": trial.params,
-            "macs": trial.macs, "flops": trial.flops, "val_accuracy": trial.val_accuracy,
-            "test_accuracy": table.lookup(space, arch)[1], "latency": trial.latency, "reward": trial.reward,
-            "reward_terms": trial.reward_terms, "onnx": None,
-        }
+        winner["test_accuracy"] = table.lookup(space, arch)[1]
         return manifest
     model = space.build(arch)
     model.load_state_dict(torch.load(run_dir / str(trial.weights_path), weights_only=True))
@@ -239,22 +240,11 @@ def finalize(
     metadata = onnx_metadata(
         data, profile, trial.arch, trial.params, trial.latency, {"val": trial.val_accuracy, "test": test_acc}
     )
-    winner_path = run_dir / "winner.onnx"
-    onnx_bytes, max_diff, test_acc_onnx = write_verified_onnx(model, data, winner_path, metadata, profile)
-    manifest["winner"] = {
-        "trial_id": trial.id,
-        "arch_key": trial.arch_key,
-        "architecture": trial.arch,
-        "params": trial.params,
-        "macs": trial.macs,
-        "flops": trial.flops,
-        "val_accuracy": trial.val_accuracy,
-        "test_accuracy": test_acc,
-        "test_accuracy_onnx": test_acc_onnx,
-        "latency": trial.latency,
-        "reward": trial.reward,
-        "reward_terms": trial.reward_terms,
-        "onnx": {
+    onnx_bytes, max_diff, test_acc_onnx = write_verified_onnx(model, data, run_dir / "winner.onnx", metadata, profile)
+    winner.update(
+        test_accuracy=test_acc,
+        test_accuracy_onnx=test_acc_onnx,
+        onnx={
             "path": "winner.onnx",
             "opset": OPSET,
             "input": INPUT_NAME,
@@ -263,5 +253,5 @@ def finalize(
             "parity_max_abs_diff": max_diff,
             "parity_inputs": f"{len(data.y_test)} test-split images",
         },
-    }
+    )
     return manifest

@@ -112,6 +112,12 @@ class Trial:
     curve: list[float] | None  # validation accuracy per epoch, when early stopping watched it
     finished_at: float
 
+    @property
+    def arch_text(self) -> str:
+        """The architecture as tables show it: NB201's standard cell string, else the canonical
+        key without its space prefix."""
+        return self.arch.get("cell") or self.arch_key.split("|", 1)[-1]
+
 
 _JSON_COLUMNS = ("actions", "arch", "latency", "reward_terms", "curve")
 

@@ -44,3 +44,22 @@ def fmt_pct(value: float | None) -> str:
 
 def fmt_int(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+def candidates_table(trials: list, title: str, pareto: dict[str, set[int]] | None = None):
+    """The top-candidates table `search` and `report` print: one row per trial, best first;
+    `pareto` (front name -> trial ids) adds a column naming the fronts each trial is on."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    cols = ["#", "trial", "params", "MACs", "val acc", "latency median ms", "p90 ms", "reward"]
+    cols += ["Pareto"] if pareto is not None else []
+    for col in cols + ["architecture"]:
+        table.add_column(col, justify="left" if col == "architecture" else "right")
+    for rank, t in enumerate(trials, 1):
+        row = [str(rank), str(t.id), fmt_int(t.params), fmt_int(t.macs), fmt_pct(t.val_accuracy),
+               fmt_ms(t.latency_median_ms), fmt_ms(t.latency_p90_ms), f"{t.reward:.4f}"]
+        if pareto is not None:
+            row.append(",".join(name for name, ids in pareto.items() if t.id in ids))
+        table.add_row(*row, t.arch_text)
+    return table

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from edgenas.cli.common import console, fmt_int, fmt_ms, fmt_pct, handle_errors
+from edgenas.cli.common import candidates_table, console, fmt_int, fmt_ms, fmt_pct, handle_errors
 
 
 @handle_errors
@@ -56,13 +56,8 @@ def report(
     from edgenas.report import report_data, write_report
 
     d = report_data(run_dir)
-    table = Table(title=f"top candidates of {run_dir}")
-    for col in ("#", "trial", "params", "val acc", "latency median ms", "reward", "Pareto", "architecture"):
-        table.add_column(col, justify="left" if col == "architecture" else "right")
-    for i, t in enumerate(d["top"][:top], 1):
-        pareto = ",".join(k for k, ids in (("latency", d["pareto_latency"]), ("params", d["pareto_params"])) if t.id in ids)
-        table.add_row(str(i), str(t.id), fmt_int(t.params), fmt_pct(t.val_accuracy), fmt_ms(t.latency_median_ms),
-                      f"{t.reward:.4f}", pareto, t.arch_key.split("|", 1)[1])
+    pareto = {"latency": set(d["pareto_latency"]), "params": set(d["pareto_params"])}
+    table = candidates_table(d["top"][:top], f"top candidates of {run_dir}", pareto)
     console.print(table)
     for axis, ids in (("latency", d["pareto_latency"]), ("parameters", d["pareto_params"])):
         members = [d["trials"][i] for i in ids]

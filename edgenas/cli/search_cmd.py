@@ -13,9 +13,10 @@ from rich.console import Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
-from rich.table import Table
 
-from edgenas.cli.common import EXIT_INTERRUPTED, EXIT_NO_RESULT, console, err_console, fmt_int, fmt_ms, fmt_pct, handle_errors
+from edgenas.cli.common import (
+    EXIT_INTERRUPTED, EXIT_NO_RESULT, candidates_table, console, err_console, fmt_int, fmt_ms, fmt_pct, handle_errors,
+)
 from edgenas.config import ControllerSettings, Pipeline, SpaceSettings, load_pipeline
 from edgenas.errors import BudgetError, ConfigError
 from edgenas.search import Progress as SearchProgress
@@ -267,15 +268,7 @@ def _refuse_contradictions(run_dir: Path, stored: Pipeline, requested: Pipeline)
 def _print_summary(result: SearchResult) -> None:
     m = result.manifest
     label = m["profile"]["latency_label"]
-    table = Table(title=f"top candidates (latency: profile {m['profile']['name']}, {label})")
-    for col in ("#", "trial", "params", "MACs", "val acc", "latency median ms", "p90 ms", "reward", "architecture"):
-        table.add_column(col, justify="left" if col == "architecture" else "right")
-    for rank, t in enumerate(result.top, 1):
-        table.add_row(
-            str(rank), str(t.id), fmt_int(t.params), fmt_int(t.macs), fmt_pct(t.val_accuracy),
-            fmt_ms(t.latency_median_ms), fmt_ms(t.latency_p90_ms), f"{t.reward:.4f}",
-            t.arch.get("cell") or t.arch_key.split("|", 1)[1],  # NB201: the standard cell string
-        )
+    table = candidates_table(result.top, f"top candidates (latency: profile {m['profile']['name']}, {label})")
     console.print(table)
     s = m["search"]
     budget = m["reward"]["budget_params"]

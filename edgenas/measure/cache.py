@@ -9,7 +9,6 @@ flagged unstable are not cached.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
