@@ -39,10 +39,14 @@ def main() -> None:
     cal, host, device = calibrate("cpu-arm", args.data, args.limit, on_progress=progress)
     base, model = cal.baseline_cv, cal.cv
     print(f"networks: {cal.pairs} (device: Raspberry Pi 5; host: {cal.host_cpu}; profile cpu-arm)")
-    print(f"baseline host x factor : Spearman {base['spearman']:.4f}  MAPE {base['mape_pct']:.2f} %  "
-          f"within 10 %: {100 * base['within_10pct']:.1f} %")
-    print(f"edgenas calibration    : Spearman {model['spearman']:.4f}  MAPE {model['mape_pct']:.2f} %  "
-          f"within 10 %: {100 * model['within_10pct']:.1f} %  within 5 %: {100 * model['within_5pct']:.1f} %")
+    print(
+        f"baseline host x factor : Spearman {base['spearman']:.4f}  MAPE {base['mape_pct']:.2f} %  "
+        f"within 10 %: {100 * base['within_10pct']:.1f} %"
+    )
+    print(
+        f"edgenas calibration    : Spearman {model['spearman']:.4f}  MAPE {model['mape_pct']:.2f} %  "
+        f"within 10 %: {100 * model['within_10pct']:.1f} %  within 5 %: {100 * model['within_5pct']:.1f} %"
+    )
     print(f"MAPE ratio baseline / edgenas: {base['mape_pct'] / model['mape_pct']:.2f}x  ({time.time() - t0:.0f} s)")
     if args.out_dir:
         from edgenas.calibrate import write_calibrated_profile

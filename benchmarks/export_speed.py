@@ -28,8 +28,15 @@ def dynamo_export(model: torch.nn.Module) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (torch.zeros(1, *SHAPE),), buf, dynamo=True, verbose=False,
-                          input_names=["input"], output_names=["logits"])
+        torch.onnx.export(
+            model.eval(),
+            (torch.zeros(1, *SHAPE),),
+            buf,
+            dynamo=True,
+            verbose=False,
+            input_names=["input"],
+            output_names=["logits"],
+        )
     return buf.getvalue()
 
 

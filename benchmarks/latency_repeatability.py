@@ -117,9 +117,11 @@ def measure_pair(models, profile, verbose: bool, probe: bool = False) -> tuple[b
             print(f"{i:5d} {a.median_ms:9.4f} {b.median_ms:9.4f} {ratio:7.3f} {a.spread:8.3f} {b.spread:8.3f}{flag}")
     ratios = sorted(abs(b.median_ms / a.median_ms - 1) for a, b in zip(*runs) if a.median_ms > 0.2)
     allr = sorted(abs(b.median_ms / a.median_ms - 1) for a, b in zip(*runs))
-    print(f"children above 0.2 ms: {big}; within +-2 %: {ok}/{big}; "
-          + (f"median |ratio - 1|: {100 * ratios[len(ratios) // 2]:.2f} %; " if ratios else "")
-          + f"all {len(allr)} children within +-2 %: {sum(r <= 0.02 for r in allr)}")
+    print(
+        f"children above 0.2 ms: {big}; within +-2 %: {ok}/{big}; "
+        + (f"median |ratio - 1|: {100 * ratios[len(ratios) // 2]:.2f} %; " if ratios else "")
+        + f"all {len(allr)} children within +-2 %: {sum(r <= 0.02 for r in allr)}"
+    )
     moved = 0.0
     if probe:
         # each run's probe: the mean of the probes before and after it
@@ -129,6 +131,7 @@ def measure_pair(models, profile, verbose: bool, probe: bool = False) -> tuple[b
         moved = max(abs(r - 1) for r in ratios)
         print("  host probe run2/run1: " + ", ".join(f"{n} {r:.3f}" for n, r in zip(PROBES, ratios)))
     return ok == big, moved
+
 
 if __name__ == "__main__":
     main()

@@ -51,14 +51,18 @@ def main() -> None:
         measures.append(t2 - t1)
         totals.append(t2 - t0)
     m.close()
-    print(f"children: {len(totals)} (<= 150k params, default space, digits), profile cpu-arm "
-          f"({profile.sessions} sessions x {profile.timed_runs} runs)")
+    print(
+        f"children: {len(totals)} (<= 150k params, default space, digits), profile cpu-arm "
+        f"({profile.sessions} sessions x {profile.timed_runs} runs)"
+    )
     print(f"export  : median {statistics.median(exports):.3f} s")
     print(f"measure : median {statistics.median(measures):.3f} s")
     print(f"total   : median {statistics.median(totals):.3f} s per child, max {max(totals):.3f} s")
     if args.run:
         conn = sqlite3.connect(Path(args.run) / "search.db")
-        spent = conn.execute("SELECT SUM(COALESCE(export_seconds, 0) + COALESCE(measure_seconds, 0)) FROM trials").fetchone()[0]
+        spent = conn.execute(
+            "SELECT SUM(COALESCE(export_seconds, 0) + COALESCE(measure_seconds, 0)) FROM trials"
+        ).fetchone()[0]
         wall = json.loads((Path(args.run) / "manifest.json").read_text())["search"]["wall_seconds"]
         print(f"search {args.run}: export + measure {spent:.1f} s of {wall:.1f} s wall ({100 * spent / wall:.1f} %)")
 

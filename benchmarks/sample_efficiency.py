@@ -129,7 +129,9 @@ def run_one(args: tuple[str, int, int, int]) -> tuple[str, int, list[float], lis
             proposals += 1
     else:
         ctl = controllers.create(strategy, space, seed=seed, **opts)
-        if limit is not None and _STATE["tell"]:  # the budget is known before evaluating, as in `edgenas search --budget`
+        if (
+            limit is not None and _STATE["tell"]
+        ):  # the budget is known before evaluating, as in `edgenas search --budget`
             ctl.set_feasibility(lambda seq: nb201_params(NB201Arch(tuple(OPS[a] for a in seq))) <= limit)
         while len(picked) < max_distinct and proposals < 30 * max_distinct:
             batch = ctl.propose(m)
@@ -176,11 +178,17 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=8, help="architectures per controller update")
     ap.add_argument("--max-distinct", type=int, default=max(BUDGETS))
     ap.add_argument("--constrained", action="store_true")
-    ap.add_argument("--no-feasibility", action="store_true",
-                    help="with --constrained: do not tell the controllers the limit (they learn from rejections only)")
+    ap.add_argument(
+        "--no-feasibility",
+        action="store_true",
+        help="with --constrained: do not tell the controllers the limit (they learn from rejections only)",
+    )
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--log", help="append each repetition's result to this JSON-lines file, and skip "
-                    "the repetitions it already holds (a long run killed half-way goes on where it stopped)")
+    ap.add_argument(
+        "--log",
+        help="append each repetition's result to this JSON-lines file, and skip "
+        "the repetitions it already holds (a long run killed half-way goes on where it stopped)",
+    )
     args = ap.parse_args()
     strategies = args.strategies.split(";") if ";" in args.strategies else args.strategies.split(",")
     jobs = [(s, seed, args.m, args.max_distinct) for s, seed in itertools.product(strategies, range(args.reps))]
@@ -192,8 +200,17 @@ def main() -> None:
         for line in Path(args.log).read_text().splitlines():
             rec = json.loads(line)
             same = (rec["m"], rec["max_distinct"], rec["constrained"], rec.get("told", True)) == (
-                args.m, args.max_distinct, args.constrained, not args.no_feasibility)
-            if same and rec["strategy"] in results and rec["seed"] < args.reps and (rec["strategy"], rec["seed"]) not in done:
+                args.m,
+                args.max_distinct,
+                args.constrained,
+                not args.no_feasibility,
+            )
+            if (
+                same
+                and rec["strategy"] in results
+                and rec["seed"] < args.reps
+                and (rec["strategy"], rec["seed"]) not in done
+            ):
                 done.add((rec["strategy"], rec["seed"]))
                 results[rec["strategy"]].append(rec["accs"])
                 networks[rec["strategy"]].append(rec.get("network_accs", [float("nan")] * len(BUDGETS)))
@@ -201,32 +218,61 @@ def main() -> None:
         jobs = [j for j in jobs if (j[0], j[1]) not in done]
         print(f"  {len(done)} repetitions read from {args.log}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers, initializer=_setup, initargs=(args.table, args.constrained, not args.no_feasibility)) as pool:
+    with ProcessPoolExecutor(
+        args.workers, initializer=_setup, initargs=(args.table, args.constrained, not args.no_feasibility)
+    ) as pool:
         for i, (strategy, seed, accs, network, secs) in enumerate(pool.map(run_one, jobs, chunksize=1), 1):
             results[strategy].append(accs)
             networks[strategy].append(network)
             seconds[strategy] += secs
             if args.log:
                 with open(args.log, "a") as f:
-                    f.write(json.dumps({"strategy": strategy, "seed": seed, "m": args.m, "max_distinct": args.max_distinct,
-                                        "constrained": args.constrained,
-                                        "told": not args.no_feasibility, "accs": accs, "network_accs": network,
-                                        "seconds": secs}) + "\n")
+                    f.write(
+                        json.dumps(
+                            {
+                                "strategy": strategy,
+                                "seed": seed,
+                                "m": args.m,
+                                "max_distinct": args.max_distinct,
+                                "constrained": args.constrained,
+                                "told": not args.no_feasibility,
+                                "accs": accs,
+                                "network_accs": network,
+                                "seconds": secs,
+                            }
+                        )
+                        + "\n"
+                    )
             if i % 25 == 0 or i == len(jobs):
-                print(f"  {i}/{len(jobs)} repetitions done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+                print(
+                    f"  {i}/{len(jobs)} repetitions done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True
+                )
     _setup(args.table, args.constrained)
-    best_val = max(_STATE["table"].rows.items(), key=lambda kv: kv[1]["cifar10-val"] if (
-        _STATE["limit"] is None or nb201_params(NB201Arch.parse(kv[0])) <= _STATE["limit"]) else -1)
-    print(f"NB201 CIFAR-10 (12 epochs), {args.reps} repetitions, m={args.m}, "
-          f"{'params <= median ' + format(_STATE['limit'], ',.0f') if args.constrained else 'unconstrained'}; "
-          f"best reachable (test of best-val network): {best_val[1]['cifar10-test']:.2f}")
-    twins = [row["cifar10-test"] for text, row in _STATE["table"].rows.items()
-             if NB201Arch.parse(text).key() == NB201Arch.parse(best_val[0]).key()]
+    best_val = max(
+        _STATE["table"].rows.items(),
+        key=lambda kv: (
+            kv[1]["cifar10-val"]
+            if (_STATE["limit"] is None or nb201_params(NB201Arch.parse(kv[0])) <= _STATE["limit"])
+            else -1
+        ),
+    )
+    print(
+        f"NB201 CIFAR-10 (12 epochs), {args.reps} repetitions, m={args.m}, "
+        f"{'params <= median ' + format(_STATE['limit'], ',.0f') if args.constrained else 'unconstrained'}; "
+        f"best reachable (test of best-val network): {best_val[1]['cifar10-test']:.2f}"
+    )
+    twins = [
+        row["cifar10-test"]
+        for text, row in _STATE["table"].rows.items()
+        if NB201Arch.parse(text).key() == NB201Arch.parse(best_val[0]).key()
+    ]
     if len(twins) > 1:
         # The table trained every string on its own; a search that counts isomorphic cells once
         # sees the value of whichever of them it proposed first.
-        print(f"  that network has {len(twins)} isomorphic strings in the table, trained separately: test "
-              f"{min(twins):.2f}-{max(twins):.2f}, mean {statistics.fmean(twins):.2f}")
+        print(
+            f"  that network has {len(twins)} isomorphic strings in the table, trained separately: test "
+            f"{min(twins):.2f}-{max(twins):.2f}, mean {statistics.fmean(twins):.2f}"
+        )
     _table(strategies, results, seconds, args.reps)
     print("the same picks, each network's test accuracy averaged over its isomorphic strings in the table:")
     _table(strategies, networks, seconds, args.reps)

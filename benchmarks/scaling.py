@@ -50,8 +50,12 @@ def main() -> None:
         # GPU machine: CPU training for reference, the GPU in-process, K children sharing the GPU
         "cpu": dict(executor="local", device="cpu", threads_per_job=cores),
         "cuda": dict(executor="local", device="cuda", threads_per_job=cores),
-        **{f"cuda-k{k}": dict(executor="process", device="cuda", children_per_gpu=k, threads_per_job=max(1, cores // k))
-           for k in (1, 2, 4, 8)},
+        **{
+            f"cuda-k{k}": dict(
+                executor="process", device="cuda", children_per_gpu=k, threads_per_job=max(1, cores // k)
+            )
+            for k in (1, 2, 4, 8)
+        },
     }
     chosen = args.configs.split(",")
     results: dict[str, list[tuple[float, float, int]]] = {c: [] for c in chosen}
@@ -79,14 +83,20 @@ def main() -> None:
     # Identical trials are promised for the same torch threads per job (float summation order).
     for name in chosen:
         same = ("threads_per_job", "device")
-        twins = [o for o in chosen[: chosen.index(name)] if all(configs[o].get(k) == configs[name].get(k) for k in same)]
+        twins = [
+            o for o in chosen[: chosen.index(name)] if all(configs[o].get(k) == configs[name].get(k) for k in same)
+        ]
         for other in twins:
-            print(f"trials of {name} identical to {other} (both {configs[name]['threads_per_job']} thread(s) per job): "
-                  f"{trials[name] == trials[other]}")
+            print(
+                f"trials of {name} identical to {other} (both {configs[name]['threads_per_job']} thread(s) per job): "
+                f"{trials[name] == trials[other]}"
+            )
     import statistics
 
-    print(f"\n{args.children} children sampled, {args.epochs} epochs each, {cores} cores, {args.dataset}"
-          f"{f' ({args.max_images} images)' if args.max_images else ''}, cpu-arm timing")
+    print(
+        f"\n{args.children} children sampled, {args.epochs} epochs each, {cores} cores, {args.dataset}"
+        f"{f' ({args.max_images} images)' if args.max_images else ''}, cpu-arm timing"
+    )
     print(f"{'executor':>10} {'wall s':>8} {'children/h':>11} {'vs ' + ref:>9}  training s (sum over children)")
     ref_rate = None
     for name in chosen:
@@ -94,8 +104,10 @@ def main() -> None:
         trained = results[name][0][2]
         rate = trained / wall * 3600
         ref_rate = ref_rate or rate
-        print(f"{name:>10} {wall:8.1f} {rate:11.0f} {rate / ref_rate:8.2f}x  "
-              f"{statistics.median(t for _, t, _ in results[name]):.1f}")
+        print(
+            f"{name:>10} {wall:8.1f} {rate:11.0f} {rate / ref_rate:8.2f}x  "
+            f"{statistics.median(t for _, t, _ in results[name]):.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -69,8 +69,12 @@ def children(space_cls, shape, classes):
 
     space = space_cls(shape, classes)
     archs = {
-        "small (4 layers, 24-48 ch)": LayerwiseArch((Layer(24, 3, 1, ()), Layer(24, 3, 2, (0,)), Layer(48, 3, 1, (1,)), Layer(48, 3, 2, (2,)))),
-        "medium (4 layers, 32-64 ch, skips)": LayerwiseArch((Layer(32, 3, 1, ()), Layer(64, 3, 2, (0,)), Layer(64, 3, 1, (1,)), Layer(64, 3, 2, (1, 2)))),
+        "small (4 layers, 24-48 ch)": LayerwiseArch(
+            (Layer(24, 3, 1, ()), Layer(24, 3, 2, (0,)), Layer(48, 3, 1, (1,)), Layer(48, 3, 2, (2,)))
+        ),
+        "medium (4 layers, 32-64 ch, skips)": LayerwiseArch(
+            (Layer(32, 3, 1, ()), Layer(64, 3, 2, (0,)), Layer(64, 3, 1, (1,)), Layer(64, 3, 2, (1, 2)))
+        ),
     }
     out = []
     for name, arch in archs.items():
@@ -100,12 +104,23 @@ def main() -> None:
     batch, lr = 64, 0.05
     n = len(data.y_train)
     steps = math.ceil(n / batch)
-    loaders = {"DataLoader(TensorDataset)": DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=batch, shuffle=True)}
+    loaders = {
+        "DataLoader(TensorDataset)": DataLoader(
+            TensorDataset(data.x_train, data.y_train), batch_size=batch, shuffle=True
+        )
+    }
     if args.dataset.startswith("folder:"):
-        loaders = {"torchvision ImageFolder": image_folder_loader(args.dataset.split(":", 1)[1], data, 0, args.max_images, batch), **loaders}
+        loaders = {
+            "torchvision ImageFolder": image_folder_loader(
+                args.dataset.split(":", 1)[1], data, 0, args.max_images, batch
+            ),
+            **loaders,
+        }
     recipe = TrainRecipe(epochs=args.epochs, batch_size=batch, learning_rate=lr)
-    print(f"dataset {data.name} {data.input_shape}, {n} training images, {args.epochs} epochs, device {device}, "
-          f"torch threads {torch.get_num_threads()}; edgenas load (decode or disk cache + split + normalise): {load_s:.1f} s")
+    print(
+        f"dataset {data.name} {data.input_shape}, {n} training images, {args.epochs} epochs, device {device}, "
+        f"torch threads {torch.get_num_threads()}; edgenas load (decode or disk cache + split + normalise): {load_s:.1f} s"
+    )
     for child_name, build in children(LayerwiseSpace, data.input_shape, data.num_classes):
         # warm-up: one epoch per path
         train_child(build(), data.x_train, data.y_train, None, None, TrainRecipe(epochs=1), 0, device)

@@ -35,6 +35,7 @@ from edgenas import __version__
 from edgenas.agent_protocol import MAX_SKEW_S, read_token, sign  # noqa: F401  (sign: re-exported for clients)
 from edgenas.errors import EdgenasError, MeasurementError, ModelFileError, ProfileError
 
+
 class Agent:
     def __init__(self, token: bytes, max_bytes: int, timeout_s: float) -> None:
         from edgenas.measure.timing import machine_info
@@ -90,7 +91,9 @@ def make_handler(agent: Agent):
             expected = sign(agent.token, ts, self.command, self.path, body)
             ok = hmac.compare_digest(expected.encode(), sig.encode())
             if not (ok and fresh):
-                self._reply(401, {"ok": False, "error": "unauthorised: wrong token, or clocks more than 5 minutes apart"})
+                self._reply(
+                    401, {"ok": False, "error": "unauthorised: wrong token, or clocks more than 5 minutes apart"}
+                )
                 return False
             return True
 
@@ -105,7 +108,9 @@ def make_handler(agent: Agent):
                 self._reply(400, {"ok": False, "error": "bad Content-Length"})
                 return None
             if n < 0 or n > agent.max_bytes:
-                self._reply(413, {"ok": False, "error": f"request of {n} bytes is over the agent's limit of {agent.max_bytes}"})
+                self._reply(
+                    413, {"ok": False, "error": f"request of {n} bytes is over the agent's limit of {agent.max_bytes}"}
+                )
                 self.close_connection = True
                 return None
             return self.rfile.read(n)
@@ -115,8 +120,17 @@ def make_handler(agent: Agent):
                 self._reply(404, {"ok": False, "error": "unknown path; use GET /info or POST /measure"})
                 return
             if self._authorised(b""):
-                self._reply(200, {"ok": True, "agent": "edgenas", "version": __version__, "identity": agent.identity,
-                                  "machine": agent.machine, "served": agent.served})
+                self._reply(
+                    200,
+                    {
+                        "ok": True,
+                        "agent": "edgenas",
+                        "version": __version__,
+                        "identity": agent.identity,
+                        "machine": agent.machine,
+                        "served": agent.served,
+                    },
+                )
 
         def do_POST(self) -> None:  # noqa: N802
             if self.path != "/measure":
@@ -158,8 +172,11 @@ def serve(listen: str, token_file: str, max_mb: float = 64, timeout_s: float = 1
     except OSError as exc:
         raise ProfileError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     where = "loopback only" if host in ("127.0.0.1", "::1", "localhost") else "reachable from the network"
-    print(f"edgenas agent {__version__} listening on http://{host}:{server.server_address[1]} ({where}); "
-          f"identity {agent.identity}", flush=True)
+    print(
+        f"edgenas agent {__version__} listening on http://{host}:{server.server_address[1]} ({where}); "
+        f"identity {agent.identity}",
+        flush=True,
+    )
     if ready is not None:
         ready(server)
     try:

@@ -30,6 +30,8 @@ def read_token(path: str) -> bytes:
     except OSError as exc:
         raise ProfileError(f"cannot read the agent token file {path}: {exc.strerror or exc}") from exc
     if len(token) < 16:
-        raise ProfileError(f"the agent token in {path} is shorter than 16 bytes; use a long random secret "
-                           "(python -c \"import secrets; print(secrets.token_hex(32))\")")
+        raise ProfileError(
+            f"the agent token in {path} is shorter than 16 bytes; use a long random secret "
+            '(python -c "import secrets; print(secrets.token_hex(32))")'
+        )
     return token

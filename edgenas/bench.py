@@ -24,7 +24,9 @@ def check_onnx_file(path: str) -> None:
 
     p = Path(path)
     if not p.is_file():
-        raise ModelFileError(f"'{path}' does not exist or is not a file; give the path of an .onnx model or a run directory")
+        raise ModelFileError(
+            f"'{path}' does not exist or is not a file; give the path of an .onnx model or a run directory"
+        )
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
@@ -72,8 +74,14 @@ def bench_models(
     for t in targets:
         size = t.path.stat().st_size
         for profile in loaded:
-            row: dict[str, Any] = {"model": t.label, "path": str(t.path), "trial": t.trial, "profile": profile.name,
-                                   "label": profile.latency_label, "model_bytes": size}
+            row: dict[str, Any] = {
+                "model": t.label,
+                "path": str(t.path),
+                "trial": t.trial,
+                "profile": profile.name,
+                "label": profile.latency_label,
+                "model_bytes": size,
+            }
             if profile.max_model_bytes is not None:
                 row["fits_model_bytes"] = size <= profile.max_model_bytes
             stats = measurer.measure(str(t.path), profile)

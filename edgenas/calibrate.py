@@ -74,7 +74,11 @@ def metrics(pred: Sequence[float], truth: Sequence[float]) -> dict[str, float]:
 
 
 def cross_validate(
-    host_ms: Sequence[float], feats: Sequence[dict[str, float]], device_ms: Sequence[float], folds: int = 5, seed: int = 0
+    host_ms: Sequence[float],
+    feats: Sequence[dict[str, float]],
+    device_ms: Sequence[float],
+    folds: int = 5,
+    seed: int = 0,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Out-of-fold metrics of the calibration model and of the one-factor baseline."""
     n = len(device_ms)
@@ -100,6 +104,7 @@ def file_digest(path: str | Path) -> str:
 
 
 # -- pairs from files, and the whole calibration --------------------------------------------
+
 
 @dataclass
 class Pair:
@@ -162,8 +167,9 @@ def read_pairs(path: str | Path, limit: int | None = None) -> list[Pair]:
     )
 
 
-def calibrate(profile_name: str, pairs_csv: str | Path, limit: int | None = None, folds: int = 5,
-              on_progress=None) -> tuple[Calibration, list[float], list[float]]:
+def calibrate(
+    profile_name: str, pairs_csv: str | Path, limit: int | None = None, folds: int = 5, on_progress=None
+) -> tuple[Calibration, list[float], list[float]]:
     """Time every model of `pairs_csv` on this host under the profile (through the latency
     cache), fit, cross-validate. Returns the calibration and the host and device latencies."""
     from edgenas.measure.latency import default_measurer
@@ -171,7 +177,9 @@ def calibrate(profile_name: str, pairs_csv: str | Path, limit: int | None = None
 
     profile = load_profile(profile_name)
     if not profile.timing or profile.measured_on != "host":
-        raise ConfigError(f"calibrate needs a host-timed profile to start from; '{profile.name}' is {profile.latency_label}")
+        raise ConfigError(
+            f"calibrate needs a host-timed profile to start from; '{profile.name}' is {profile.latency_label}"
+        )
     pairs = read_pairs(pairs_csv, limit)
     measurer = default_measurer()
     host, feats = [], []
@@ -186,9 +194,15 @@ def calibrate(profile_name: str, pairs_csv: str | Path, limit: int | None = None
     cal = Calibration(
         profile=profile.name,
         method="nnls-relative: host_ms + per-operator MACs/elements/count, convolutions by kernel kind",
-        features=list(FEATURES), weights=fit(host, feats, device), host_cpu=host_cpu(), pairs=len(pairs),
-        cv=cv, baseline_cv=base, source=f"{Path(pairs_csv).name} ({file_digest(pairs_csv)})",
-        covered=covered_features(feats), baseline_scale=fit_scale(host, device),
+        features=list(FEATURES),
+        weights=fit(host, feats, device),
+        host_cpu=host_cpu(),
+        pairs=len(pairs),
+        cv=cv,
+        baseline_cv=base,
+        source=f"{Path(pairs_csv).name} ({file_digest(pairs_csv)})",
+        covered=covered_features(feats),
+        baseline_scale=fit_scale(host, device),
     )
     return cal, host, device
 
@@ -202,7 +216,9 @@ def write_calibrated_profile(base_profile_path: str, cal: Calibration, out_dir: 
     cal_path = out_dir / f"{name}.calibration.json"
     cal.save(cal_path)
     base.update(
-        name=name, measured_on="calibrated", calibration=cal_path.name,
+        name=name,
+        measured_on="calibrated",
+        calibration=cal_path.name,
         description=f"{base.get('description', '')}; latency predicted from this host by edgenas calibrate "
         f"(cross-validated Spearman {cal.cv['spearman']:.3f}, MAPE {cal.cv['mape_pct']:.1f} %)",
     )

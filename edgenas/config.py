@@ -22,7 +22,7 @@ from edgenas.reward import RewardConfig
 @dataclass(frozen=True)
 class SearchSettings:
     seed: int = 0
-    children: int = 160 # architectures the controller samples (trained, rejected or reused)
+    children: int = 160  # architectures the controller samples (trained, rejected or reused)
     architectures_per_update: int = 8  # m: the controller's minibatch per policy update
     max_minutes: float | None = None  # stop sampling new batches after this much wall time
     profile: str = "cpu-arm"
@@ -76,9 +76,7 @@ class SearchSettings:
         if self.children < 1:
             raise ConfigError(f"search.children must be >= 1, got {self.children}")
         if self.architectures_per_update < 1:
-            raise ConfigError(
-                f"search.architectures_per_update must be >= 1, got {self.architectures_per_update}"
-            )
+            raise ConfigError(f"search.architectures_per_update must be >= 1, got {self.architectures_per_update}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"search.max_minutes must be > 0, got {self.max_minutes}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -129,7 +127,9 @@ class TrainRecipe:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2:
-            raise ConfigError(f"training needs epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
+            raise ConfigError(
+                f"training needs epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}"
+            )
         if self.learning_rate <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ConfigError("training learning_rate must be > 0, weight_decay >= 0 and momentum in [0, 1)")
         if not 0 <= self.label_smoothing < 1:
@@ -173,8 +173,7 @@ class Pipeline:
         # In typed sections None means "not set" (TOML has no null); a free-form option set to None
         # cannot be written and makes `schema.to_toml` raise rather than vanish.
         return {
-            k: v if k in _FREE_SECTIONS else {kk: vv for kk, vv in v.items() if vv is not None}
-            for k, v in data.items()
+            k: v if k in _FREE_SECTIONS else {kk: vv for kk, vv in v.items() if vv is not None} for k, v in data.items()
         }
 
     def to_toml(self) -> str:

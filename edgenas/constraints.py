@@ -71,11 +71,13 @@ class Constraints:
         device = f"profile {profile.name}"
         budget = (
             Limit("params", reward.budget_params, "budget", "raise --budget")
-            if reward.budget_params is not None else None
+            if reward.budget_params is not None
+            else None
         )
         lat = (
             Limit("latency_ms", reward.max_latency_ms, "max latency", "raise --max-latency-ms")
-            if reward.max_latency_ms is not None and reward.latency_limit == "hard" else None
+            if reward.max_latency_ms is not None and reward.latency_limit == "hard"
+            else None
         )
 
         def dev(what: str) -> Limit | None:
@@ -107,7 +109,8 @@ class Constraints:
         if self.params is not None and smallest_params > self.params.value:
             lim = self.params
             subject = (
-                f"budget of {_fmt(lim.value)} parameters" if lim.source == "budget"
+                f"budget of {_fmt(lim.value)} parameters"
+                if lim.source == "budget"
                 else f"{lim.source} allows at most {_fmt(lim.value)} parameters, which"
             )
             raise BudgetError(

@@ -33,6 +33,7 @@ from edgenas.spaces.base import SearchSpace
 from edgenas.store import Store, Trial
 from edgenas.training.data import Dataset
 
+
 def child_seed(seed: int, arch_key: str) -> int:
     """Seed of one child's initialisation and batch order: stable across runs and processes."""
     digest = hashlib.sha256(f"{seed}:{arch_key}".encode()).digest()
@@ -93,7 +94,9 @@ def prepare_child(
     reason = constraints.check_params(cost.params)
     if reason:
         seconds["total"] = time.perf_counter() - t_start
-        return ChildResult("rejected", cost.params, rejected_reward(reward_cfg), seed, reason, cost.macs, seconds=seconds)
+        return ChildResult(
+            "rejected", cost.params, rejected_reward(reward_cfg), seed, reason, cost.macs, seconds=seconds
+        )
     latency = None
     lat_ms = None
     if not profile.timing and constraints.model_bytes is None:
@@ -118,13 +121,27 @@ def prepare_child(
     except Exception as exc:  # a bad child is recorded, never fatal to the search
         seconds["total"] = time.perf_counter() - t_start
         return ChildResult(
-            "failed", cost.params, rejected_reward(reward_cfg), seed, type(exc).__name__, cost.macs,
-            latency=latency, error=f"{type(exc).__name__}: {exc}", seconds=seconds,
+            "failed",
+            cost.params,
+            rejected_reward(reward_cfg),
+            seed,
+            type(exc).__name__,
+            cost.macs,
+            latency=latency,
+            error=f"{type(exc).__name__}: {exc}",
+            seconds=seconds,
         )
     if reason:
         seconds["total"] = time.perf_counter() - t_start
         return ChildResult(
-            "rejected", cost.params, rejected_reward(reward_cfg), seed, reason, cost.macs, latency=latency, seconds=seconds
+            "rejected",
+            cost.params,
+            rejected_reward(reward_cfg),
+            seed,
+            reason,
+            cost.macs,
+            latency=latency,
+            seconds=seconds,
         )
     return PendingChild(arch, seed, cost.params, cost.macs, latency, lat_ms, seconds, t_start)
 
@@ -149,20 +166,47 @@ def finish_child(
     seconds["total"] = seconds.get("export", 0.0) + seconds.get("measure", 0.0) + (outcome.train_seconds or 0.0)
     if outcome.stopped:
         # Stopped by the median rule: rewarded with the accuracy it had reached; never a winner.
-        terms = compute_reward(reward_cfg, outcome.val_accuracy or 0.0, pending.params, 2 * pending.macs, pending.lat_ms)
+        terms = compute_reward(
+            reward_cfg, outcome.val_accuracy or 0.0, pending.params, 2 * pending.macs, pending.lat_ms
+        )
         return ChildResult(
-            "stopped", pending.params, terms, pending.seed, outcome.stopped, pending.macs, outcome.val_accuracy,
-            pending.latency, seconds=seconds, curve=outcome.curve,
+            "stopped",
+            pending.params,
+            terms,
+            pending.seed,
+            outcome.stopped,
+            pending.macs,
+            outcome.val_accuracy,
+            pending.latency,
+            seconds=seconds,
+            curve=outcome.curve,
         )
     if not outcome.ok:
         return ChildResult(
-            "failed", pending.params, rejected_reward(reward_cfg), pending.seed, (outcome.error or "").split(":")[0],
-            pending.macs, latency=pending.latency, error=outcome.error, seconds=seconds,
+            "failed",
+            pending.params,
+            rejected_reward(reward_cfg),
+            pending.seed,
+            (outcome.error or "").split(":")[0],
+            pending.macs,
+            latency=pending.latency,
+            error=outcome.error,
+            seconds=seconds,
         )
     terms = compute_reward(reward_cfg, outcome.val_accuracy, pending.params, 2 * pending.macs, pending.lat_ms)
     return ChildResult(
-        "ok", pending.params, terms, pending.seed, None, pending.macs, outcome.val_accuracy, pending.latency,
-        onnx_bytes, outcome.state_dict, seconds=seconds, curve=outcome.curve,
+        "ok",
+        pending.params,
+        terms,
+        pending.seed,
+        None,
+        pending.macs,
+        outcome.val_accuracy,
+        pending.latency,
+        onnx_bytes,
+        outcome.state_dict,
+        seconds=seconds,
+        curve=outcome.curve,
     )
 
 

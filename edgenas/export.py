@@ -21,12 +21,12 @@ import torch
 
 import edgenas
 from edgenas.errors import EdgenasError, MeasurementError, RunDirError
+from edgenas.evaluate import child_seed
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
 from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_logits
 from edgenas.measure.latency import make_session, measure_latency
 from edgenas.measure.quantize import batched_feeds, quantize_int8
 from edgenas.profiles import Profile, load_profile
-from edgenas.evaluate import child_seed
 from edgenas.rundir import DB_NAME, load_run_pipeline, onnx_metadata, versions, write_verified_onnx
 from edgenas.spaces import from_pipeline
 from edgenas.store import Store
@@ -172,7 +172,9 @@ def export_run(
                     "complete). Allow more with --max-int8-drop"
                 )
             variants["int8"] = int8_info
-        manifest = bundle_manifest(run_dir, trial, pipeline, profile, data, test_acc, trained.train_seconds, variants, finished)
+        manifest = bundle_manifest(
+            run_dir, trial, pipeline, profile, data, test_acc, trained.train_seconds, variants, finished
+        )
         atomic_write_json(bundle / "manifest.json", manifest)
         atomic_write_bytes(bundle / "README.txt", bundle_readme(manifest).encode("utf-8"))
         results.append(BundleResult(bundle, manifest))
@@ -181,7 +183,9 @@ def export_run(
     return results
 
 
-def bundle_manifest(run_dir, trial, pipeline, profile, data, test_acc, train_seconds, variants, finished) -> dict[str, Any]:
+def bundle_manifest(
+    run_dir, trial, pipeline, profile, data, test_acc, train_seconds, variants, finished
+) -> dict[str, Any]:
     return {
         "edgenas_version": edgenas.__version__,
         "created": datetime.now(timezone.utc).isoformat(),
@@ -250,9 +254,7 @@ def bundle_readme(m: dict[str, Any]) -> str:
         f"({fp32['latency']['runs']} runs, batch {fp32['latency']['batch_size']}, on {fp32['latency']['machine'].get('cpu')})",
     ]
     if int8 and int8.get("latency"):
-        lines.append(
-            f"  int8: median {int8['latency']['median_ms']:.4f} ms, p90 {int8['latency']['p90_ms']:.4f} ms"
-        )
+        lines.append(f"  int8: median {int8['latency']['median_ms']:.4f} ms, p90 {int8['latency']['p90_ms']:.4f} ms")
     if m["latency_measured_on"] == "host-measured":
         lines.append("  host-measured: timed on the machine that ran edgenas, not on the target device.")
     lines += [

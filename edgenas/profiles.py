@@ -49,35 +49,56 @@ class Profile:
     name: str = field(metadata=allowed(lambda v: bool(v.strip()), "a non-empty string"))
     description: str = ""
     target: str = field(default="", metadata=allowed(None, "a string naming the device"))
-    measured_on: str = field(default="host", metadata=allowed(lambda v: v in MEASURED_ON, f"one of {list(MEASURED_ON)}"))
-    agent_url: str = field(default="", metadata=allowed(
-        lambda v: v == "" or v.startswith("http://"), "an http://HOST:PORT address of an edgenas agent"))
+    measured_on: str = field(
+        default="host", metadata=allowed(lambda v: v in MEASURED_ON, f"one of {list(MEASURED_ON)}")
+    )
+    agent_url: str = field(
+        default="",
+        metadata=allowed(
+            lambda v: v == "" or v.startswith("http://"), "an http://HOST:PORT address of an edgenas agent"
+        ),
+    )
     token_file: str = field(default="", metadata=allowed(None, "the path of a file holding the agent's shared secret"))
-    calibration: str = field(default="", metadata=allowed(
-        None, "the path of a calibration file (edgenas calibrate writes one)"))
+    calibration: str = field(
+        default="", metadata=allowed(None, "the path of a calibration file (edgenas calibrate writes one)")
+    )
     timing: bool = True
-    execution_providers: tuple[str, ...] = field(default=("CPUExecutionProvider",), metadata=allowed(
-        lambda v: bool(v) and all(v), "a non-empty list of onnxruntime execution provider names", timed=True))
-    intra_op_threads: int = field(default=0, metadata=allowed(
-        _non_negative, "an integer >= 0 (0 lets onnxruntime choose)", timed=True))
-    inter_op_threads: int = field(default=0, metadata=allowed(
-        _non_negative, "an integer >= 0 (0 lets onnxruntime choose)", timed=True))
+    execution_providers: tuple[str, ...] = field(
+        default=("CPUExecutionProvider",),
+        metadata=allowed(
+            lambda v: bool(v) and all(v), "a non-empty list of onnxruntime execution provider names", timed=True
+        ),
+    )
+    intra_op_threads: int = field(
+        default=0, metadata=allowed(_non_negative, "an integer >= 0 (0 lets onnxruntime choose)", timed=True)
+    )
+    inter_op_threads: int = field(
+        default=0, metadata=allowed(_non_negative, "an integer >= 0 (0 lets onnxruntime choose)", timed=True)
+    )
     spinning: bool = field(default=True, metadata=allowed(None, "true or false (onnxruntime's thread spinning)"))
-    cpu_cores: tuple[int, ...] = field(default=(), metadata=allowed(
-        lambda v: all(c >= 0 for c in v), "a list of CPU core numbers (empty: no pinning)"))
-    graph_optimization_level: str = field(default="all", metadata=allowed(
-        lambda v: v in GRAPH_OPTIMIZATION_LEVELS, f"one of {list(GRAPH_OPTIMIZATION_LEVELS)}"))
+    cpu_cores: tuple[int, ...] = field(
+        default=(), metadata=allowed(lambda v: all(c >= 0 for c in v), "a list of CPU core numbers (empty: no pinning)")
+    )
+    graph_optimization_level: str = field(
+        default="all",
+        metadata=allowed(lambda v: v in GRAPH_OPTIMIZATION_LEVELS, f"one of {list(GRAPH_OPTIMIZATION_LEVELS)}"),
+    )
     batch_size: int = field(default=1, metadata=allowed(_positive, "an integer >= 1", timed=True))
     precision: str = field(default="fp32", metadata=allowed(lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"))
     warmup_runs: int = field(default=10, metadata=allowed(_non_negative, "an integer >= 0"))
     timed_runs: int = field(default=40, metadata=allowed(_positive, "an integer >= 1"))
     sessions: int = field(default=3, metadata=allowed(_positive, "an integer >= 1 (fresh onnxruntime sessions)"))
-    min_timed_ms: float = field(default=0.0, metadata=allowed(
-        _non_negative,
-        "a number >= 0 (ms: the sessions keep taking turns until their timed runs last this long together, "
-        "up to 10 x timed_runs each)"))
-    spread_threshold: float = field(default=0.1, metadata=allowed(
-        lambda v: v > 0, "a number > 0 (relative spread of session medians)"))
+    min_timed_ms: float = field(
+        default=0.0,
+        metadata=allowed(
+            _non_negative,
+            "a number >= 0 (ms: the sessions keep taking turns until their timed runs last this long together, "
+            "up to 10 x timed_runs each)",
+        ),
+    )
+    spread_threshold: float = field(
+        default=0.1, metadata=allowed(lambda v: v > 0, "a number > 0 (relative spread of session medians)")
+    )
     statistic: str = field(default="median", metadata=allowed(lambda v: v in STATISTICS, f"one of {list(STATISTICS)}"))
     max_params: int | None = field(default=None, metadata=allowed(_positive, "an integer >= 1"))
     max_model_bytes: int | None = field(default=None, metadata=allowed(_positive, "an integer >= 1"))
@@ -134,10 +155,10 @@ def parse_profile(data: dict[str, Any], source: str) -> Profile:
             if f.metadata.get("timed") and f.name not in data:
                 raise ProfileError(f"{source}: missing key '{f.name}' ({f.metadata['allowed']})")
     if profile.measured_on == "agent" and not profile.agent_url:
-        raise ProfileError(f"{source}: measured_on = \"agent\" needs agent_url (http://HOST:PORT of an edgenas agent)")
+        raise ProfileError(f'{source}: measured_on = "agent" needs agent_url (http://HOST:PORT of an edgenas agent)')
     if profile.measured_on == "calibrated" and not profile.calibration:
         raise ProfileError(
-            f"{source}: measured_on = \"calibrated\" needs calibration (a file written by edgenas calibrate)"
+            f'{source}: measured_on = "calibrated" needs calibration (a file written by edgenas calibrate)'
         )
     return profile
 
@@ -188,7 +209,6 @@ def load_profile(name_or_path: str) -> Profile:
     if name_or_path not in found:
         names = ", ".join(sorted(found)) or "(none found)"
         raise ProfileError(
-            f"unknown profile '{name_or_path}'; available profiles: {names} "
-            "(or give the path of a profile .toml file)"
+            f"unknown profile '{name_or_path}'; available profiles: {names} (or give the path of a profile .toml file)"
         )
     return load_profile_file(found[name_or_path])

@@ -53,7 +53,9 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         meta = {k: store.get_meta(k) for k in ("pipeline", "profile", "command", "started_at", "finished_at")}
         top = store.top(10)
     ok = [t for t in trials.values() if t.status == "ok"]
-    lat_front = pareto_front([(t.latency_median_ms, t.val_accuracy, t.id) for t in ok if t.latency_median_ms is not None])
+    lat_front = pareto_front(
+        [(t.latency_median_ms, t.val_accuracy, t.id) for t in ok if t.latency_median_ms is not None]
+    )
     par_front = pareto_front([(float(t.params), t.val_accuracy, t.id) for t in ok])
     series = []
     best = None
@@ -62,8 +64,13 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         if t.status == "ok" and (best is None or s["reward"] > best):
             best = s["reward"]
         series.append(
-            {"index": i, "reward": s["reward"], "status": "reused" if s["reused"] else t.status,
-             "val_accuracy": t.val_accuracy, "best_reward": best}
+            {
+                "index": i,
+                "reward": s["reward"],
+                "status": "reused" if s["reused"] else t.status,
+                "val_accuracy": t.val_accuracy,
+                "best_reward": best,
+            }
         )
     return {
         "run_dir": str(run_dir),
@@ -156,14 +163,23 @@ def _plot_pareto(d: dict[str, Any], axis: str) -> str:
     if axis == "params":
         rejected = [t.params for t in d["trials"].values() if t.status == "rejected"]
         if rejected:
-            ax.scatter(rejected, [0.0] * len(rejected), marker="x", color="#d62728", s=20,
-                       label="rejected before training")
+            ax.scatter(
+                rejected, [0.0] * len(rejected), marker="x", color="#d62728", s=20, label="rejected before training"
+            )
     if limit:
         ax.axvline(limit, color="#d62728", ls="--", lw=1.2, label=limit_label)
     w = d["winner"]
     if w is not None and xs(w) is not None:
-        ax.scatter([xs(w)], [w.val_accuracy], marker="*", s=220, color="gold", edgecolors="black", zorder=4,
-                   label=f"winner (trial {w.id})")
+        ax.scatter(
+            [xs(w)],
+            [w.val_accuracy],
+            marker="*",
+            s=220,
+            color="gold",
+            edgecolors="black",
+            zorder=4,
+            label=f"winner (trial {w.id})",
+        )
     if axis == "params" and pts:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -181,7 +197,14 @@ def _plot_controller(d: dict[str, Any]) -> str:
     u = d["updates"]
     if u:
         idx = [r["update_index"] + 1 for r in u]
-        ax.plot(idx, [r["entropy"] for r in u], marker="o", ms=3, color="#9467bd", label="policy entropy per architecture (nats)")
+        ax.plot(
+            idx,
+            [r["entropy"] for r in u],
+            marker="o",
+            ms=3,
+            color="#9467bd",
+            label="policy entropy per architecture (nats)",
+        )
         ax2 = ax.twinx()
         ax2.plot(idx, [r["mean_reward"] for r in u], color="#2ca02c", lw=1, label="mean reward of the batch")
         ax2.plot(idx, [r["baseline"] for r in u], color="grey", lw=1, ls="--", label="baseline")
@@ -197,6 +220,7 @@ def _plot_controller(d: dict[str, Any]) -> str:
 
 
 # -- HTML -------------------------------------------------------------------------------------
+
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
@@ -223,9 +247,18 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     profile = meta["profile"] or {}
     counts = d["counts"]
     top_rows = [
-        (i, t.id, f"{t.params:,}", f"{t.macs:,}" if t.macs is not None else "-", _pct(t.val_accuracy),
-         _ms(t.latency_median_ms), _ms(t.latency_p90_ms), f"{t.reward:.4f}",
-         "yes" if t.id in d["pareto_latency"] else "", t.arch_text)
+        (
+            i,
+            t.id,
+            f"{t.params:,}",
+            f"{t.macs:,}" if t.macs is not None else "-",
+            _pct(t.val_accuracy),
+            _ms(t.latency_median_ms),
+            _ms(t.latency_p90_ms),
+            f"{t.reward:.4f}",
+            "yes" if t.id in d["pareto_latency"] else "",
+            t.arch_text,
+        )
         for i, t in enumerate(d["top"], 1)
     ]
     reasons = (
@@ -271,14 +304,31 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     for title, png in figures:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
     parts.append("<h2>Top candidates</h2>")
-    parts.append(_table(("#", "trial", "params", "MACs", "val acc", "latency median ms", "p90 ms", "reward",
-                         "Pareto (latency)", "architecture"), top_rows))
+    parts.append(
+        _table(
+            (
+                "#",
+                "trial",
+                "params",
+                "MACs",
+                "val acc",
+                "latency median ms",
+                "p90 ms",
+                "reward",
+                "Pareto (latency)",
+                "architecture",
+            ),
+            top_rows,
+        )
+    )
     parts.append("<h2>Rejected and failed children</h2>")
     parts.append(_table(("status", "reason", "count"), reasons) if reasons else "<p>none</p>")
     parts.append("<h2>Reproduce</h2>")
     if reproduce:
         parts.append(f"<p>Same settings and seed (the same search on CPU):</p><pre>{html.escape(reproduce)}</pre>")
-    parts.append(f"<p>Command that started this run:</p><pre>{html.escape(str(meta['command'] or '(library call)'))}</pre>")
+    parts.append(
+        f"<p>Command that started this run:</p><pre>{html.escape(str(meta['command'] or '(library call)'))}</pre>"
+    )
     parts.append("</body></html>")
     out.write_text("\n".join(parts), encoding="utf-8")
     return out

@@ -63,16 +63,13 @@ class RewardConfig:
             (self.params_threshold, self.flops_threshold, self.latency_threshold_ms)
         ):
             raise ConfigError(
-                "piecewise reward needs at least one of params_threshold, flops_threshold, "
-                "latency_threshold_ms"
+                "piecewise reward needs at least one of params_threshold, flops_threshold, latency_threshold_ms"
             )
 
     @property
     def needs_latency(self) -> bool:
         """Whether the reward or a gate uses latency (it is measured anyway; this is for docs)."""
-        return self.max_latency_ms is not None or (
-            self.mode == "piecewise" and self.latency_threshold_ms is not None
-        )
+        return self.max_latency_ms is not None or (self.mode == "piecewise" and self.latency_threshold_ms is not None)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """The run directory: where a search keeps everything, and how it is read back.
 
-    RUN_DIR/search.db        trials, samples, controller updates and run metadata (SQLite, the
-                             single source of truth)
-    RUN_DIR/children/        each trained child's ONNX graph and weights
-    RUN_DIR/controller.ckpt  the controller's state before the next update (atomic)
-    RUN_DIR/pipeline.toml    the resolved settings: `edgenas search --pipeline` repeats the run
-    RUN_DIR/winner.onnx      the winner, checked against torch on the test images
-    RUN_DIR/manifest.json    written last: its presence means "finished"
+RUN_DIR/search.db        trials, samples, controller updates and run metadata (SQLite, the
+                         single source of truth)
+RUN_DIR/children/        each trained child's ONNX graph and weights
+RUN_DIR/controller.ckpt  the controller's state before the next update (atomic)
+RUN_DIR/pipeline.toml    the resolved settings: `edgenas search --pipeline` repeats the run
+RUN_DIR/winner.onnx      the winner, checked against torch on the test images
+RUN_DIR/manifest.json    written last: its presence means "finished"
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ MANIFEST_NAME = "manifest.json"
 
 
 def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
     import onnx
     import onnxruntime
     import sklearn
     import thop  # noqa: F401
-
-    from importlib.metadata import version
 
     return {
         "edgenas": edgenas.__version__,
@@ -164,7 +164,11 @@ def write_verified_onnx(
 
 
 def onnx_metadata(
-    data: Dataset, profile: Profile, arch: dict[str, Any], params: int, latency: dict[str, Any] | None,
+    data: Dataset,
+    profile: Profile,
+    arch: dict[str, Any],
+    params: int,
+    latency: dict[str, Any] | None,
     accuracy: dict[str, float | None],
 ) -> dict[str, str]:
     """Metadata properties of a deployable model: enough to use it without edgenas."""
@@ -224,9 +228,18 @@ def finalize(
     trial = top[0]
     arch = space.arch_from_json(trial.arch)
     winner: dict[str, Any] = {
-        "trial_id": trial.id, "arch_key": trial.arch_key, "architecture": trial.arch, "params": trial.params,
-        "macs": trial.macs, "flops": trial.flops, "val_accuracy": trial.val_accuracy, "test_accuracy": None,
-        "latency": trial.latency, "reward": trial.reward, "reward_terms": trial.reward_terms, "onnx": None,
+        "trial_id": trial.id,
+        "arch_key": trial.arch_key,
+        "architecture": trial.arch,
+        "params": trial.params,
+        "macs": trial.macs,
+        "flops": trial.flops,
+        "val_accuracy": trial.val_accuracy,
+        "test_accuracy": None,
+        "latency": trial.latency,
+        "reward": trial.reward,
+        "reward_terms": trial.reward_terms,
+        "onnx": None,
     }
     manifest["winner"] = winner
     if table is not None:

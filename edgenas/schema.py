@@ -68,8 +68,9 @@ def keys(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
 
 
-def from_table(cls: type, data: dict[str, Any], where: str, error: type[ConfigError] = ConfigError,
-               **internal: Any) -> Any:
+def from_table(
+    cls: type, data: dict[str, Any], where: str, error: type[ConfigError] = ConfigError, **internal: Any
+) -> Any:
     """Validate a parsed TOML table against `cls`'s fields and build it (see the module doc).
     `internal` passes values of fields that are not file keys (e.g. where the file was)."""
     names = keys(cls)

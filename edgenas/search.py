@@ -22,14 +22,30 @@ from edgenas import controllers, executors, faults, spaces
 from edgenas.config import Pipeline, SearchSettings
 from edgenas.constraints import Constraints
 from edgenas.errors import ConfigError, RunDirError, SearchAborted
-from edgenas.evaluate import ChildResult, PendingChild, child_seed, feasibility, finish_child, prepare_child, record_trial, smallest_params
+from edgenas.evaluate import (
+    ChildResult,
+    PendingChild,
+    child_seed,
+    feasibility,
+    finish_child,
+    prepare_child,
+    record_trial,
+    smallest_params,
+)
 from edgenas.executors import TrainJob
 from edgenas.executors.table import TableExecutor, table_dataset
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
 from edgenas.measure.latency import Measurer, check_providers
 from edgenas.profiles import Profile, load_profile
 from edgenas.rundir import (
-    DB_NAME, MANIFEST_NAME, PIPELINE_NAME, describe_dataset, finalize, load_checkpoint, make_run_dir, save_checkpoint,
+    DB_NAME,
+    MANIFEST_NAME,
+    PIPELINE_NAME,
+    describe_dataset,
+    finalize,
+    load_checkpoint,
+    make_run_dir,
+    save_checkpoint,
     versions,
 )
 from edgenas.runlock import RunLock
@@ -111,12 +127,16 @@ def prepare(pipeline: Pipeline) -> Prepared:
         )
     device = resolve_device(pipeline.search.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{pipeline.search.device}' was asked for but CUDA is not available; use --device cpu or auto")
+        raise ConfigError(
+            f"device '{pipeline.search.device}' was asked for but CUDA is not available; use --device cpu or auto"
+        )
     data = table_dataset(pipeline.search) if pipeline.search.table else load_pipeline_dataset(pipeline)
     space = spaces.from_pipeline(pipeline, data.input_shape, data.num_classes)
     table = None
     if pipeline.search.table:
-        table = Table.load(pipeline.search.table, space, pipeline.search.table_metric, pipeline.search.table_test_metric)
+        table = Table.load(
+            pipeline.search.table, space, pipeline.search.table_metric, pipeline.search.table_test_metric
+        )
     constraints = Constraints.build(pipeline.reward, profile)
     constraints.check_feasible(smallest_params(space), space.name)
     controllers.create(pipeline.controller.name, space, seed=0, **pipeline.controller.options)  # check its options
@@ -130,8 +150,13 @@ def prepare(pipeline: Pipeline) -> Prepared:
         executors.check_reachable(cfg.ray_address)
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     workers, gpus_per_job = executors.training_slots(
-        cfg.executor, cfg.device if device.type == "cuda" else "cpu", cfg.workers, cfg.children_per_gpu,
-        cfg.gpus_per_job, gpus)
+        cfg.executor,
+        cfg.device if device.type == "cuda" else "cpu",
+        cfg.workers,
+        cfg.children_per_gpu,
+        cfg.gpus_per_job,
+        gpus,
+    )
     return Prepared(profile, data, space, device, constraints, table, workers, gpus_per_job)
 
 
@@ -172,10 +197,17 @@ def run_search(
     with (
         RunLock(run_dir) as lock,
         Store(run_dir / DB_NAME) as store,
-        _closing(executor or (TableExecutor(prepared.table, space) if prepared.table is not None else
-                              executors.create(cfg.executor, pipeline.to_json(), prepared.workers, threads,
-                                               cfg.ray_address, prepared.gpus_per_job)),
-                 owned=executor is None) as executor,
+        _closing(
+            executor
+            or (
+                TableExecutor(prepared.table, space)
+                if prepared.table is not None
+                else executors.create(
+                    cfg.executor, pipeline.to_json(), prepared.workers, threads, cfg.ray_address, prepared.gpus_per_job
+                )
+            ),
+            owned=executor is None,
+        ) as executor,
     ):
         if lock.took_over_from is not None:
             store.set_meta("lock_taken_over_from", lock.took_over_from)
@@ -207,10 +239,20 @@ def run_search(
             best = top[0] if top else None
             on_progress(
                 Progress(
-                    sampled, cfg.children, counts["ok"], counts["rejected"], counts["failed"], store.reused_count(),
+                    sampled,
+                    cfg.children,
+                    counts["ok"],
+                    counts["rejected"],
+                    counts["failed"],
+                    store.reused_count(),
                     counts["stopped"],
-                    best.reward if best else None, best.val_accuracy if best else None,
-                    best.params if best else None, last[0], last[1], time.perf_counter() - t_start, phase,
+                    best.reward if best else None,
+                    best.val_accuracy if best else None,
+                    best.params if best else None,
+                    last[0],
+                    last[1],
+                    time.perf_counter() - t_start,
+                    phase,
                     took_over_lock_from=lock.took_over_from,
                 )
             )
@@ -245,18 +287,31 @@ def run_search(
                 elif key in pending:
                     pending[key][1].append(position)  # a repeat within the batch waits for the first
                 else:
-                    pre = prepare_child(space, arch, data, profile, prepared.constraints, pipeline.reward,
-                                        child_seed(cfg.seed, key),
-                                        cfg.measure_timeout_s, measurer)
+                    pre = prepare_child(
+                        space,
+                        arch,
+                        data,
+                        profile,
+                        prepared.constraints,
+                        pipeline.reward,
+                        child_seed(cfg.seed, key),
+                        cfg.measure_timeout_s,
+                        measurer,
+                    )
                     if isinstance(pre, ChildResult):
-                        answered(position, record_trial(store, children_dir, actions, arch, pre, update_index, position), False)
+                        answered(
+                            position,
+                            record_trial(store, children_dir, actions, arch, pre, update_index, position),
+                            False,
+                        )
                         check_failures(store, cfg)
                     else:
                         pending[key] = (pre, [position])
             # 2. training, on the executor; each trial is committed the moment it finishes
             thresholds = (
                 store.stop_thresholds(update_index, pipeline.training.epochs, cfg.early_stop_min_children)
-                if cfg.early_stopping == "median" and prepared.table is None else ()
+                if cfg.early_stopping == "median" and prepared.table is None
+                else ()
             )
             jobs = [TrainJob(key, pre.arch.to_json(), pre.seed, thresholds) for key, (pre, _) in pending.items()]
             for outcome in executor.run(jobs):
@@ -278,8 +333,9 @@ def run_search(
             faults.point("after-update")
 
         report("winner")
-        manifest = finalize(store, run_dir, space, data, profile, pipeline, time.perf_counter() - t_start, command,
-                            prepared.table)
+        manifest = finalize(
+            store, run_dir, space, data, profile, pipeline, time.perf_counter() - t_start, command, prepared.table
+        )
         wall = time.perf_counter() - t_start
         manifest["search"]["wall_seconds"] = wall
         store.set_meta("finished_at", datetime.now(timezone.utc).isoformat())

@@ -71,10 +71,33 @@ CREATE TABLE IF NOT EXISTS updates (
 """
 
 TRIAL_COLUMNS = (
-    "arch_key", "actions", "arch", "status", "reason", "params", "macs", "flops", "val_accuracy",
-    "latency_median_ms", "latency_p90_ms", "latency_runs", "latency_label", "latency", "reward",
-    "reward_terms", "seed", "train_seconds", "export_seconds", "measure_seconds", "total_seconds",
-    "onnx_path", "weights_path", "error", "origin_update", "origin_position", "curve",
+    "arch_key",
+    "actions",
+    "arch",
+    "status",
+    "reason",
+    "params",
+    "macs",
+    "flops",
+    "val_accuracy",
+    "latency_median_ms",
+    "latency_p90_ms",
+    "latency_runs",
+    "latency_label",
+    "latency",
+    "reward",
+    "reward_terms",
+    "seed",
+    "train_seconds",
+    "export_seconds",
+    "measure_seconds",
+    "total_seconds",
+    "onnx_path",
+    "weights_path",
+    "error",
+    "origin_update",
+    "origin_position",
+    "curve",
 )
 
 
@@ -182,8 +205,13 @@ class Store:
             trial_id = self._insert_trial(trial)
             faults.point("db-write")
             self._insert_sample(
-                trial["origin_update"], trial["origin_position"], actions, trial["arch_key"], trial_id,
-                trial["reward"], False,
+                trial["origin_update"],
+                trial["origin_position"],
+                actions,
+                trial["arch_key"],
+                trial_id,
+                trial["reward"],
+                False,
             )
             self.conn.execute("COMMIT")
         except BaseException:
@@ -259,12 +287,26 @@ class Store:
 
     # -- samples and updates ----------------------------------------------------------------
     def add_sample(
-        self, update_index: int, position: int, actions: list[int], arch_key: str, trial_id: int, reward: float, reused: bool
+        self,
+        update_index: int,
+        position: int,
+        actions: list[int],
+        arch_key: str,
+        trial_id: int,
+        reward: float,
+        reused: bool,
     ) -> None:
         self._insert_sample(update_index, position, actions, arch_key, trial_id, reward, reused)
 
     def _insert_sample(
-        self, update_index: int, position: int, actions: list[int], arch_key: str, trial_id: int, reward: float, reused: bool
+        self,
+        update_index: int,
+        position: int,
+        actions: list[int],
+        arch_key: str,
+        trial_id: int,
+        reward: float,
+        reused: bool,
     ) -> None:
         self.conn.execute(
             "INSERT INTO samples(update_index, position, actions, arch_key, trial_id, reward, reused) "

@@ -45,7 +45,11 @@ class Table:
 
     @classmethod
     def load(
-        cls, path: str | Path, space: SearchSpace, val_column: str | None = None, test_column: str | None = None,
+        cls,
+        path: str | Path,
+        space: SearchSpace,
+        val_column: str | None = None,
+        test_column: str | None = None,
         arch_column: str | None = None,
     ) -> "Table":
         path = Path(path)
@@ -55,13 +59,18 @@ class Table:
                 header = list(reader.fieldnames or [])
                 raw = list(reader)
         except FileNotFoundError:
-            raise DataError(f"table file {path} does not exist; give a CSV of architecture strings and metrics") from None
+            raise DataError(
+                f"table file {path} does not exist; give a CSV of architecture strings and metrics"
+            ) from None
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise DataError(f"table file {path} cannot be read as CSV ({exc})") from exc
         if not raw:
             raise DataError(f"table file {path} has no rows")
         if arch_column is None:
-            arch_column = next((c for c in header if _parse(space, raw[0][c] or "") is not None and getattr(space, "parse", None)), None)
+            arch_column = next(
+                (c for c in header if _parse(space, raw[0][c] or "") is not None and getattr(space, "parse", None)),
+                None,
+            )
             if arch_column is None:
                 raise DataError(
                     f"no column of {path} holds '{space.name}' architecture strings (columns: {', '.join(header)}); "
@@ -73,7 +82,9 @@ class Table:
         if val_column is None:
             val_column = next((c for c in header if c.endswith("val")), None)
             if val_column is None:
-                raise DataError(f"table {path} has no column ending in 'val'; name the validation metric with --table-metric")
+                raise DataError(
+                    f"table {path} has no column ending in 'val'; name the validation metric with --table-metric"
+                )
         if test_column is None:
             guess = val_column[: -len("val")] + "test"
             test_column = guess if guess in header else None

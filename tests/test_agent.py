@@ -19,7 +19,18 @@ from edgenas.measure.export import export_onnx
 from edgenas.profiles import load_profile
 
 # Importing any of these in the agent process fails: the agent must not need them.
-HEAVY = ("torch", "torchvision", "typer", "rich", "thop", "sklearn", "onnx", "matplotlib", "edgenas.cli", "edgenas.search")
+HEAVY = (
+    "torch",
+    "torchvision",
+    "typer",
+    "rich",
+    "thop",
+    "sklearn",
+    "onnx",
+    "matplotlib",
+    "edgenas.cli",
+    "edgenas.search",
+)
 LAUNCH = (
     "import sys\n"
     f"for m in {HEAVY!r}: sys.modules[m] = None\n"
@@ -39,8 +50,19 @@ def start_agent(tmp_path, *extra, token=None):
     (tmp_path / "token").write_text(token)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, "--listen", f"127.0.0.1:{port}", "--token-file", str(tmp_path / "token"), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            LAUNCH,
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--token-file",
+            str(tmp_path / "token"),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     line = proc.stdout.readline()
     assert "listening on" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
@@ -66,14 +88,22 @@ def _model(tmp_path):
     import torch.nn as nn
 
     path = tmp_path / "m.onnx"
-    path.write_bytes(export_onnx(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10)), (1, 8, 8)))
+    path.write_bytes(
+        export_onnx(
+            nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10)), (1, 8, 8)
+        )
+    )
     return path
 
 
 def _post(port, token, body, path="/measure"):
     ts = str(int(time.time()))
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST", headers={
-        "X-Edgenas-Timestamp": ts, "X-Edgenas-Signature": sign(token.encode(), ts, "POST", path, body)})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=body,
+        method="POST",
+        headers={"X-Edgenas-Timestamp": ts, "X-Edgenas-Signature": sign(token.encode(), ts, "POST", path, body)},
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, json.loads(r.read())
@@ -116,7 +146,9 @@ def test_hostile_requests_get_errors_and_the_agent_survives(agent, tmp_path):
     port, token = agent["port"], agent["token"]
     settings = {**load_profile("cpu-arm").settings(), "cpu_cores": []}
     for model in (b"\x08\x07not onnx" * 100, _model(tmp_path).read_bytes()[:300]):
-        status, answer = _post(port, token, json.dumps({"settings": settings, "model_b64": base64.b64encode(model).decode()}).encode())
+        status, answer = _post(
+            port, token, json.dumps({"settings": settings, "model_b64": base64.b64encode(model).decode()}).encode()
+        )
         assert status == 422 and not answer["ok"] and "cannot load" in answer["error"]
     status, answer = _post(port, token, b"{not json")
     assert status == 400
@@ -152,6 +184,10 @@ def test_request_size_limit(tmp_path):
 
 def test_agent_refuses_a_short_token(tmp_path):
     (tmp_path / "t").write_text("short")
-    res = subprocess.run([sys.executable, "-m", "edgenas", "agent", "--token-file", str(tmp_path / "t")],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "edgenas", "agent", "--token-file", str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2 and "shorter than 16 bytes" in res.stderr

@@ -11,8 +11,11 @@ from edgenas import controllers, spaces
 from edgenas.measure.export import INPUT_NAME, export_onnx
 from edgenas.training.data import load_dataset
 
-SMALL = {"nb201": {"channels": 4, "cells_per_stage": 1}, "cell-small": {"channels": 4},
-         "cell-large": {"channels": 4, "blocks": 2}}
+SMALL = {
+    "nb201": {"channels": 4, "cells_per_stage": 1},
+    "cell-small": {"channels": 4},
+    "cell-large": {"channels": 4, "blocks": 2},
+}
 
 
 @pytest.fixture(scope="module")

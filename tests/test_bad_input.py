@@ -25,7 +25,9 @@ def rows():
     for line in DOC.read_text().splitlines():
         m = ROW.match(line.strip())
         if m:
-            out.append(pytest.param(m.group(3), m.group(4).strip(), int(m.group(5)), id=f"{m.group(1)}-{m.group(2).strip()}"))
+            out.append(
+                pytest.param(m.group(3), m.group(4).strip(), int(m.group(5)), id=f"{m.group(1)}-{m.group(2).strip()}")
+            )
     return out
 
 
@@ -71,8 +73,10 @@ def files(tmp_path_factory):
     write("pipeline_bad_space", "[space]\nkernels = [2]\n")
     write("pipeline_bad_dataset", '[dataset]\nname = "imagenet"\n')
     write("a_file", "just a file", suffix=".txt")
-    agent_base = 'name = "b"\nmeasured_on = "agent"\nexecution_providers = ["CPUExecutionProvider"]\n' \
+    agent_base = (
+        'name = "b"\nmeasured_on = "agent"\nexecution_providers = ["CPUExecutionProvider"]\n'
         "intra_op_threads = 1\ninter_op_threads = 1\nbatch_size = 1\n"
+    )
     write("profile_agent_no_url", agent_base)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -118,8 +122,13 @@ def files(tmp_path_factory):
     pipe.write_text(TINY.format(runs=d / "runs"))
     env = {**os.environ, "EDGENAS_FAULT": "train:2"}
     for name in ("run", "locked"):
-        res = subprocess.run([sys.executable, "-m", "edgenas", "search", "--pipeline", str(pipe), "--name", name],
-                             env=env, capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            [sys.executable, "-m", "edgenas", "search", "--pipeline", str(pipe), "--name", name],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert res.returncode == -signal.SIGKILL, res.stderr
     f["run"] = str(d / "runs" / "run")
     f["locked_run"] = str(d / "runs" / "locked")

@@ -31,14 +31,19 @@ def test_graph_features_split_convolutions_by_kernel_kind():
     import torch.nn as nn
 
     model = nn.Sequential(
-        nn.Conv2d(2, 4, 1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 5, padding=2),
-        nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(4, 4, (1, 3), padding=(0, 1)),
+        nn.Conv2d(2, 4, 1),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.Conv2d(4, 4, 5, padding=2),
+        nn.Conv2d(4, 4, 3, padding=1, groups=4),
+        nn.Conv2d(4, 4, (1, 3), padding=(0, 1)),
     )
     f = graph_features(export_onnx(model, (2, 8, 8)))
     assert f["conv1x1_macs"] == 64 * 4 * 2 and f["conv3x3_macs"] == 64 * 4 * 4 * 9
     assert f["convkxk_count"] == 2 and f["convkxk_macs"] == 64 * 4 * 4 * (25 + 3)
     assert f["dwconv_count"] == 1 and f["dwconv_macs"] == 64 * 4 * 9
-    assert f["conv_count"] == 5 and f["conv_macs"] == sum(f[f"{g}_macs"] for g in ("conv1x1", "conv3x3", "convkxk", "dwconv"))
+    assert f["conv_count"] == 5 and f["conv_macs"] == sum(
+        f[f"{g}_macs"] for g in ("conv1x1", "conv3x3", "convkxk", "dwconv")
+    )
 
 
 def test_prediction_falls_back_to_the_factor_outside_what_the_pairs_had():
@@ -53,8 +58,16 @@ def test_prediction_falls_back_to_the_factor_outside_what_the_pairs_had():
     device = [2 * h + 1e-6 * f["conv3x3_macs"] for h, f in zip(host, feats)]
     from edgenas.calibrate import FEATURES
 
-    cal = Calibration("p", "m", list(FEATURES), fit(host, feats, device), "cpu", len(nets),
-                      covered=covered_features(feats), baseline_scale=fit_scale(host, device))
+    cal = Calibration(
+        "p",
+        "m",
+        list(FEATURES),
+        fit(host, feats, device),
+        "cpu",
+        len(nets),
+        covered=covered_features(feats),
+        baseline_scale=fit_scale(host, device),
+    )
     assert "conv3x3_macs" in cal.covered and "convkxk_macs" not in cal.covered
     inside = graph_features(export_onnx(nn.Sequential(nn.Conv2d(1, 5, 3, padding=1), nn.ReLU()), (1, 8, 8)))
     value, how = cal.predict_explained(0.1, inside)
@@ -91,8 +104,9 @@ def pairs_csv(tmp_path_factory):
 
 
 def test_calibrate_cli_writes_a_calibrated_profile_that_predicts(pairs_csv, tmp_path):
-    res = CliRunner().invoke(app, ["calibrate", str(pairs_csv), "--profile", "cpu-arm", "--out-dir", str(tmp_path),
-                                   "--folds", "3"])
+    res = CliRunner().invoke(
+        app, ["calibrate", str(pairs_csv), "--profile", "cpu-arm", "--out-dir", str(tmp_path), "--folds", "3"]
+    )
     assert res.exit_code == 0, res.output
     assert "edgenas calibration" in res.output and "baseline" in res.output
     cal = Calibration.load(tmp_path / "cpu-arm-calibrated.calibration.json")
@@ -102,7 +116,9 @@ def test_calibrate_cli_writes_a_calibrated_profile_that_predicts(pairs_csv, tmp_
     assert prof.measured_on == "calibrated" and prof.latency_label == "predicted"
     stats = Measurer(use_cache=False).measure(str(pairs_csv.parent / "m0.onnx"), prof)
     assert stats.label == "predicted" and stats.host_median_ms > 0 and stats.median_ms > 0
-    bench = CliRunner().invoke(app, ["bench", str(pairs_csv.parent / "m0.onnx"), "-p", str(tmp_path / "cpu-arm-calibrated.toml")])
+    bench = CliRunner().invoke(
+        app, ["bench", str(pairs_csv.parent / "m0.onnx"), "-p", str(tmp_path / "cpu-arm-calibrated.toml")]
+    )
     assert bench.exit_code == 0 and "predicted" in bench.output
 
 
@@ -117,7 +133,9 @@ def test_cross_validation_beats_nothing_and_is_out_of_fold():
 
 def test_nb201_pairs_build_the_described_networks(tmp_path):
     f = tmp_path / "pi.csv"
-    f.write_text("arch_idx,lat_ms_median,lat_ms_var,cellstr\n0,1.83,0.0,|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|\n")
+    f.write_text(
+        "arch_idx,lat_ms_median,lat_ms_var,cellstr\n0,1.83,0.0,|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|\n"
+    )
     (p,) = read_pairs(f)
     assert p.device_ms == 1.83
     import onnx
@@ -127,11 +145,14 @@ def test_nb201_pairs_build_the_described_networks(tmp_path):
     assert dims == [3, 32, 32] and proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value == 100
 
 
-@pytest.mark.parametrize("text, match", [
-    ("a,b\n1,2\n", "needs either 'model,device_ms'"),
-    ("model,device_ms\nmissing.onnx,1.0\n", "does not exist"),
-    ("cellstr,lat_ms_median\n|bogus~0|,1.0\n", "NB201"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("a,b\n1,2\n", "needs either 'model,device_ms'"),
+        ("model,device_ms\nmissing.onnx,1.0\n", "does not exist"),
+        ("cellstr,lat_ms_median\n|bogus~0|,1.0\n", "NB201"),
+    ],
+)
 def test_bad_calibration_files(tmp_path, text, match):
     f = tmp_path / "c.csv"
     f.write_text(text)
@@ -163,15 +184,23 @@ def test_bench_marks_a_prediction_outside_the_calibration(tmp_path):
     m = Measurer(use_cache=False)
     rows = []
     for i, c in enumerate((2, 4, 8, 12, 16, 24)):
-        blob = export_onnx(nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * c, 10)), (1, 8, 8))
+        blob = export_onnx(
+            nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * c, 10)), (1, 8, 8)
+        )
         (tmp_path / f"m{i}.onnx").write_bytes(blob)
         rows.append(f"m{i}.onnx,{m.measure(blob, device).median_ms}")
     (tmp_path / "pairs.csv").write_text("model,device_ms\n" + "\n".join(rows) + "\n")
     seven = tmp_path / "seven.onnx"
-    seven.write_bytes(export_onnx(nn.Sequential(nn.Conv2d(1, 8, 7, padding=3), nn.ReLU(), nn.Flatten(), nn.Linear(512, 10)), (1, 8, 8)))
+    seven.write_bytes(
+        export_onnx(
+            nn.Sequential(nn.Conv2d(1, 8, 7, padding=3), nn.ReLU(), nn.Flatten(), nn.Linear(512, 10)), (1, 8, 8)
+        )
+    )
     m.close()
-    res = CliRunner().invoke(app, ["calibrate", str(tmp_path / "pairs.csv"), "--profile", "cpu-arm", "--out-dir",
-                                   str(tmp_path), "--folds", "2"])
+    res = CliRunner().invoke(
+        app,
+        ["calibrate", str(tmp_path / "pairs.csv"), "--profile", "cpu-arm", "--out-dir", str(tmp_path), "--folds", "2"],
+    )
     assert res.exit_code == 0, res.output
     prof = str(tmp_path / "cpu-arm-calibrated.toml")
     out = CliRunner().invoke(app, ["bench", str(tmp_path / "m1.onnx"), str(seven), "-p", prof, "--no-cache", "--csv"])

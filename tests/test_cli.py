@@ -13,8 +13,9 @@ def run(*args):
 
 
 def test_search_cli_end_to_end(tiny_pipeline, tmp_path):
-    res = run("search", "--pipeline", tiny_pipeline(children=4), "--budget", "5000", "--profile", "cpu-x86",
-              "--name", "cli")
+    res = run(
+        "search", "--pipeline", tiny_pipeline(children=4), "--budget", "5000", "--profile", "cpu-x86", "--name", "cli"
+    )
     assert res.exit_code == 0, res.output
     assert "top candidates" in res.output and "host-measured" in res.output
     assert "winner.onnx verified" in res.output

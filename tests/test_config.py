@@ -39,7 +39,7 @@ def test_default_pipeline_file_equals_the_schema_defaults():
 
 
 def test_resolved_pipeline_toml_round_trips():
-    pipe = load_pipeline("default").override("reward", budget_params=1234).override("dataset", data_dir="a \"b\"\n")
+    pipe = load_pipeline("default").override("reward", budget_params=1234).override("dataset", data_dir='a "b"\n')
     again = parse_pipeline(tomllib.loads(pipe.to_toml()), "again")
     assert again.to_json() == pipe.to_json()
 
@@ -55,7 +55,12 @@ def test_a_free_option_toml_cannot_hold_is_an_error_not_dropped():
     "cls, data, error, match",
     [
         (Profile, {"name": "x", "bogus": 1}, ProfileError, r"unknown key\(s\) bogus; allowed: name, "),
-        (Profile, {"name": "x", "batch_size": "one"}, ProfileError, r"key 'batch_size' = 'one' must be an integer >= 1"),
+        (
+            Profile,
+            {"name": "x", "batch_size": "one"},
+            ProfileError,
+            r"key 'batch_size' = 'one' must be an integer >= 1",
+        ),
         (Profile, {"name": "x", "batch_size": True}, ProfileError, r"key 'batch_size' = True must be"),
         (Profile, {"name": "x", "batch_size": 0}, ProfileError, r"key 'batch_size' = 0 is not allowed"),
         (Profile, {"name": "x", "cpu_cores": [0, "1"]}, ProfileError, r"key 'cpu_cores'"),

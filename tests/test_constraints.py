@@ -83,9 +83,11 @@ def test_controller_feasibility_asks_the_same_limit_as_the_gate():
 
 
 def test_cli_refuses_a_profile_limit_below_the_smallest_network(tmp_path):
-    text = (tmp_path / "mcu.toml")
+    text = tmp_path / "mcu.toml"
     text.write_text('name = "tiny-mcu"\ntiming = false\nmax_params = 10\n')
-    res = CliRunner().invoke(app, ["search", "--profile", str(text), "--no-budget", "--runs-dir", str(tmp_path / "runs")])
+    res = CliRunner().invoke(
+        app, ["search", "--profile", str(text), "--no-budget", "--runs-dir", str(tmp_path / "runs")]
+    )
     assert res.exit_code == 2
     assert "profile tiny-mcu allows at most 10 parameters" in res.output
     assert not (tmp_path / "runs").exists()  # refused before any run directory

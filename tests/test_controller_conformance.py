@@ -186,7 +186,7 @@ def test_mutation_and_neighbours_stay_in_the_space():
     # swaps: the same one-edit moves, plus every exchange of two edges' different operations
     cell = [0, 1, 2, 3, 4, 0]
     with_swaps = neighbours(nb, cell, swaps=True)
-    swapped = with_swaps[len(around):]
+    swapped = with_swaps[len(around) :]
     assert with_swaps[: len(around)] == around
     assert len(swapped) == 15 - 1  # 6 edges = 15 pairs, one pair holds the same operation twice
     for n in swapped:
@@ -247,8 +247,9 @@ def test_proposals_do_not_depend_on_the_process_hash_seed(name):
     outs = []
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        res = subprocess.run([sys.executable, "-c", SCRIPT.format(name=name)], env=env, capture_output=True,
-                             text=True, timeout=300)
+        res = subprocess.run(
+            [sys.executable, "-c", SCRIPT.format(name=name)], env=env, capture_output=True, text=True, timeout=300
+        )
         assert res.returncode == 0, res.stderr
         outs.append(res.stdout)
     assert outs[0] == outs[1]

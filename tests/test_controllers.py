@@ -25,8 +25,10 @@ def test_learning_raises_probability_of_rewarded_action():
     """Toy reward: 1 when the first layer has 64 filters (action 4), else 0."""
     s = space()
     ctl = ReinforceController(s, seed=0, learning_rate=0.05, probability_floor=0.05)
+
     def p_first_64():
         return math.exp(ctl.log_prob_prefix([4]))
+
     before = p_first_64()
     for _ in range(30):
         batch = ctl.propose(8)

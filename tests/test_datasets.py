@@ -20,8 +20,10 @@ from edgenas.training.data import load_dataset
 
 def _digits_u8(size):
     d = sk_digits()
-    imgs = [np.asarray(Image.fromarray((im * 255 / 16).astype(np.uint8)).resize((size, size), Image.BILINEAR))
-            for im in d.images]
+    imgs = [
+        np.asarray(Image.fromarray((im * 255 / 16).astype(np.uint8)).resize((size, size), Image.BILINEAR))
+        for im in d.images
+    ]
     return np.stack(imgs), d.target.astype(np.uint8)
 
 
@@ -54,8 +56,24 @@ def test_image_folder_loads_splits_and_caches(folder):
 
 
 def test_folder_search_end_to_end(folder, tmp_path):
-    res = CliRunner().invoke(app, ["search", "--dataset", f"folder:{folder}", "--image-size", "8", "-n", "3",
-                                   "--epochs", "1", "--runs-dir", str(tmp_path), "--name", "f"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--dataset",
+            f"folder:{folder}",
+            "--image-size",
+            "8",
+            "-n",
+            "3",
+            "--epochs",
+            "1",
+            "--runs-dir",
+            str(tmp_path),
+            "--name",
+            "f",
+        ],
+    )
     assert res.exit_code == 0, res.output
     import json
 
@@ -103,13 +121,16 @@ def test_cifar10_format_from_data_dir(tmp_path):
     assert d.input_shape == (3, 32, 32) and d.classes[0] == "c0" and d.sizes()["test"] == len(rgb) - 1500
 
 
-@pytest.mark.parametrize("args, match", [
-    (("mnist",), "needs --data-dir"),
-    (("mnist", "/nonexistent"), "expected /nonexistent/MNIST/raw/train-images-idx3-ubyte"),
-    (("cifar10", "/nonexistent"), "cifar-10-batches-py/data_batch_1"),
-    (("imagenet",), "unknown dataset 'imagenet'"),
-    (("folder:/nonexistent",), "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (("mnist",), "needs --data-dir"),
+        (("mnist", "/nonexistent"), "expected /nonexistent/MNIST/raw/train-images-idx3-ubyte"),
+        (("cifar10", "/nonexistent"), "cifar-10-batches-py/data_batch_1"),
+        (("imagenet",), "unknown dataset 'imagenet'"),
+        (("folder:/nonexistent",), "does not exist"),
+    ],
+)
 def test_missing_datasets_name_the_expected_files(args, match):
     name, data_dir = args[0], args[1] if len(args) > 1 else None
     with pytest.raises(DataError, match=match):

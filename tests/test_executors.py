@@ -1,6 +1,5 @@
 """The same search on the local and the process executor gives the same results."""
 
-import os
 import sqlite3
 
 import pytest
@@ -12,8 +11,11 @@ from edgenas.search import run_search
 
 
 def _rows(run_dir):
-    return sqlite3.connect(run_dir / "search.db").execute(
-        "SELECT arch_key, status, params, val_accuracy, reward FROM trials ORDER BY arch_key").fetchall()
+    return (
+        sqlite3.connect(run_dir / "search.db")
+        .execute("SELECT arch_key, status, params, val_accuracy, reward FROM trials ORDER BY arch_key")
+        .fetchall()
+    )
 
 
 def test_process_pool_matches_local(tiny_pipeline):
@@ -22,14 +24,28 @@ def test_process_pool_matches_local(tiny_pipeline):
     pool = run_search(base.override("search", executor="process", workers=2), run_name="pool")
     assert _rows(local.run_dir) == _rows(pool.run_dir)
     q = "SELECT update_index, position, arch_key, reused FROM samples ORDER BY update_index, position"
-    assert sqlite3.connect(local.run_dir / "search.db").execute(q).fetchall() == \
-        sqlite3.connect(pool.run_dir / "search.db").execute(q).fetchall()
+    assert (
+        sqlite3.connect(local.run_dir / "search.db").execute(q).fetchall()
+        == sqlite3.connect(pool.run_dir / "search.db").execute(q).fetchall()
+    )
     assert local.manifest["winner"]["arch_key"] == pool.manifest["winner"]["arch_key"]
 
 
 def test_process_executor_from_the_cli(tiny_pipeline):
-    res = CliRunner().invoke(app, ["search", "--pipeline", tiny_pipeline(children=3), "--executor", "process",
-                                   "--workers", "2", "--name", "cli-pool"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--pipeline",
+            tiny_pipeline(children=3),
+            "--executor",
+            "process",
+            "--workers",
+            "2",
+            "--name",
+            "cli-pool",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "winner.onnx verified" in res.output
 
@@ -51,8 +67,20 @@ def test_unreachable_ray_address_is_a_clear_error(tiny_pipeline, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
-    res = CliRunner().invoke(app, ["search", "--pipeline", tiny_pipeline(children=2), "--executor", "ray",
-                                   "--ray-address", f"127.0.0.1:{port}", "--runs-dir", str(tmp_path / "runs")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--pipeline",
+            tiny_pipeline(children=2),
+            "--executor",
+            "ray",
+            "--ray-address",
+            f"127.0.0.1:{port}",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+    )
     assert res.exit_code == 2 and f"cannot reach Ray at 127.0.0.1:{port}" in res.output, res.output
     assert time.perf_counter() - t0 < 60
     assert not (tmp_path / "runs").exists()  # refused before a run directory was made
@@ -82,20 +110,26 @@ def test_gpu_slots_spread_workers_over_gpus():
         slot_devices("cuda", 2, gpu_count=0)
 
 
-@pytest.mark.parametrize("args, match", [
-    (["--executor", "dask"], "executor 'dask' is unknown"),
-    (["--workers", "0"], "--workers must be >= 1"),
-    (["--children-per-gpu", "0"], "--children-per-gpu must be >= 1"),
-    (["--children-per-gpu", "2", "--device", "cpu", "--executor", "process"], "training runs on the CPU here"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--executor", "dask"], "executor 'dask' is unknown"),
+        (["--workers", "0"], "--workers must be >= 1"),
+        (["--children-per-gpu", "0"], "--children-per-gpu must be >= 1"),
+        (["--children-per-gpu", "2", "--device", "cpu", "--executor", "process"], "training runs on the CPU here"),
+    ],
+)
 def test_bad_executor_settings(args, match):
     res = CliRunner().invoke(app, ["search", *args])
     assert res.exit_code == 2 and match in res.output
 
 
 def test_median_rule_stops_children_and_records_why(tiny_pipeline):
-    pipe = load_pipeline(tiny_pipeline(children=18)).override(
-        "search", early_stopping="median", early_stop_min_children=2).override("training", epochs=3)
+    pipe = (
+        load_pipeline(tiny_pipeline(children=18))
+        .override("search", early_stopping="median", early_stop_min_children=2)
+        .override("training", epochs=3)
+    )
     result = run_search(pipe, run_name="median")
     conn = sqlite3.connect(result.run_dir / "search.db")
     rows = conn.execute("SELECT status, reason, curve, reward, val_accuracy, origin_update FROM trials").fetchall()

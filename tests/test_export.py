@@ -28,7 +28,7 @@ def finished_run(tmp_path_factory):
 children = 6
 architectures_per_update = 3
 device = "cpu"
-runs_dir = "{d / 'runs'}"
+runs_dir = "{d / "runs"}"
 [space]
 max_layers = 2
 filters = [32, 64]
@@ -133,8 +133,13 @@ def test_export_of_an_interrupted_run(tmp_path):
         "[space]\nmax_layers = 2\nfilters = [4, 8]\nkernels = [3]\n[training]\nepochs = 1\n[final_training]\nepochs = 2\n"
     )
     env = {**os.environ, "EDGENAS_FAULT": "train:4"}
-    res = subprocess.run([sys.executable, "-m", "edgenas", "search", "--pipeline", str(tmp_path / "p.toml"),
-                          "--name", "cut"], env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "edgenas", "search", "--pipeline", str(tmp_path / "p.toml"), "--name", "cut"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == -signal.SIGKILL
     cli = CliRunner().invoke(app, ["export", str(tmp_path / "runs" / "cut")])
     assert cli.exit_code == 0, cli.output

@@ -1,15 +1,13 @@
 """Kill a real search process at several points, resume it, and compare with an uninterrupted run."""
 
+import json
 import os
 import signal
 import socket
 import sqlite3
-from pathlib import Path
 import subprocess
 import sys
-import json
-
-import pytest
+from pathlib import Path
 
 PIPELINE = """
 [search]
@@ -36,7 +34,12 @@ def cli(args, cwd, fault=None):
         env["EDGENAS_FAULT"] = fault
     env["EDGENAS_CACHE_DIR"] = str(Path(cwd) / "latency-cache")  # this test's runs share only their own cache
     return subprocess.run(
-        [sys.executable, "-m", "edgenas", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "edgenas", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
         preexec_fn=_default_sigint,
     )
 
@@ -54,7 +57,9 @@ def snapshot(run_dir):
     trials = conn.execute(
         "SELECT arch_key, status, params, val_accuracy, reward, origin_update, origin_position FROM trials ORDER BY arch_key"
     ).fetchall()
-    samples = conn.execute("SELECT update_index, position, arch_key, reused, reward FROM samples ORDER BY update_index, position").fetchall()
+    samples = conn.execute(
+        "SELECT update_index, position, arch_key, reused, reward FROM samples ORDER BY update_index, position"
+    ).fetchall()
     updates = conn.execute("SELECT update_index, loss, entropy, baseline FROM updates ORDER BY update_index").fetchall()
     conn.close()
     winner = json.loads((run_dir / "manifest.json").read_text())["winner"]

@@ -25,8 +25,16 @@ def test_child_trains_on_cuda_and_comes_back_on_cpu(digits):
     torch.manual_seed(0)
     model = space.build(arch)
     before = torch.cuda.max_memory_allocated()
-    res = train_child(model, digits.x_train, digits.y_train, digits.x_val, digits.y_val,
-                      TrainRecipe(epochs=3), 0, torch.device("cuda"))
+    res = train_child(
+        model,
+        digits.x_train,
+        digits.y_train,
+        digits.x_val,
+        digits.y_val,
+        TrainRecipe(epochs=3),
+        0,
+        torch.device("cuda"),
+    )
     assert torch.cuda.max_memory_allocated() > before  # the work ran on the GPU
     assert all(p.device.type == "cpu" for p in model.parameters())
     assert res.val_accuracy is not None and res.val_accuracy > 0.8, res
@@ -40,8 +48,7 @@ def test_search_on_cuda_local_and_with_children_sharing_the_gpu(tiny_pipeline):
     local = run_search(base, run_name="cuda-local")
     shared = run_search(base.override("search", executor="process", children_per_gpu=2), run_name="cuda-k2")
     for res in (local, shared):
-        rows = sqlite3.connect(res.run_dir / "search.db").execute(
-            "SELECT status, val_accuracy FROM trials").fetchall()
+        rows = sqlite3.connect(res.run_dir / "search.db").execute("SELECT status, val_accuracy FROM trials").fetchall()
         # Tiny children (<= 16 filters, 3 epochs) reach 10-30 % on CPU; chance is 10 %.
         assert len(rows) == 6 and all(status == "ok" and 0 <= acc <= 1 for status, acc in rows), rows
         assert max(acc for _, acc in rows) > 0.15, rows

@@ -62,7 +62,9 @@ def test_latency_on_a_real_session_in_a_pinned_worker():
         stats = m.measure(_tiny_onnx(), profile)
         assert stats.runs == 2 * 15 == len(stats.samples_ms) and stats.sessions == 2
         assert len(stats.session_medians_ms) == 2
-        assert stats.median_ms == pytest.approx(sorted(stats.session_medians_ms)[0] / 2 + sorted(stats.session_medians_ms)[1] / 2)
+        assert stats.median_ms == pytest.approx(
+            sorted(stats.session_medians_ms)[0] / 2 + sorted(stats.session_medians_ms)[1] / 2
+        )
         assert 0 < stats.min_ms <= stats.median_ms <= stats.max_ms and stats.p90_ms <= stats.max_ms
         assert stats.provider == "CPUExecutionProvider"
         assert stats.label == "host-measured" and stats.measured_on == "host"
@@ -90,7 +92,9 @@ def test_sessions_take_turns_until_the_minimum_timed_duration():
 
 
 def test_batch_size_from_profile_is_used():
-    stats = Measurer(use_cache=False).measure(_tiny_onnx(), _profile(batch_size=4, timed_runs=3, warmup_runs=0, sessions=1))
+    stats = Measurer(use_cache=False).measure(
+        _tiny_onnx(), _profile(batch_size=4, timed_runs=3, warmup_runs=0, sessions=1)
+    )
     assert stats.batch_size == 4 and stats.runs == 3
 
 

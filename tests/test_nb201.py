@@ -39,7 +39,9 @@ def test_dead_edges_and_skip_chains_merge_but_sharing_does_not():
     assert chain.key() == live.key()
     # one conv read twice is not two convs
     shared = NB201Arch(("nor_conv_3x3", "none", "none", "none", "avg_pool_3x3", "none"))
-    assert canonical_cell(shared.ops) != canonical_cell(("nor_conv_3x3", "nor_conv_3x3", "avg_pool_3x3", "none", "none", "skip_connect"))
+    assert canonical_cell(shared.ops) != canonical_cell(
+        ("nor_conv_3x3", "nor_conv_3x3", "avg_pool_3x3", "none", "none", "skip_connect")
+    )
     assert NB201Arch(("none",) * 6).key() == "nb201|zero"
 
 

@@ -7,16 +7,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgenas import schema
 from edgenas.config import Pipeline, parse_pipeline
 from edgenas.errors import ConfigError, ProfileError
-from edgenas import schema
 from edgenas.profiles import Profile, parse_profile
 from edgenas.spaces.layerwise import LayerwiseSpace
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(10**9), 10**9), st.floats(allow_nan=True), st.text(max_size=12)
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
 
 PROFILE_KEYS = schema.keys(Profile)
 
@@ -67,7 +71,13 @@ KEYS = ["seed", "children", "epochs", "batch_size", "mode", "budget_params", "na
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from(SECTIONS), st.one_of(values, st.dictionaries(st.sampled_from(KEYS), values, max_size=4)), max_size=5))
+@given(
+    st.dictionaries(
+        st.sampled_from(SECTIONS),
+        st.one_of(values, st.dictionaries(st.sampled_from(KEYS), values, max_size=4)),
+        max_size=5,
+    )
+)
 def test_pipeline_parsing_accepts_or_raises_config_error(data):
     try:
         pipe = parse_pipeline(data, "fuzz.toml")
@@ -126,7 +136,7 @@ def test_corrupted_sequences_are_refused(sa, data):
     assert space.encode(space.decode(bad)) == bad
 
 
-@pytest.mark.parametrize("text", ["\U00010000", "a\x7fb", "tab\tquote\"back\\slash\x01", "é"])
+@pytest.mark.parametrize("text", ["\U00010000", "a\x7fb", 'tab\tquote"back\\slash\x01', "é"])
 def test_pipeline_option_strings_survive_toml(text):
     """Found by the property test below on CI: a character beyond U+FFFF was written as a JSON
     surrogate pair, which TOML rejects; DEL must be escaped in TOML."""
@@ -138,7 +148,13 @@ def test_pipeline_option_strings_survive_toml(text):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.dictionaries(st.sampled_from(SECTIONS), st.one_of(values, st.dictionaries(st.sampled_from(KEYS), values, max_size=4)), max_size=5))
+@given(
+    st.dictionaries(
+        st.sampled_from(SECTIONS),
+        st.one_of(values, st.dictionaries(st.sampled_from(KEYS), values, max_size=4)),
+        max_size=5,
+    )
+)
 def test_pipeline_written_as_toml_reads_back_equal(data):
     import tomllib
 

@@ -39,8 +39,10 @@ def test_report_written_by_every_search_and_reproducible(tiny_pipeline):
     again = CliRunner().invoke(app, ["search", "--pipeline", str(run / "pipeline.toml"), "--name", "again"])
     assert again.exit_code == 0, again.output
     q = "SELECT arch_key, status, val_accuracy FROM trials ORDER BY id"
-    assert sqlite3.connect(run / "search.db").execute(q).fetchall() == \
-        sqlite3.connect(run.parent / "again" / "search.db").execute(q).fetchall()
+    assert (
+        sqlite3.connect(run / "search.db").execute(q).fetchall()
+        == sqlite3.connect(run.parent / "again" / "search.db").execute(q).fetchall()
+    )
 
     res = CliRunner().invoke(app, ["report", str(run)])
     assert res.exit_code == 0, res.output

@@ -1,7 +1,6 @@
 import json
 import sqlite3
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
@@ -74,7 +73,7 @@ def test_repeated_architectures_are_trained_once(tmp_path):
 children = 8
 architectures_per_update = 4
 device = "cpu"
-runs_dir = "{tmp_path / 'runs'}"
+runs_dir = "{tmp_path / "runs"}"
 [space]
 max_layers = 1
 filters = [4]
@@ -99,8 +98,13 @@ def test_same_seed_same_search(tiny_pipeline):
     pipe = load_pipeline(tiny_pipeline(children=4))
     a = run_search(pipe, run_name="a")
     b = run_search(pipe, run_name="b")
-    rows = lambda r: sqlite3.connect(r.run_dir / "search.db").execute(  # noqa: E731
-        "SELECT arch_key, val_accuracy, params FROM trials ORDER BY id").fetchall()
+    rows = lambda r: (
+        sqlite3.connect(r.run_dir / "search.db")
+        .execute(  # noqa: E731
+            "SELECT arch_key, val_accuracy, params FROM trials ORDER BY id"
+        )
+        .fetchall()
+    )
     assert rows(a) == rows(b)
 
 
@@ -120,7 +124,7 @@ def test_depth_curriculum_starts_shallow_and_deepens(tmp_path):
 children = 40
 architectures_per_update = 4
 device = "cpu"
-runs_dir = "{tmp_path / 'runs'}"
+runs_dir = "{tmp_path / "runs"}"
 profile = "mcu-m7"
 curriculum_start = 1
 curriculum_every = 2

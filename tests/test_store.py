@@ -7,9 +7,18 @@ from edgenas.store import Store
 
 def _trial(key, reward, params, status="ok"):
     return dict(
-        arch_key=key, actions=[1, 2], arch={"layers": []}, status=status, params=params, reward=reward,
-        reward_terms={"total": reward}, seed=1, total_seconds=0.5, latency={"median_ms": 0.1},
-        origin_update=0, origin_position=0,
+        arch_key=key,
+        actions=[1, 2],
+        arch={"layers": []},
+        status=status,
+        params=params,
+        reward=reward,
+        reward_terms={"total": reward},
+        seed=1,
+        total_seconds=0.5,
+        latency={"median_ms": 0.1},
+        origin_update=0,
+        origin_position=0,
     )
 
 

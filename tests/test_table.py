@@ -49,8 +49,24 @@ def test_table_detects_columns_and_scales_percentages(table_file):
 def test_tabular_search_finds_the_best_cell_without_training(table_file, tmp_path):
     prof = tmp_path / "untimed.toml"
     prof.write_text(PROFILE)
-    args = ["search", "--space", "nb201", "--table", str(table_file), "--controller", "predictor", "--no-budget",
-            "--children", "64", "--profile", str(prof), "--runs-dir", str(tmp_path / "runs"), "--name", "tab"]
+    args = [
+        "search",
+        "--space",
+        "nb201",
+        "--table",
+        str(table_file),
+        "--controller",
+        "predictor",
+        "--no-budget",
+        "--children",
+        "64",
+        "--profile",
+        str(prof),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--name",
+        "tab",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "nothing was trained" in " ".join(res.output.split())
@@ -71,8 +87,25 @@ def test_tabular_search_finds_the_best_cell_without_training(table_file, tmp_pat
 def test_tabular_search_with_a_budget_rejects_before_lookup(table_file, tmp_path):
     prof = tmp_path / "untimed.toml"
     prof.write_text(PROFILE)
-    args = ["search", "--space", "nb201", "--table", str(table_file), "--controller", "evolution", "--budget",
-            "200000", "--children", "24", "--profile", str(prof), "--runs-dir", str(tmp_path / "runs"), "--name", "b"]
+    args = [
+        "search",
+        "--space",
+        "nb201",
+        "--table",
+        str(table_file),
+        "--controller",
+        "evolution",
+        "--budget",
+        "200000",
+        "--children",
+        "24",
+        "--profile",
+        str(prof),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--name",
+        "b",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     with sqlite3.connect(tmp_path / "runs" / "b" / "search.db") as db:

@@ -13,25 +13,49 @@ from rich.table import Table
 from edgenas.bench import bench_models
 from edgenas.cli.common import console, fmt_ms, handle_errors
 
-CSV_FIELDS = ("model", "trial", "profile", "label", "prediction", "median_ms", "p90_ms", "spread", "unstable", "sessions", "runs",
-              "batch_size", "precision", "cached", "fastest", "model_bytes", "fits_model_bytes", "path")
+CSV_FIELDS = (
+    "model",
+    "trial",
+    "profile",
+    "label",
+    "prediction",
+    "median_ms",
+    "p90_ms",
+    "spread",
+    "unstable",
+    "sessions",
+    "runs",
+    "batch_size",
+    "precision",
+    "cached",
+    "fastest",
+    "model_bytes",
+    "fits_model_bytes",
+    "path",
+)
 
 
 @handle_errors
 def bench(
     models: Annotated[
         list[str],
-        typer.Argument(help="ONNX model files and/or run directories (a run directory means its trained candidates).",
-                       show_default=False),
+        typer.Argument(
+            help="ONNX model files and/or run directories (a run directory means its trained candidates).",
+            show_default=False,
+        ),
     ],
     profile: Annotated[
         list[str],
         typer.Option("--profile", "-p", help="Hardware profile name or .toml path; repeat for several."),
     ] = ["cpu-arm"],  # noqa: B006 - typer needs a list default
-    top: Annotated[Optional[int], typer.Option("--top", help="From a run directory, only its k best candidates.")] = None,
+    top: Annotated[
+        Optional[int], typer.Option("--top", help="From a run directory, only its k best candidates.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (raw samples included).")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV, one row per model and profile.")] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Measure again instead of reusing cached latencies.")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Measure again instead of reusing cached latencies.")
+    ] = False,
 ) -> None:
     """Time models under onnxruntime exactly as each profile says, and show which is fastest on
     each board.

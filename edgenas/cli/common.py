@@ -57,8 +57,16 @@ def candidates_table(trials: list, title: str, pareto: dict[str, set[int]] | Non
     for col in cols + ["architecture"]:
         table.add_column(col, justify="left" if col == "architecture" else "right")
     for rank, t in enumerate(trials, 1):
-        row = [str(rank), str(t.id), fmt_int(t.params), fmt_int(t.macs), fmt_pct(t.val_accuracy),
-               fmt_ms(t.latency_median_ms), fmt_ms(t.latency_p90_ms), f"{t.reward:.4f}"]
+        row = [
+            str(rank),
+            str(t.id),
+            fmt_int(t.params),
+            fmt_int(t.macs),
+            fmt_pct(t.val_accuracy),
+            fmt_ms(t.latency_median_ms),
+            fmt_ms(t.latency_p90_ms),
+            f"{t.reward:.4f}",
+        ]
         if pareto is not None:
             row.append(",".join(name for name, ids in pareto.items() if t.id in ids))
         table.add_row(*row, t.arch_text)

@@ -13,13 +13,20 @@ from edgenas.cli.common import candidates_table, console, fmt_int, fmt_ms, fmt_p
 
 @handle_errors
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `edgenas search` (finished or interrupted).")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory written by `edgenas search` (finished or interrupted).")
+    ],
     profile: Annotated[
         Optional[str], typer.Option("--profile", "-p", help="Profile to time the bundle under (default: the run's).")
     ] = None,
-    int8: Annotated[bool, typer.Option("--int8", help="Also write a static int8 model (onnxruntime quantization).")] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write a static int8 model (onnxruntime quantization).")
+    ] = False,
     max_int8_drop: Annotated[
-        float, typer.Option("--max-int8-drop", help="Refuse the int8 model if test accuracy drops by more than this fraction.")
+        float,
+        typer.Option(
+            "--max-int8-drop", help="Refuse the int8 model if test accuracy drops by more than this fraction."
+        ),
     ] = 0.01,
     top: Annotated[int, typer.Option("--top", help="Bundle the k best children (rank-1 ... rank-k).")] = 1,
     out: Annotated[Optional[Path], typer.Option("--out", help="Bundle directory (default: RUN_DIR/bundle).")] = None,
@@ -39,18 +46,29 @@ def export(
             table.add_column(col, justify="left" if col in ("model", "file") else "right")
         for name, v in m["models"].items():
             lat = v.get("latency") or {}
-            table.add_row(name, v.get("file") or "(refused)", f"{v['bytes'] / 1024:.1f}", fmt_pct(v["test_accuracy"]),
-                          fmt_ms(lat.get("median_ms")), fmt_ms(lat.get("p90_ms")))
+            table.add_row(
+                name,
+                v.get("file") or "(refused)",
+                f"{v['bytes'] / 1024:.1f}",
+                fmt_pct(v["test_accuracy"]),
+                fmt_ms(lat.get("median_ms")),
+                fmt_ms(lat.get("p90_ms")),
+            )
         console.print(table)
-        console.print(f"{fmt_int(m['params'])} params; test accuracy {fmt_pct(m['test_accuracy'])} on "
-                      f"{m['test_images']} held-out images; see {r.path / 'README.txt'}", soft_wrap=True)
+        console.print(
+            f"{fmt_int(m['params'])} params; test accuracy {fmt_pct(m['test_accuracy'])} on "
+            f"{m['test_images']} held-out images; see {r.path / 'README.txt'}",
+            soft_wrap=True,
+        )
 
 
 @handle_errors
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `edgenas search`.")],
     top: Annotated[int, typer.Option("--top", help="Rows in the candidates table.")] = 5,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the HTML (default: RUN_DIR/report.html).")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Where to write the HTML (default: RUN_DIR/report.html).")
+    ] = None,
 ) -> None:
     """Summarise a run in the terminal and write its HTML report (plots embedded)."""
     from edgenas.report import report_data, write_report
@@ -63,12 +81,17 @@ def report(
         members = [d["trials"][i] for i in ids]
         console.print(
             f"Pareto front, accuracy vs {axis}: "
-            + ", ".join(f"trial {t.id} ({fmt_pct(t.val_accuracy)}, "
-                        f"{fmt_ms(t.latency_median_ms) + ' ms' if axis == 'latency' else fmt_int(t.params)})" for t in members),
+            + ", ".join(
+                f"trial {t.id} ({fmt_pct(t.val_accuracy)}, "
+                f"{fmt_ms(t.latency_median_ms) + ' ms' if axis == 'latency' else fmt_int(t.params)})"
+                for t in members
+            ),
             soft_wrap=True,
         )
     c = d["counts"]
-    console.print(f"sampled {len(d['samples'])}: trained {c.get('ok', 0)}, rejected {c.get('rejected', 0)}, "
-                  f"failed {c.get('failed', 0)}, stopped early {c.get('stopped', 0)}, reused {d['reused']}")
+    console.print(
+        f"sampled {len(d['samples'])}: trained {c.get('ok', 0)}, rejected {c.get('rejected', 0)}, "
+        f"failed {c.get('failed', 0)}, stopped early {c.get('stopped', 0)}, reused {d['reused']}"
+    )
     path = write_report(run_dir, out)
     console.print(f"report: [bold]{path}[/]", soft_wrap=True)

@@ -30,13 +30,18 @@ def list_profiles() -> None:
     for name, path in available_profiles().items():
         p = load_profile(str(path))
         limits = ", ".join(
-            f"{label} {value:,}" for label, value in
-            (("params", p.max_params), ("bytes", p.max_model_bytes), ("ms", p.max_latency_ms)) if value
+            f"{label} {value:,}"
+            for label, value in (("params", p.max_params), ("bytes", p.max_model_bytes), ("ms", p.max_latency_ms))
+            if value
         )
         timed = p.timing
         table.add_row(
-            name, p.target, p.latency_label, p.execution_providers[0] if timed else "-",
-            f"{p.intra_op_threads}/{p.inter_op_threads}" if timed else "-", str(p.batch_size) if timed else "-",
+            name,
+            p.target,
+            p.latency_label,
+            p.execution_providers[0] if timed else "-",
+            f"{p.intra_op_threads}/{p.inter_op_threads}" if timed else "-",
+            str(p.batch_size) if timed else "-",
             limits or "-",
         )
     console.print(table)

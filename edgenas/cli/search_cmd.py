@@ -15,13 +15,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from edgenas.cli.common import (
-    EXIT_INTERRUPTED, EXIT_NO_RESULT, candidates_table, console, err_console, fmt_int, fmt_ms, fmt_pct, handle_errors,
+    EXIT_INTERRUPTED,
+    EXIT_NO_RESULT,
+    candidates_table,
+    console,
+    err_console,
+    fmt_int,
+    fmt_ms,
+    fmt_pct,
+    handle_errors,
 )
 from edgenas.config import ControllerSettings, Pipeline, SpaceSettings, load_pipeline
 from edgenas.errors import BudgetError, ConfigError
-from edgenas.search import Progress as SearchProgress
 from edgenas.rundir import MANIFEST_NAME, load_run_pipeline, make_run_dir
+from edgenas.search import Progress as SearchProgress
 from edgenas.search import SearchResult, prepare, run_search
+
 
 class _Status:
     """The line under the progress bar: best so far, last reward, counts."""
@@ -30,15 +39,27 @@ class _Status:
         self.text = Text("waiting for the first child", style="dim")
 
     def update(self, p: SearchProgress) -> None:
-        best = "-" if p.best_reward is None else (
-            f"{p.best_reward:.4f} (val {fmt_pct(p.best_val_accuracy)}, {fmt_int(p.best_params)} params)"
+        best = (
+            "-"
+            if p.best_reward is None
+            else (f"{p.best_reward:.4f} (val {fmt_pct(p.best_val_accuracy)}, {fmt_int(p.best_params)} params)")
         )
         last = "-" if p.last_reward is None else f"{p.last_reward:.4f} {p.last_status}"
         self.text = Text.assemble(
-            ("best ", "bold"), best, ("  last ", "bold"), last,
-            ("  trained ", "bold"), str(p.trained), ("  rejected ", "bold"), str(p.rejected),
-            ("  failed ", "bold"), str(p.failed), ("  stopped ", "bold"), str(p.stopped),
-            ("  reused ", "bold"), str(p.reused),
+            ("best ", "bold"),
+            best,
+            ("  last ", "bold"),
+            last,
+            ("  trained ", "bold"),
+            str(p.trained),
+            ("  rejected ", "bold"),
+            str(p.rejected),
+            ("  failed ", "bold"),
+            str(p.failed),
+            ("  stopped ", "bold"),
+            str(p.stopped),
+            ("  reused ", "bold"),
+            str(p.reused),
         )
 
     def __rich__(self) -> Text:
@@ -49,24 +70,36 @@ class _Status:
 def search(
     budget: Annotated[
         Optional[int],
-        typer.Option("--budget", "-b", help="Hard parameter budget: bigger candidates are rejected before training.",
-                     show_default="from the pipeline (150000)"),
+        typer.Option(
+            "--budget",
+            "-b",
+            help="Hard parameter budget: bigger candidates are rejected before training.",
+            show_default="from the pipeline (150000)",
+        ),
     ] = None,
     no_budget: Annotated[bool, typer.Option("--no-budget", help="Search without a hard parameter budget.")] = False,
     profile: Annotated[
         Optional[str],
-        typer.Option("--profile", "-p", help="Hardware profile name (see `edgenas profiles`) or .toml path.",
-                     show_default="from the pipeline (cpu-arm)"),
+        typer.Option(
+            "--profile",
+            "-p",
+            help="Hardware profile name (see `edgenas profiles`) or .toml path.",
+            show_default="from the pipeline (cpu-arm)",
+        ),
     ] = None,
     pipeline: Annotated[
         Optional[str],
-        typer.Option("--pipeline", help="Pipeline name in pipelines/ or path of a pipeline .toml file.",
-                     show_default="default"),
+        typer.Option(
+            "--pipeline", help="Pipeline name in pipelines/ or path of a pipeline .toml file.", show_default="default"
+        ),
     ] = None,
     resume: Annotated[
         Optional[Path],
-        typer.Option("--resume", help="Continue the interrupted search in this run directory, with its stored "
-                     "settings (flags that contradict them are refused)."),
+        typer.Option(
+            "--resume",
+            help="Continue the interrupted search in this run directory, with its stored "
+            "settings (flags that contradict them are refused).",
+        ),
     ] = None,
     children: Annotated[
         Optional[int], typer.Option("--children", "-n", help="Architectures to sample (trained, rejected or reused).")
@@ -77,33 +110,58 @@ def search(
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs per child.")] = None,
     dataset: Annotated[
         Optional[str],
-        typer.Option("--dataset", help="digits (embedded), mnist, fashion-mnist, cifar10 (need --data-dir) or "
-                     "folder:PATH (one sub-folder of images per class)."),
+        typer.Option(
+            "--dataset",
+            help="digits (embedded), mnist, fashion-mnist, cifar10 (need --data-dir) or "
+            "folder:PATH (one sub-folder of images per class).",
+        ),
     ] = None,
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder holding the torchvision dataset files.")] = None,
-    download: Annotated[Optional[bool], typer.Option("--download/--no-download", help="Let torchvision download the dataset (needs network).")] = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", help="folder datasets: resize images to this square size.")] = None,
+    data_dir: Annotated[
+        Optional[str], typer.Option("--data-dir", help="Folder holding the torchvision dataset files.")
+    ] = None,
+    download: Annotated[
+        Optional[bool],
+        typer.Option("--download/--no-download", help="Let torchvision download the dataset (needs network)."),
+    ] = None,
+    image_size: Annotated[
+        Optional[int], typer.Option("--image-size", help="folder datasets: resize images to this square size.")
+    ] = None,
     channels: Annotated[Optional[int], typer.Option("--channels", help="folder datasets: 1 (grey) or 3 (RGB).")] = None,
-    max_images: Annotated[Optional[int], typer.Option("--max-images", help="Use a stratified subset of this many images.")] = None,
+    max_images: Annotated[
+        Optional[int], typer.Option("--max-images", help="Use a stratified subset of this many images.")
+    ] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the controller and of every child.")] = None,
     controller: Annotated[
         Optional[str],
-        typer.Option("--controller", help="Controller: predictor, reinforce, ppo, evolution or random "
-                     "(another name than the pipeline's starts from that controller's defaults)."),
+        typer.Option(
+            "--controller",
+            help="Controller: predictor, reinforce, ppo, evolution or random "
+            "(another name than the pipeline's starts from that controller's defaults).",
+        ),
     ] = None,
     space: Annotated[
         Optional[str],
-        typer.Option("--space", help="Search space: layerwise, nb201, cell-small, cell-large, blocks or transform "
-                     "(another name than the pipeline's starts from that space's defaults)."),
+        typer.Option(
+            "--space",
+            help="Search space: layerwise, nb201, cell-small, cell-large, blocks or transform "
+            "(another name than the pipeline's starts from that space's defaults).",
+        ),
     ] = None,
     table: Annotated[
         Optional[str],
-        typer.Option("--table", help="CSV of precomputed results (architecture strings + metrics): evaluate by "
-                     "lookup instead of training, e.g. a NAS-Bench-201 table with --space nb201."),
+        typer.Option(
+            "--table",
+            help="CSV of precomputed results (architecture strings + metrics): evaluate by "
+            "lookup instead of training, e.g. a NAS-Bench-201 table with --space nb201.",
+        ),
     ] = None,
     table_metric: Annotated[
-        Optional[str], typer.Option("--table-metric", help="The table's validation column (the reward's accuracy).",
-                                    show_default="the first column ending in 'val'"),
+        Optional[str],
+        typer.Option(
+            "--table-metric",
+            help="The table's validation column (the reward's accuracy).",
+            show_default="the first column ending in 'val'",
+        ),
     ] = None,
     reward_mode: Annotated[
         Optional[str],
@@ -122,7 +180,8 @@ def search(
         Optional[int], typer.Option("--flops-threshold", help="piecewise mode: FLOPs where the penalty starts.")
     ] = None,
     latency_threshold_ms: Annotated[
-        Optional[float], typer.Option("--latency-threshold-ms", help="piecewise mode: latency where the penalty starts.")
+        Optional[float],
+        typer.Option("--latency-threshold-ms", help="piecewise mode: latency where the penalty starts."),
     ] = None,
     max_latency_ms: Annotated[
         Optional[float], typer.Option("--max-latency-ms", help="Latency limit in ms (profile statistic).")
@@ -138,13 +197,18 @@ def search(
     ray_address: Annotated[
         Optional[str], typer.Option("--ray-address", help="ray executor: HOST:PORT of a running Ray cluster.")
     ] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes for --executor process.")] = None,
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", help="Worker processes for --executor process.")
+    ] = None,
     children_per_gpu: Annotated[
         Optional[int],
-        typer.Option("--children-per-gpu", help="CUDA: children that train at once on each GPU (process or ray executor)."),
+        typer.Option(
+            "--children-per-gpu", help="CUDA: children that train at once on each GPU (process or ray executor)."
+        ),
     ] = None,
     early_stopping: Annotated[
-        Optional[str], typer.Option("--early-stopping", help="none, or median: stop children below earlier children's median curve.")
+        Optional[str],
+        typer.Option("--early-stopping", help="none, or median: stop children below earlier children's median curve."),
     ] = None,
     max_minutes: Annotated[
         Optional[float], typer.Option("--max-minutes", help="Stop sampling new batches after this many minutes.")
@@ -153,7 +217,9 @@ def search(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Measure every child again instead of reusing cached latencies.")
     ] = False,
-    name: Annotated[Optional[str], typer.Option("--name", help="Run directory name (default: time and profile).")] = None,
+    name: Annotated[
+        Optional[str], typer.Option("--name", help="Run directory name (default: time and profile).")
+    ] = None,
 ) -> None:
     """Search for an accurate network that fits the device, and write a deployable winner.
 
@@ -180,17 +246,43 @@ def search(
     else:
         base = load_pipeline(pipeline or "default")
     pipe = base.override(
-        "search", children=children, architectures_per_update=per_update, seed=seed, profile=profile, device=device,
-        max_minutes=max_minutes, runs_dir=str(runs_dir) if runs_dir else None, executor=executor, workers=workers,
-        children_per_gpu=children_per_gpu, early_stopping=early_stopping, ray_address=ray_address, table=table, table_metric=table_metric,
+        "search",
+        children=children,
+        architectures_per_update=per_update,
+        seed=seed,
+        profile=profile,
+        device=device,
+        max_minutes=max_minutes,
+        runs_dir=str(runs_dir) if runs_dir else None,
+        executor=executor,
+        workers=workers,
+        children_per_gpu=children_per_gpu,
+        early_stopping=early_stopping,
+        ray_address=ray_address,
+        table=table,
+        table_metric=table_metric,
     )
     pipe = pipe.override("training", epochs=epochs)
-    pipe = pipe.override("dataset", name=dataset, data_dir=data_dir, download=download, image_size=image_size,
-                         channels=channels, max_images=max_images)
     pipe = pipe.override(
-        "reward", budget_params=budget, mode=reward_mode, params_weight=params_weight, flops_weight=flops_weight,
-        params_threshold=params_threshold, flops_threshold=flops_threshold,
-        latency_threshold_ms=latency_threshold_ms, max_latency_ms=max_latency_ms, latency_limit=latency_limit,
+        "dataset",
+        name=dataset,
+        data_dir=data_dir,
+        download=download,
+        image_size=image_size,
+        channels=channels,
+        max_images=max_images,
+    )
+    pipe = pipe.override(
+        "reward",
+        budget_params=budget,
+        mode=reward_mode,
+        params_weight=params_weight,
+        flops_weight=flops_weight,
+        params_threshold=params_threshold,
+        flops_threshold=flops_threshold,
+        latency_threshold_ms=latency_threshold_ms,
+        max_latency_ms=max_latency_ms,
+        latency_limit=latency_limit,
     )
     if no_budget:
         pipe = dataclasses.replace(pipe, reward=dataclasses.replace(pipe.reward, budget_params=None))
@@ -237,8 +329,15 @@ def search(
     )
     with Live(Group(bar, status), console=console, refresh_per_second=4):
         try:
-            result = run_search(pipe, run_dir=run_dir, on_progress=on_progress, command=command, prepared=prepared,
-                                resume=resume is not None, measurer=measurer)
+            result = run_search(
+                pipe,
+                run_dir=run_dir,
+                on_progress=on_progress,
+                command=command,
+                prepared=prepared,
+                resume=resume is not None,
+                measurer=measurer,
+            )
         except KeyboardInterrupt:
             err_console.print(
                 f"interrupted: every finished child is saved in {run_dir / 'search.db'} and the controller is "
@@ -284,7 +383,8 @@ def _print_summary(result: SearchResult) -> None:
         timing = (
             f"latency {fmt_ms(lat.get('median_ms'))} ms median / {fmt_ms(lat.get('p90_ms'))} ms p90 "
             f"({lat.get('label')}, profile {lat.get('profile')})"
-            if lat else f"latency not timed (profile {m['profile']['name']} does not time models)"
+            if lat
+            else f"latency not timed (profile {m['profile']['name']} does not time models)"
         )
         console.print(
             f"[bold green]winner[/] trial {w['trial_id']}: {fmt_int(w['params'])} params, "

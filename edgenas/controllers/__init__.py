@@ -23,6 +23,13 @@ def create(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Cont
 
 
 __all__ = [
-    "CONTROLLERS", "Controller", "EvolutionController", "PPOController", "PredictorController", "RandomController",
-    "ReinforceController", "create", "names",
+    "CONTROLLERS",
+    "Controller",
+    "EvolutionController",
+    "PPOController",
+    "PredictorController",
+    "RandomController",
+    "ReinforceController",
+    "create",
+    "names",
 ]

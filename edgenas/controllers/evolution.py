@@ -39,7 +39,9 @@ class EvolutionController(Controller):
             if self.seen + i < self.population_size or not self.population:
                 out.append(complete_uniformly(self.space, [], self.rng))
                 continue
-            members = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)), replace=False)
+            members = self.rng.choice(
+                len(self.population), size=min(self.sample_size, len(self.population)), replace=False
+            )
             parent = max((self.population[int(k)] for k in members), key=lambda m: m[1])
             out.append(mutate(self.space, parent[0], self.rng))
         return out
@@ -53,7 +55,11 @@ class EvolutionController(Controller):
                 self.population.popleft()
             self.seen += 1
         values = [r for _, r in self.population]
-        return {"mean_reward": float(np.mean(rewards)), "population_best": max(values), "population_mean": float(np.mean(values))}
+        return {
+            "mean_reward": float(np.mean(rewards)),
+            "population_best": max(values),
+            "population_mean": float(np.mean(values)),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": rng_state(self.rng), "population": [list(m) for m in self.population], "seen": self.seen}

@@ -22,7 +22,9 @@ from edgenas.spaces.base import SearchSpace
 class PPOController(ReinforceController):
     name = "ppo"
 
-    def __init__(self, space: SearchSpace, seed: int = 0, clip: float = 0.2, ppo_epochs: int = 4, **options: Any) -> None:
+    def __init__(
+        self, space: SearchSpace, seed: int = 0, clip: float = 0.2, ppo_epochs: int = 4, **options: Any
+    ) -> None:
         super().__init__(space, seed, **options)
         if not 0 < clip < 1:
             raise ValueError("clip must be in (0, 1)")

@@ -43,8 +43,7 @@ from scipy.linalg import solve_triangular
 from scipy.spatial.distance import cdist
 from scipy.special import ndtr
 
-from edgenas.controllers.base import complete_uniformly, neighbours, rng_from_state, rng_state
-from edgenas.controllers.base import CONTROLLERS
+from edgenas.controllers.base import CONTROLLERS, complete_uniformly, neighbours, rng_from_state, rng_state
 from edgenas.controllers.reinforce import ReinforceController
 from edgenas.spaces.base import SearchSpace
 
@@ -111,7 +110,9 @@ class DistanceGP:
         return (a @ b.T) / np.clip(na * nb.T, 1e-12, None)
 
     def kernel(self, x: np.ndarray) -> np.ndarray:
-        return (1 - self.weight) * np.exp(-self._distances(x, self.x) / self.length) + self.weight * self._cosines(x, self.x)
+        return (1 - self.weight) * np.exp(-self._distances(x, self.x) / self.length) + self.weight * self._cosines(
+            x, self.x
+        )
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ks = self.kernel(x)
@@ -246,8 +247,12 @@ class PredictorController(ReinforceController):
             centre = next((a for a in ranked if self._eligible(a)), None)
             if centre is None:
                 self.stale = 0
-            elif not self.exhaust or self.stale >= 4 * self.patience or all(
-                self._key(s) in taken or not self._ok(s) for s in neighbours(self.space, centre, swaps=self.swaps)
+            elif (
+                not self.exhaust
+                or self.stale >= 4 * self.patience
+                or all(
+                    self._key(s) in taken or not self._ok(s) for s in neighbours(self.space, centre, swaps=self.swaps)
+                )
             ):
                 self.banned.append(list(centre))
                 self.stale = 0
@@ -375,8 +380,11 @@ class PredictorController(ReinforceController):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            **super().state_dict(), "history": [[a, r] for a, r in self.history], "rng": rng_state(self.rng),
-            "banned": [list(c) for c in self.banned], "stale": self.stale,
+            **super().state_dict(),
+            "history": [[a, r] for a, r in self.history],
+            "rng": rng_state(self.rng),
+            "banned": [list(c) for c in self.banned],
+            "stale": self.stale,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

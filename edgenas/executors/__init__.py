@@ -66,8 +66,12 @@ def _setup(pipeline_json: dict[str, Any], threads: int, cores: list[int] | None,
     torch.set_num_threads(threads)
     pipeline = Pipeline.from_json(pipeline_json, "executor")
     data = load_pipeline_dataset(pipeline)
-    _WORKER.update(pipeline=pipeline, data=data, space=spaces.from_pipeline(pipeline, data.input_shape, data.num_classes),
-                   device=resolve_device(device or pipeline.search.device))
+    _WORKER.update(
+        pipeline=pipeline,
+        data=data,
+        space=spaces.from_pipeline(pipeline, data.input_shape, data.num_classes),
+        device=resolve_device(device or pipeline.search.device),
+    )
 
 
 def _train(job: TrainJob) -> TrainOutcome:
@@ -80,18 +84,35 @@ def _train(job: TrainJob) -> TrainOutcome:
     model = space.build(space.arch_from_json(job.arch))
     t0 = time.perf_counter()
     try:
-        res = train_child(model, data.x_train, data.y_train, data.x_val, data.y_val, pipeline.training, job.seed,
-                          _WORKER["device"], list(job.stop_thresholds) or None)
+        res = train_child(
+            model,
+            data.x_train,
+            data.y_train,
+            data.x_val,
+            data.y_val,
+            pipeline.training,
+            job.seed,
+            _WORKER["device"],
+            list(job.stop_thresholds) or None,
+        )
     except EarlyStopped as stop:
-        return TrainOutcome(job.key, False, stop.val_accuracy, time.perf_counter() - t0, curve=tuple(stop.curve),
-                            stopped=str(stop))
+        return TrainOutcome(
+            job.key, False, stop.val_accuracy, time.perf_counter() - t0, curve=tuple(stop.curve), stopped=str(stop)
+        )
     except Exception as exc:  # diverged, out of memory, anything: a failed child, never a dead search
         return TrainOutcome(job.key, False, error=f"{type(exc).__name__}: {exc}")
-    return TrainOutcome(job.key, True, res.val_accuracy, res.train_seconds,
-                        {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, curve=res.curve)
+    return TrainOutcome(
+        job.key,
+        True,
+        res.val_accuracy,
+        res.train_seconds,
+        {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        curve=res.curve,
+    )
 
 
 # -- executors -------------------------------------------------------------------------------
+
 
 class Executor(ABC):
     """Contract: `run` yields one outcome per job, in completion order; jobs of one call may run
@@ -100,8 +121,14 @@ class Executor(ABC):
     name: str
 
     @classmethod
-    def from_settings(cls, pipeline_json: dict[str, Any], workers: int, threads_per_job: int,
-                      ray_address: str | None, gpus_per_job: float) -> "Executor":
+    def from_settings(
+        cls,
+        pipeline_json: dict[str, Any],
+        workers: int,
+        threads_per_job: int,
+        ray_address: str | None,
+        gpus_per_job: float,
+    ) -> "Executor":
         """Build one from the search settings (what `create` calls); each executor takes what it uses."""
         raise NotImplementedError
 
@@ -161,21 +188,28 @@ class ProcessExecutor(Executor):
     def from_settings(cls, pipeline_json, workers, threads_per_job, ray_address, gpus_per_job):  # type: ignore[override]
         return cls(pipeline_json, workers, threads_per_job)
 
-    def __init__(self, pipeline_json: dict[str, Any], workers: int, threads_per_job: int,
-                 devices: list[str] | None = None) -> None:
+    def __init__(
+        self, pipeline_json: dict[str, Any], workers: int, threads_per_job: int, devices: list[str] | None = None
+    ) -> None:
         import multiprocessing as mp
 
-        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        cores = (
+            sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        )
         self.workers = workers
         self.devices = devices or slot_devices(pipeline_json["search"]["device"], workers, _gpu_count())
         self._pools = []
         # One single-worker pool per slot, so each worker can be pinned to its own cores and device.
         for i in range(workers):
             mine = cores[i * len(cores) // workers : (i + 1) * len(cores) // workers] or [cores[i % len(cores)]]
-            self._pools.append(ProcessPoolExecutor(
-                max_workers=1, mp_context=mp.get_context("spawn"), initializer=_setup,
-                initargs=(pipeline_json, threads_per_job, mine, self.devices[i]),
-            ))
+            self._pools.append(
+                ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=mp.get_context("spawn"),
+                    initializer=_setup,
+                    initargs=(pipeline_json, threads_per_job, mine, self.devices[i]),
+                )
+            )
 
     def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
         from concurrent.futures.process import BrokenProcessPool
@@ -238,8 +272,14 @@ class RayExecutor(Executor):
     def from_settings(cls, pipeline_json, workers, threads_per_job, ray_address, gpus_per_job):  # type: ignore[override]
         return cls(pipeline_json, ray_address, threads_per_job, float(threads_per_job), gpus_per_job)
 
-    def __init__(self, pipeline_json: dict[str, Any], address: str | None, threads_per_job: int,
-                 cpus_per_job: float, gpus_per_job: float) -> None:
+    def __init__(
+        self,
+        pipeline_json: dict[str, Any],
+        address: str | None,
+        threads_per_job: int,
+        cpus_per_job: float,
+        gpus_per_job: float,
+    ) -> None:
         try:
             import ray
         except ImportError as exc:
@@ -253,8 +293,9 @@ class RayExecutor(Executor):
                 if address:
                     ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
                 else:
-                    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                             logging_level="ERROR")
+                    ray.init(
+                        num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR"
+                    )
             except Exception as exc:  # ConnectionError and Ray's own errors
                 raise ConfigError(
                     f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}; check --ray-address "
@@ -281,8 +322,9 @@ class RayExecutor(Executor):
             self.ray.shutdown()
 
 
-def training_slots(executor: str, device: str, workers: int, children_per_gpu: int, gpus_per_job: float,
-                   gpu_count: int) -> tuple[int, float]:
+def training_slots(
+    executor: str, device: str, workers: int, children_per_gpu: int, gpus_per_job: float, gpu_count: int
+) -> tuple[int, float]:
     """(worker processes, GPUs per Ray task) for `children_per_gpu` children at once on each GPU.
 
     process: workers = children_per_gpu x GPUs (or `cuda:N`: children_per_gpu); ray: each task
@@ -303,12 +345,29 @@ def training_slots(executor: str, device: str, workers: int, children_per_gpu: i
     return children_per_gpu * (1 if device.startswith("cuda:") else gpu_count), gpus_per_job
 
 
-def create(name: str, pipeline_json: dict[str, Any], workers: int = 1, threads_per_job: int = 1,
-           ray_address: str | None = None, gpus_per_job: float = 0.0) -> Executor:
+def create(
+    name: str,
+    pipeline_json: dict[str, Any],
+    workers: int = 1,
+    threads_per_job: int = 1,
+    ray_address: str | None = None,
+    gpus_per_job: float = 0.0,
+) -> Executor:
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     return EXECUTORS.get(name).from_settings(pipeline_json, workers, threads_per_job, ray_address, gpus_per_job)
 
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "ProcessExecutor", "RayExecutor", "TrainJob", "TrainOutcome", "create",
-           "check_reachable", "slot_devices", "training_slots"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "LocalExecutor",
+    "ProcessExecutor",
+    "RayExecutor",
+    "TrainJob",
+    "TrainOutcome",
+    "create",
+    "check_reachable",
+    "slot_devices",
+    "training_slots",
+]

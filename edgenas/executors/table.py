@@ -24,8 +24,19 @@ def table_dataset(cfg: SearchSettings) -> Dataset:
     c, h, w = cfg.table_input_shape
     empty = torch.zeros(0, c, h, w)
     none = torch.zeros(0, dtype=torch.int64)
-    return Dataset(f"table:{Path(str(cfg.table)).name}", empty, none, empty, none, empty, none,
-                   [str(i) for i in range(cfg.table_classes)], [0.0] * c, [1.0] * c, "unknown (table)")
+    return Dataset(
+        f"table:{Path(str(cfg.table)).name}",
+        empty,
+        none,
+        empty,
+        none,
+        empty,
+        none,
+        [str(i) for i in range(cfg.table_classes)],
+        [0.0] * c,
+        [1.0] * c,
+        "unknown (table)",
+    )
 
 
 class TableExecutor(Executor):

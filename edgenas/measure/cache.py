@@ -42,7 +42,8 @@ class LatencyCache:
 
     def put(self, graph_hash: str, fingerprint: str, stats: dict[str, Any]) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO latency VALUES (?, ?, ?, ?)", (graph_hash, fingerprint, json.dumps(stats), time.time())
+            "INSERT OR REPLACE INTO latency VALUES (?, ?, ?, ?)",
+            (graph_hash, fingerprint, json.dumps(stats), time.time()),
         )
 
     def count(self) -> int:

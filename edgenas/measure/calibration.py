@@ -28,11 +28,26 @@ import numpy as np
 from edgenas.errors import ConfigError, MeasurementError
 
 OP_GROUPS = {
-    "Conv": "conv", "ConvTranspose": "conv", "Gemm": "gemm", "MatMul": "gemm",
-    "Relu": "act", "Clip": "act", "Sigmoid": "act", "HardSigmoid": "act", "HardSwish": "act", "Tanh": "act",
-    "Add": "eltwise", "Mul": "eltwise", "Sub": "eltwise", "Sum": "eltwise",
-    "AveragePool": "pool", "MaxPool": "pool", "GlobalAveragePool": "gpool", "ReduceMean": "gpool",
-    "BatchNormalization": "bn", "Concat": "concat",
+    "Conv": "conv",
+    "ConvTranspose": "conv",
+    "Gemm": "gemm",
+    "MatMul": "gemm",
+    "Relu": "act",
+    "Clip": "act",
+    "Sigmoid": "act",
+    "HardSigmoid": "act",
+    "HardSwish": "act",
+    "Tanh": "act",
+    "Add": "eltwise",
+    "Mul": "eltwise",
+    "Sub": "eltwise",
+    "Sum": "eltwise",
+    "AveragePool": "pool",
+    "MaxPool": "pool",
+    "GlobalAveragePool": "gpool",
+    "ReduceMean": "gpool",
+    "BatchNormalization": "bn",
+    "Concat": "concat",
 }
 GROUPS = ("conv1x1", "conv3x3", "convkxk", "dwconv", "gemm", "act", "eltwise", "pool", "gpool", "bn", "concat", "other")
 FIELDS = ("macs", "elements", "count")
@@ -90,7 +105,11 @@ def graph_features(model: bytes) -> dict[str, float]:
             feats[f"{kind}_count"] += 1.0
         elif node.op_type in ("Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in shapes:
             w = shapes[node.input[1]]
-            k = w[0] if node.op_type == "MatMul" else (w[1] if any(a.name == "transB" and a.i for a in node.attribute) else w[0])
+            k = (
+                w[0]
+                if node.op_type == "MatMul"
+                else (w[1] if any(a.name == "transB" and a.i for a in node.attribute) else w[0])
+            )
             macs = elements * float(k)
         feats[f"{group}_macs"] += macs
         feats[f"{group}_elements"] += elements
@@ -142,8 +161,13 @@ class Calibration:
         if self.covered is None:
             return []
         covered = {name.rsplit("_", 1)[0] for name in self.covered}
-        return sorted({name.rsplit("_", 1)[0] for name in self.features[1:]
-                       if feats.get(name) and name.rsplit("_", 1)[0] not in covered})
+        return sorted(
+            {
+                name.rsplit("_", 1)[0]
+                for name in self.features[1:]
+                if feats.get(name) and name.rsplit("_", 1)[0] not in covered
+            }
+        )
 
     def predict_from(self, host_ms: float, feats: dict[str, float]) -> float:
         return self.predict_explained(host_ms, feats)[0]
@@ -153,7 +177,8 @@ class Calibration:
         missing = self.uncovered(feats)
         if missing and self.baseline_scale:
             return host_ms * self.baseline_scale, (
-                f"host x {self.baseline_scale:.3f} (fallback: the calibration pairs had no {', '.join(missing)} work)")
+                f"host x {self.baseline_scale:.3f} (fallback: the calibration pairs had no {', '.join(missing)} work)"
+            )
         x = _matrix([host_ms], [feats], self.features)[0]
         return float(x @ np.asarray(self.weights)), "calibration"
 

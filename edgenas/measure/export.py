@@ -53,4 +53,6 @@ def onnx_logits(session, x, batch_size: int = 256):
     import numpy as np
 
     x = x.numpy() if hasattr(x, "numpy") else np.asarray(x, dtype=np.float32)
-    return np.concatenate([session.run(None, {INPUT_NAME: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])
+    return np.concatenate(
+        [session.run(None, {INPUT_NAME: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
+    )

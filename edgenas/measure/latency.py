@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from edgenas.measure.timing import check_providers as _check_providers
-from edgenas.measure.timing import input_feed, machine_info, make_session as _make_session  # noqa: F401
+from edgenas.measure.timing import input_feed, machine_info  # noqa: F401
+from edgenas.measure.timing import make_session as _make_session
 from edgenas.profiles import Profile
 
 
@@ -158,13 +159,27 @@ class Measurer:
         else:
             raw = self.worker.measure(timed, settings, timeout_s)
         stats = LatencyStats(
-            median_ms=raw["median_ms"], p90_ms=raw["p90_ms"], mean_ms=raw["mean_ms"], min_ms=raw["min_ms"],
-            max_ms=raw["max_ms"], runs=raw["runs"], warmup_runs=raw["warmup_runs"], batch_size=raw["batch_size"],
-            provider=raw["provider"], profile=profile.name, measured_on=profile.measured_on,
-            label=profile.latency_label, sessions=raw["sessions"],
-            session_medians_ms=tuple(raw["session_medians_ms"]), spread=raw["spread"], repeated=raw["repeated"],
-            unstable=raw["unstable"], precision=profile.precision, machine=raw["machine"],
-            pinned_cores=tuple(raw["pinned_cores"]), samples_ms=tuple(raw["samples_ms"]),
+            median_ms=raw["median_ms"],
+            p90_ms=raw["p90_ms"],
+            mean_ms=raw["mean_ms"],
+            min_ms=raw["min_ms"],
+            max_ms=raw["max_ms"],
+            runs=raw["runs"],
+            warmup_runs=raw["warmup_runs"],
+            batch_size=raw["batch_size"],
+            provider=raw["provider"],
+            profile=profile.name,
+            measured_on=profile.measured_on,
+            label=profile.latency_label,
+            sessions=raw["sessions"],
+            session_medians_ms=tuple(raw["session_medians_ms"]),
+            spread=raw["spread"],
+            repeated=raw["repeated"],
+            unstable=raw["unstable"],
+            precision=profile.precision,
+            machine=raw["machine"],
+            pinned_cores=tuple(raw["pinned_cores"]),
+            samples_ms=tuple(raw["samples_ms"]),
         )
         if profile.measured_on == "calibrated":
             stats = self._predict(profile, model, stats)
@@ -182,8 +197,15 @@ class Measurer:
         ratio_p90 = host.p90_ms / host.median_ms if host.median_ms > 0 else 1.0
         predicted, how = cal.predict_model(model, host.median_ms)
         return replace(
-            host, median_ms=predicted, p90_ms=predicted * ratio_p90, mean_ms=predicted, min_ms=predicted,
-            max_ms=predicted * ratio_p90, host_median_ms=host.median_ms, samples_ms=(), prediction=how,
+            host,
+            median_ms=predicted,
+            p90_ms=predicted * ratio_p90,
+            mean_ms=predicted,
+            min_ms=predicted,
+            max_ms=predicted * ratio_p90,
+            host_median_ms=host.median_ms,
+            samples_ms=(),
+            prediction=how,
         )
 
     def close(self) -> None:
@@ -208,5 +230,13 @@ def measure_latency(model: bytes | str, profile: Profile, timeout_s: float | Non
     return default_measurer().measure(model, profile, timeout_s)
 
 
-__all__ = ["LatencyStats", "Measurer", "check_providers", "graph_hash", "machine_info", "make_session",
-           "measure_latency", "default_measurer"]
+__all__ = [
+    "LatencyStats",
+    "Measurer",
+    "check_providers",
+    "graph_hash",
+    "machine_info",
+    "make_session",
+    "measure_latency",
+    "default_measurer",
+]

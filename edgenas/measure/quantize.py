@@ -38,8 +38,15 @@ def quantize_int8(model: bytes, calibration: Iterable[dict[str, np.ndarray]]) ->
             fh.write(model)
         try:
             quant_pre_process(src, pre, skip_symbolic_shape=True)
-            quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+            quantize_static(
+                pre,
+                out,
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+            )
         except Exception as exc:
             raise MeasurementError(f"onnxruntime could not quantize the model to int8: {exc}") from exc
         with open(out, "rb") as fh:

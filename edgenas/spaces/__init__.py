@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-
 if TYPE_CHECKING:
     from edgenas.config import Pipeline
 from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
@@ -13,6 +12,7 @@ from edgenas.spaces.cells import CellArch, CellLargeSpace, CellSmallSpace
 from edgenas.spaces.layerwise import LayerwiseArch, LayerwiseSpace
 from edgenas.spaces.nb201 import NB201Arch, NB201Space
 from edgenas.spaces.transform import TransformSpace
+
 
 def names() -> list[str]:
     return SPACES.names()
@@ -29,7 +29,21 @@ def from_pipeline(pipeline: "Pipeline", input_shape: tuple[int, ...], num_classe
 
 
 __all__ = [
-    "BlocksArch", "BlocksSpace", "CellArch", "CellLargeSpace", "CellSmallSpace", "Decision", "DecisionKind",
-    "LayerwiseArch", "LayerwiseSpace", "NB201Arch", "NB201Space", "SearchSpace", "TransformSpace", "create",
-    "from_pipeline", "names", "SPACES",
+    "BlocksArch",
+    "BlocksSpace",
+    "CellArch",
+    "CellLargeSpace",
+    "CellSmallSpace",
+    "Decision",
+    "DecisionKind",
+    "LayerwiseArch",
+    "LayerwiseSpace",
+    "NB201Arch",
+    "NB201Space",
+    "SearchSpace",
+    "TransformSpace",
+    "create",
+    "from_pipeline",
+    "names",
+    "SPACES",
 ]

@@ -40,7 +40,10 @@ class BlocksArch:
     layers: tuple[BlockLayer, ...]
 
     def key(self) -> str:
-        parts = [f"pool{l.kernel}" if l.type == "pool" else f"{l.type[:3]}c{l.filters}k{l.kernel}s{l.stride}" for l in self.layers]
+        parts = [
+            f"pool{l.kernel}" if l.type == "pool" else f"{l.type[:3]}c{l.filters}k{l.kernel}s{l.stride}"
+            for l in self.layers
+        ]
         return "blocks|" + "-".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -54,11 +57,16 @@ class Residual(nn.Module):
     def __init__(self, c_in: int, c: int, k: int, stride: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReLU(), nn.Conv2d(c_in, c, k, stride, k // 2, bias=False), nn.BatchNorm2d(c),
-            nn.ReLU(), nn.Conv2d(c, c, k, 1, k // 2, bias=False), nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c_in, c, k, stride, k // 2, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, c, k, 1, k // 2, bias=False),
+            nn.BatchNorm2d(c),
         )
         self.shortcut = (
-            nn.Identity() if c_in == c and stride == 1
+            nn.Identity()
+            if c_in == c and stride == 1
             else nn.Sequential(nn.Conv2d(c_in, c, 1, stride, bias=False), nn.BatchNorm2d(c))
         )
 
@@ -75,8 +83,11 @@ class BlocksNet(nn.Module):
             if l.type == "pool":
                 layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
             elif l.type == "conv":
-                layers += [nn.Conv2d(c, l.filters, l.kernel, l.stride, l.kernel // 2, bias=False),
-                           nn.BatchNorm2d(l.filters), nn.ReLU()]
+                layers += [
+                    nn.Conv2d(c, l.filters, l.kernel, l.stride, l.kernel // 2, bias=False),
+                    nn.BatchNorm2d(l.filters),
+                    nn.ReLU(),
+                ]
                 c = l.filters
             else:
                 layers.append(Residual(c, l.filters, l.kernel, l.stride))
@@ -157,7 +168,10 @@ class BlocksSpace(SearchSpace):
             picks = []
             for kind, mask in (
                 (FILTERS, (True,) * self.kinds[FILTERS].size),
-                (KERNEL, tuple(k // 2 < size or k == min(self.kinds[KERNEL].options) for k in self.kinds[KERNEL].options)),
+                (
+                    KERNEL,
+                    tuple(k // 2 < size or k == min(self.kinds[KERNEL].options) for k in self.kinds[KERNEL].options),
+                ),
                 (STRIDE, (True, size >= 2)),
             ):
                 d = Decision(kind, mask)
@@ -182,7 +196,9 @@ class BlocksSpace(SearchSpace):
         return BlocksArch((BlockLayer("conv", min(self.kinds[FILTERS].options), min(self.kinds[KERNEL].options), 1),))
 
     def arch_from_json(self, data: dict[str, Any]) -> BlocksArch:
-        return BlocksArch(tuple(BlockLayer(l["type"], int(l["filters"]), int(l["kernel"]), int(l["stride"])) for l in data["layers"]))
+        return BlocksArch(
+            tuple(BlockLayer(l["type"], int(l["filters"]), int(l["kernel"]), int(l["stride"])) for l in data["layers"])
+        )
 
     def build(self, arch: BlocksArch) -> nn.Module:
         return BlocksNet(arch, self.input_shape[0], self.num_classes)

@@ -29,8 +29,11 @@ CELL_OPS = ("conv1x3_3x1", "conv3x3", "sepconv3x3", "conv5x5", "conv7x7", "maxpo
 
 
 def _rcb(c: int, kernel: tuple[int, int], groups: int = 1) -> list[nn.Module]:
-    return [nn.ReLU(), nn.Conv2d(c, c, kernel, padding=(kernel[0] // 2, kernel[1] // 2), groups=groups, bias=False),
-            nn.BatchNorm2d(c)]
+    return [
+        nn.ReLU(),
+        nn.Conv2d(c, c, kernel, padding=(kernel[0] // 2, kernel[1] // 2), groups=groups, bias=False),
+        nn.BatchNorm2d(c),
+    ]
 
 
 class Pool2x2(nn.Module):
@@ -49,8 +52,12 @@ def cell_op(name: str, c: int) -> nn.Module:
     if name == "conv1x3_3x1":
         return nn.Sequential(*_rcb(c, (1, 3)), *_rcb(c, (3, 1)))
     if name == "sepconv3x3":
-        return nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False),
-                             nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
+        return nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False),
+            nn.Conv2d(c, c, 1, bias=False),
+            nn.BatchNorm2d(c),
+        )
     if name.startswith("conv"):
         k = int(name[4])
         return nn.Sequential(*_rcb(c, (k, k)))
@@ -171,7 +178,9 @@ class CellLargeSpace(_CellSpace):
 
     name = "cell-large"
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, channels: int = 16, blocks: int = 3) -> None:
+    def __init__(
+        self, input_shape: tuple[int, int, int], num_classes: int, channels: int = 16, blocks: int = 3
+    ) -> None:
         super().__init__(input_shape, num_classes, channels)
         if blocks < 1:
             raise ValueError("blocks must be >= 1")

@@ -175,9 +175,7 @@ class LayerwiseSpace(SearchSpace):
             if filt is None:
                 return layers, d
             k_min = min(self.kinds[KERNEL].options)
-            reach_ok = tuple(
-                k // 2 < min(h, w) or k == k_min for k in self.kinds[KERNEL].options
-            )
+            reach_ok = tuple(k // 2 < min(h, w) or k == k_min for k in self.kinds[KERNEL].options)
             d = Decision(KERNEL, reach_ok)
             kern = take(d)
             if kern is None:
@@ -224,9 +222,7 @@ class LayerwiseSpace(SearchSpace):
         return actions
 
     def smallest(self) -> LayerwiseArch:
-        return LayerwiseArch(
-            (Layer(min(self.kinds[FILTERS].options), min(self.kinds[KERNEL].options), 1, ()),)
-        )
+        return LayerwiseArch((Layer(min(self.kinds[FILTERS].options), min(self.kinds[KERNEL].options), 1, ()),))
 
     def arch_from_json(self, data: dict[str, Any]) -> LayerwiseArch:
         return LayerwiseArch(layers_from_json(data["layers"]))

@@ -237,7 +237,9 @@ class NB201Space(SearchSpace):
 
     name = "nb201"
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, channels: int = 16, cells_per_stage: int = 5) -> None:
+    def __init__(
+        self, input_shape: tuple[int, int, int], num_classes: int, channels: int = 16, cells_per_stage: int = 5
+    ) -> None:
         if channels < 1 or cells_per_stage < 1:
             raise ValueError("channels and cells_per_stage must be >= 1")
         self.input_shape = tuple(input_shape)

@@ -101,8 +101,14 @@ class TransformSpace(SearchSpace):
             new = Layer(layers[p].filters, 3 if 3 in self.kernels else self.kernels[0], 1, (p,))
             shifted = []
             for layer in layers[p + 1 :]:
-                shifted.append(Layer(layer.filters, layer.kernel, layer.stride,
-                                     tuple(sorted(j + 1 if j >= p else j for j in layer.inputs))))
+                shifted.append(
+                    Layer(
+                        layer.filters,
+                        layer.kernel,
+                        layer.stride,
+                        tuple(sorted(j + 1 if j >= p else j for j in layer.inputs)),
+                    )
+                )
             return tuple(layers[: p + 1]) + (new,) + tuple(shifted)
         layer = layers[p]
         if t == "insert_skip":

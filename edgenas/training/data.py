@@ -115,15 +115,33 @@ def load_digits(val_fraction: float = 0.15, test_fraction: float = 0.2, seed: in
     x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
     y = bunch.target.astype(np.int64)
     return from_arrays(
-        "digits", x, y, [str(c) for c in range(10)], val_fraction, test_fraction, seed,
+        "digits",
+        x,
+        y,
+        [str(c) for c in range(10)],
+        val_fraction,
+        test_fraction,
+        seed,
         pixel_scale="value / 16 (digits grey levels 0-16 to [0, 1])",
     )
 
 
 TORCHVISION = {
-    "mnist": ("MNIST", "MNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]),
+    "mnist": (
+        "MNIST",
+        "MNIST/raw",
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
+    ),
+    "fashion-mnist": (
+        "FashionMNIST",
+        "FashionMNIST/raw",
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
+    ),
+    "cifar10": (
+        "CIFAR10",
+        "cifar-10-batches-py",
+        ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"],
+    ),
 }
 NAMES = ("digits", *TORCHVISION, "folder:PATH")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -205,7 +223,9 @@ def _cifar10(folder):
             with open(folder / f, "rb") as fh:
                 d = pickle.load(fh, encoding="latin1")
             data = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            return torch.from_numpy(data.copy()), torch.as_tensor(d.get("labels", d.get("fine_labels")), dtype=torch.int64)
+            return torch.from_numpy(data.copy()), torch.as_tensor(
+                d.get("labels", d.get("fine_labels")), dtype=torch.int64
+            )
         except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
             raise DataError(f"cannot read CIFAR-10 file {folder / f}: {exc}") from exc
 
@@ -220,7 +240,10 @@ def _cifar10(folder):
             classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
         return x, y, classes, read("test_batch")
 
-    key = {"cifar10": str(folder.resolve()), "sizes": [(folder / f).stat().st_size for f in sorted(p.name for p in folder.iterdir())]}
+    key = {
+        "cifar10": str(folder.resolve()),
+        "sizes": [(folder / f).stat().st_size for f in sorted(p.name for p in folder.iterdir())],
+    }
     return _cached_decode(key, decode)
 
 
@@ -229,7 +252,12 @@ def _folder(path: str, image_size: int | None, channels: int | None):
     if not root.is_dir():
         raise DataError(f"image folder '{root}' does not exist; give a folder with one sub-folder per class")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files = [(c, f) for i, c in enumerate(classes) for f in sorted((root / c).rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS]
+    files = [
+        (c, f)
+        for i, c in enumerate(classes)
+        for f in sorted((root / c).rglob("*"))
+        if f.suffix.lower() in IMAGE_EXTENSIONS
+    ]
     counts = {c: sum(1 for cc, _ in files if cc == c) for c in classes}
     classes = [c for c in classes if counts[c] > 0]
     if len(classes) < 2:
@@ -265,8 +293,13 @@ def _folder(path: str, image_size: int | None, channels: int | None):
             y[n] = index[c]
         return torch.from_numpy(x), torch.from_numpy(y), classes, None
 
-    key = {"folder": str(root.resolve()), "n": len(files), "mtime": max(f.stat().st_mtime for _, f in files),
-           "size": image_size, "channels": channels}
+    key = {
+        "folder": str(root.resolve()),
+        "n": len(files),
+        "mtime": max(f.stat().st_mtime for _, f in files),
+        "size": image_size,
+        "channels": channels,
+    }
     return _cached_decode(key, decode)
 
 
@@ -319,12 +352,30 @@ def load_dataset(
     if max_images is not None:
         keep = _subset(yt, max(10, int(max_images * test_fraction)), seed)
         xt, yt = xt[keep], yt[keep]
-    return from_arrays(name, xf, y_np, [str(c) for c in classes], val_fraction, test_fraction, seed, scale,
-                       test=(xt.astype(np.float32) / 255.0, yt))
+    return from_arrays(
+        name,
+        xf,
+        y_np,
+        [str(c) for c in classes],
+        val_fraction,
+        test_fraction,
+        seed,
+        scale,
+        test=(xt.astype(np.float32) / 255.0, yt),
+    )
 
 
 def load_pipeline_dataset(pipeline: "Pipeline") -> Dataset:
     """The dataset a pipeline's [dataset] section names, split as it says."""
     ds = pipeline.dataset
-    return load_dataset(ds.name, ds.val_fraction, ds.test_fraction, ds.split_seed, ds.data_dir, ds.download,
-                        ds.image_size, ds.channels, ds.max_images)
+    return load_dataset(
+        ds.name,
+        ds.val_fraction,
+        ds.test_fraction,
+        ds.split_seed,
+        ds.data_dir,
+        ds.download,
+        ds.image_size,
+        ds.channels,
+        ds.max_images,
+    )

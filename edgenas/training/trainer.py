@@ -135,7 +135,10 @@ def train_child(
                     model.to("cpu", memory_format=torch.contiguous_format)
                     raise EarlyStopped(
                         f"median rule: validation accuracy {curve[-1]:.4f} after epoch {epoch + 1} is below the "
-                        f"median {limit:.4f} of earlier children", epoch + 1, curve[-1], curve,
+                        f"median {limit:.4f} of earlier children",
+                        epoch + 1,
+                        curve[-1],
+                        curve,
                     )
             if not math.isfinite(loss_value):
                 raise ChildFailure(f"training loss became {loss_value} (diverged)")
