@@ -1,11 +1,13 @@
 """Sample efficiency of every controller on the NAS-Bench-201 table (CIFAR-10, 12 epochs).
 
-Each repetition runs one controller with its own seed on `edgenas.table` lookups, exactly as
-`edgenas search --space nb201 --table ...` evaluates: the controller proposes batches of m,
-duplicates (by the space's isomorphism-aware key) are answered from what was already evaluated
-and do not count, and after B distinct evaluated networks the one with the best validation
-accuracy is picked and its test accuracy reported. Optuna's TPE sampler (a benchmark-only
-dependency) runs through the same loop with ask/tell, one trial at a time.
+Each repetition is one real `edgenas search --space nb201 --table ...` (`run_search` with the
+table executor, an untimed profile, a run directory and its SQLite store): the controller
+proposes batches of m, the product's gate rejects what is over a hard budget before evaluation,
+its dedup cache answers duplicates (by the space's isomorphism-aware key) from what was already
+evaluated, and the search stops once B distinct networks were evaluated (`max_evaluated`) or
+after 30 x B proposals. The best-validation network among the first B evaluated trials is picked
+and its test accuracy reported. Optuna's TPE sampler (a benchmark-only dependency) runs through
+the same loop as a controller that asks and tells one trial at a time (m = 1).
 
 A second table gives the same picks scored by the picked network's test accuracy averaged over
 its isomorphic strings: NB201 trained every string on its own, and a search that counts a
@@ -13,10 +15,10 @@ network once sees the numbers of whichever string it proposed first (under --con
 best network has 65 strings, test 87.10-87.93).
 
 With --constrained, networks with more parameters than the space's median are rejected before
-evaluation (a hard budget: reward = reject value, never counted as an evaluation), for every
-strategy alike. The controllers are told the limit (`set_feasibility`), as `edgenas search` tells
-them its hard budget; the predictor then proposes only networks within it, the others learn from
-the rejections (`--no-feasibility`: nobody is told). Optuna's TPE cannot be told before it asks.
+evaluation (`--budget`: reward = reject value, never counted as an evaluation), for every
+strategy alike. The controllers are told the limit as `edgenas search --budget` tells them; the
+predictor then proposes only networks within it, the others learn from the rejections
+(`--no-feasibility`: nobody is told). Optuna's TPE cannot be told before it asks.
 
     python benchmarks/sample_efficiency.py --reps 100
     python benchmarks/sample_efficiency.py --reps 100 --constrained --log /tmp/se-constrained.jsonl
@@ -25,9 +27,12 @@ the rejections (`--no-feasibility`: nobody is told). Optuna's TPE cannot be told
 from __future__ import annotations
 
 import argparse
+import atexit
+import dataclasses
 import itertools
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -44,26 +49,87 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgenas import controllers  # noqa: E402
-from edgenas.spaces.nb201 import OPS, NB201Arch, NB201Space  # noqa: E402
-from edgenas.table import Table  # noqa: E402
+from edgenas.config import ControllerSettings, Pipeline, SearchSettings, SpaceSettings  # noqa: E402
+from edgenas.controllers.base import CONTROLLERS, Controller  # noqa: E402
+from edgenas.executors.table import TableExecutor  # noqa: E402
+from edgenas.reward import RewardConfig  # noqa: E402
+from edgenas.rundir import DB_NAME  # noqa: E402
+from edgenas.search import prepare, run_search  # noqa: E402
+from edgenas.spaces.nb201 import OPS, NB201Arch  # noqa: E402
+from edgenas.store import Store  # noqa: E402
 
 TABLE = ROOT.parent / "shared" / "data" / "nb201-cifar-12epoch.csv"
 BUDGETS = (25, 50, 100, 200, 400)
-REJECT = 0.0
 _STATE: dict = {}
 
 
+class TPEController(Controller):
+    """Optuna's TPE sampler behind the controller interface: each proposal is one `ask`, each
+    result one `tell` (the search runs it with m = 1, one trial at a time)."""
+
+    name = "optuna-tpe"
+
+    def __init__(self, space, seed: int = 0) -> None:
+        import optuna
+
+        super().__init__(space, seed)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        self.asked: list = []
+
+    def propose(self, n: int) -> list[list[int]]:
+        self.asked = [self.study.ask() for _ in range(n)]
+        return [[OPS.index(t.suggest_categorical(f"edge{i}", OPS)) for i in range(6)] for t in self.asked]
+
+    def learn(self, actions, rewards):
+        for trial, reward in zip(self.asked, rewards):
+            self.study.tell(trial, reward)
+        return {}
+
+
+def _untold(name: str) -> str:
+    """A registered twin of controller `name` that is never told the search's limit."""
+    twin = f"{name}-untold"
+    if twin not in CONTROLLERS:
+        base = CONTROLLERS.get(name)
+        CONTROLLERS.register(
+            type(f"Untold{base.__name__}", (base,), {"name": twin, "set_feasibility": lambda self, check: None})
+        )
+    return twin
+
+
 def _setup(table_path: str, constrained: bool, tell: bool = True) -> None:
+    import tempfile
+
     import torch
 
     torch.set_num_threads(1)
-    space = NB201Space((3, 32, 32), 10)
-    table = Table.load(table_path, space, "cifar10-val", "cifar10-test")
+    if "optuna-tpe" not in CONTROLLERS:
+        CONTROLLERS.register(TPEController)
+    work = Path(tempfile.mkdtemp(prefix="edgenas-se-"))
+    atexit.register(shutil.rmtree, work, True)
+    (work / "untimed.toml").write_text('name = "untimed"\ntiming = false\n')
+    base = Pipeline(
+        search=SearchSettings(
+            profile=str(work / "untimed.toml"),
+            device="cpu",
+            runs_dir=str(work / "runs"),
+            table=table_path,
+            table_metric="cifar10-val",
+            table_test_metric="cifar10-test",
+        ),
+        space=SpaceSettings(name="nb201"),
+        reward=RewardConfig(budget_params=None),
+    )
+    prepared = prepare(base)
+    table = prepared.table
     limit = None
     if constrained:
         params = {k: nb201_params(NB201Arch.parse(k)) for k in table.rows}
         limit = statistics.median(params.values())
+        # the product's gate counts built networks; params are integers, so "> median" == "> floor(median)"
+        base = dataclasses.replace(base, reward=RewardConfig(budget_params=int(limit)))
+        prepared = prepare(base)
     # NB201 trained every string on its own, so isomorphic strings (one network) have different
     # numbers; a search that counts a network once gets those of whichever string it proposed
     # first. The network's test accuracy averaged over its strings does not depend on that luck.
@@ -71,7 +137,7 @@ def _setup(table_path: str, constrained: bool, tell: bool = True) -> None:
     for text, row in table.rows.items():
         by_key.setdefault(NB201Arch.parse(text).key(), []).append(row["cifar10-test"])
     network_test = {k: statistics.fmean(v) for k, v in by_key.items()}
-    _STATE.update(space=space, table=table, limit=limit, network_test=network_test, tell=tell)
+    _STATE.update(base=base, prepared=prepared, table=table, limit=limit, network_test=network_test, tell=tell)
 
 
 def nb201_params(arch: NB201Arch, c: int = 16, n: int = 5, classes: int = 10) -> int:
@@ -93,51 +159,35 @@ def nb201_params(arch: NB201Arch, c: int = 16, n: int = 5, classes: int = 10) ->
 
 
 def run_one(args: tuple[str, int, int, int]) -> tuple[str, int, list[float], list[float], float]:
-    """One repetition: test accuracy of the best-validation network after each budget, as the
-    string evaluated first, and averaged over the network's isomorphic strings."""
+    """One repetition, one real search: test accuracy of the best-validation network after each
+    budget, as the string evaluated first, and averaged over the network's isomorphic strings."""
     strategy, seed, m, max_distinct = args
-    strategy, _, options = strategy.partition(":")
-    opts = json.loads(options) if options else {}
-    space, table, limit = _STATE["space"], _STATE["table"], _STATE["limit"]
-    cache: dict[str, float] = {}
-    picked: list[tuple[float, float, str]] = []  # (val, test, key) per distinct evaluation, in order
-
-    def evaluate(ops: tuple[str, ...]) -> float:
-        arch = NB201Arch(ops)
-        key = arch.key()
-        if key in cache:
-            return cache[key]
-        if limit is not None and nb201_params(arch) > limit:
-            cache[key] = REJECT
-            return REJECT
-        val, test = table.lookup(space, arch)
-        cache[key] = val
-        picked.append((val, test, key))
-        return val
-
+    name, _, options = strategy.partition(":")
+    base, prepared, table = _STATE["base"], _STATE["prepared"], _STATE["table"]
+    if _STATE["limit"] is not None and not _STATE["tell"]:
+        name = _untold(name)
+    pipe = dataclasses.replace(
+        base,
+        search=dataclasses.replace(
+            base.search,
+            seed=seed,
+            architectures_per_update=1 if name == "optuna-tpe" else m,
+            children=30 * max_distinct,
+            max_evaluated=max_distinct,
+        ),
+        controller=ControllerSettings(name=name, options=json.loads(options) if options else {}),
+    )
     t0 = time.perf_counter()
-    proposals = 0
-    if strategy == "optuna-tpe":
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-        while len(picked) < max_distinct and proposals < 30 * max_distinct:
-            trial = study.ask()
-            ops = tuple(trial.suggest_categorical(f"edge{i}", OPS) for i in range(6))
-            study.tell(trial, evaluate(ops))
-            proposals += 1
-    else:
-        ctl = controllers.create(strategy, space, seed=seed, **opts)
-        if (
-            limit is not None and _STATE["tell"]
-        ):  # the budget is known before evaluating, as in `edgenas search --budget`
-            ctl.set_feasibility(lambda seq: nb201_params(NB201Arch(tuple(OPS[a] for a in seq))) <= limit)
-        while len(picked) < max_distinct and proposals < 30 * max_distinct:
-            batch = ctl.propose(m)
-            rewards = [evaluate(tuple(OPS[a] for a in seq)) for seq in batch]
-            ctl.learn(batch, rewards)
-            proposals += m
+    result = run_search(
+        pipe, run_name=f"{name}-{seed}", prepared=prepared, executor=TableExecutor(table, prepared.space)
+    )
+    with Store(result.run_dir / DB_NAME) as store:
+        evaluated = store.trials("ok")  # in the order they were evaluated
+    shutil.rmtree(result.run_dir)
+    picked = [
+        (t.val_accuracy, table.lookup(prepared.space, NB201Arch.parse(t.arch["cell"]))[1], t.arch_key)
+        for t in evaluated
+    ]
     out, network = [], []
     for b in BUDGETS:
         if len(picked) >= b:

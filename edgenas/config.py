@@ -25,6 +25,7 @@ class SearchSettings:
     children: int = 160  # architectures the controller samples (trained, rejected or reused)
     architectures_per_update: int = 8  # m: the controller's minibatch per policy update
     max_minutes: float | None = None  # stop sampling new batches after this much wall time
+    max_evaluated: int | None = None  # stop sampling new batches once this many children were trained (or looked up)
     profile: str = "cpu-arm"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     runs_dir: str = "runs"
@@ -48,6 +49,7 @@ class SearchSettings:
     table_classes: int = 10  # classes of the table's task
 
     def __post_init__(self) -> None:
+        schema.require_finite(self, "search")
         if not 0 < self.abort_failed_fraction <= 1:
             raise ConfigError(f"search.abort_failed_fraction must be in (0, 1], got {self.abort_failed_fraction}")
         if self.abort_min_evaluated < 1:
@@ -77,6 +79,8 @@ class SearchSettings:
             raise ConfigError(f"search.children must be >= 1, got {self.children}")
         if self.architectures_per_update < 1:
             raise ConfigError(f"search.architectures_per_update must be >= 1, got {self.architectures_per_update}")
+        if self.max_evaluated is not None and self.max_evaluated < 1:
+            raise ConfigError(f"search.max_evaluated must be >= 1, got {self.max_evaluated}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"search.max_minutes must be > 0, got {self.max_minutes}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -107,6 +111,7 @@ class DatasetSettings:
     max_images: int | None = None  # a stratified, seeded subset (e.g. for CPU runs on CIFAR-10)
 
     def __post_init__(self) -> None:
+        schema.require_finite(self, "dataset")
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"dataset.channels must be 1 or 3, got {self.channels}")
         if self.image_size is not None and self.image_size < 1:
@@ -126,6 +131,7 @@ class TrainRecipe:
     compile: bool = False  # torch.compile the child (pays off only for long trainings)
 
     def __post_init__(self) -> None:
+        schema.require_finite(self, "training")
         if self.epochs < 1 or self.batch_size < 2:
             raise ConfigError(
                 f"training needs epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}"

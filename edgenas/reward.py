@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from edgenas import schema
 from edgenas.errors import ConfigError
 
 MODES = ("budget", "linear", "piecewise")
@@ -42,6 +43,7 @@ class RewardConfig:
     latency_threshold_ms: float | None = None
 
     def __post_init__(self) -> None:
+        schema.require_finite(self, "reward")
         if self.mode not in MODES:
             raise ConfigError(f"reward mode '{self.mode}' is unknown; choose one of {', '.join(MODES)}")
         if self.latency_limit not in LATENCY_LIMITS:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from typing import Any, Callable
@@ -63,6 +64,16 @@ def describe(hint: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
+def require_finite(obj: Any, section: str) -> None:
+    """ConfigError for a float setting of `obj` that is NaN or infinite (`section` names it in the
+    message, e.g. "reward"). NaN passes every `<=` check and turns limits off, so it is refused
+    first, before any range check."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{section}.{f.name} must be a finite number, got {value}")
+
+
 def keys(cls: type) -> list[str]:
     """The keys a file may hold for `cls`."""
     return [f.name for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
@@ -90,6 +101,8 @@ def from_table(
             checked = _adapter(_listy(hints[f.name])).validate_python(value, strict=True)
         except Exception:  # pydantic's ValidationError: the message below says it better
             raise error(f"{where}: key '{f.name}' = {value!r} must be {text}") from None
+        if isinstance(checked, float) and not math.isfinite(checked):
+            raise error(f"{where}: key '{f.name}' = {value!r} is not allowed; it must be a finite number")
         if isinstance(checked, list) and typing.get_origin(hints[f.name]) is not list:
             checked = tuple(checked)
         check = f.metadata.get("check")

@@ -261,6 +261,10 @@ def run_search(
         while sampled < cfg.children:
             if cfg.max_minutes is not None and time.perf_counter() - t_start > cfg.max_minutes * 60:
                 break
+            if cfg.max_evaluated is not None:
+                counts = store.status_counts()
+                if counts["ok"] + counts["stopped"] >= cfg.max_evaluated:
+                    break
             m = min(cfg.architectures_per_update, cfg.children - sampled)
             space = controller.space = curriculum_space(prepared.space, cfg, update_index)
             batch = controller.propose(m)

@@ -4,10 +4,8 @@ every rejection worded the same way, and limits no network can meet refused up f
 import dataclasses
 
 import pytest
-from typer.testing import CliRunner
 
 from edgenas import spaces
-from edgenas.cli import app
 from edgenas.constraints import Constraints
 from edgenas.errors import BudgetError
 from edgenas.evaluate import feasibility, smallest_params
@@ -80,14 +78,3 @@ def test_controller_feasibility_asks_the_same_limit_as_the_gate():
         assert ok == (c.check_params(params) is None)
         seen[ok] += 1
     assert seen[True] and seen[False]  # both sides of the limit were exercised
-
-
-def test_cli_refuses_a_profile_limit_below_the_smallest_network(tmp_path):
-    text = tmp_path / "mcu.toml"
-    text.write_text('name = "tiny-mcu"\ntiming = false\nmax_params = 10\n')
-    res = CliRunner().invoke(
-        app, ["search", "--profile", str(text), "--no-budget", "--runs-dir", str(tmp_path / "runs")]
-    )
-    assert res.exit_code == 2
-    assert "profile tiny-mcu allows at most 10 parameters" in res.output
-    assert not (tmp_path / "runs").exists()  # refused before any run directory

@@ -21,7 +21,30 @@ def test_static_cost_exact_params_and_thop_macs():
     assert cost.params == 36 == count_params(conv)
     assert cost.macs == 36 * 64  # 4 out channels x 9 taps x 64 positions
     assert cost.flops == 2 * cost.macs
-    assert not hasattr(conv[0], "total_ops")  # thop worked on a copy
+    assert not hasattr(conv[0], "total_ops")  # thop's counting buffers are gone
+
+
+def test_static_cost_leaves_the_model_as_it_was():
+    """Counted in place: same state dict (no thop buffers, no changed running statistics), same
+    training flag, no hooks left, and the same MACs as on a deep copy."""
+    import copy
+
+    from edgenas.spaces.nb201 import NB201Arch, NB201Space
+
+    space = NB201Space((3, 16, 16), 10, channels=4, cells_per_stage=1)
+    model = space.build(
+        NB201Arch.parse("|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|nor_conv_1x1~1|skip_connect~2|")
+    )
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reference = static_cost(copy.deepcopy(model), (3, 16, 16))
+    cost = static_cost(model, (3, 16, 16))
+    assert cost == reference and cost.macs > 0
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training
+    assert not any(m._forward_hooks for m in model.modules())
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 7, 7)])

@@ -213,6 +213,12 @@ def search(
     max_minutes: Annotated[
         Optional[float], typer.Option("--max-minutes", help="Stop sampling new batches after this many minutes.")
     ] = None,
+    max_evaluated: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-evaluated", help="Stop sampling new batches once this many children were trained (or looked up)."
+        ),
+    ] = None,
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Parent folder of run directories.")] = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Measure every child again instead of reusing cached latencies.")
@@ -253,6 +259,7 @@ def search(
         profile=profile,
         device=device,
         max_minutes=max_minutes,
+        max_evaluated=max_evaluated,
         runs_dir=str(runs_dir) if runs_dir else None,
         executor=executor,
         workers=workers,

@@ -1,10 +1,10 @@
 """ONNX export of a trained (or untrained) child.
 
-We use torch's TorchScript-based exporter (`dynamo=False`), knowingly: measured on this project's
-2-core host it takes 0.02-0.1 s per small child against 0.6-0.9 s (3-4 s for the first) for the
-dynamo exporter, which also needs onnxscript and forces opset >= 18. Children are plain
+We use torch's TorchScript-based exporter (`dynamo=False`), knowingly: it is much faster per small
+child than the dynamo exporter (`benchmarks/export_speed.py` measures both; the numbers are in the
+CHANGELOG), which also needs onnxscript and forces opset >= 18. Children are plain
 Conv/BN/ReLU/pool/linear graphs that the TorchScript exporter handles exactly; its deprecation
-warning is silenced here and the choice is recorded in the CHANGELOG.
+warning is silenced here.
 """
 
 from __future__ import annotations
