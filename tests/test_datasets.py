@@ -151,3 +151,30 @@ def test_bad_image_folders(tmp_path):
     (two / "b" / "broken.png").write_bytes(b"not a png at all")
     with pytest.raises(DataError, match="broken.png"):
         load_dataset(f"folder:{two}", 0.15, 0.2, 0)
+
+
+def _class_means(ds):
+    x = np.concatenate([ds.x_train.numpy(), ds.x_val.numpy(), ds.x_test.numpy()])
+    y = np.concatenate([ds.y_train.numpy(), ds.y_val.numpy(), ds.y_test.numpy()])
+    return [float(x[y == k].mean()) for k in range(2)], np.bincount(y, minlength=2).tolist()
+
+
+def test_folder_cache_follows_relabelling(tmp_path, monkeypatch):
+    """Swapping two class folders' names or moving an image to another class (how mislabels are
+    fixed) must change the labels, not return the cached ones."""
+    monkeypatch.setenv("EDGENAS_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "photos"
+    for cls, value in (("a", 20), ("b", 220)):
+        (root / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.full((6, 6), value + i, dtype=np.uint8)).save(root / cls / f"{cls}{i}.png")
+    (means, counts) = _class_means(load_dataset(f"folder:{root}", 0.2, 0.2, 0))
+    assert means[0] < means[1] and counts == [10, 10]
+    (root / "a").rename(root / "tmp")
+    (root / "b").rename(root / "a")
+    (root / "tmp").rename(root / "b")
+    (means, counts) = _class_means(load_dataset(f"folder:{root}", 0.2, 0.2, 0))
+    assert means[0] > means[1] and counts == [10, 10]  # labels follow the folders
+    (root / "a" / "b3.png").rename(root / "b" / "b3.png")
+    (means, counts) = _class_means(load_dataset(f"folder:{root}", 0.2, 0.2, 0))
+    assert counts == [9, 11]

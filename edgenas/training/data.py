@@ -295,12 +295,23 @@ def _folder(path: str, image_size: int | None, channels: int | None):
 
     key = {
         "folder": str(root.resolve()),
-        "n": len(files),
-        "mtime": max(f.stat().st_mtime for _, f in files),
+        "files": _listing_digest(root, files),
         "size": image_size,
         "channels": channels,
     }
     return _cached_decode(key, decode)
+
+
+def _listing_digest(root: Path, files: list[tuple[str, Path]]) -> str:
+    """What determines a folder dataset: every image's class, path, size and modification time.
+    Renaming class folders, moving an image to another class or replacing one changes it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for c, f in files:
+        st = f.stat()
+        h.update(f"{c}\0{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def _subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
