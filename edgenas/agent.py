@@ -25,6 +25,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import sys
 import threading
 import time
@@ -55,12 +56,19 @@ class Agent:
 
         if not isinstance(request, dict) or "settings" not in request or "model_b64" not in request:
             raise MeasurementError("the request needs 'settings' and 'model_b64'")
+        if not isinstance(request["settings"], dict) or not isinstance(request["model_b64"], str):
+            raise MeasurementError("'settings' must be a JSON object and 'model_b64' a string")
         profile = parse_profile(dict(request["settings"]), "request settings")
         try:
             model = base64.b64decode(request["model_b64"], validate=True)
         except (binascii.Error, TypeError, ValueError) as exc:
             raise ModelFileError(f"model_b64 is not valid base64: {exc}") from exc
-        timeout = min(float(request.get("timeout_s") or self.timeout_s), self.timeout_s)
+        asked = request.get("timeout_s")
+        if asked is not None and not (
+            isinstance(asked, (int, float)) and not isinstance(asked, bool) and math.isfinite(asked) and asked > 0
+        ):
+            raise MeasurementError(f"timeout_s must be a positive number of seconds, got {asked!r}")
+        timeout = min(float(asked or self.timeout_s), self.timeout_s)
         with self.lock:
             return self.worker.measure(model, profile.settings(), timeout)
 

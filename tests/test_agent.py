@@ -172,6 +172,49 @@ def test_hostile_requests_get_errors_and_the_agent_survives(agent, tmp_path):
     assert agent["proc"].poll() is None
 
 
+def test_a_bad_timeout_never_desynchronises_the_agent(agent, tmp_path):
+    """A signed request with a negative, NaN or non-number timeout gets a 422, and every request
+    after it gets the answer to its own model and settings (it used to get the previous answer)."""
+    port, token = agent["port"], agent["token"]
+    settings = {**load_profile("cpu-arm").settings(), "cpu_cores": [], "sessions": 1, "warmup_runs": 0}
+    model = base64.b64encode(_model(tmp_path).read_bytes()).decode()
+    for k, bad in enumerate((-100, float("nan"), "soon", True, -100)):
+        body = json.dumps({"settings": {**settings, "timed_runs": 5}, "model_b64": model, "timeout_s": bad})
+        status, answer = _post(port, token, body.encode())
+        assert status == 422 and "timeout_s must be a positive number" in answer["error"], (bad, answer)
+        runs = 2 + k  # a different, recognisable answer for each good request
+        good = json.dumps({"settings": {**settings, "timed_runs": runs}, "model_b64": model, "timeout_s": 30})
+        status, answer = _post(port, token, good.encode())
+        assert status == 200 and answer["stats"]["runs"] == runs, answer
+    status, answer = _post(port, token, json.dumps({"settings": [1], "model_b64": model}).encode())
+    assert status == 422 and "must be a JSON object" in answer["error"]
+    assert agent["proc"].poll() is None
+
+
+def test_timing_worker_checks_every_answer_is_its_own(tmp_path):
+    """The worker protocol cannot desynchronise: an answer left in the pipe by an interrupted
+    request is never taken for the next one's; the worker is replaced instead."""
+    from edgenas.errors import MeasurementError
+    from edgenas.measure.worker import TimingWorker
+
+    settings = {**load_profile("cpu-arm").settings(), "cpu_cores": [], "sessions": 1, "warmup_runs": 0}
+    worker = TimingWorker()
+    try:
+        path = str(_model(tmp_path))
+        assert worker.measure(path, {**settings, "timed_runs": 2})["runs"] == 2
+        with pytest.raises(MeasurementError, match="positive number"):
+            worker.measure(path, settings, timeout_s=-1.0)
+        # simulate a stale answer: a request written by someone else whose answer nobody read
+        proc = worker._start()
+        proc.stdin.write(json.dumps({"id": 999, "model_path": path, "settings": {**settings, "timed_runs": 7}}) + "\n")
+        proc.stdin.flush()
+        with pytest.raises(MeasurementError, match="answered request 999"):
+            worker.measure(path, {**settings, "timed_runs": 3})
+        assert worker.measure(path, {**settings, "timed_runs": 4})["runs"] == 4  # a fresh worker
+    finally:
+        worker.close()
+
+
 def test_request_size_limit(tmp_path):
     proc, port, token = start_agent(tmp_path, "--max-mb", "0.001")
     try:

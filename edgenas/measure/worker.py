@@ -1,7 +1,10 @@
 """A separate process that times models: `python -m edgenas.measure.worker`.
 
-Protocol: one JSON request per line on stdin ({"model_path", "settings", "timeout_s"}), one JSON
-answer per line on stdout ({"ok": true, "stats": {...}} or {"ok": false, "kind", "error"}).
+Protocol: one JSON request per line on stdin ({"id", "model_path", "settings", "timeout_s"}), one
+JSON answer per line on stdout ({"id", "ok": true, "stats": {...}} or {"id", "ok": false, "kind",
+"error"}). The client checks every answer's id against its request and replaces the worker on a
+mismatch or on any failure between writing a request and reading its answer, so an answer can
+never be read by the wrong request.
 Before each measurement the process pins itself to the profile's `cpu_cores`. Timing in its own
 process means a model that crashes onnxruntime, or hangs, takes down only the worker: the
 client kills it at the deadline and starts a fresh one for the next model.
@@ -12,6 +15,7 @@ The worker imports only onnxruntime, numpy and the standard library.
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import subprocess
@@ -27,6 +31,7 @@ def _serve() -> None:
 
     all_cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
     for line in sys.stdin:
+        req: dict[str, Any] = {}
         try:
             req = json.loads(line)
             wanted = req["settings"].get("cpu_cores") or all_cores
@@ -44,7 +49,7 @@ def _serve() -> None:
             answer = {"ok": False, "kind": type(exc).__name__, "error": str(exc)}
         except Exception as exc:  # report, keep serving
             answer = {"ok": False, "kind": "MeasurementError", "error": f"{type(exc).__name__}: {exc}"}
-        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.write(json.dumps({"id": req.get("id") if isinstance(req, dict) else None, **answer}) + "\n")
         sys.stdout.flush()
 
 
@@ -56,6 +61,7 @@ class TimingWorker:
     def __init__(self) -> None:
         self.proc: subprocess.Popen[str] | None = None
         self.restarts = 0
+        self.requests = 0
         self._stderr = tempfile.TemporaryFile(mode="w+")
 
     def _start(self) -> subprocess.Popen[str]:
@@ -82,10 +88,16 @@ class TimingWorker:
             path = tmp
         else:
             path = os.path.abspath(model)
+        if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise MeasurementError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        self.requests += 1
+        request_id = self.requests
         try:
             proc = self._start()
             assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(json.dumps({"model_path": path, "settings": settings, "timeout_s": timeout_s}) + "\n")
+            proc.stdin.write(
+                json.dumps({"id": request_id, "model_path": path, "settings": settings, "timeout_s": timeout_s}) + "\n"
+            )
             proc.stdin.flush()
             # The worker enforces timeout_s between runs; the extra margin covers process start and
             # a single run that never returns, after which the worker is killed.
@@ -101,9 +113,16 @@ class TimingWorker:
                 self.restarts += 1
                 raise MeasurementError(f"the timing process died (exit code {code}) while running the model")
             answer = json.loads(line)
+            if answer.get("id") != request_id:
+                raise MeasurementError(
+                    f"the timing process answered request {answer.get('id')} to request {request_id}; it was replaced"
+                )
         except (BrokenPipeError, OSError) as exc:
             self.kill()
             raise MeasurementError(f"the timing process failed: {exc}") from exc
+        except BaseException:
+            self.kill()  # whatever went wrong, no answer may be left in the pipe for the next request
+            raise
         finally:
             if tmp:
                 os.unlink(tmp)
