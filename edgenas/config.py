@@ -52,6 +52,8 @@ class SearchSettings:
         schema.require_finite(self, "search")
         if not 0 < self.abort_failed_fraction <= 1:
             raise ConfigError(f"search.abort_failed_fraction must be in (0, 1], got {self.abort_failed_fraction}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed / search.seed must be >= 0, got {self.seed}")
         if self.abort_min_evaluated < 1:
             raise ConfigError(f"search.abort_min_evaluated must be >= 1, got {self.abort_min_evaluated}")
         if self.executor not in ("local", "process", "ray"):
@@ -269,6 +271,8 @@ def load_pipeline(name_or_path: str | os.PathLike[str] | None = None) -> Pipelin
         path = found[0]
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (not UTF-8 TOML); give a pipeline .toml file") from None
     except OSError as exc:
         raise ConfigError(f"cannot read pipeline file {path}: {exc.strerror or exc}") from exc
     try:

@@ -1,7 +1,8 @@
 """Fault injection for the crash-safety tests: real faults at named points of a real search.
 
 Set EDGENAS_FAULT to `POINT[:N][:ACTION]` to act on the N-th time (default 1) the search passes
-POINT. ACTION is `kill` (SIGKILL this process, the default), `interrupt` (SIGINT) or `error`
+POINT. ACTION is `kill` (SIGKILL this process, the default), `interrupt` (SIGINT), `term`
+(SIGTERM) or `error`
 (raise InjectedFault, which the search records as a failed child). Points: train, export,
 measure, db-write, checkpoint-write, after-update. Without the variable, `point()` costs one
 dictionary lookup.
@@ -41,5 +42,7 @@ def point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     elif spec[2] == "interrupt":
         os.kill(os.getpid(), signal.SIGINT)
+    elif spec[2] == "term":
+        os.kill(os.getpid(), signal.SIGTERM)
     elif spec[2] == "error":
         raise InjectedFault(f"injected fault at '{name}'")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -46,7 +47,12 @@ class Profile:
     marked "timed" are required unless `timing = false`.
     """
 
-    name: str = field(metadata=allowed(lambda v: bool(v.strip()), "a non-empty string"))
+    name: str = field(
+        metadata=allowed(
+            lambda v: re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v) is not None,
+            "a plain name: letters, digits, '.', '_' and '-' (it names run directories)",
+        )
+    )
     description: str = ""
     target: str = field(default="", metadata=allowed(None, "a string naming the device"))
     measured_on: str = field(
@@ -167,6 +173,8 @@ def load_profile_file(path: str | os.PathLike[str]) -> Profile:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path} is not a text file (not UTF-8 TOML); give a profile .toml file") from None
     except OSError as exc:
         raise ProfileError(f"cannot read profile file {path}: {exc.strerror or exc}") from exc
     try:

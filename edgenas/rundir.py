@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import platform
+import re
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,6 +73,11 @@ def versions() -> dict[str, str]:
 def make_run_dir(runs_dir: str | Path, profile: str, name: str | None = None) -> Path:
     """Create a fresh run directory; raises RunDirError when it cannot be written."""
     runs_dir = Path(runs_dir)
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise RunDirError(
+            f"--name {name!r} is not a plain directory name; use letters, digits, '.', '_' and '-' "
+            "(the run goes under --runs-dir)"
+        )
     if name is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         name = f"{stamp}-{profile}"

@@ -82,6 +82,11 @@ def test_sigkill_anywhere_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert res.returncode == 130, res.stderr
     assert "resume with: edgenas search --resume" in res.stderr
     assert "took over the lock" in res.stderr  # the SIGKILLed process left its lock behind
+    # `kill PID` (SIGTERM): the same clean stop, a message, exit 143, the lock released
+    res = cli(["search", "--resume", str(run)], tmp_path, fault="train:1:term")
+    assert res.returncode == 143, res.stderr
+    assert "stopped by SIGTERM" in res.stderr and "resume with: edgenas search --resume" in res.stderr
+    assert not (run / "search.lock").exists()
 
     survived = {}
     for fault in ("export:4", "measure:3", "db-write:2", "checkpoint-write:1"):

@@ -43,7 +43,7 @@ def test_profile_parsing_accepts_or_raises_profile_error(data):
 
 valid_profile = st.fixed_dictionaries(
     {
-        "name": st.text(min_size=1, max_size=10).filter(lambda s: s.strip()),
+        "name": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,9}", fullmatch=True),
         "execution_providers": st.just(["CPUExecutionProvider"]),
         "intra_op_threads": st.integers(0, 64),
         "inter_op_threads": st.integers(0, 64),

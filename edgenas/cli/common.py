@@ -7,6 +7,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from edgenas.errors import EdgenasError
 
@@ -15,6 +16,7 @@ err_console = Console(stderr=True)
 
 EXIT_NO_RESULT = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,7 +30,8 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except EdgenasError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # The message is plain text: "[training]" in it must not be read as rich markup.
+            err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

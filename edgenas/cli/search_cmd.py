@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -17,6 +18,7 @@ from rich.text import Text
 from edgenas.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_NO_RESULT,
+    EXIT_TERMINATED,
     candidates_table,
     console,
     err_console,
@@ -334,6 +336,7 @@ def search(
     console.print(
         f"{verb} [bold]{run_dir}[/]  profile {prepared.profile.name} ({prepared.profile.latency_label})", soft_wrap=True
     )
+    previous_term = signal.signal(signal.SIGTERM, _terminate)  # `kill PID`: stop as cleanly as Ctrl-C
     with Live(Group(bar, status), console=console, refresh_per_second=4):
         try:
             result = run_search(
@@ -345,13 +348,16 @@ def search(
                 resume=resume is not None,
                 measurer=measurer,
             )
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            how = "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted"
             err_console.print(
-                f"interrupted: every finished child is saved in {run_dir / 'search.db'} and the controller is "
+                f"{how}: every finished child is saved in {run_dir / 'search.db'} and the controller is "
                 f"checkpointed.\nresume with: edgenas search --resume {shlex.quote(str(run_dir))}",
                 soft_wrap=True,
             )
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous_term)
     _print_summary(result)
     if result.winner is None:
         err_console.print(
@@ -359,6 +365,14 @@ def search(
             "raise the budget or latency limit, or sample more children"
         )
         raise typer.Exit(EXIT_NO_RESULT)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a search: unwound like Ctrl-C (the lock released, the store closed)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def _refuse_contradictions(run_dir: Path, stored: Pipeline, requested: Pipeline) -> None:
