@@ -10,11 +10,13 @@ Protocol (HTTP/1.1, JSON):
   GET  /info     -> {"agent": "edgenas", "version", "identity", "machine"}
   POST /measure  {"settings": <profile settings>, "model_b64": <ONNX bytes>, "timeout_s"}
                  -> {"ok": true, "stats": {...raw timings, machine info...}} or {"ok": false, "error"}
-Every request is signed: X-Edgenas-Timestamp (unix seconds) and X-Edgenas-Signature =
-hex(HMAC-SHA256(secret, timestamp + "\\n" + method + "\\n" + path + "\\n" + body)), compared in
-constant time; requests older or newer than 5 minutes are refused. Bodies over --max-mb are
-refused before they are read. Each model is timed in a separate worker process, one at a time,
-so a malformed or hostile model gets an error answer and never takes the agent down.
+Every request is signed (edgenas.agent_protocol): timestamp, a one-time nonce and an HMAC-SHA256
+of both with the method, path and body, compared in constant time. Before a byte of the body is
+read, the signature headers must be there and well formed, the timestamp within 5 minutes and the
+nonce unseen; the declared length at most --max-mb; at most MAX_UPLOADS bodies are read at once.
+A nonce that was served is refused for the whole window (no replays). Each model is timed in a
+separate worker process, one at a time, so a malformed or hostile model gets an error answer and
+never takes the agent down.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -35,6 +38,8 @@ from typing import Any
 from edgenas import __version__
 from edgenas.agent_protocol import MAX_SKEW_S, read_token, sign  # noqa: F401  (sign: re-exported for clients)
 from edgenas.errors import EdgenasError, MeasurementError, ModelFileError, ProfileError
+
+MAX_UPLOADS = 2  # request bodies read at the same time
 
 
 class Agent:
@@ -50,6 +55,21 @@ class Agent:
         self.machine = machine_info()
         self.identity = hashlib.sha256(json.dumps(self.machine, sort_keys=True).encode()).hexdigest()[:16]
         self.served = 0
+        self.uploads = threading.BoundedSemaphore(MAX_UPLOADS)  # bodies read at once: memory <= MAX_UPLOADS x max_bytes
+        self._nonces: dict[str, float] = {}
+        self._nonce_lock = threading.Lock()
+
+    def seen(self, nonce: str) -> bool:
+        with self._nonce_lock:
+            now = time.time()
+            for old in [n for n, t in self._nonces.items() if now - t > 2 * MAX_SKEW_S]:
+                del self._nonces[old]
+            return nonce in self._nonces
+
+    def remember(self, nonce: str) -> None:
+        """A served nonce is refused for the whole window in which its timestamp is accepted."""
+        with self._nonce_lock:
+            self._nonces[nonce] = time.time()
 
     def measure(self, request: dict[str, Any]) -> dict[str, Any]:
         from edgenas.profiles import parse_profile
@@ -89,20 +109,36 @@ def make_handler(agent: Agent):
             self.end_headers()
             self.wfile.write(body)
 
-        def _authorised(self, body: bytes) -> bool:
+        def _refuse(self, why: str) -> bool:
+            self._reply(401, {"ok": False, "error": f"unauthorised: {why}"})
+            self.close_connection = True
+            return False
+
+        def _headers_ok(self) -> bool:
+            """What can be checked before reading a byte of the body: the signature headers are
+            there and well formed, the timestamp is fresh and the nonce is new."""
             ts = self.headers.get("X-Edgenas-Timestamp", "")
             sig = self.headers.get("X-Edgenas-Signature", "")
+            nonce = self.headers.get("X-Edgenas-Nonce", "")
+            if len(sig) != 64 or not all(c in "0123456789abcdef" for c in sig) or not 16 <= len(nonce) <= 64:
+                return self._refuse("missing or malformed signature headers (X-Edgenas-Timestamp, -Nonce, -Signature)")
             try:
                 fresh = abs(time.time() - float(ts)) <= MAX_SKEW_S
             except ValueError:
                 fresh = False
-            expected = sign(agent.token, ts, self.command, self.path, body)
-            ok = hmac.compare_digest(expected.encode(), sig.encode())
-            if not (ok and fresh):
-                self._reply(
-                    401, {"ok": False, "error": "unauthorised: wrong token, or clocks more than 5 minutes apart"}
-                )
-                return False
+            if not fresh:
+                return self._refuse("wrong token, or clocks more than 5 minutes apart")
+            if agent.seen(nonce):
+                return self._refuse("this request was already served (a replay); sign each request anew")
+            return True
+
+        def _authorised(self, body: bytes) -> bool:
+            ts = self.headers.get("X-Edgenas-Timestamp", "")
+            nonce = self.headers.get("X-Edgenas-Nonce", "")
+            expected = sign(agent.token, ts, self.command, self.path, body, nonce)
+            if not hmac.compare_digest(expected.encode(), self.headers.get("X-Edgenas-Signature", "").encode()):
+                return self._refuse("wrong token, or clocks more than 5 minutes apart")
+            agent.remember(nonce)
             return True
 
         def _body(self) -> bytes | None:
@@ -121,13 +157,20 @@ def make_handler(agent: Agent):
                 )
                 self.close_connection = True
                 return None
-            return self.rfile.read(n)
+            if not agent.uploads.acquire(blocking=False):
+                self._reply(503, {"ok": False, "error": "the agent is receiving other requests; try again"})
+                self.close_connection = True
+                return None
+            try:
+                return self.rfile.read(n)
+            finally:
+                agent.uploads.release()
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path != "/info":
                 self._reply(404, {"ok": False, "error": "unknown path; use GET /info or POST /measure"})
                 return
-            if self._authorised(b""):
+            if self._headers_ok() and self._authorised(b""):
                 self._reply(
                     200,
                     {
@@ -143,6 +186,8 @@ def make_handler(agent: Agent):
         def do_POST(self) -> None:  # noqa: N802
             if self.path != "/measure":
                 self._reply(404, {"ok": False, "error": "unknown path; use GET /info or POST /measure"})
+                return
+            if not self._headers_ok():
                 return
             body = self._body()
             if body is None or not self._authorised(body):
@@ -166,22 +211,47 @@ def make_handler(agent: Agent):
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
+    """HOST:PORT, with IPv6 hosts in brackets ([::1]:8765)."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ProfileError(f"--listen '{listen}' must be HOST:PORT, e.g. 127.0.0.1:8765")
-    return host or "127.0.0.1", int(port)
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or (":" in host and not host.startswith("[")):
+        raise ProfileError(f"--listen '{listen}' must be HOST:PORT, e.g. 127.0.0.1:8765 or [::1]:8765")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _check_limits(max_mb: float, timeout_s: float) -> None:
+    if not (math.isfinite(max_mb) and max_mb > 0):
+        raise ProfileError(f"--max-mb must be a positive number of MiB, got {max_mb}")
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise ProfileError(f"--timeout-s must be a positive number of seconds, got {timeout_s}")
 
 
 def serve(listen: str, token_file: str, max_mb: float = 64, timeout_s: float = 120, ready=None) -> None:
+    import socket
+
+    _check_limits(max_mb, timeout_s)
     host, port = parse_listen(listen)
     agent = Agent(read_token(token_file), int(max_mb * 1024 * 1024), timeout_s)
+    mode = os.stat(os.path.expanduser(token_file)).st_mode
+    if mode & 0o077:
+        print(
+            f"warning: the token file {token_file} can be read by other users (mode {mode & 0o777:o}); "
+            f"chmod 600 {token_file}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
     try:
-        server = ThreadingHTTPServer((host, port), make_handler(agent))
+        server = Server((host, port), make_handler(agent))
     except OSError as exc:
         raise ProfileError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     where = "loopback only" if host in ("127.0.0.1", "::1", "localhost") else "reachable from the network"
+    shown = f"[{host}]" if ":" in host else host
     print(
-        f"edgenas agent {__version__} listening on http://{host}:{server.server_address[1]} ({where}); "
+        f"edgenas agent {__version__} listening on http://{shown}:{server.server_address[1]} ({where}); "
         f"identity {agent.identity}",
         flush=True,
     )

@@ -6,12 +6,11 @@ import base64
 import json
 import os
 import socket
-import time
 import urllib.error
 import urllib.request
 from typing import Any
 
-from edgenas.agent_protocol import read_token, sign
+from edgenas.agent_protocol import read_token, request_headers
 from edgenas.errors import MeasurementError, ProfileError
 from edgenas.profiles import Profile
 
@@ -37,10 +36,9 @@ class AgentClient:
         return cls(profile.agent_url, token)
 
     def _call(self, method: str, path: str, body: bytes, timeout_s: float) -> dict[str, Any]:
-        ts = str(int(time.time()))
         req = urllib.request.Request(self.url + path, data=body if method == "POST" else None, method=method)
-        req.add_header("X-Edgenas-Timestamp", ts)
-        req.add_header("X-Edgenas-Signature", sign(self.token, ts, method, path, body))
+        for name, value in request_headers(self.token, method, path, body).items():
+            req.add_header(name, value)
         req.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:

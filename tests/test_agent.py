@@ -2,18 +2,18 @@
 
 import base64
 import json
+import os
 import secrets
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 from typer.testing import CliRunner
 
-from edgenas.agent import sign
+from edgenas.agent_protocol import request_headers
 from edgenas.cli import app
 from edgenas.measure.export import export_onnx
 from edgenas.profiles import load_profile
@@ -96,13 +96,12 @@ def _model(tmp_path):
     return path
 
 
-def _post(port, token, body, path="/measure"):
-    ts = str(int(time.time()))
+def _post(port, token, body, path="/measure", headers=None):
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
         data=body,
         method="POST",
-        headers={"X-Edgenas-Timestamp": ts, "X-Edgenas-Signature": sign(token.encode(), ts, "POST", path, body)},
+        headers=headers if headers is not None else request_headers(token.encode(), "POST", path, body),
     )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
@@ -213,6 +212,68 @@ def test_timing_worker_checks_every_answer_is_its_own(tmp_path):
         assert worker.measure(path, {**settings, "timed_runs": 4})["runs"] == 4  # a fresh worker
     finally:
         worker.close()
+
+
+def test_replays_and_unsigned_uploads_are_refused(agent, tmp_path):
+    port, token = agent["port"], agent["token"]
+    settings = {**load_profile("cpu-arm").settings(), "cpu_cores": [], "sessions": 1, "warmup_runs": 0, "timed_runs": 2}
+    body = json.dumps({"settings": settings, "model_b64": base64.b64encode(_model(tmp_path).read_bytes()).decode()})
+    captured = request_headers(token.encode(), "POST", "/measure", body.encode())
+    status, answer = _post(port, token, body.encode(), headers=captured)
+    assert status == 200
+    status, answer = _post(port, token, body.encode(), headers=captured)  # the same signed request again
+    assert status == 401 and "replay" in answer["error"]
+    # no signature headers: refused from the headers alone, the declared 50 MB body never read
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"POST /measure HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
+    reply = sock.recv(4096).decode()
+    sock.close()
+    assert " 401 " in reply.splitlines()[0] and "malformed signature headers" in reply
+    assert agent["proc"].poll() is None
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--max-mb", "0"], "--max-mb must be a positive"), (["--timeout-s", "nan"], "--timeout-s must be a positive")],
+)
+def test_agent_refuses_impossible_limits(tmp_path, args, message):
+    (tmp_path / "t").write_text(secrets.token_hex(32))
+    res = subprocess.run(
+        [sys.executable, "-m", "edgenas", "agent", "--token-file", str(tmp_path / "t"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and message in res.stderr
+
+
+def test_agent_on_ipv6_loopback_warns_about_a_readable_token(tmp_path):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    token = secrets.token_hex(32)
+    (tmp_path / "token").write_text(token)
+    os.chmod(tmp_path / "token", 0o644)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "--listen", f"[::1]:{port}", "--token-file", str(tmp_path / "token")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            pytest.skip(f"IPv6 loopback unavailable: {proc.stderr.read()}")
+        assert f"http://[::1]:{port}" in line
+        req = urllib.request.Request(
+            f"http://[::1]:{port}/info", headers=request_headers(token.encode(), "GET", "/info", b"")
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert json.loads(r.read())["agent"] == "edgenas"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert "can be read by other users" in proc.stderr.read()
 
 
 def test_request_size_limit(tmp_path):
