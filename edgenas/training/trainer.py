@@ -63,6 +63,16 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
     return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
+def channels_last_safe(model: nn.Module, device: torch.device) -> bool:
+    """Whether `model` may train in channels_last on `device`. On the CPU, torch 2.14's backward
+    pass of a 1x1 convolution with stride > 1 in channels_last can crash the process (segfault,
+    heap corruption) or spin forever at CIFAR-like sizes (16-32 px); such models train in the
+    contiguous format there. Every other model keeps channels_last."""
+    if device.type != "cpu":
+        return True
+    return not any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) for m in model.modules())
+
+
 def train_child(
     model: nn.Module,
     x_train: torch.Tensor,
@@ -85,7 +95,9 @@ def train_child(
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    memory_format = (
+        torch.channels_last if recipe.channels_last and channels_last_safe(model, device) else torch.contiguous_format
+    )
     model.to(device, memory_format=memory_format)
     xt, yt = x_train.to(device).contiguous(memory_format=memory_format), y_train.to(device)
     step_model = torch.compile(model) if recipe.compile else model
