@@ -50,11 +50,17 @@ def expand_targets(items: list[str], top: int | None) -> list[BenchTarget]:
         if p.is_dir():
             if not (p / DB_NAME).is_file():
                 raise ModelFileError(f"'{item}' is a directory but not an edgenas run directory (no {DB_NAME})")
-            with Store(p / DB_NAME) as store:
+            with Store(p / DB_NAME, readonly=True) as store:
                 trials = store.top(top if top else 10**9)
             if not trials:
                 raise ModelFileError(f"run directory '{item}' has no trained candidate yet")
-            targets += [BenchTarget(f"{p.name}:trial {t.id}", p / str(t.onnx_path), t.id) for t in trials]
+            for t in trials:
+                if not (p / str(t.onnx_path)).is_file():
+                    raise ModelFileError(
+                        f"the model of trial {t.id} ({p / str(t.onnx_path)}) is missing; the run directory is "
+                        "incomplete (restore children/ or bench fewer candidates with --top)"
+                    )
+                targets.append(BenchTarget(f"{p.name}:trial {t.id}", p / str(t.onnx_path), t.id))
         else:
             check_onnx_file(item)
             targets.append(BenchTarget(item, p))

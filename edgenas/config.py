@@ -116,8 +116,10 @@ class DatasetSettings:
         schema.require_finite(self, "dataset")
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"dataset.channels must be 1 or 3, got {self.channels}")
-        if self.image_size is not None and self.image_size < 1:
-            raise ConfigError(f"dataset.image_size must be >= 1, got {self.image_size}")
+        if self.image_size is not None and not 1 <= self.image_size <= 1024:
+            raise ConfigError(
+                f"dataset.image_size (--image-size) must be between 1 and 1024 pixels, got {self.image_size}"
+            )
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ def export_run(
     device = resolve_device(pipeline.search.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         device = torch.device("cpu")
-    with Store(run_dir / DB_NAME) as store:
+    with Store(run_dir / DB_NAME, readonly=True) as store:
         trials = store.top(top)
         finished = store.get_meta("finished_at") is not None
     if not trials:

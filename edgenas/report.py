@@ -46,7 +46,7 @@ def report_data(run_dir: Path) -> dict[str, Any]:
     db = run_dir / DB_NAME
     if not db.is_file():
         raise RunDirError(f"'{run_dir}' is not an edgenas run directory (no {DB_NAME} in it)")
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         trials = {t.id: t for t in store.trials()}
         samples = [dict(r) for r in store.samples()]
         updates = [dict(r) for r in store.updates()]
@@ -330,5 +330,10 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
         f"<p>Command that started this run:</p><pre>{html.escape(str(meta['command'] or '(library call)'))}</pre>"
     )
     parts.append("</body></html>")
-    out.write_text("\n".join(parts), encoding="utf-8")
+    try:
+        out.write_text("\n".join(parts), encoding="utf-8")
+    except OSError as exc:
+        raise RunDirError(
+            f"cannot write the report to {out}: {exc.strerror or exc}; give another place with --out"
+        ) from exc
     return out

@@ -15,7 +15,6 @@ import io
 import json
 import platform
 import re
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -123,16 +122,22 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
 def load_run_pipeline(run_dir: Path) -> Pipeline:
     """The settings a run was started with, from its database."""
     db = Path(run_dir) / DB_NAME
+    stillborn = (
+        f"the search in '{run_dir}' stopped before it saved its settings (nothing was trained, nothing to "
+        "resume); start a new search, and delete that directory"
+    )
+    if not db.is_file() and (Path(run_dir) / "children").is_dir() and not any((Path(run_dir) / "children").iterdir()):
+        raise RunDirError(stillborn)
     if not db.is_file():
         raise RunDirError(
             f"'{run_dir}' is not an edgenas run directory (no {DB_NAME} in it); give the directory "
             "that `edgenas search` printed"
         )
-    try:
-        with Store(db) as store:
-            data = store.get_meta("pipeline")
-    except sqlite3.DatabaseError as exc:
-        raise RunDirError(f"{db} is not a readable edgenas database ({exc})") from exc
+    with Store(db, readonly=True) as store:
+        data = store.get_meta("pipeline")
+        trials = store.status_counts() if data is None else None
+    if data is None and trials is not None and not sum(trials.values()):
+        raise RunDirError(stillborn)
     if data is None:
         raise RunDirError(f"{db} holds no pipeline settings; it was not written by edgenas search")
     return Pipeline.from_json(data, source=str(db))
@@ -253,7 +258,13 @@ def finalize(
         winner["test_accuracy"] = table.lookup(space, arch)[1]
         return manifest
     model = space.build(arch)
-    model.load_state_dict(torch.load(run_dir / str(trial.weights_path), weights_only=True))
+    try:
+        model.load_state_dict(torch.load(run_dir / str(trial.weights_path), weights_only=True))
+    except (OSError, RuntimeError) as exc:
+        raise RunDirError(
+            f"the weights of the best child, trial {trial.id} ({run_dir / str(trial.weights_path)}), cannot be read "
+            f"({exc}); the run directory is incomplete: restore children/ from a copy"
+        ) from exc
     model.eval()
     test_acc = accuracy(model, data.x_test, data.y_test)
     metadata = onnx_metadata(

@@ -73,12 +73,12 @@ class RunLock:
                     f"if that search is no longer running, delete {self.path}"
                 )
             pid = owner.get("pid") if owner else None
-            if isinstance(pid, int) and pid != me["pid"] and _alive(pid):
+            if isinstance(pid, int) and _alive(pid):
                 os.close(fd)
                 raise RunDirError(
                     f"another search (PID {pid}) is running in {self.path.parent}; wait for it to finish or stop it first"
                 )
-            self.took_over_from = pid if isinstance(pid, int) and pid != me["pid"] else None
+            self.took_over_from = pid if isinstance(pid, int) else None
             data = json.dumps(me).encode()
             os.ftruncate(fd, 0)
             os.pwrite(fd, data, 0)

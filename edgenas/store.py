@@ -151,25 +151,50 @@ SCHEMA_VERSION = 2
 class Store:
     """Not shared between threads; open one Store per process."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        """`readonly`: only read (report, bench, export), which also works on a read-only disk."""
         from edgenas.errors import RunDirError
 
         self.path = Path(path)
-        self.conn = sqlite3.connect(str(self.path), isolation_level=None)  # autocommit; explicit BEGIN
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        has_tables = self.conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        try:
+            if readonly:
+                self.conn = self._connect_readonly()
+            else:
+                self.conn = sqlite3.connect(str(self.path), isolation_level=None)  # autocommit; explicit BEGIN
+            self.conn.row_factory = sqlite3.Row
+            if not readonly:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            has_tables = self.conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise RunDirError(
+                f"{self.path} is not a readable edgenas database ({exc}); it is damaged or not a search.db"
+            ) from exc
         if has_tables and version != SCHEMA_VERSION:
             self.conn.close()
             raise RunDirError(
                 f"{self.path} was written by another edgenas version (database schema {version}, this "
                 f"version reads {SCHEMA_VERSION}); use the edgenas version that made it"
             )
+        if readonly:
+            if not has_tables:
+                self.conn.close()
+                raise RunDirError(f"{self.path} holds no edgenas tables; it was not written by edgenas search")
+            return
         self.conn.executescript(SCHEMA)
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:  # a WAL database on a read-only disk: no -shm can be made
+            conn.close()
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
     def close(self) -> None:
         self.conn.close()

@@ -141,6 +141,24 @@ def files(tmp_path_factory):
     f["locked_run"] = str(d / "runs" / "locked")
     (d / "runs" / "locked" / "search.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     f["model"] = str(next((d / "runs" / "run" / "children").glob("*.onnx")))
+    import shutil
+
+    shutil.copytree(d / "runs" / "run", d / "runs" / "missing-child", ignore=shutil.ignore_patterns("search.lock"))
+    for child in (d / "runs" / "missing-child" / "children").glob("*.onnx"):
+        child.unlink()
+    f["run_missing_child"] = str(d / "runs" / "missing-child")
+    (d / "stillborn" / "children").mkdir(parents=True)  # what a search killed in its first instant leaves
+    f["stillborn_run"] = str(d / "stillborn")
+    for c, n in (("many", 6), ("lonely", 1)):
+        (d / "small_class" / c).mkdir(parents=True)
+        for i in range(n):
+            Image.new("L", (8, 8), color=i * 30).save(d / "small_class" / c / f"{i}.png")
+    f["small_class_folder"] = str(d / "small_class")
+    for c in ("a", "b"):
+        (d / "bomb" / c).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(d / "bomb" / c / "0.png")
+    Image.new("1", (20000, 20000)).save(d / "bomb" / "a" / "00-huge.png")  # 400 Mpixels in 48 KB
+    f["bomb_folder"] = str(d / "bomb")
     return f
 
 

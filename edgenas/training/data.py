@@ -6,6 +6,7 @@ Normalisation statistics come from the train split and travel with the run.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,6 +78,14 @@ def from_arrays(
         raise ConfigError(
             f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must each be "
             "between 0 and 1 and leave room for a train split"
+        )
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(classes))
+    need = 3 if test is None else 2  # a stratified split puts each class in every part
+    if counts.min() < need:
+        few = [f"'{c}' ({n})" for c, n in zip(classes, counts) if n < need]
+        raise DataError(
+            f"{name}: class(es) {', '.join(few)} have fewer than {need} images; every class needs at least {need} "
+            "for the train / validation" + (" / test" if test is None else "") + " split: add images or remove them"
         )
     if test is None:
         train, val, test_idx = _split(len(y), y, val_fraction, test_fraction, seed)
@@ -275,8 +284,15 @@ def _folder(path: str, image_size: int | None, channels: int | None):
             with Image.open(first) as im:
                 size = (image_size, image_size) if image_size else im.size
                 chans = channels or (1 if im.mode in ("L", "1", "I;16", "I") else 3)
-        except (OSError, UnidentifiedImageError) as exc:
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise DataError(f"cannot read image {first}: {exc}") from exc
+        need = len(files) * chans * size[0] * size[1] * (1 + 4 + 4)  # uint8 decode, float32 copy, normalised
+        if need > _memory_bytes() * 3 // 4:
+            raise DataError(
+                f"{len(files):,} images of {chans} x {size[0]} x {size[1]} need about {need / 2**30:.1f} GiB of memory, "
+                f"more than this machine has to spare ({_memory_bytes() / 2**30:.1f} GiB); "
+                "use a smaller --image-size or --max-images"
+            )
         x = np.empty((len(files), chans, size[1], size[0]), dtype=np.uint8)
         y = np.empty(len(files), dtype=np.int64)
         index = {c: i for i, c in enumerate(classes)}
@@ -287,7 +303,7 @@ def _folder(path: str, image_size: int | None, channels: int | None):
                     if im.size != size:
                         im = im.resize(size, Image.BILINEAR)
                     a = np.asarray(im)
-            except (OSError, UnidentifiedImageError) as exc:
+            except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
                 raise DataError(f"cannot read image {f}: {exc}; remove or replace it") from exc
             x[n] = a[None] if chans == 1 else a.transpose(2, 0, 1)
             y[n] = index[c]
@@ -314,12 +330,22 @@ def _listing_digest(root: Path, files: list[tuple[str, Path]]) -> str:
     return h.hexdigest()
 
 
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
+
+
 def _subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     from sklearn.model_selection import train_test_split
 
     if n >= len(y):
         return np.arange(len(y))
-    keep, _ = train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)
+    try:
+        keep, _ = train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)
+    except ValueError as exc:  # a class too small to be kept in proportion
+        raise DataError(f"cannot take a stratified subset of {n} images: {exc}; raise --max-images") from exc
     return np.sort(keep)
 
 
