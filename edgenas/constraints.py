@@ -91,6 +91,15 @@ class Constraints:
         """The parameter limit a controller may be told (None: no limit)."""
         return None if self.params is None else int(self.params.value)
 
+    def describe(self) -> list[str]:
+        """Each limit in force, e.g. "params <= 100,000 (profile mcu-m7)"."""
+        out = []
+        for lim in (self.params, self.model_bytes, self.latency_ms):
+            if lim is not None:
+                label, unit, _ = _KINDS[lim.what]
+                out.append(f"{label} <= {_fmt(lim.value)}{unit} ({lim.source})")
+        return out
+
     def check_params(self, params: int) -> str | None:
         return self.params.reason(params) if self.params else None
 

@@ -24,6 +24,7 @@ import torch
 
 import edgenas
 from edgenas.config import Pipeline
+from edgenas.constraints import Constraints
 from edgenas.controllers.base import Controller
 from edgenas.errors import EdgenasError, RunDirError
 from edgenas.fsutil import atomic_write_bytes
@@ -220,6 +221,7 @@ def finalize(
         "dataset": describe_dataset(data),
         "profile": {**profile.settings(), "fingerprint": profile.fingerprint(), "latency_label": profile.latency_label},
         "reward": pipeline.to_json()["reward"],
+        "constraints": Constraints.build(pipeline.reward, profile).describe(),
         "pipeline": pipeline.to_json(),
         "search": {
             "samples": store.sample_count(),

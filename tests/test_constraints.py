@@ -25,6 +25,11 @@ def test_tighter_of_budget_and_profile_wins_and_names_its_source():
     tight_budget = Constraints.build(RewardConfig(budget_params=5_000), MCU)
     assert tight_budget.max_params == 5_000
     assert tight_budget.check_params(5_001) == "params 5,001 > 5,000 (budget)"
+    assert loose_budget.describe() == [
+        "params <= 100,000 (profile mcu-m7)",
+        "model size <= 450,000 bytes (profile mcu-m7)",
+    ]
+    assert Constraints.build(RewardConfig(budget_params=None), ARM).describe() == []
     assert Constraints.build(RewardConfig(budget_params=None), ARM).check_params(10**9) is None
     assert Constraints.build(RewardConfig(budget_params=None), ARM).max_params is None
 

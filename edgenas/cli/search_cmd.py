@@ -391,10 +391,10 @@ def _print_summary(result: SearchResult) -> None:
     table = candidates_table(result.top, f"top candidates (latency: profile {m['profile']['name']}, {label})")
     console.print(table)
     s = m["search"]
-    budget = m["reward"]["budget_params"]
+    limits = ", ".join(m.get("constraints") or []) or "no hard limits"
     console.print(
         f"sampled {s['samples']}: {'looked up' if m.get('table') else 'trained'} {s['trained']}, rejected {s['rejected']} "
-        f"(budget {fmt_int(budget) if budget else 'none'}), failed {s['failed']}, stopped early "
+        f"({limits}), failed {s['failed']}, stopped early "
         f"{s.get('stopped_early', 0)}, reused {s['reused']}; "
         f"wall time {s['wall_seconds']:.0f} s"
     )
