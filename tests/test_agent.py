@@ -226,8 +226,11 @@ def test_replays_and_unsigned_uploads_are_refused(agent, tmp_path):
     # no signature headers: refused from the headers alone, the declared 50 MB body never read
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(b"POST /measure HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
-    reply = sock.recv(4096).decode()
+    reply = b""
+    while chunk := sock.recv(4096):  # the agent answers and closes the connection
+        reply += chunk
     sock.close()
+    reply = reply.decode()
     assert " 401 " in reply.splitlines()[0] and "malformed signature headers" in reply
     assert agent["proc"].poll() is None
 
