@@ -229,7 +229,7 @@ class Store:
         try:
             trial_id = self._insert_trial(trial)
             faults.point("db-write")
-            self._insert_sample(
+            self.add_sample(
                 trial["origin_update"],
                 trial["origin_position"],
                 actions,
@@ -312,18 +312,6 @@ class Store:
 
     # -- samples and updates ----------------------------------------------------------------
     def add_sample(
-        self,
-        update_index: int,
-        position: int,
-        actions: list[int],
-        arch_key: str,
-        trial_id: int,
-        reward: float,
-        reused: bool,
-    ) -> None:
-        self._insert_sample(update_index, position, actions, arch_key, trial_id, reward, reused)
-
-    def _insert_sample(
         self,
         update_index: int,
         position: int,
