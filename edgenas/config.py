@@ -130,6 +130,9 @@ class TrainRecipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
+    crop_padding: int = 0  # random crop after zero-padding by this many pixels per side (0: off)
+    horizontal_flip: bool = False  # random left-right flips (off where a flip changes the class, e.g. digits)
+    ema_decay: float = 0.0  # exponential moving average of the weights per step, used as the result (0: off)
     channels_last: bool = True  # NHWC memory format (faster convolutions on GPUs and recent CPUs)
     bf16_autocast: bool = True  # bfloat16 autocast on CUDA only; CPU training stays fp32
     compile: bool = False  # torch.compile the child (pays off only for long trainings)
@@ -144,6 +147,10 @@ class TrainRecipe:
             raise ConfigError("training learning_rate must be > 0, weight_decay >= 0 and momentum in [0, 1)")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"training label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.crop_padding < 0:
+            raise ConfigError(f"training crop_padding must be >= 0 pixels, got {self.crop_padding}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"training ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
 
 
 @dataclass(frozen=True)

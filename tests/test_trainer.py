@@ -40,3 +40,74 @@ def test_only_the_crashing_pattern_loses_channels_last():
     assert channels_last_safe(nn.Sequential(nn.Conv2d(3, 8, 1, stride=1), nn.Conv2d(8, 8, 3, stride=2)), cpu)
     assert channels_last_safe(nn.Sequential(nn.Conv2d(3, 8, 1, stride=2)), torch.device("cuda"))
     assert TrainRecipe().channels_last  # still the default where it is safe
+
+
+def _one_pixel(n=6, size=8):
+    x = torch.zeros(n, 1, size, size)
+    x[:, 0, 2, 1] = 1.0  # one bright pixel at row 2, column 1
+    return x
+
+
+def test_augmentation_is_seeded_and_on_the_batch_device():
+    from edgenas.training.trainer import augment_batch
+
+    x = torch.randn(16, 3, 8, 8)
+    a = augment_batch(x, 2, True, torch.Generator().manual_seed(1))
+    b = augment_batch(x, 2, True, torch.Generator().manual_seed(1))
+    c = augment_batch(x, 2, True, torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and a.device == x.device
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_crops_shift_and_flips_mirror_the_image():
+    from edgenas.training.trainer import augment_batch
+
+    x = _one_pixel(n=64)
+    shifted = augment_batch(x, 2, False, torch.Generator().manual_seed(0))
+    seen = set()
+    for img in shifted[:, 0]:
+        where = (img == 1.0).nonzero().tolist()
+        assert len(where) <= 1 and img.sum() <= 1.0  # moved or cropped away, never duplicated
+        if where:
+            r, c = where[0]
+            assert abs(r - 2) <= 2 and abs(c - 1) <= 2
+            seen.add((r, c))
+    assert len(seen) > 3  # the offsets vary from image to image
+    flipped = augment_batch(x, 0, True, torch.Generator().manual_seed(0))
+    cols = {int((img == 1.0).nonzero()[0][1]) for img in flipped[:, 0]}
+    assert cols == {1, 6}  # unchanged or mirrored (8 - 1 - 1)
+
+
+def test_photo_recipe_is_off_for_digits_and_on_for_photos():
+    from edgenas.config import load_pipeline
+
+    digits = load_pipeline("default")
+    assert digits.training.crop_padding == 0 and not digits.training.horizontal_flip
+    photos = load_pipeline("photos")
+    for recipe in (photos.training, photos.final_training):
+        assert recipe.crop_padding == 4 and recipe.horizontal_flip and recipe.label_smoothing == 0.1
+
+
+def test_training_with_augmentation_and_ema():
+    from edgenas.training.trainer import train_child
+
+    torch.manual_seed(0)
+    y = torch.randint(0, 2, (256,))
+    x = torch.randn(256, 3, 8, 8) + (2.0 * y - 1.0)[:, None, None, None]  # brightness: shift- and flip-proof
+
+    def run(**kw):
+        torch.manual_seed(0)
+        model = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)
+        )
+        recipe = TrainRecipe(epochs=3, batch_size=32, **kw)
+        res = train_child(model, x, y, x[:64], y[:64], recipe, seed=0, device=torch.device("cpu"))
+        return res, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    plain, w_plain = run()
+    aug, w_aug = run(crop_padding=2, horizontal_flip=True)
+    again, w_again = run(crop_padding=2, horizontal_flip=True)
+    ema, w_ema = run(crop_padding=2, horizontal_flip=True, ema_decay=0.9)
+    assert torch.equal(w_aug, w_again)  # seeded: the same child trains the same way
+    assert not torch.equal(w_plain, w_aug) and not torch.equal(w_aug, w_ema)
+    assert aug.val_accuracy > 0.6 and ema.val_accuracy > 0.6

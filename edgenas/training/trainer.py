@@ -73,6 +73,25 @@ def channels_last_safe(model: nn.Module, device: torch.device) -> bool:
     return not any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) for m in model.modules())
 
 
+def augment_batch(x: torch.Tensor, padding: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Random crops (after zero-padding by `padding` pixels) and left-right flips of a batch, on
+    the batch's own device, one draw per image from `gen` (a CPU generator: seeded, and the same
+    on every device). Padding with zeros pads with the mean pixel: the data is normalised."""
+    b, c, h, w = x.shape
+    if padding:
+        offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=gen).to(x.device)
+        padded = F.pad(x, (padding, padding, padding, padding))
+        rows = (torch.arange(h, device=x.device)[None, :] + offsets[0][:, None])[:, None, :, None]
+        cols = (torch.arange(w, device=x.device)[None, :] + offsets[1][:, None])[:, None, None, :]
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        chans = torch.arange(c, device=x.device)[None, :, None, None]
+        x = padded[batch, chans, rows, cols]
+    if flip:
+        mirrored = torch.rand(b, generator=gen).to(x.device) < 0.5
+        x = torch.where(mirrored[:, None, None, None], x.flip(3), x)
+    return x
+
+
 def train_child(
     model: nn.Module,
     x_train: torch.Tensor,
@@ -114,6 +133,14 @@ def train_child(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=recipe.learning_rate, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.25
     )
+    augment = recipe.crop_padding > 0 or recipe.horizontal_flip
+    aug_gen = torch.Generator(device="cpu").manual_seed(seed + 1)  # its own stream: batch order is unchanged
+    ema = (
+        {k: v.detach().clone() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+        if recipe.ema_decay
+        else None
+    )
+    ema_steps = 0
     loss_value = float("nan")
     curve: list[float] = []
     watch = bool(stop_thresholds) and x_val is not None and y_val is not None
@@ -129,12 +156,24 @@ def train_child(
                 idx = perm[i : i + recipe.batch_size]
                 if len(idx) < 2:  # BatchNorm needs two samples
                     continue
+                xb = xt[idx]
+                if augment:
+                    xb = augment_batch(xb, recipe.crop_padding, recipe.horizontal_flip, aug_gen).contiguous(
+                        memory_format=memory_format
+                    )
                 with autocast:
-                    loss = F.cross_entropy(step_model(xt[idx]), yt[idx], label_smoothing=recipe.label_smoothing)
+                    loss = F.cross_entropy(step_model(xb), yt[idx], label_smoothing=recipe.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
+                if ema is not None:
+                    ema_steps += 1
+                    decay = min(recipe.ema_decay, (1 + ema_steps) / (10 + ema_steps))  # warm-up: early weights fade
+                    with torch.no_grad():
+                        state = model.state_dict()
+                        for k, v in ema.items():
+                            v.lerp_(state[k].detach(), 1.0 - decay)
                 loss_sum += loss.detach()
                 batches += 1
             # One host sync per epoch, not per step.
@@ -156,6 +195,8 @@ def train_child(
                 raise ChildFailure(f"training loss became {loss_value} (diverged)")
     except torch.OutOfMemoryError as exc:
         raise ChildFailure(f"out of memory on {device}: {exc}") from exc
+    if ema is not None:
+        model.load_state_dict({**model.state_dict(), **ema})  # the averaged weights are the result
     val = None if x_val is None or y_val is None else accuracy(model, x_val.to(device), y_val.to(device))
     model.to("cpu", memory_format=torch.contiguous_format)
     return TrainResult(val, loss_value, time.perf_counter() - start, recipe.epochs, tuple(curve))
