@@ -93,3 +93,60 @@ def test_registry_errors_are_config_errors():
         create("layerwise", input_shape=(1, 8, 8), num_classes=10, kernels=[2])
     with pytest.raises(ConfigError):
         create("layerwise", input_shape=(1, 8, 8), num_classes=10, bogus=1)
+
+
+def test_mobile_space_inverted_residuals_masks_and_keys():
+    import random
+
+    from edgenas.measure.cost import count_params
+    from edgenas.spaces.mobile import InvertedResidual, MobileSpace, SqueezeExcite
+
+    space = MobileSpace((3, 32, 32), 10)
+    assert space.strides() == [1, 2, 2, 2]
+    assert MobileSpace((1, 1, 1), 10).strides() == [1, 1, 1, 1]  # never below one pixel
+    smallest = count_params(space.build(space.smallest()))
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(25):
+        seq = []
+        while (d := space.next_decision(seq)) is not None:
+            seq.append(rng.choice([i for i, ok in enumerate(d.mask) if ok]))
+        arch = space.decode(seq)
+        model = space.build(arch)
+        assert count_params(model) >= smallest
+        assert space.arch_from_json(arch.to_json()).key() == arch.key()
+        blocks = [m for m in model.modules() if isinstance(m, InvertedResidual)]
+        assert len(blocks) == sum(len(s.blocks) for s in arch.stages)
+        assert sum(isinstance(m, SqueezeExcite) for m in model.modules()) == sum(
+            b.se for s in arch.stages for b in s.blocks
+        )
+        depthwise = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+        assert len(depthwise) == len(blocks)  # one depthwise convolution per block
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+        seen.add(arch.key())
+    assert len(seen) == 25  # distinct networks, distinct keys
+    # at 4 x 4 pixels, the last stage's map is 1 pixel wide: only the smallest kernel is offered there
+    tiny = MobileSpace((1, 4, 4), 10, kernels=(3, 5, 7))
+    seq = []
+    while (d := tiny.next_decision(seq)) is not None:
+        if d.kind == 2:  # kernel
+            last_mask = d.mask
+        seq.append(max(i for i, ok in enumerate(d.mask) if ok))
+    assert last_mask == (True, False, False)
+
+
+def test_mobile_networks_are_flagged_outside_the_pi5_calibration():
+    """The Pi 5 calibration pairs have no depthwise convolutions: a mobile network's prediction
+    must say it fell back, never extrapolate silently."""
+    from edgenas.measure.calibration import Calibration, graph_features
+    from edgenas.measure.export import export_onnx
+    from edgenas.profiles import load_profile
+    from edgenas.spaces.mobile import MobileSpace
+
+    space = MobileSpace((3, 32, 32), 10)
+    feats = graph_features(export_onnx(space.build(space.smallest()), (3, 32, 32)))
+    assert feats.get("dwconv_macs", 0) > 0
+    cal = Calibration.load(load_profile("cpu-arm-calibrated").calibration_path())
+    assert "dwconv" in cal.uncovered(feats)
+    _, how = cal.predict_explained(1.0, feats)
+    assert how.startswith("host x") and "dwconv" in how

@@ -10,6 +10,7 @@ from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
 from edgenas.spaces.blocks import BlocksArch, BlocksSpace
 from edgenas.spaces.cells import CellArch, CellLargeSpace, CellSmallSpace
 from edgenas.spaces.layerwise import LayerwiseArch, LayerwiseSpace
+from edgenas.spaces.mobile import MobileArch, MobileSpace
 from edgenas.spaces.nb201 import NB201Arch, NB201Space
 from edgenas.spaces.transform import TransformSpace
 
@@ -38,6 +39,8 @@ __all__ = [
     "DecisionKind",
     "LayerwiseArch",
     "LayerwiseSpace",
+    "MobileArch",
+    "MobileSpace",
     "NB201Arch",
     "NB201Space",
     "SearchSpace",

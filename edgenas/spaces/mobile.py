@@ -1,0 +1,235 @@
+"""The mobile space (`--space mobile`): inverted-residual networks of the kind MnasNet,
+ProxylessNAS, Once-for-All and MCUNet search.
+
+A 3x3 stem convolution (`stem` channels), then `stages` stages; the first stage keeps the
+resolution, every later one halves it in its first block (stride 1 once the map is 1 pixel).
+Decisions, in this order:
+  per stage  depth (1 .. max_depth blocks), width (output channels, from `widths`)
+  per block  kernel (depthwise k x k, from `kernels`), expansion (from `expansions`), se (off/on)
+A block is MobileNetV2's inverted residual: 1x1 expansion to t x C_in (left out when t = 1),
+depthwise k x k with the stage's stride, optional squeeze-and-excite (reduction 4, hard
+sigmoid), 1x1 projection; BatchNorm after each convolution, ReLU6 after the first two; a
+residual connection when the shapes match. Head: global average pooling and a linear layer.
+Masks: kernels wider than the feature map are not offered (the smallest always is).
+The canonical key spells out every stage and block, so equal networks share one key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
+
+DEPTH, WIDTH, KERNEL, EXPANSION, SE = range(5)
+
+
+@dataclass(frozen=True)
+class MobileBlock:
+    kernel: int
+    expansion: int
+    se: bool
+
+
+@dataclass(frozen=True)
+class MobileStage:
+    width: int
+    blocks: tuple[MobileBlock, ...]
+
+
+@dataclass(frozen=True)
+class MobileArch:
+    stages: tuple[MobileStage, ...]
+
+    def key(self) -> str:
+        parts = [
+            f"w{s.width}:" + ",".join(f"k{b.kernel}e{b.expansion}{'se' if b.se else ''}" for b in s.blocks)
+            for s in self.stages
+        ]
+        return "mobile|" + "/".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "space": "mobile",
+            "stages": [{"width": s.width, "blocks": [vars(b).copy() for b in s.blocks]} for s in self.stages],
+        }
+
+    def __str__(self) -> str:
+        return self.key().split("|", 1)[1]
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        squeezed = max(1, c // 4)
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(c, squeezed, 1),
+            nn.ReLU(),
+            nn.Conv2d(squeezed, c, 1),
+            nn.Hardsigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c_in: int, c_out: int, block: MobileBlock, stride: int) -> None:
+        super().__init__()
+        hidden = c_in * block.expansion
+        layers: list[nn.Module] = []
+        if block.expansion != 1:
+            layers += [nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()]
+        k = block.kernel
+        layers += [
+            nn.Conv2d(hidden, hidden, k, stride, k // 2, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(),
+        ]
+        if block.se:
+            layers.append(SqueezeExcite(hidden))
+        layers += [nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        return out + x if self.residual else out
+
+
+class MobileNet(nn.Module):
+    def __init__(self, arch: MobileArch, in_channels: int, num_classes: int, stem: int, strides: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU6()]
+        c = stem
+        for stage, stride in zip(arch.stages, strides):
+            for i, block in enumerate(stage.blocks):
+                layers.append(InvertedResidual(c, stage.width, block, stride if i == 0 else 1))
+                c = stage.width
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@SPACES.register
+class MobileSpace(SearchSpace):
+    name = "mobile"
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        stages: int = 4,
+        max_depth: int = 3,
+        widths: Sequence[int] = (8, 16, 24, 32, 48, 64, 96),
+        kernels: Sequence[int] = (3, 5, 7),
+        expansions: Sequence[int] = (1, 3, 6),
+        stem: int = 16,
+    ) -> None:
+        if stages < 1 or max_depth < 1 or stem < 1:
+            raise ValueError("stages, max_depth and stem must be >= 1")
+        if not widths or any(w < 1 for w in widths):
+            raise ValueError("widths must be a non-empty list of positive integers")
+        if not kernels or any(k < 1 or k % 2 == 0 for k in kernels):
+            raise ValueError("kernels must be a non-empty list of odd positive integers")
+        if not expansions or any(t < 1 for t in expansions):
+            raise ValueError("expansions must be a non-empty list of positive integers")
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.stages, self.max_depth, self.stem = stages, max_depth, stem
+        self.kinds = (
+            DecisionKind("depth", tuple(range(1, max_depth + 1))),
+            DecisionKind("width", tuple(widths)),
+            DecisionKind("kernel", tuple(kernels)),
+            DecisionKind("expansion", tuple(expansions)),
+            DecisionKind("se", (False, True)),
+        )
+
+    def strides(self) -> list[int]:
+        """Each stage's first-block stride: 1, then 2 while the map is wider than 1 pixel."""
+        size, out = min(self.input_shape[1:]), []
+        for s in range(self.stages):
+            stride = 2 if s > 0 and size > 1 else 1
+            out.append(stride)
+            size = -(-size // stride)
+        return out
+
+    def _walk(self, actions: Sequence[int]) -> tuple[list[MobileStage], Decision | None]:
+        stages: list[MobileStage] = []
+        pos = 0
+        size = min(self.input_shape[1:])
+
+        def take(d: Decision) -> int | None:
+            nonlocal pos
+            if pos == len(actions):
+                return None
+            a = actions[pos]
+            if not (0 <= a < len(d.mask)) or not d.mask[a]:
+                raise ValueError(f"action {a} at position {pos} is not allowed")
+            pos += 1
+            return a
+
+        for stride in self.strides():
+            size = -(-size // stride)
+            picks = []
+            for kind in (DEPTH, WIDTH):
+                d = Decision(kind, (True,) * self.kinds[kind].size)
+                a = take(d)
+                if a is None:
+                    return stages, d
+                picks.append(self.kinds[kind].options[a])
+            depth, width = picks
+            kernel_mask = tuple(
+                k // 2 < size or k == min(self.kinds[KERNEL].options) for k in self.kinds[KERNEL].options
+            )
+            blocks = []
+            for _ in range(depth):
+                choice = []
+                for kind, mask in (
+                    (KERNEL, kernel_mask),
+                    (EXPANSION, (True,) * self.kinds[EXPANSION].size),
+                    (SE, (True, True)),
+                ):
+                    d = Decision(kind, mask)
+                    a = take(d)
+                    if a is None:
+                        return stages, d
+                    choice.append(self.kinds[kind].options[a])
+                blocks.append(MobileBlock(choice[0], choice[1], bool(choice[2])))
+            stages.append(MobileStage(width, tuple(blocks)))
+        if pos != len(actions):
+            raise ValueError("actions continue past the last stage")
+        return stages, None
+
+    def next_decision(self, prefix: Sequence[int]) -> Decision | None:
+        return self._walk(prefix)[1]
+
+    def decode(self, actions: Sequence[int]) -> MobileArch:
+        stages, nxt = self._walk(actions)
+        if nxt is not None:
+            raise ValueError(f"incomplete action sequence of length {len(actions)}")
+        return MobileArch(tuple(stages))
+
+    def build(self, arch: MobileArch) -> nn.Module:
+        return MobileNet(arch, self.input_shape[0], self.num_classes, self.stem, self.strides())
+
+    def smallest(self) -> MobileArch:
+        block = MobileBlock(min(self.kinds[KERNEL].options), min(self.kinds[EXPANSION].options), False)
+        return MobileArch(tuple(MobileStage(min(self.kinds[WIDTH].options), (block,)) for _ in range(self.stages)))
+
+    def arch_from_json(self, data: dict[str, Any]) -> MobileArch:
+        return MobileArch(
+            tuple(
+                MobileStage(
+                    int(s["width"]),
+                    tuple(MobileBlock(int(b["kernel"]), int(b["expansion"]), bool(b["se"])) for b in s["blocks"]),
+                )
+                for s in data["stages"]
+            )
+        )
