@@ -36,6 +36,29 @@ class Decision:
     mask: tuple[bool, ...]
 
 
+class ActionReader:
+    """Reads an action sequence decision by decision while a space walks its structure:
+    `take(decision)` returns the next action (checked against the decision's mask) or None when
+    the prefix ends there; `exhausted` says whether every action was read."""
+
+    def __init__(self, actions: Sequence[int]) -> None:
+        self.actions = actions
+        self.pos = 0
+
+    def take(self, decision: Decision) -> int | None:
+        if self.pos == len(self.actions):
+            return None
+        a = self.actions[self.pos]
+        if not (0 <= a < len(decision.mask)) or not decision.mask[a]:
+            raise ValueError(f"action {a} at position {self.pos} is not allowed")
+        self.pos += 1
+        return a
+
+    @property
+    def exhausted(self) -> bool:
+        return self.pos == len(self.actions)
+
+
 class SearchSpace(ABC):
     """Contract: `next_decision` is a pure function of the prefix; a sequence is complete when
     it returns None; every complete sequence decodes to a buildable network. Instances are

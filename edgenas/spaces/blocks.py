@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
+from edgenas.spaces.base import SPACES, ActionReader, Decision, DecisionKind, SearchSpace
 
 STOP, TYPE, FILTERS, KERNEL, STRIDE = range(5)
 TYPES = ("conv", "residual", "pool")
@@ -131,21 +131,12 @@ class BlocksSpace(SearchSpace):
     def _walk(self, actions: Sequence[int]) -> tuple[list[BlockLayer], Decision | None]:
         layers: list[BlockLayer] = []
         size = min(self.input_shape[1:])
-        pos = 0
-
-        def take(d: Decision) -> int | None:
-            nonlocal pos
-            if pos == len(actions):
-                return None
-            a = actions[pos]
-            if not (0 <= a < len(d.mask)) or not d.mask[a]:
-                raise ValueError(f"action {a} at position {pos} is not allowed")
-            pos += 1
-            return a
+        reader = ActionReader(actions)
+        take = reader.take
 
         while True:
             if len(layers) == self.max_layers:
-                if pos != len(actions):
+                if not reader.exhausted:
                     raise ValueError("actions continue past the last layer")
                 return layers, None
             if layers:
@@ -154,7 +145,7 @@ class BlocksSpace(SearchSpace):
                 if a is None:
                     return layers, d
                 if a == 1:
-                    if pos != len(actions):
+                    if not reader.exhausted:
                         raise ValueError("actions continue after stop")
                     return layers, None
             d = Decision(TYPE, (True, True, size >= 2))

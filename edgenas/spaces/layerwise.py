@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
+from edgenas.spaces.base import SPACES, ActionReader, Decision, DecisionKind, SearchSpace
 
 STOP, SKIP, FILTERS, KERNEL, STRIDE = range(5)
 
@@ -128,23 +128,14 @@ class LayerwiseSpace(SearchSpace):
         Raises ValueError on an action that is out of range or masked."""
         layers: list[Layer] = []
         levels: list[int] = []  # resolution level of each finished layer's output
-        pos = 0
-
-        def take(decision: Decision) -> int | None:
-            nonlocal pos
-            if pos == len(actions):
-                return None
-            a = actions[pos]
-            if not (0 <= a < len(decision.mask)) or not decision.mask[a]:
-                raise ValueError(f"action {a} at position {pos} is not allowed")
-            pos += 1
-            return a
+        reader = ActionReader(actions)
+        take = reader.take
 
         all_ok = (True, True)
         while True:
             i = len(layers)
             if i == self.max_layers:
-                if pos != len(actions):
+                if not reader.exhausted:
                     raise ValueError("actions continue past the last layer")
                 return layers, None
             if i >= 1:
@@ -153,7 +144,7 @@ class LayerwiseSpace(SearchSpace):
                 if a is None:
                     return layers, d
                 if a == 1:
-                    if pos != len(actions):
+                    if not reader.exhausted:
                         raise ValueError("actions continue after stop")
                     return layers, None
             if i >= 1 and self.skip_connections:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
+from edgenas.spaces.base import SPACES, ActionReader, Decision, DecisionKind, SearchSpace
 
 DEPTH, WIDTH, KERNEL, EXPANSION, SE = range(5)
 
@@ -162,18 +162,9 @@ class MobileSpace(SearchSpace):
 
     def _walk(self, actions: Sequence[int]) -> tuple[list[MobileStage], Decision | None]:
         stages: list[MobileStage] = []
-        pos = 0
+        reader = ActionReader(actions)
+        take = reader.take
         size = min(self.input_shape[1:])
-
-        def take(d: Decision) -> int | None:
-            nonlocal pos
-            if pos == len(actions):
-                return None
-            a = actions[pos]
-            if not (0 <= a < len(d.mask)) or not d.mask[a]:
-                raise ValueError(f"action {a} at position {pos} is not allowed")
-            pos += 1
-            return a
 
         for stride in self.strides():
             size = -(-size // stride)
@@ -203,7 +194,7 @@ class MobileSpace(SearchSpace):
                     choice.append(self.kinds[kind].options[a])
                 blocks.append(MobileBlock(choice[0], choice[1], bool(choice[2])))
             stages.append(MobileStage(width, tuple(blocks)))
-        if pos != len(actions):
+        if not reader.exhausted:
             raise ValueError("actions continue past the last stage")
         return stages, None
 
