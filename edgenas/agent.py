@@ -36,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edgenas import __version__
-from edgenas.agent_protocol import MAX_SKEW_S, read_token, sign  # noqa: F401  (sign: re-exported for clients)
+from edgenas.agent_protocol import MAX_SKEW_S, read_token, sign
 from edgenas.errors import EdgenasError, MeasurementError, ModelFileError, ProfileError
 
 MAX_UPLOADS = 2  # request bodies read at the same time

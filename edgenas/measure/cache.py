@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgenas.fsutil import cache_dir  # noqa: F401  (re-exported)
+from edgenas.fsutil import cache_dir
 
 
 class LatencyCache:
