@@ -43,13 +43,14 @@ MAX_UPLOADS = 2  # request bodies read at the same time
 
 
 class Agent:
-    def __init__(self, token: bytes, max_bytes: int, timeout_s: float) -> None:
+    def __init__(self, token: bytes, max_bytes: int, timeout_s: float, max_input_bytes: int = 256 * 2**20) -> None:
         from edgenas.measure.timing import machine_info
         from edgenas.measure.worker import TimingWorker
 
         self.token = token
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
+        self.max_input_bytes = max_input_bytes
         self.worker = TimingWorker()
         self.lock = threading.Lock()  # one measurement at a time: timings must not overlap
         self.machine = machine_info()
@@ -90,7 +91,7 @@ class Agent:
             raise MeasurementError(f"timeout_s must be a positive number of seconds, got {asked!r}")
         timeout = min(float(asked or self.timeout_s), self.timeout_s)
         with self.lock:
-            return self.worker.measure(model, profile.settings(), timeout)
+            return self.worker.measure(model, profile.settings(), timeout, self.max_input_bytes)
 
 
 def make_handler(agent: Agent):
@@ -218,19 +219,23 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _check_limits(max_mb: float, timeout_s: float) -> None:
+def _check_limits(max_mb: float, timeout_s: float, max_input_mb: float = 256) -> None:
     if not (math.isfinite(max_mb) and max_mb > 0):
         raise ProfileError(f"--max-mb must be a positive number of MiB, got {max_mb}")
+    if not (math.isfinite(max_input_mb) and max_input_mb > 0):
+        raise ProfileError(f"--max-input-mb must be a positive number of MiB, got {max_input_mb}")
     if not (math.isfinite(timeout_s) and timeout_s > 0):
         raise ProfileError(f"--timeout-s must be a positive number of seconds, got {timeout_s}")
 
 
-def serve(listen: str, token_file: str, max_mb: float = 64, timeout_s: float = 120, ready=None) -> None:
+def serve(
+    listen: str, token_file: str, max_mb: float = 64, timeout_s: float = 120, ready=None, max_input_mb: float = 256
+) -> None:
     import socket
 
-    _check_limits(max_mb, timeout_s)
+    _check_limits(max_mb, timeout_s, max_input_mb)
     host, port = parse_listen(listen)
-    agent = Agent(read_token(token_file), int(max_mb * 1024 * 1024), timeout_s)
+    agent = Agent(read_token(token_file), int(max_mb * 1024 * 1024), timeout_s, int(max_input_mb * 2**20))
     mode = os.stat(os.path.expanduser(token_file)).st_mode
     if mode & 0o077:
         print(
@@ -276,9 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-file", required=True, help="file holding the shared secret (16+ bytes)")
     parser.add_argument("--max-mb", type=float, default=64, help="largest request accepted, in MiB (default 64)")
     parser.add_argument("--timeout-s", type=float, default=120, help="longest measurement allowed (default 120 s)")
+    parser.add_argument(
+        "--max-input-mb",
+        type=float,
+        default=256,
+        help="largest input tensor a model may declare, in MiB (default 256); refused before a session is created",
+    )
     args = parser.parse_args(argv)
     try:
-        serve(args.listen, args.token_file, args.max_mb, args.timeout_s)
+        serve(args.listen, args.token_file, args.max_mb, args.timeout_s, max_input_mb=args.max_input_mb)
     except EdgenasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

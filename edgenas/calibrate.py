@@ -1,22 +1,26 @@
-"""Calibrated device latency: predict a board's latency from this host's measurement and the
-ONNX graph, for boards that are not attached.
+"""Calibrated device latency: predict a board's latency from the ONNX graph (on any host) and,
+where this host's CPU is the one it was fitted on, from this host's measurement too.
 
 `fit` learns, from pairs (ONNX model, latency measured on the device), a model of
 
     device_ms = sum_k w_k * x_k,    w_k >= 0 (non-negative least squares on relative error)
 
-whose features x are the host measurement under the profile's settings and per-operator work
-read from the ONNX graph alone (for each operator group: multiply-accumulates, output elements,
-node count). Convolutions are split by what runs them at different cost per MAC on a CPU:
-1x1 (a matrix product), 3x3 (Winograd / im2col), other kernel sizes, and grouped or depthwise.
-Nothing in it is specific to one search space, so it applies to any network. The fit is
-weighted by 1/device_ms so that it minimises relative, not absolute, error.
-`cross_validate` reports Spearman rank correlation and mean absolute percentage error over k
-folds; both are stored with the calibration.
+whose features x are per-operator work read from the ONNX graph alone (for each operator group:
+multiply-accumulates, output elements, node count) and, for a host-timing calibration, the host
+measurement under the profile's settings. Convolutions are split by what runs them at different
+cost per MAC on a CPU: 1x1 (a matrix product), 3x3 (Winograd / im2col), other kernel sizes, and
+grouped or depthwise. Nothing in it is specific to one search space, so it applies to any
+network. The fit is weighted by 1/device_ms so that it minimises relative, not absolute, error.
+`cross_validate` reports Spearman rank correlation, mean absolute percentage error and the share
+within 5 and 10 % over k folds; they are stored with the calibration.
 
-A network with work in a feature group that no calibration pair had (say 5x5 convolutions when
-every pair used 1x1 and 3x3) is outside what the fit saw: its prediction falls back to the
-one-factor model (host x factor, fitted on the same pairs) and says so.
+`calibrate` fits the graph-only model (no host timing: the same prediction on every machine)
+and, unless told `host_timing=False`, times every pair on this host and fits the host-timing
+model and the one-factor baseline (host x factor) on the same folds.
+
+A network with work in a feature group that no calibration pair had (say depthwise convolutions
+when every pair used 1x1 and 3x3) is outside what the fit saw, and its prediction says so
+(`edgenas.measure.calibration`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 from edgenas.errors import ConfigError
 from edgenas.measure.calibration import (  # noqa: F401  (re-exported: the calibrate API)
     FEATURES,
+    GRAPH_FEATURES,
     Calibration,
     _matrix,
     _nnls_relative,
@@ -40,8 +45,14 @@ from edgenas.measure.calibration import (  # noqa: F401  (re-exported: the calib
 )
 
 
-def fit(host_ms: Sequence[float], feats: Sequence[dict[str, float]], device_ms: Sequence[float]) -> list[float]:
-    x = _matrix(host_ms, feats)
+def fit(
+    host_ms: Sequence[float] | None,
+    feats: Sequence[dict[str, float]],
+    device_ms: Sequence[float],
+    names: Sequence[str] = FEATURES,
+) -> list[float]:
+    """Non-negative weights for `names` (FEATURES: host timing + graph; GRAPH_FEATURES: graph only)."""
+    x = _matrix(host_ms, feats, names)
     y = np.asarray(device_ms, dtype=np.float64)
     if len(y) < 5:
         raise ConfigError(f"calibration needs at least 5 pairs, got {len(y)}")
@@ -74,29 +85,32 @@ def metrics(pred: Sequence[float], truth: Sequence[float]) -> dict[str, float]:
 
 
 def cross_validate(
-    host_ms: Sequence[float],
+    host_ms: Sequence[float] | None,
     feats: Sequence[dict[str, float]],
     device_ms: Sequence[float],
     folds: int = 5,
     seed: int = 0,
+    names: Sequence[str] = FEATURES,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Out-of-fold metrics of the calibration model and of the one-factor baseline."""
+    """Out-of-fold metrics of the calibration model on `names` and of the one-factor baseline
+    (empty without host timings)."""
     n = len(device_ms)
     if n < 2 * folds:
         raise ConfigError(f"{folds}-fold cross-validation needs at least {2 * folds} pairs, got {n}")
     order = np.random.default_rng(seed).permutation(n)
     pred = np.zeros(n)
     base = np.zeros(n)
-    h = np.asarray(host_ms, dtype=np.float64)
     y = np.asarray(device_ms, dtype=np.float64)
-    x = _matrix(host_ms, feats)
+    x = _matrix(host_ms, feats, names)
+    h = np.asarray(host_ms, dtype=np.float64) if host_ms is not None else None
     for k in range(folds):
         test = order[k::folds]
         train = np.setdiff1d(order, test)
         w, _ = _nnls_relative(x[train], y[train])
         pred[test] = x[test] @ w
-        base[test] = h[test] * fit_scale(h[train], y[train])
-    return metrics(pred, y), metrics(base, y)
+        if h is not None:
+            base[test] = h[test] * fit_scale(h[train], y[train])
+    return metrics(pred, y), (metrics(base, y) if h is not None else {})
 
 
 def file_digest(path: str | Path) -> str:
@@ -167,64 +181,119 @@ def read_pairs(path: str | Path, limit: int | None = None) -> list[Pair]:
     )
 
 
+@dataclass
+class Fitted:
+    """What `calibrate` fitted: the graph-only calibration (any host), the host-timing one (this
+    host's CPU only; None when told not to time) and the latencies it was fitted on."""
+
+    graph: Calibration
+    host: Calibration | None
+    host_ms: list[float] | None
+    device_ms: list[float]
+    features: list[dict[str, float]]  # per pair, from its ONNX graph
+
+
 def calibrate(
-    profile_name: str, pairs_csv: str | Path, limit: int | None = None, folds: int = 5, on_progress=None
-) -> tuple[Calibration, list[float], list[float]]:
-    """Time every model of `pairs_csv` on this host under the profile (through the latency
-    cache), fit, cross-validate. Returns the calibration and the host and device latencies."""
-    from edgenas.measure.latency import default_measurer
+    profile_name: str,
+    pairs_csv: str | Path,
+    limit: int | None = None,
+    folds: int = 5,
+    on_progress=None,
+    host_timing: bool = True,
+) -> Fitted:
+    """Fit and cross-validate the graph-only calibration on the pairs of `pairs_csv`; with
+    `host_timing`, also time every model on this host under the (host-timed) profile, through the
+    latency cache, and fit the host-timing calibration and the one-factor baseline."""
     from edgenas.profiles import load_profile
 
     profile = load_profile(profile_name)
-    if not profile.timing or profile.measured_on != "host":
+    if host_timing and (not profile.timing or profile.measured_on != "host"):
         raise ConfigError(
-            f"calibrate needs a host-timed profile to start from; '{profile.name}' is {profile.latency_label}"
+            f"calibrate needs a host-timed profile to time the host side; '{profile.name}' is "
+            f"{profile.latency_label} (use cpu-arm-host, or calibrate from the graph alone with --graph-only)"
         )
     pairs = read_pairs(pairs_csv, limit)
-    measurer = default_measurer()
-    host, feats = [], []
+    measurer = None
+    if host_timing:
+        from edgenas.measure.latency import default_measurer
+
+        measurer = default_measurer()
+    host: list[float] | None = [] if host_timing else None
+    feats = []
     for i, p in enumerate(pairs):
         model = p.model()
-        host.append(measurer.measure(model, profile).median_ms)
+        if measurer is not None:
+            host.append(measurer.measure(model, profile).median_ms)
         feats.append(graph_features(model))
         if on_progress:
             on_progress(i + 1, len(pairs))
     device = [p.device_ms for p in pairs]
-    cv, base = cross_validate(host, feats, device, folds=folds)
-    cal = Calibration(
+    source = f"{Path(pairs_csv).name} ({file_digest(pairs_csv)})"
+    covered = covered_features(feats)
+    graph_cv, base = cross_validate(host, feats, device, folds=folds, names=GRAPH_FEATURES)
+    graph = Calibration(
         profile=profile.name,
-        method="nnls-relative: host_ms + per-operator MACs/elements/count, convolutions by kernel kind",
-        features=list(FEATURES),
-        weights=fit(host, feats, device),
-        host_cpu=host_cpu(),
+        method="nnls-relative, graph only: per-operator MACs/elements/count, convolutions by kernel kind",
+        features=list(GRAPH_FEATURES),
+        weights=fit(None, feats, device, GRAPH_FEATURES),
+        host_cpu="",
         pairs=len(pairs),
-        cv=cv,
+        cv=graph_cv,
         baseline_cv=base,
-        source=f"{Path(pairs_csv).name} ({file_digest(pairs_csv)})",
-        covered=covered_features(feats),
-        baseline_scale=fit_scale(host, device),
+        source=source,
+        covered=covered,
+        device_ms_range=[min(device), max(device)],
     )
-    return cal, host, device
+    cal = None
+    if host is not None:
+        cv, _ = cross_validate(host, feats, device, folds=folds)
+        cal = Calibration(
+            profile=profile.name,
+            method="nnls-relative: host_ms + per-operator MACs/elements/count, convolutions by kernel kind",
+            features=list(FEATURES),
+            weights=fit(host, feats, device),
+            host_cpu=host_cpu(),
+            pairs=len(pairs),
+            cv=cv,
+            baseline_cv=base,
+            source=source,
+            covered=covered,
+            baseline_scale=fit_scale(host, device),
+            device_ms_range=[min(device), max(device)],
+        )
+    return Fitted(graph, cal, host, device, feats)
 
 
-def write_calibrated_profile(base_profile_path: str, cal: Calibration, out_dir: Path) -> tuple[Path, Path]:
-    """Store the calibration next to a new profile `<name>-calibrated.toml` that uses it."""
+def write_calibrated_profile(
+    base_profile_path: str, fitted: Fitted, out_dir: Path, name: str | None = None
+) -> list[Path]:
+    """Write profile `name` (default `<profile>-calibrated`) with its calibration files next to it:
+    `NAME.calibration.json` (graph only, any host) and, if fitted, `NAME.host-calibration.json`
+    (used on a host with this host's CPU). Returns the paths written, the profile first."""
     import tomllib
 
     base = tomllib.loads(Path(base_profile_path).read_text(encoding="utf-8"))
-    name = f"{cal.profile}-calibrated"
+    name = name or f"{fitted.graph.profile}-calibrated"
+    out_dir.mkdir(parents=True, exist_ok=True)
     cal_path = out_dir / f"{name}.calibration.json"
-    cal.save(cal_path)
-    base.update(
-        name=name,
-        measured_on="calibrated",
-        calibration=cal_path.name,
-        description=f"{base.get('description', '')}; latency predicted from this host by edgenas calibrate "
-        f"(cross-validated Spearman {cal.cv['spearman']:.3f}, MAPE {cal.cv['mape_pct']:.1f} %)",
-    )
+    fitted.graph.save(cal_path)
+    written = [cal_path]
+    cv = fitted.graph.cv
+    quality = f"graph only, cross-validated Spearman {cv['spearman']:.3f}, MAPE {cv['mape_pct']:.1f} %"
+    base.update(name=name, measured_on="calibrated", calibration=cal_path.name)
+    base.pop("host_calibration", None)
+    if fitted.host is not None:
+        host_path = out_dir / f"{name}.host-calibration.json"
+        fitted.host.save(host_path)
+        written.append(host_path)
+        base["host_calibration"] = host_path.name
+        quality += f"; with host timing on {fitted.host.host_cpu}: MAPE {fitted.host.cv['mape_pct']:.1f} %"
+    base["description"] = f"{base.get('description', '')}; latency predicted by edgenas calibrate ({quality})"
     from edgenas.schema import to_toml
 
-    text = to_toml(base, f"Written by edgenas calibrate from {cal.source}: latencies are predicted, not measured.")
+    text = to_toml(
+        base, f"Written by edgenas calibrate from {fitted.graph.source}: latencies are predicted, not measured."
+    )
     prof_path = out_dir / f"{name}.toml"
     prof_path.write_text(text, encoding="utf-8")
-    return prof_path, cal_path
+    return [prof_path, *written]

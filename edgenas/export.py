@@ -24,7 +24,7 @@ from edgenas.errors import EdgenasError, MeasurementError, RunDirError
 from edgenas.evaluate import child_seed
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
 from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_logits
-from edgenas.measure.latency import make_session, measure_latency
+from edgenas.measure.latency import make_session, measure_latency, outside_fit_note
 from edgenas.measure.quantize import batched_feeds, quantize_int8
 from edgenas.profiles import Profile, load_profile
 from edgenas.rundir import DB_NAME, load_run_pipeline, onnx_metadata, versions, write_verified_onnx
@@ -257,6 +257,15 @@ def bundle_readme(m: dict[str, Any]) -> str:
         lines.append(f"  int8: median {int8['latency']['median_ms']:.4f} ms, p90 {int8['latency']['p90_ms']:.4f} ms")
     if m["latency_measured_on"] == "host-measured":
         lines.append("  host-measured: timed on the machine that ran edgenas, not on the target device.")
+    if m["latency_measured_on"] == "predicted":
+        host_ms = fp32["latency"].get("host_median_ms")
+        lines.append(
+            f"  predicted: the target's latency estimated by the calibration {fp32['latency'].get('calibration') or ''}"
+            + (f" (the machine that ran edgenas measured {host_ms:.4f} ms)" if host_ms else "")
+        )
+    note = outside_fit_note(fp32["latency"])
+    if note:
+        lines.append(f"  {note}")
     lines += [
         "",
         "Run it (needs only: pip install onnxruntime numpy)",

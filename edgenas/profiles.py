@@ -43,7 +43,9 @@ class Profile:
     measured_on: "host" (this machine, whatever `target` says: labelled host-measured), "agent"
     (an `edgenas agent` on the device at `agent_url`: device-measured) or "calibrated" (timed on
     this machine with these settings, then mapped to the device by the fitted `calibration`
-    model: predicted). `timing = false` profiles have only limits (microcontrollers); the keys
+    model: predicted). A graph-only `calibration` predicts the same on every host; an optional
+    `host_calibration` (fitted with host timings) refines it on a host with the CPU it was fitted
+    on. `timing = false` profiles have only limits (microcontrollers); the keys
     marked "timed" are required unless `timing = false`.
     """
 
@@ -67,6 +69,14 @@ class Profile:
     token_file: str = field(default="", metadata=allowed(None, "the path of a file holding the agent's shared secret"))
     calibration: str = field(
         default="", metadata=allowed(None, "the path of a calibration file (edgenas calibrate writes one)")
+    )
+    host_calibration: str = field(
+        default="",
+        metadata=allowed(
+            None,
+            "the path of a host-timing calibration file, used instead of `calibration` on a host with the CPU "
+            "it was fitted on",
+        ),
     )
     timing: bool = True
     execution_providers: tuple[str, ...] = field(
@@ -122,13 +132,16 @@ class Profile:
         """Every setting (no file path), JSON-ready."""
         data = asdict(self)
         data.pop("source_path")
+        if not data["host_calibration"]:
+            del data["host_calibration"]  # added later: unset, agents of before still accept the settings
         data["execution_providers"] = list(self.execution_providers)
         data["cpu_cores"] = list(self.cpu_cores)
         return data
 
-    def calibration_path(self) -> Path:
+    def calibration_path(self, which: str = "calibration") -> Path:
+        """The resolved path of `calibration` (or of `host_calibration`), relative to the profile file."""
         base = Path(self.source_path).parent if self.source_path else Path.cwd()
-        return (base / self.calibration).resolve()
+        return (base / getattr(self, which)).resolve()
 
     def fingerprint(self, identity: str | None = None) -> str:
         """Hash of the settings, the onnxruntime version and who measures (this host's name and
@@ -143,11 +156,12 @@ class Profile:
         if not settings["min_timed_ms"]:
             del settings["min_timed_ms"]  # added later: off, it keeps the fingerprints (and caches) of before
         parts: dict[str, Any] = {"settings": settings, "onnxruntime": onnxruntime.__version__, "who": identity}
-        if self.measured_on == "calibrated" and self.calibration:
-            try:
-                parts["calibration"] = hashlib.sha256(self.calibration_path().read_bytes()).hexdigest()
-            except OSError:
-                parts["calibration"] = "missing"
+        for which in ("calibration", "host_calibration"):
+            if self.measured_on == "calibrated" and getattr(self, which):
+                try:
+                    parts[which] = hashlib.sha256(self.calibration_path(which).read_bytes()).hexdigest()
+                except OSError:
+                    parts[which] = "missing"
         blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -162,6 +176,8 @@ def parse_profile(data: dict[str, Any], source: str) -> Profile:
                 raise ProfileError(f"{source}: missing key '{f.name}' ({f.metadata['allowed']})")
     if profile.measured_on == "agent" and not profile.agent_url:
         raise ProfileError(f'{source}: measured_on = "agent" needs agent_url (http://HOST:PORT of an edgenas agent)')
+    if profile.host_calibration and profile.measured_on != "calibrated":
+        raise ProfileError(f'{source}: host_calibration needs measured_on = "calibrated"')
     if profile.measured_on == "calibrated" and not profile.calibration:
         raise ProfileError(
             f'{source}: measured_on = "calibrated" needs calibration (a file written by edgenas calibrate)'

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgenas.errors import RunDirError
+from edgenas.measure.latency import outside_fit_note
 from edgenas.rundir import DB_NAME
 from edgenas.store import Store
 
@@ -253,7 +254,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
             f"{t.params:,}",
             f"{t.macs:,}" if t.macs is not None else "-",
             _pct(t.val_accuracy),
-            _ms(t.latency_median_ms),
+            _ms(t.latency_median_ms) + ("~" if outside_fit_note(t.latency) else ""),
             _ms(t.latency_p90_ms),
             f"{t.reward:.4f}",
             "yes" if t.id in d["pareto_latency"] else "",
@@ -296,6 +297,8 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     ]
     if w is not None:
         lat_where = w.latency_label or ""
+        note = outside_fit_note(w.latency)
+        lat_where += f"; {note}" if note else ""
         parts.append(
             f"<h2>Winner: trial {w.id}</h2><p>{w.params:,} parameters, validation accuracy {_pct(w.val_accuracy)}, "
             f"latency {_ms(w.latency_median_ms)} ms median / {_ms(w.latency_p90_ms)} ms p90 "
@@ -304,6 +307,8 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     for title, png in figures:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
     parts.append("<h2>Top candidates</h2>")
+    if any(outside_fit_note(t.latency) for t in d["top"]):
+        parts.append("<p>'~': latency predicted outside what the calibration saw (a rough number).</p>")
     parts.append(
         _table(
             (

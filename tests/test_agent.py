@@ -143,7 +143,7 @@ def test_wrong_token_and_unreachable_agent(agent, tmp_path):
 
 def test_hostile_requests_get_errors_and_the_agent_survives(agent, tmp_path):
     port, token = agent["port"], agent["token"]
-    settings = {**load_profile("cpu-arm").settings(), "cpu_cores": []}
+    settings = {**load_profile("cpu-arm-host").settings(), "cpu_cores": []}
     for model in (b"\x08\x07not onnx" * 100, _model(tmp_path).read_bytes()[:300]):
         status, answer = _post(
             port, token, json.dumps({"settings": settings, "model_b64": base64.b64encode(model).decode()}).encode()
@@ -175,7 +175,7 @@ def test_a_bad_timeout_never_desynchronises_the_agent(agent, tmp_path):
     """A signed request with a negative, NaN or non-number timeout gets a 422, and every request
     after it gets the answer to its own model and settings (it used to get the previous answer)."""
     port, token = agent["port"], agent["token"]
-    settings = {**load_profile("cpu-arm").settings(), "cpu_cores": [], "sessions": 1, "warmup_runs": 0}
+    settings = {**load_profile("cpu-arm-host").settings(), "cpu_cores": [], "sessions": 1, "warmup_runs": 0}
     model = base64.b64encode(_model(tmp_path).read_bytes()).decode()
     for k, bad in enumerate((-100, float("nan"), "soon", True, -100)):
         body = json.dumps({"settings": {**settings, "timed_runs": 5}, "model_b64": model, "timeout_s": bad})
@@ -196,7 +196,7 @@ def test_timing_worker_checks_every_answer_is_its_own(tmp_path):
     from edgenas.errors import MeasurementError
     from edgenas.measure.worker import TimingWorker
 
-    settings = {**load_profile("cpu-arm").settings(), "cpu_cores": [], "sessions": 1, "warmup_runs": 0}
+    settings = {**load_profile("cpu-arm-host").settings(), "cpu_cores": [], "sessions": 1, "warmup_runs": 0}
     worker = TimingWorker()
     try:
         path = str(_model(tmp_path))
@@ -216,7 +216,13 @@ def test_timing_worker_checks_every_answer_is_its_own(tmp_path):
 
 def test_replays_and_unsigned_uploads_are_refused(agent, tmp_path):
     port, token = agent["port"], agent["token"]
-    settings = {**load_profile("cpu-arm").settings(), "cpu_cores": [], "sessions": 1, "warmup_runs": 0, "timed_runs": 2}
+    settings = {
+        **load_profile("cpu-arm-host").settings(),
+        "cpu_cores": [],
+        "sessions": 1,
+        "warmup_runs": 0,
+        "timed_runs": 2,
+    }
     body = json.dumps({"settings": settings, "model_b64": base64.b64encode(_model(tmp_path).read_bytes()).decode()})
     captured = request_headers(token.encode(), "POST", "/measure", body.encode())
     status, answer = _post(port, token, body.encode(), headers=captured)
@@ -237,7 +243,11 @@ def test_replays_and_unsigned_uploads_are_refused(agent, tmp_path):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--max-mb", "0"], "--max-mb must be a positive"), (["--timeout-s", "nan"], "--timeout-s must be a positive")],
+    [
+        (["--max-mb", "0"], "--max-mb must be a positive"),
+        (["--timeout-s", "nan"], "--timeout-s must be a positive"),
+        (["--max-input-mb", "-1"], "--max-input-mb must be a positive"),
+    ],
 )
 def test_agent_refuses_impossible_limits(tmp_path, args, message):
     (tmp_path / "t").write_text(secrets.token_hex(32))
@@ -298,3 +308,68 @@ def test_agent_refuses_a_short_token(tmp_path):
         timeout=60,
     )
     assert res.returncode == 2 and "shorter than 16 bytes" in res.stderr
+
+
+def _external_data_model(location: str) -> bytes:
+    """A one-Add model whose weight is read from the file `location` (ONNX external data)."""
+    from onnx import TensorProto, helper
+
+    w = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("offset", "0"), ("length", "16")):
+        entry = w.external_data.add()
+        entry.key, entry.value = key, value
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_models_cannot_read_files_from_the_agents_disk(agent, tmp_path):
+    """A model with external data naming a file next to where models used to be written (the
+    temp directory) is refused, by the agent without the onnx package and by the local worker."""
+    import tempfile
+
+    from edgenas.errors import ModelFileError
+    from edgenas.measure.worker import TimingWorker
+
+    secret = os.path.join(tempfile.gettempdir(), f"edgenas-secret-{secrets.token_hex(4)}.bin")
+    with open(secret, "wb") as fh:
+        fh.write(b"\x00" * 16)
+    settings = {**load_profile("cpu-arm-host").settings(), "cpu_cores": [], "sessions": 1, "timed_runs": 2}
+    try:
+        for location in (os.path.basename(secret), secret, "../" + os.path.basename(secret)):
+            model = base64.b64encode(_external_data_model(location)).decode()
+            status, answer = _post(
+                agent["port"], agent["token"], json.dumps({"settings": settings, "model_b64": model}).encode()
+            )
+            assert status == 422 and not answer["ok"], (location, answer)
+            worker = TimingWorker()
+            try:
+                with pytest.raises(ModelFileError, match="external file"):
+                    worker.measure(_external_data_model(location), settings)
+            finally:
+                worker.close()
+        assert agent["proc"].poll() is None
+    finally:
+        os.unlink(secret)
+
+
+def test_an_input_over_the_agents_memory_limit_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 1024, 1024])  # 12 MiB
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 1024, 1024])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    big = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    proc, port, token = start_agent(tmp_path, "--max-input-mb", "1")
+    try:
+        settings = {**load_profile("cpu-arm-host").settings(), "cpu_cores": [], "sessions": 1, "timed_runs": 2}
+        body = {"settings": settings, "model_b64": base64.b64encode(big).decode()}
+        status, answer = _post(port, token, json.dumps(body).encode())
+        assert status == 422 and "needs 12 MiB, over the limit of 1 MiB" in answer["error"], answer
+        small = {"settings": settings, "model_b64": base64.b64encode(_model(tmp_path).read_bytes()).decode()}
+        status, answer = _post(port, token, json.dumps(small).encode())
+        assert status == 200 and answer["stats"]["runs"] == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

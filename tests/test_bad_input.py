@@ -35,7 +35,7 @@ def test_table_is_complete():
     assert len(rows()) >= 75
 
 
-ARM = (Path(__file__).resolve().parents[1] / "hardware_profiles" / "cpu-arm.toml").read_text()
+ARM = (Path(__file__).resolve().parents[1] / "hardware_profiles" / "cpu-arm-host.toml").read_text()
 TINY = """
 [search]
 children = 6
@@ -89,7 +89,12 @@ def files(tmp_path_factory):
     write("profile_tiny_flash", 'name = "tiny-flash"\ntiming = false\nmax_model_bytes = 100\n')
     write("pipeline_nan_lr", "[training]\nlearning_rate = nan\n")
     write("profile_nan_limit", ARM + "max_latency_ms = nan\n")
-    write("profile_path_name", ARM.replace('name = "cpu-arm"', 'name = "../../x"'))
+    write("profile_host_cal_on_host", ARM + 'host_calibration = "x.host-calibration.json"\n')
+    write(
+        "profile_missing_cal",
+        ARM.replace('measured_on = "host"', 'measured_on = "calibrated"') + 'calibration = "gone.calibration.json"\n',
+    )
+    write("profile_path_name", ARM.replace('name = "cpu-arm-host"', 'name = "../../x"'))
     (d / "binary_toml.toml").write_bytes(bytes(range(128, 256)) * 4)
     f["binary_toml"] = str(d / "binary_toml.toml")
     write("calib_wrong_columns", "a,b\n1,2\n", suffix=".csv")

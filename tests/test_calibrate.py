@@ -74,7 +74,29 @@ def test_prediction_falls_back_to_the_factor_outside_what_the_pairs_had():
     assert how == "calibration" and value == pytest.approx(0.2 + 1e-6 * inside["conv3x3_macs"], rel=1e-3)
     outside = graph_features(export_onnx(nn.Sequential(nn.Conv2d(1, 5, 7, padding=3), nn.ReLU()), (1, 8, 8)))
     value, how = cal.predict_explained(0.1, outside)
-    assert value == pytest.approx(0.1 * cal.baseline_scale) and "convkxk" in how and "fallback" in how
+    assert value == pytest.approx(0.1 * cal.baseline_scale) and "convkxk" in how and how.startswith("outside the fit")
+
+
+def test_graph_only_prediction_prices_unseen_work_as_its_proxy_and_says_so():
+    import torch.nn as nn
+
+    from edgenas.calibrate import GRAPH_FEATURES, covered_features, fit
+
+    # 'device' = 1e-6 x 3x3 MACs + 0.01 per conv node, from the graph alone
+    nets = [nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU()) for c in (2, 4, 6, 8, 10, 12)]
+    feats = [graph_features(export_onnx(n, (1, 8, 8))) for n in nets]
+    device = [1e-6 * f["conv3x3_macs"] + 0.01 * f["conv3x3_count"] for f in feats]
+    weights = fit(None, feats, device, GRAPH_FEATURES)
+    cal = Calibration("p", "m", list(GRAPH_FEATURES), weights, "", len(nets), covered=covered_features(feats))
+    assert not cal.uses_host and cal.applies_here()
+    inside = graph_features(export_onnx(nn.Sequential(nn.Conv2d(1, 5, 3, padding=1), nn.ReLU()), (1, 8, 8)))
+    value, how = cal.predict_explained(None, inside)
+    assert how == "calibration" and value == pytest.approx(1e-6 * inside["conv3x3_macs"] + 0.01, rel=1e-3)
+    seven = graph_features(export_onnx(nn.Sequential(nn.Conv2d(1, 5, 7, padding=3), nn.ReLU()), (1, 8, 8)))
+    value, how = cal.predict_explained(None, seven)
+    # the 7x7 work is priced at the 3x3 weights (proxy), never silently at zero
+    assert how.startswith("outside the fit") and "convkxk as conv3x3" in how
+    assert value == pytest.approx(1e-6 * seven["convkxk_macs"] + 0.01, rel=1e-3)
 
 
 def test_calibrations_written_before_the_split_predict_as_before():
@@ -105,21 +127,46 @@ def pairs_csv(tmp_path_factory):
 
 def test_calibrate_cli_writes_a_calibrated_profile_that_predicts(pairs_csv, tmp_path):
     res = CliRunner().invoke(
-        app, ["calibrate", str(pairs_csv), "--profile", "cpu-arm", "--out-dir", str(tmp_path), "--folds", "3"]
+        app, ["calibrate", str(pairs_csv), "--profile", "cpu-arm-host", "--out-dir", str(tmp_path), "--folds", "3"]
     )
     assert res.exit_code == 0, res.output
-    assert "edgenas calibration" in res.output and "baseline" in res.output
-    cal = Calibration.load(tmp_path / "cpu-arm-calibrated.calibration.json")
-    assert cal.pairs == 12 and set(cal.cv) >= {"spearman", "mape_pct"} and len(cal.weights) == len(cal.features)
-    assert all(w >= 0 for w in cal.weights)
-    prof = load_profile(str(tmp_path / "cpu-arm-calibrated.toml"))
+    assert "graph only" in res.output and "host timing + graph" in res.output and "baseline" in res.output
+    graph = Calibration.load(tmp_path / "cpu-arm-host-calibrated.calibration.json")
+    host = Calibration.load(tmp_path / "cpu-arm-host-calibrated.host-calibration.json")
+    assert not graph.uses_host and graph.host_cpu == "" and host.uses_host and host.host_cpu
+    for cal in (graph, host):
+        assert cal.pairs == 12 and set(cal.cv) >= {"spearman", "mape_pct"} and len(cal.weights) == len(cal.features)
+        assert all(w >= 0 for w in cal.weights)
+    prof = load_profile(str(tmp_path / "cpu-arm-host-calibrated.toml"))
     assert prof.measured_on == "calibrated" and prof.latency_label == "predicted"
+    assert prof.host_calibration == "cpu-arm-host-calibrated.host-calibration.json"
     stats = Measurer(use_cache=False).measure(str(pairs_csv.parent / "m0.onnx"), prof)
     assert stats.label == "predicted" and stats.host_median_ms > 0 and stats.median_ms > 0
+    assert stats.calibration == "cpu-arm-host-calibrated.host-calibration.json"  # this host: the host timing refines
     bench = CliRunner().invoke(
-        app, ["bench", str(pairs_csv.parent / "m0.onnx"), "-p", str(tmp_path / "cpu-arm-calibrated.toml")]
+        app, ["bench", str(pairs_csv.parent / "m0.onnx"), "-p", str(tmp_path / "cpu-arm-host-calibrated.toml")]
     )
     assert bench.exit_code == 0 and "predicted" in bench.output
+
+
+def test_calibrate_graph_only_times_nothing_and_predicts_the_same_on_another_cpu(pairs_csv, tmp_path, monkeypatch):
+    import edgenas.measure.calibration as calibration
+
+    res = CliRunner().invoke(
+        app, ["calibrate", str(pairs_csv), "--graph-only", "--name", "mine", "--out-dir", str(tmp_path), "--folds", "3"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "graph only" in res.output and "host timing" not in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.calibration.json", "mine.toml"]
+    prof = load_profile(str(tmp_path / "mine.toml"))
+    model = (pairs_csv.parent / "m3.onnx").read_bytes()
+    m = Measurer(use_cache=False)
+    here = m.measure(model, prof)
+    monkeypatch.setattr(calibration, "host_cpu", lambda: "Some Other CPU @ 1.0GHz")
+    elsewhere = Measurer(use_cache=False).measure(model, prof)
+    assert here.median_ms == pytest.approx(elsewhere.median_ms)  # from the graph alone: host-independent
+    assert here.label == elsewhere.label == "predicted" and elsewhere.calibration == "mine.calibration.json"
+    assert here.median_ms == pytest.approx(Calibration.load(tmp_path / "mine.calibration.json").predict(model, None))
 
 
 def test_cross_validation_beats_nothing_and_is_out_of_fold():
@@ -199,14 +246,15 @@ def test_bench_marks_a_prediction_outside_the_calibration(tmp_path):
     m.close()
     res = CliRunner().invoke(
         app,
-        ["calibrate", str(tmp_path / "pairs.csv"), "--profile", "cpu-arm", "--out-dir", str(tmp_path), "--folds", "2"],
+        ["calibrate", str(tmp_path / "pairs.csv"), "--name", "c", "--out-dir", str(tmp_path), "--folds", "2"],
     )
     assert res.exit_code == 0, res.output
-    prof = str(tmp_path / "cpu-arm-calibrated.toml")
+    prof = str(tmp_path / "c.toml")
     out = CliRunner().invoke(app, ["bench", str(tmp_path / "m1.onnx"), str(seven), "-p", prof, "--no-cache", "--csv"])
     assert out.exit_code == 0, out.output
     by_model = {Path(r["model"]).name: r for r in csv.DictReader(out.output.splitlines())}
     assert by_model["m1.onnx"]["prediction"] == "calibration"
-    assert "fallback" in by_model["seven.onnx"]["prediction"] and "convkxk" in by_model["seven.onnx"]["prediction"]
+    assert by_model["seven.onnx"]["prediction"].startswith("outside the fit")
+    assert "convkxk" in by_model["seven.onnx"]["prediction"]
     table = CliRunner().invoke(app, ["bench", str(seven), "-p", prof, "--no-cache"])
     assert table.exit_code == 0 and "~" in table.output

@@ -29,9 +29,12 @@ def test_search_cli_end_to_end(tiny_pipeline, tmp_path):
     assert bench.exit_code == 0, bench.output
     rows = json.loads(bench.output)
     assert [r["profile"] for r in rows] == ["cpu-arm", "cpu-x86"]
-    assert all(r["median_ms"] > 0 and len(r["samples_ms"]) == r["runs"] for r in rows)
-    table = run("bench", str(run_dir / "winner.onnx"), "-p", "cpu-arm")
-    assert table.exit_code == 0 and "host-measured" in table.output
+    arm, x86 = rows
+    assert x86["median_ms"] > 0 and len(x86["samples_ms"]) == x86["runs"] and x86["label"] == "host-measured"
+    # cpu-arm: Raspberry Pi 5 milliseconds predicted; the host's own time is kept next to them
+    assert arm["label"] == "predicted" and arm["median_ms"] > 0 and arm["host_median_ms"] > 0
+    table = run("bench", str(run_dir / "winner.onnx"), "-p", "cpu-arm", "-p", "cpu-arm-host")
+    assert table.exit_code == 0 and "predicted" in table.output and "host-measured" in table.output
 
 
 @pytest.mark.parametrize(

@@ -57,16 +57,16 @@ def test_bundle_contents_parity_and_metadata(finished_run, tmp_path):
     assert json.loads(meta["input_shape"]) == [-1, 1, 8, 8]
     assert set(json.loads(meta["normalisation"])) == {"mean", "std", "pixel_scale"}
     assert meta["profile"] == "cpu-arm" and int(meta["params"]) == m["params"]
-    assert json.loads(meta["latency_ms"])["where"] == "host-measured"
+    assert json.loads(meta["latency_ms"])["where"] == "predicted"
     assert float(meta["test_accuracy"]) == pytest.approx(m["test_accuracy"], abs=1e-6)
     assert meta["edgenas_version"]
     fp32 = m["models"]["fp32"]
     assert fp32["parity_max_abs_diff"] < 1e-4
-    assert fp32["latency"]["label"] == "host-measured" and fp32["latency"]["median_ms"] > 0
+    assert fp32["latency"]["label"] == "predicted" and fp32["latency"]["median_ms"] > 0
     assert "train + validation" in m["final_training"]["data"] and m["final_training"]["epochs"] == 8
     assert m["source"]["search_finished"] is True
     readme = (b / "README.txt").read_text()
-    assert "onnxruntime" in readme and "host-measured" in readme and "(x - mean) / std" in readme
+    assert "onnxruntime" in readme and "predicted: the target's latency" in readme and "(x - mean) / std" in readme
 
 
 def test_int8_round_trip(finished_run, tmp_path):

@@ -75,7 +75,7 @@ def _tiny_onnx(channels: int = 4):
 
 
 def _profile(**changes):
-    return parse_profile({**load_profile("cpu-arm").settings(), **changes}, "test.toml")
+    return parse_profile({**load_profile("cpu-arm-host").settings(), **changes}, "test.toml")
 
 
 def test_latency_on_a_real_session_in_a_pinned_worker():

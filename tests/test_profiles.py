@@ -10,12 +10,21 @@ def test_shipped_profiles_load():
     arm = load_profile("cpu-arm")
     assert arm.execution_providers == ("CPUExecutionProvider",)
     assert (arm.intra_op_threads, arm.batch_size, arm.precision) == (1, 1, "fp32")
-    assert arm.measured_on == "host" and arm.latency_label == "host-measured"
+    assert arm.measured_on == "calibrated" and arm.latency_label == "predicted"
+    assert arm.calibration_path().is_file() and arm.calibration_path("host_calibration").is_file()
     assert "Cortex-A76" in arm.target
+    host = load_profile("cpu-arm-host")  # the raw host time, labelled as such
+    assert host.measured_on == "host" and host.latency_label == "host-measured"
+    assert {k: v for k, v in host.settings().items() if k not in ("name", "description")} == {
+        **{k: v for k, v in arm.settings().items() if k not in ("name", "description", "host_calibration")},
+        "measured_on": "host",
+        "calibration": "",
+    }
+    assert "host_calibration" not in host.settings()  # unset keys stay out: older agents accept the settings
 
 
 def test_fingerprint_depends_on_settings():
-    arm = load_profile("cpu-arm")
+    arm = load_profile("cpu-arm-host")
     data = {**arm.settings(), "intra_op_threads": 2}
     other = parse_profile(data, "x")
     assert other.fingerprint() != arm.fingerprint()

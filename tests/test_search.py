@@ -33,7 +33,7 @@ def test_tiny_search_end_to_end(tiny_pipeline, digits):
     manifest = json.loads((run / "manifest.json").read_text())
     w = manifest["winner"]
     assert w["params"] <= 800
-    assert w["latency"]["label"] == "host-measured"
+    assert w["latency"]["label"] == "predicted" and w["latency"]["host_median_ms"] > 0  # cpu-arm: board ms
     assert manifest["profile"]["name"] == "cpu-arm" and manifest["profile"]["fingerprint"]
     assert manifest["reward"]["budget_params"] == 800
     assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "thop", "edgenas"}

@@ -137,7 +137,7 @@ def test_mobile_space_inverted_residuals_masks_and_keys():
 
 def test_mobile_networks_are_flagged_outside_the_pi5_calibration():
     """The Pi 5 calibration pairs have no depthwise convolutions: a mobile network's prediction
-    must say it fell back, never extrapolate silently."""
+    must say it is outside the fit, under both calibrations cpu-arm uses, never extrapolate silently."""
     from edgenas.measure.calibration import Calibration, graph_features
     from edgenas.measure.export import export_onnx
     from edgenas.profiles import load_profile
@@ -146,7 +146,12 @@ def test_mobile_networks_are_flagged_outside_the_pi5_calibration():
     space = MobileSpace((3, 32, 32), 10)
     feats = graph_features(export_onnx(space.build(space.smallest()), (3, 32, 32)))
     assert feats.get("dwconv_macs", 0) > 0
-    cal = Calibration.load(load_profile("cpu-arm-calibrated").calibration_path())
-    assert "dwconv" in cal.uncovered(feats)
-    _, how = cal.predict_explained(1.0, feats)
-    assert how.startswith("host x") and "dwconv" in how
+    arm = load_profile("cpu-arm")
+    host = Calibration.load(arm.calibration_path("host_calibration"))
+    assert "dwconv" in host.uncovered(feats)
+    _, how = host.predict_explained(1.0, feats)
+    assert how.startswith("outside the fit") and "dwconv" in how and "host x" in how
+    graph = Calibration.load(arm.calibration_path())
+    assert not graph.uses_host and "dwconv" in graph.uncovered(feats)
+    _, how = graph.predict_explained(None, feats)
+    assert how.startswith("outside the fit") and "dwconv as conv3x3" in how

@@ -19,6 +19,8 @@ CSV_FIELDS = (
     "profile",
     "label",
     "prediction",
+    "calibration",
+    "host_median_ms",
     "median_ms",
     "p90_ms",
     "spread",
@@ -63,9 +65,11 @@ def bench(
     Each cell is the median of fresh-session medians and the p90, with where it was measured:
     host-measured (this machine), device-measured (an edgenas agent on the board) or predicted
     (a calibrated profile). '*' marks the fastest model per profile; '!' an unstable measurement;
-    '~' a prediction outside what the calibration saw (host x factor instead; see --json).
+    '~' a prediction outside what the calibration saw (work of a kind its pairs did not have;
+    see --json). cpu-arm predicts Raspberry Pi 5 milliseconds from the graph on any host;
+    cpu-arm-host is this host's raw time.
     """
-    from edgenas.measure.latency import Measurer
+    from edgenas.measure.latency import Measurer, outside_fit_note
 
     if top is not None and top < 1:
         from edgenas.errors import ConfigError
@@ -81,9 +85,9 @@ def bench(
         writer.writerows(rows)
         return
     names = list(dict.fromkeys(r["profile"] for r in rows))
-    fallback = any(r.get("prediction", "calibration") not in ("", "calibration") for r in rows)
+    fallback = any(outside_fit_note(r) for r in rows)
     title = "latency, ms: median / p90 ('*' fastest per profile, '!' unstable"
-    title += ", '~' predicted by host x factor: work of a kind the calibration pairs did not have)" if fallback else ")"
+    title += ", '~' predicted outside what the calibration saw: a rough number, see --json)" if fallback else ")"
     table = Table(title=title)
     table.add_column("model")
     for name in names:
@@ -95,7 +99,7 @@ def bench(
             r = next(x for x in rows if x["model"] == model and x["profile"] == name)
             if "median_ms" in r:
                 mark = ("*" if r.get("fastest") else "") + ("!" if r.get("unstable") else "")
-                mark += "~" if r.get("prediction", "calibration") not in ("", "calibration") else ""
+                mark += "~" if outside_fit_note(r) else ""
                 cells.append(f"{fmt_ms(r['median_ms'])} / {fmt_ms(r['p90_ms'])}{mark}")
             else:
                 fits = r.get("fits_model_bytes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,8 +23,22 @@ def calibrate(
         ),
     ],
     profile: Annotated[
-        str, typer.Option("--profile", "-p", help="Host-timed profile whose settings time the host side.")
-    ] = "cpu-arm",
+        str,
+        typer.Option(
+            "--profile", "-p", help="Profile whose settings the new one keeps; host-timed unless --graph-only."
+        ),
+    ] = "cpu-arm-host",
+    graph_only: Annotated[
+        bool,
+        typer.Option(
+            "--graph-only",
+            help="Fit from the ONNX graphs alone, without timing anything on this host: the prediction is "
+            "then the same on every machine.",
+        ),
+    ] = False,
+    name: Annotated[
+        Optional[str], typer.Option("--name", help="Name of the profile written (default: PROFILE-calibrated).")
+    ] = None,
     out_dir: Annotated[
         Optional[Path],
         typer.Option("--out-dir", help="Where to write the calibrated profile (default: next to the profile)."),
@@ -31,30 +46,45 @@ def calibrate(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N pairs.")] = None,
     folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds.")] = 5,
 ) -> None:
-    """Fit a model that predicts the device's latency from this host's measurement and the ONNX
-    graph, report its cross-validated quality, and write `<profile>-calibrated.toml` with its
-    calibration file. Latencies from that profile are labelled 'predicted'.
+    """Fit models that predict the device's latency from the ONNX graph (any host) and, unless
+    --graph-only, from this host's measurement too; report their cross-validated quality next to
+    the host x one-factor baseline, and write the profile NAME.toml with its calibration files.
+    Latencies from that profile are labelled 'predicted'.
     """
     from edgenas.calibrate import calibrate as run
     from edgenas.calibrate import write_calibrated_profile
+    from edgenas.errors import ConfigError
     from edgenas.profiles import load_profile
 
     base = load_profile(profile)
     if folds < 2:
-        from edgenas.errors import ConfigError
-
         raise ConfigError(f"--folds must be >= 2, got {folds}")
-    with Progress(
-        TextColumn("timing on this host"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as bar:
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ConfigError(f"--name {name!r} is not a plain profile name; use letters, digits, '.', '_' and '-'")
+    verb = "reading graphs" if graph_only else "timing on this host"
+    with Progress(TextColumn(verb), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("t", total=None)
-        cal, _, _ = run(profile, pairs, limit, folds, on_progress=lambda i, n: bar.update(task, completed=i, total=n))
-    table = Table(title=f"calibration of {base.name}: {cal.pairs} pairs, {folds}-fold cross-validation")
+        fitted = run(
+            profile,
+            pairs,
+            limit,
+            folds,
+            on_progress=lambda i, n: bar.update(task, completed=i, total=n),
+            host_timing=not graph_only,
+        )
+    table = Table(title=f"calibration from {base.name}: {fitted.graph.pairs} pairs, {folds}-fold cross-validation")
     for col in ("model", "Spearman", "MAPE", "within 10 %", "within 5 %"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    for name, m in (("host x one factor (baseline)", cal.baseline_cv), ("edgenas calibration", cal.cv)):
+    rows = [("graph only (any host)", fitted.graph.cv)]
+    if fitted.host is not None:
+        rows = [
+            ("host x one factor (baseline)", fitted.host.baseline_cv),
+            *rows,
+            (f"host timing + graph ({fitted.host.host_cpu} only)", fitted.host.cv),
+        ]
+    for label, m in rows:
         table.add_row(
-            name,
+            label,
             f"{m['spearman']:.4f}",
             f"{m['mape_pct']:.2f} %",
             f"{100 * m['within_10pct']:.1f} %",
@@ -62,9 +92,9 @@ def calibrate(
         )
     console.print(table)
     target = out_dir or Path(base.source_path).parent
-    prof_path, cal_path = write_calibrated_profile(base.source_path, cal, Path(target))
+    written = write_calibrated_profile(base.source_path, fitted, Path(target), name)
     console.print(
-        f"wrote {prof_path} and {cal_path}; use it with --profile {prof_path.stem} "
+        f"wrote {', '.join(str(p) for p in written)}; use it with --profile {written[0].stem} "
         "(its latencies are labelled 'predicted')",
         soft_wrap=True,
     )

@@ -54,6 +54,11 @@ def candidates_table(trials: list, title: str, pareto: dict[str, set[int]] | Non
     `pareto` (front name -> trial ids) adds a column naming the fronts each trial is on."""
     from rich.table import Table
 
+    from edgenas.measure.latency import outside_fit_note
+
+    flagged = any(outside_fit_note(t.latency) for t in trials)
+    if flagged:
+        title += " ('~': predicted outside what the calibration saw; rough)"
     table = Table(title=title)
     cols = ["#", "trial", "params", "MACs", "val acc", "latency median ms", "p90 ms", "reward"]
     cols += ["Pareto"] if pareto is not None else []
@@ -66,7 +71,7 @@ def candidates_table(trials: list, title: str, pareto: dict[str, set[int]] | Non
             fmt_int(t.params),
             fmt_int(t.macs),
             fmt_pct(t.val_accuracy),
-            fmt_ms(t.latency_median_ms),
+            fmt_ms(t.latency_median_ms) + ("~" if outside_fit_note(t.latency) else ""),
             fmt_ms(t.latency_p90_ms),
             f"{t.reward:.4f}",
         ]

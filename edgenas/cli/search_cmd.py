@@ -386,6 +386,8 @@ def _refuse_contradictions(run_dir: Path, stored: Pipeline, requested: Pipeline)
 
 
 def _print_summary(result: SearchResult) -> None:
+    from edgenas.measure.latency import outside_fit_note
+
     m = result.manifest
     label = m["profile"]["latency_label"]
     table = candidates_table(result.top, f"top candidates (latency: profile {m['profile']['name']}, {label})")
@@ -403,7 +405,10 @@ def _print_summary(result: SearchResult) -> None:
         lat = w["latency"]
         timing = (
             f"latency {fmt_ms(lat.get('median_ms'))} ms median / {fmt_ms(lat.get('p90_ms'))} ms p90 "
-            f"({lat.get('label')}, profile {lat.get('profile')})"
+            f"({lat.get('label')}, profile {lat.get('profile')}"
+            + (f"; this host measured {fmt_ms(lat['host_median_ms'])} ms" if lat.get("host_median_ms") else "")
+            + (f"; {outside_fit_note(lat)}" if outside_fit_note(lat) else "")
+            + ")"
             if lat
             else f"latency not timed (profile {m['profile']['name']} does not time models)"
         )

@@ -1,18 +1,25 @@
-"""The latency calibration model: predict a board's latency from this host's measurement and the
-ONNX graph. `edgenas.calibrate` fits it; `edgenas.measure.latency` applies it.
+"""The latency calibration model: predict a board's latency from the ONNX graph, and optionally
+from this host's measurement too. `edgenas.calibrate` fits it; `edgenas.measure.latency` applies it.
 
 The model is
 
     device_ms = sum_k w_k * x_k,    w_k >= 0
 
-whose features x are the host measurement under the profile's settings and per-operator work
-read from the ONNX graph alone (for each operator group: multiply-accumulates, output elements,
-node count). Convolutions are split by what runs them at different cost per MAC on a CPU:
-1x1 (a matrix product), 3x3 (Winograd / im2col), other kernel sizes, and grouped or depthwise.
+whose features x are per-operator work read from the ONNX graph alone (for each operator group:
+multiply-accumulates, output elements, node count) and, for a host-timing calibration, the host
+measurement under the profile's settings. Convolutions are split by what runs them at different
+cost per MAC on a CPU: 1x1 (a matrix product), 3x3 (Winograd / im2col), other kernel sizes, and
+grouped or depthwise.
 
-A network with work in a feature group that no calibration pair had (say 5x5 convolutions when
-every pair used 1x1 and 3x3) is outside what the fit saw: its prediction falls back to the
-one-factor model (host x factor, fitted on the same pairs) and says so.
+A graph-only calibration (no `host_ms` feature) predicts the same number on every machine; a
+host-timing one applies only on a host with the CPU it was fitted on.
+
+A network with work in a feature group that no calibration pair had (say depthwise convolutions
+when every pair used 1x1 and 3x3) is outside what the fit saw, and every prediction for it says
+so (`Calibration.uncovered`). A host-timing calibration then falls back to the one-factor model
+(host x factor, fitted on the same pairs); a graph-only one prices the unseen group's work at the
+weights of a group it saw (`PROXY`: depthwise and other kernels as 3x3 convolutions, matrix
+products as 1x1 convolutions), a rough number that is labelled as such.
 """
 
 from __future__ import annotations
@@ -117,18 +124,31 @@ def graph_features(model: bytes) -> dict[str, float]:
     return feats
 
 
-FEATURES = ("host_ms",) + tuple(f"{g}_{k}" for g in GROUPS for k in FIELDS)
+HOST = "host_ms"
+GRAPH_FEATURES = tuple(f"{g}_{k}" for g in GROUPS for k in FIELDS)
+FEATURES = (HOST,) + GRAPH_FEATURES
+RANGE_MARGIN = 2.0  # predictions within [fastest / 2, slowest x 2] of the pairs count as inside the fit
+# A group no calibration pair had is priced, by a graph-only calibration, as this group it saw.
+PROXY = {"dwconv": "conv3x3", "convkxk": "conv3x3", "gemm": "conv1x1", "concat": "eltwise", "gpool": "pool"}
 
 
-def _matrix(host_ms: Sequence[float], feats: Sequence[dict[str, float]], names: Sequence[str] = FEATURES) -> np.ndarray:
-    rows = [[h] + [f.get(name, 0.0) for name in names[1:]] for h, f in zip(host_ms, feats)]
-    return np.asarray(rows, dtype=np.float64)
+def _group(name: str) -> str:
+    return name.rsplit("_", 1)[0]
+
+
+def _matrix(
+    host_ms: Sequence[float] | None, feats: Sequence[dict[str, float]], names: Sequence[str] = FEATURES
+) -> np.ndarray:
+    """One row per network, one column per feature name; `host_ms` may be None when no name is HOST."""
+    hosts = host_ms if host_ms is not None else [0.0] * len(feats)
+    rows = [[h if name == HOST else f.get(name, 0.0) for name in names] for h, f in zip(hosts, feats)]
+    return np.asarray(rows, dtype=np.float64).reshape(len(feats), len(names))
 
 
 def covered_features(feats: Sequence[dict[str, float]]) -> list[str]:
     """The feature groups some calibration pair has work in (a group is covered as a whole)."""
-    groups = {name.rsplit("_", 1)[0] for f in feats for name, v in f.items() if v}
-    return [name for name in FEATURES[1:] if name.rsplit("_", 1)[0] in groups]
+    groups = {_group(name) for f in feats for name, v in f.items() if v}
+    return [name for name in GRAPH_FEATURES if _group(name) in groups]
 
 
 def _nnls_relative(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,51 +168,92 @@ class Calibration:
     method: str
     features: list[str]
     weights: list[float]
-    host_cpu: str
+    host_cpu: str  # the CPU the host timings came from ("" for a graph-only calibration: any host)
     pairs: int
     cv: dict[str, float] = field(default_factory=dict)
     baseline_cv: dict[str, float] = field(default_factory=dict)
     source: str = ""
     covered: list[str] | None = None  # feature groups the pairs had work in (None: files of before)
     baseline_scale: float | None = None  # the one-factor model on the same pairs, for the fallback
+    device_ms_range: list[float] | None = None  # [fastest, slowest] device latency among the pairs
+
+    @property
+    def uses_host(self) -> bool:
+        """Does a prediction need this host's measurement (and so this host's CPU)?"""
+        return HOST in self.features
+
+    def applies_here(self) -> bool:
+        return not self.uses_host or self.host_cpu == host_cpu()
 
     def uncovered(self, feats: dict[str, float]) -> list[str]:
         """Groups this network has work in that no calibration pair had."""
         if self.covered is None:
             return []
-        covered = {name.rsplit("_", 1)[0] for name in self.covered}
-        return sorted(
-            {
-                name.rsplit("_", 1)[0]
-                for name in self.features[1:]
-                if feats.get(name) and name.rsplit("_", 1)[0] not in covered
-            }
-        )
+        covered = {_group(name) for name in self.covered}
+        return sorted({_group(name) for name in GRAPH_FEATURES if feats.get(name) and _group(name) not in covered})
 
-    def predict_from(self, host_ms: float, feats: dict[str, float]) -> float:
+    def out_of_range(self, predicted_ms: float) -> bool:
+        """Is a prediction more than RANGE_MARGIN x beyond the latencies the pairs had? (A linear
+        model's per-network overheads are not identified by networks of one size.)"""
+        if not self.device_ms_range:
+            return False
+        lo, hi = self.device_ms_range
+        return not lo / RANGE_MARGIN <= predicted_ms <= hi * RANGE_MARGIN
+
+    def outside(self, feats: dict[str, float], predicted_ms: float) -> list[str]:
+        """Why a prediction is outside the fit: unseen work groups, and "size" when out of range."""
+        return self.uncovered(feats) + (["size"] if self.out_of_range(predicted_ms) else [])
+
+    def predict_from(self, host_ms: float | None, feats: dict[str, float]) -> float:
         return self.predict_explained(host_ms, feats)[0]
 
-    def predict_explained(self, host_ms: float, feats: dict[str, float]) -> tuple[float, str]:
-        """The prediction and how it was made: the calibration, or the one-factor fallback."""
-        missing = self.uncovered(feats)
-        if missing and self.baseline_scale:
-            return host_ms * self.baseline_scale, (
-                f"host x {self.baseline_scale:.3f} (fallback: the calibration pairs had no {', '.join(missing)} work)"
-            )
-        x = _matrix([host_ms], [feats], self.features)[0]
-        return float(x @ np.asarray(self.weights)), "calibration"
+    def _weights_for(self, missing: Sequence[str]) -> np.ndarray:
+        """The weights, with each unseen group's taken from its proxy group (graph-only fallback)."""
+        w = dict(zip(self.features, self.weights))
+        for group in missing:
+            proxy = PROXY.get(group)
+            for kind in FIELDS:
+                w[f"{group}_{kind}"] = w.get(f"{proxy}_{kind}", 0.0) if proxy else 0.0
+        return np.asarray([w.get(name, 0.0) for name in self.features])
 
-    def predict(self, model: bytes, host_ms: float) -> float:
+    def predict_explained(self, host_ms: float | None, feats: dict[str, float]) -> tuple[float, str]:
+        """The prediction and how it was made: "calibration" for a network inside what the fit saw,
+        else a sentence that starts with "outside the fit" and says what was done instead."""
+        missing = self.uncovered(feats)
+        seen = "the calibration pairs had no " + ", ".join(missing) + " work"
+        if missing and self.uses_host and self.baseline_scale and host_ms is not None:
+            return host_ms * self.baseline_scale, f"outside the fit ({seen}): host x {self.baseline_scale:.3f}"
+        if self.uses_host and host_ms is None:
+            raise MeasurementError(f"the calibration of profile '{self.profile}' needs a host measurement")
+        if missing and not self.uses_host:
+            x = _matrix([host_ms or 0.0], [feats], self.features)[0]
+            priced = ", ".join(f"{g} as {PROXY[g]}" for g in missing if g in PROXY) or "at no cost"
+            return float(x @ self._weights_for(missing)), f"outside the fit ({seen}): priced {priced}"
+        x = _matrix([host_ms or 0.0], [feats], self.features)[0]
+        value = float(x @ np.asarray(self.weights))
+        if self.out_of_range(value):
+            lo, hi = self.device_ms_range
+            return value, (
+                f"outside the fit (the calibration networks took {lo:.3g} to {hi:.3g} ms on the device, "
+                f"this one is predicted at {value:.3g} ms): extrapolated"
+            )
+        return value, "calibration"
+
+    def predict(self, model: bytes, host_ms: float | None) -> float:
         return self.predict_model(model, host_ms)[0]
 
-    def predict_model(self, model: bytes, host_ms: float) -> tuple[float, str]:
-        if self.host_cpu != host_cpu():
+    def predict_model(self, model: bytes, host_ms: float | None) -> tuple[float, str]:
+        self.check_host()
+        return self.predict_explained(host_ms, graph_features(model))
+
+    def check_host(self) -> None:
+        """MeasurementError unless this calibration applies on this host."""
+        if not self.applies_here():
             raise MeasurementError(
                 f"the calibration of profile '{self.profile}' was fitted on a host with CPU '{self.host_cpu}', "
                 f"this host has '{host_cpu()}'; host measurements do not transfer between CPUs: run "
-                "edgenas calibrate on this host"
+                "edgenas calibrate on this host, or use a profile that predicts from the graph alone (cpu-arm)"
             )
-        return self.predict_explained(host_ms, graph_features(model))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
@@ -204,6 +265,11 @@ class Calibration:
             return cls(**data)
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"cannot read the calibration file {path}: {exc}; run edgenas calibrate again") from exc
+
+
+def outside_fit(prediction: str) -> bool:
+    """Was a prediction made for a network with work the calibration never saw?"""
+    return prediction.startswith("outside the fit")
 
 
 def host_cpu() -> str:

@@ -4,7 +4,9 @@
   (`edgenas.measure.worker`), labelled host-measured.
 - agent: sent to an `edgenas agent` on the device, labelled device-measured.
 - calibrated: timed on this machine, then mapped to the device by the profile's calibration
-  model (`edgenas calibrate`), labelled predicted.
+  model (`edgenas calibrate`), labelled predicted. A graph-only calibration gives the same number
+  on any host (the host time is still taken and kept as `host_median_ms`); the profile's
+  `host_calibration`, where this host has the CPU it was fitted on, uses the host time too.
 Results are cached by (graph hash, profile fingerprint): the graph hash ignores weight values,
 which do not change onnxruntime's work, so a network measured once is never measured again.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from edgenas.measure.timing import check_providers as _check_providers
@@ -47,7 +50,9 @@ class LatencyStats:
     host_median_ms: float | None = None  # calibrated profiles: what this host measured
     cached: bool = False
     samples_ms: tuple[float, ...] = ()
-    prediction: str = ""  # calibrated profiles: "calibration", or the fallback used and why
+    prediction: str = ""  # calibrated profiles: "calibration", or "outside the fit (...)" and what was done
+    calibration: str = ""  # calibrated profiles: which calibration file predicted (its name)
+    outside_fit: tuple[str, ...] = ()  # work groups the calibration never saw (the number is rough)
 
     def statistic(self, name: str) -> float:
         return self.p90_ms if name == "p90" else self.median_ms
@@ -56,6 +61,7 @@ class LatencyStats:
         data = asdict(self)
         data["session_medians_ms"] = list(self.session_medians_ms)
         data["pinned_cores"] = list(self.pinned_cores)
+        data["outside_fit"] = list(self.outside_fit)
         if with_samples:
             data["samples_ms"] = list(self.samples_ms)
         else:
@@ -65,9 +71,22 @@ class LatencyStats:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "LatencyStats":
         data = dict(data)
-        for key in ("session_medians_ms", "pinned_cores", "samples_ms"):
+        for key in ("session_medians_ms", "pinned_cores", "samples_ms", "outside_fit"):
             data[key] = tuple(data.get(key) or ())
         return cls(**data)
+
+
+def outside_fit_note(latency: "LatencyStats | dict[str, Any] | None") -> str:
+    """'' for a measured latency or a prediction inside its calibration's fit; else one sentence
+    saying which work the calibration never saw, for every place a latency is shown."""
+    if latency is None:
+        return ""
+    data = latency.to_json() if isinstance(latency, LatencyStats) else latency
+    groups = data.get("outside_fit") or []
+    how = data.get("prediction") or ""
+    if not groups and not how.startswith("outside the fit"):
+        return ""
+    return how or f"outside the fit (the calibration pairs had no {', '.join(groups)} work)"
 
 
 def check_providers(profile: Profile) -> None:
@@ -187,15 +206,31 @@ class Measurer:
             self.cache.put(key, fingerprint, stats.to_json(with_samples=True))
         return stats
 
-    def _predict(self, profile: Profile, model: bytes, host: LatencyStats) -> LatencyStats:
+    def _calibration(self, profile: Profile):
+        """The calibration that predicts for `profile` on this host: its `host_calibration` where
+        this host has the CPU that one was fitted on, else its `calibration`."""
         from edgenas.measure.calibration import Calibration
 
-        path = str(profile.calibration_path())
-        if path not in self._calibrations:
-            self._calibrations[path] = Calibration.load(path)
-        cal = self._calibrations[path]
+        chosen = None
+        for which in ("host_calibration", "calibration"):
+            if not getattr(profile, which):
+                continue
+            path = str(profile.calibration_path(which))
+            if path not in self._calibrations:
+                self._calibrations[path] = Calibration.load(path)
+            chosen = self._calibrations[path]
+            if chosen.applies_here():
+                return chosen, Path(path).name
+        return chosen, Path(path).name  # does not apply here: predict_model says why
+
+    def _predict(self, profile: Profile, model: bytes, host: LatencyStats) -> LatencyStats:
+        from edgenas.measure.calibration import graph_features
+
+        cal, name = self._calibration(profile)
         ratio_p90 = host.p90_ms / host.median_ms if host.median_ms > 0 else 1.0
-        predicted, how = cal.predict_model(model, host.median_ms)
+        cal.check_host()
+        feats = graph_features(model)
+        predicted, how = cal.predict_explained(host.median_ms, feats)
         return replace(
             host,
             median_ms=predicted,
@@ -206,6 +241,8 @@ class Measurer:
             host_median_ms=host.median_ms,
             samples_ms=(),
             prediction=how,
+            calibration=name,
+            outside_fit=tuple(cal.outside(feats, predicted)),
         )
 
     def close(self) -> None:
@@ -239,4 +276,5 @@ __all__ = [
     "make_session",
     "measure_latency",
     "default_measurer",
+    "outside_fit_note",
 ]

@@ -96,8 +96,65 @@ def make_session(model: bytes | str, settings: dict[str, Any]):
     return session
 
 
-def input_feed(session, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random float32 inputs of the model's shape, with a dynamic batch axis set to `batch_size`."""
+def check_model_file(model: bytes | str, batch_size: int, max_input_bytes: int | None = None) -> None:
+    """Refuse, before any session is created, a model that refers to external data files (it
+    would make onnxruntime read files from this machine's disk) or whose declared inputs need
+    more than `max_input_bytes` at `batch_size`. Needs the onnx package; where it is missing
+    (a board with only onnxruntime), the worker's private model directory and `input_feed`'s
+    own size check cover both."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    try:
+        proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(model, load_external_data=False)
+    except Exception:
+        return  # not ONNX at all: onnxruntime refuses it with its own message
+
+    def tensors(graph):
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    yield from tensors(sub)
+
+    for t in tensors(proto.graph):
+        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+            where = next((e.value for e in t.external_data if e.key == "location"), "?")
+            raise ModelFileError(
+                f"tensor '{t.name}' keeps its data in an external file ('{where}'); models with external data "
+                "are refused: send one file with the weights inside it"
+            )
+    if max_input_bytes is not None:
+        weights = {t.name for t in proto.graph.initializer}
+        for inp in proto.graph.input:
+            if inp.name in weights or not inp.type.HasField("tensor_type"):
+                continue
+            dims = [
+                d.dim_value if d.dim_value > 0 else (batch_size if i == 0 else 1)
+                for i, d in enumerate(inp.type.tensor_type.shape.dim)
+            ]
+            _check_input_size(inp.name, dims, 4, max_input_bytes)
+
+
+def _check_input_size(name: str, shape: list[int], itemsize: int, max_input_bytes: int | None) -> None:
+    need = int(np.prod(shape, dtype=np.float64)) * itemsize
+    if max_input_bytes is not None and need > max_input_bytes:
+        raise ModelFileError(
+            f"input '{name}' of shape {shape} needs {need / 2**20:,.0f} MiB, over the limit of "
+            f"{max_input_bytes / 2**20:,.0f} MiB for one input (the agent's --max-input-mb)"
+        )
+
+
+def input_feed(session, batch_size: int, seed: int = 0, max_input_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Random float32 inputs of the model's shape, with a dynamic batch axis set to `batch_size`;
+    ModelFileError, before anything is allocated, for an input over `max_input_bytes`."""
     rng = np.random.default_rng(seed)
     feed = {}
     for inp in session.get_inputs():
@@ -114,6 +171,7 @@ def input_feed(session, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]
                     f"input '{inp.name}' has a dynamic dimension {dim!r} at axis {i}; only the batch "
                     "axis may be dynamic. Export the model with a fixed input size"
                 )
+        _check_input_size(inp.name, shape, 4, max_input_bytes)
         feed[inp.name] = rng.standard_normal(shape).astype(np.float32)
     return feed
 
@@ -123,7 +181,7 @@ def _one_pass(model: bytes | str, settings: dict[str, Any], deadline: float | No
     min_ns = float(settings.get("min_timed_ms", 0.0)) * 1e6
     sessions = [make_session(model, settings) for _ in range(k)]
     provider = sessions[0].get_providers()[0]
-    feeds = [input_feed(s, settings["batch_size"]) for s in sessions]
+    feeds = [input_feed(s, settings["batch_size"], max_input_bytes=settings.get("_max_input_bytes")) for s in sessions]
     samples: list[list[float]] = [[] for _ in range(k)]
     try:
         for session, feed in zip(sessions, feeds):
@@ -155,10 +213,15 @@ def _check_deadline(deadline: float | None, settings: dict[str, Any]) -> None:
         raise MeasurementError(f"timing took longer than the {settings['_timeout_s']:g} s allowed")
 
 
-def time_model(model: bytes | str, settings: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
-    """Measure `model` (ONNX bytes or path) with profile `settings`; returns plain numbers."""
+def time_model(
+    model: bytes | str, settings: dict[str, Any], timeout_s: float | None = None, max_input_bytes: int | None = None
+) -> dict[str, Any]:
+    """Measure `model` (ONNX bytes or path) with profile `settings`; returns plain numbers.
+    A model with external data, or (given `max_input_bytes`) an input over that size, is refused
+    before a session is created (`check_model_file`)."""
+    check_model_file(model, settings["batch_size"], max_input_bytes)
     deadline = None if timeout_s is None else time.perf_counter() + timeout_s
-    settings = {**settings, "_timeout_s": timeout_s or 0}
+    settings = {**settings, "_timeout_s": timeout_s or 0, "_max_input_bytes": max_input_bytes}
     threshold = settings.get("spread_threshold", 0.1)
     repeated = False
     sessions, provider = _one_pass(model, settings, deadline)

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,7 @@ def _serve() -> None:
                 )
             if hasattr(os, "sched_setaffinity") and cores:
                 os.sched_setaffinity(0, cores)
-            stats = time_model(req["model_path"], req["settings"], req.get("timeout_s"))
+            stats = time_model(req["model_path"], req["settings"], req.get("timeout_s"), req.get("max_input_bytes"))
             answer: dict[str, Any] = {"ok": True, "stats": stats}
         except (MeasurementError, ModelFileError) as exc:
             answer = {"ok": False, "kind": type(exc).__name__, "error": str(exc)}
@@ -79,13 +80,21 @@ class TimingWorker:
             )
         return self.proc
 
-    def measure(self, model: bytes | str, settings: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+    def measure(
+        self,
+        model: bytes | str,
+        settings: dict[str, Any],
+        timeout_s: float | None = None,
+        max_input_bytes: int | None = None,
+    ) -> dict[str, Any]:
+        """Time `model` (bytes, or a path) in the worker. Bytes are written alone into a fresh
+        private directory, so an external-data reference in them finds no file to read."""
         tmp = None
         if isinstance(model, bytes):
-            fd, tmp = tempfile.mkstemp(suffix=".onnx")
-            with os.fdopen(fd, "wb") as fh:
+            tmp = tempfile.mkdtemp(prefix="edgenas-model-")  # mode 0700, empty
+            path = os.path.join(tmp, "model.onnx")
+            with open(path, "wb") as fh:
                 fh.write(model)
-            path = tmp
         else:
             path = os.path.abspath(model)
         if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
@@ -96,7 +105,16 @@ class TimingWorker:
             proc = self._start()
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write(
-                json.dumps({"id": request_id, "model_path": path, "settings": settings, "timeout_s": timeout_s}) + "\n"
+                json.dumps(
+                    {
+                        "id": request_id,
+                        "model_path": path,
+                        "settings": settings,
+                        "timeout_s": timeout_s,
+                        "max_input_bytes": max_input_bytes,
+                    }
+                )
+                + "\n"
             )
             proc.stdin.flush()
             # The worker enforces timeout_s between runs; the extra margin covers process start and
@@ -125,7 +143,7 @@ class TimingWorker:
             raise
         finally:
             if tmp:
-                os.unlink(tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
         if not answer["ok"]:
             cls = ModelFileError if answer["kind"] == "ModelFileError" else MeasurementError
             raise cls(answer["error"])
