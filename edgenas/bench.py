@@ -90,6 +90,16 @@ def bench_models(
             }
             if profile.max_model_bytes is not None:
                 row["fits_model_bytes"] = size <= profile.max_model_bytes
+            if not profile.timing or profile.max_peak_ram_bytes or profile.max_flash_bytes:
+                from edgenas.constraints import Constraints
+                from edgenas.measure.memory import memory_estimate
+                from edgenas.reward import RewardConfig
+
+                mem = memory_estimate(t.path.read_bytes(), profile.precision)
+                row.update(peak_ram_bytes=mem.peak_ram_bytes, flash_bytes=mem.flash_bytes)
+                limits = Constraints.build(RewardConfig(budget_params=None), profile)
+                if limits.needs_memory:
+                    row["fits_memory"] = limits.check_memory(mem.peak_ram_bytes, mem.flash_bytes) is None
             stats = measurer.measure(str(t.path), profile)
             if stats is not None:
                 row.update(stats.to_json(with_samples=True))

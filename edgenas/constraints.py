@@ -3,9 +3,15 @@
 A hard limit is a gate: a candidate over it is rejected before it is trained. The limits come
 from two places, and the tighter one wins:
 
-  the reward settings   `--budget` / `[reward] budget_params`, and `--max-latency-ms` /
-                        `[reward] max_latency_ms` when `latency_limit = "hard"`
-  the profile           `max_params`, `max_model_bytes`, `max_latency_ms` (the device's own)
+  the reward settings   `--budget` / `[reward] budget_params`, `--max-latency-ms` /
+                        `[reward] max_latency_ms` when `latency_limit = "hard"`, and
+                        `--max-ram-kb` / `--max-flash-kb` (`[reward] max_ram_kb`, `max_flash_kb`)
+  the profile           `max_params`, `max_model_bytes`, `max_latency_ms`, and
+                        `max_peak_ram_bytes` / `max_flash_bytes` less the profile's headroom
+                        (the device's own)
+
+Peak RAM and flash are estimated from the ONNX graph (`edgenas.measure.memory`) at the
+profile's precision; the RAM gate uses the graph's own execution order (what the runtime runs).
 
 The up-front feasibility check (`check_feasible`), the controller's feasibility callback (it asks
 `max_params`) and the per-child gates (`check_params`, `check_model_bytes`, `check_latency`) all
@@ -26,6 +32,8 @@ _KINDS = {
     "params": ("params", "", "parameters"),
     "model_bytes": ("model size", " bytes", "model bytes"),
     "latency_ms": ("latency", " ms", "ms of latency"),
+    "ram_bytes": ("peak RAM", " bytes", "bytes of RAM"),
+    "flash_bytes": ("flash", " bytes", "bytes of flash"),
 }
 FP32_BYTES_PER_PARAM = 4  # an fp32 ONNX file stores every parameter in 4 bytes, at least
 
@@ -34,7 +42,7 @@ FP32_BYTES_PER_PARAM = 4  # an fp32 ONNX file stores every parameter in 4 bytes,
 class Limit:
     """One hard limit: `what` <= `value`, and where it came from (`source`, as a user wrote it)."""
 
-    what: str  # params | model_bytes | latency_ms
+    what: str  # params | model_bytes | latency_ms | ram_bytes | flash_bytes
     value: float
     source: str  # e.g. "budget", "profile mcu-m7"
     fix: str  # how to loosen it, for error messages
@@ -65,6 +73,9 @@ class Constraints:
     params: Limit | None = None
     model_bytes: Limit | None = None
     latency_ms: Limit | None = None
+    ram_bytes: Limit | None = None
+    flash_bytes: Limit | None = None
+    precision: str = "fp32"  # the profile's: the element size memory is counted at
 
     @classmethod
     def build(cls, reward: RewardConfig, profile: Profile) -> "Constraints":
@@ -84,7 +95,37 @@ class Constraints:
             v = getattr(profile, f"max_{what}")
             return None if v is None else Limit(what, v, device, f"choose another profile than {profile.name}")
 
-        return cls(_tightest(budget, dev("params")), dev("model_bytes"), _tightest(lat, dev("latency_ms")))
+        def flag(kb: float | None, what: str, name: str) -> Limit | None:
+            return None if kb is None else Limit(what, kb * 1024, f"--{name}", f"raise --{name}")
+
+        def memory(what: str, key: str, headroom: int) -> Limit | None:
+            v = getattr(profile, key)
+            if v is None:
+                return None
+            source = device + (f", {_fmt(headroom)} bytes kept for the runtime" if headroom else "")
+            return Limit(
+                what, v - headroom, source, f"choose another profile than {profile.name} or lower its headroom"
+            )
+
+        return cls(
+            _tightest(budget, dev("params")),
+            dev("model_bytes"),
+            _tightest(lat, dev("latency_ms")),
+            _tightest(
+                flag(reward.max_ram_kb, "ram_bytes", "max-ram-kb"),
+                memory("ram_bytes", "max_peak_ram_bytes", profile.ram_headroom_bytes),
+            ),
+            _tightest(
+                flag(reward.max_flash_kb, "flash_bytes", "max-flash-kb"),
+                memory("flash_bytes", "max_flash_bytes", profile.flash_headroom_bytes),
+            ),
+            profile.precision,
+        )
+
+    @property
+    def needs_memory(self) -> bool:
+        """Is there a RAM or flash limit (so every child's graph must be estimated)?"""
+        return self.ram_bytes is not None or self.flash_bytes is not None
 
     @property
     def max_params(self) -> int | None:
@@ -94,7 +135,7 @@ class Constraints:
     def describe(self) -> list[str]:
         """Each limit in force, e.g. "params <= 100,000 (profile mcu-m7)"."""
         out = []
-        for lim in (self.params, self.model_bytes, self.latency_ms):
+        for lim in (self.params, self.model_bytes, self.latency_ms, self.ram_bytes, self.flash_bytes):
             if lim is not None:
                 label, unit, _ = _KINDS[lim.what]
                 out.append(f"{label} <= {_fmt(lim.value)}{unit} ({lim.source})")
@@ -109,12 +150,32 @@ class Constraints:
     def check_latency(self, latency_ms: float) -> str | None:
         return self.latency_ms.reason(latency_ms) if self.latency_ms else None
 
-    def check_feasible(self, smallest_params: int, space_name: str) -> None:
+    def check_memory(self, peak_ram_bytes: int, flash_bytes: int) -> str | None:
+        """Why an estimate breaks the RAM or flash limit (the first that does), or None."""
+        for lim, value in ((self.ram_bytes, peak_ram_bytes), (self.flash_bytes, flash_bytes)):
+            reason = lim.reason(value) if lim else None
+            if reason:
+                return reason
+        return None
+
+    def check_feasible(self, smallest_params: int, space_name: str, input_elements: int | None = None) -> None:
         """Refuse limits that no network of the space can meet, before anything runs.
 
         `smallest_params` is the parameter count of the space's smallest network. The model-bytes
         limit is checked against its exact lower bound (every fp32 parameter takes 4 bytes in the
-        file); latency cannot be known without timing and is left to the gate."""
+        file), flash against the smallest network's weights (1 byte each in int8, 4 in fp32), RAM
+        against the input tensor alone (`input_elements`, which every network holds); latency
+        cannot be known without timing and is left to the gate."""
+        for lim, least, what in (
+            (self.flash_bytes, smallest_params * (1 if self.precision == "int8" else 4), "its weights"),
+            (self.ram_bytes, (input_elements or 0) * (1 if self.precision == "int8" else 4), "the input alone"),
+        ):
+            if lim is not None and least > lim.value:
+                label = _KINDS[lim.what][0]
+                raise BudgetError(
+                    f"{label} limit of {_fmt(lim.value)} bytes ({lim.source}) is smaller than the smallest network in "
+                    f"the '{space_name}' space needs ({what}: {least:,} bytes at {self.precision}); {lim.fix}"
+                )
         if self.params is not None and smallest_params > self.params.value:
             lim = self.params
             subject = (

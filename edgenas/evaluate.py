@@ -27,6 +27,7 @@ from edgenas.fsutil import atomic_write_bytes
 from edgenas.measure.cost import count_params, static_cost
 from edgenas.measure.export import export_onnx
 from edgenas.measure.latency import LatencyStats, Measurer, default_measurer
+from edgenas.measure.memory import MemoryEstimate, memory_estimate
 from edgenas.profiles import Profile
 from edgenas.reward import RewardConfig, RewardTerms, compute_reward, rejected_reward
 from edgenas.spaces.base import SearchSpace
@@ -57,6 +58,7 @@ class ChildResult:
     error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     curve: tuple[float, ...] = ()
+    memory: MemoryEstimate | None = None
 
 
 @dataclass
@@ -71,6 +73,7 @@ class PendingChild:
     lat_ms: float | None
     seconds: dict[str, float]
     started: float
+    memory: MemoryEstimate | None = None
 
 
 def prepare_child(
@@ -99,7 +102,9 @@ def prepare_child(
         )
     latency = None
     lat_ms = None
-    if not profile.timing and constraints.model_bytes is None:
+    memory = None
+    wants_memory = constraints.needs_memory or not profile.timing  # microcontrollers: always shown
+    if not profile.timing and constraints.model_bytes is None and not wants_memory:
         seconds["total"] = time.perf_counter() - t_start
         return PendingChild(arch, seed, cost.params, cost.macs, None, None, seconds, t_start)  # nothing to export for
     try:
@@ -110,6 +115,9 @@ def prepare_child(
         graph = export_onnx(model, data.input_shape)
         seconds["export"] = time.perf_counter() - t0
         reason = constraints.check_model_bytes(len(graph))
+        if reason is None and wants_memory:
+            memory = memory_estimate(graph, profile.precision)
+            reason = constraints.check_memory(memory.peak_ram_bytes, memory.flash_bytes)
         if reason is None:
             t0 = time.perf_counter()
             faults.point("measure")
@@ -130,6 +138,7 @@ def prepare_child(
             latency=latency,
             error=f"{type(exc).__name__}: {exc}",
             seconds=seconds,
+            memory=memory,
         )
     if reason:
         seconds["total"] = time.perf_counter() - t_start
@@ -142,8 +151,9 @@ def prepare_child(
             cost.macs,
             latency=latency,
             seconds=seconds,
+            memory=memory,
         )
-    return PendingChild(arch, seed, cost.params, cost.macs, latency, lat_ms, seconds, t_start)
+    return PendingChild(arch, seed, cost.params, cost.macs, latency, lat_ms, seconds, t_start, memory)
 
 
 def finish_child(
@@ -180,6 +190,7 @@ def finish_child(
             pending.latency,
             seconds=seconds,
             curve=outcome.curve,
+            memory=pending.memory,
         )
     if not outcome.ok:
         return ChildResult(
@@ -207,19 +218,27 @@ def finish_child(
         outcome.state_dict,
         seconds=seconds,
         curve=outcome.curve,
+        memory=pending.memory,
     )
 
 
 def feasibility(space: SearchSpace, constraints: Constraints) -> Callable[[Sequence[int]], bool] | None:
     """What the controller may ask before proposing: is this architecture within the parameter
-    limit, counted as the gate counts them (built, not trained)? None when there is no limit."""
+    limit and the RAM / flash limits, counted as the gate counts them (built and exported, not
+    trained)? None when there is no such limit."""
     limit = constraints.max_params
-    if limit is None:
+    if limit is None and not constraints.needs_memory:
         return None
 
     def check(actions: Sequence[int]) -> bool:
         with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the seed alone
-            return count_params(space.build(space.decode(actions))) <= limit
+            model = space.build(space.decode(actions))
+            if limit is not None and count_params(model) > limit:
+                return False
+            if constraints.needs_memory:
+                est = memory_estimate(export_onnx(model, space.input_shape), constraints.precision)
+                return constraints.check_memory(est.peak_ram_bytes, est.flash_bytes) is None
+            return True
 
     return check
 
@@ -272,6 +291,7 @@ def record_trial(
             origin_update=update_index,
             origin_position=position,
             curve=list(res.curve) if res.curve else None,
+            memory=res.memory.to_json() if res.memory else None,
         ),
         list(actions),
     )

@@ -119,6 +119,18 @@ class Profile:
     max_params: int | None = field(default=None, metadata=allowed(_positive, "an integer >= 1"))
     max_model_bytes: int | None = field(default=None, metadata=allowed(_positive, "an integer >= 1"))
     max_latency_ms: float | None = field(default=None, metadata=allowed(lambda v: v > 0, "a number > 0"))
+    max_peak_ram_bytes: int | None = field(
+        default=None, metadata=allowed(_positive, "an integer >= 1 (bytes of SRAM for the tensor arena and runtime)")
+    )
+    max_flash_bytes: int | None = field(
+        default=None, metadata=allowed(_positive, "an integer >= 1 (bytes of flash for the model and runtime)")
+    )
+    ram_headroom_bytes: int = field(
+        default=0, metadata=allowed(_non_negative, "an integer >= 0 (RAM kept for the runtime, stack and app)")
+    )
+    flash_headroom_bytes: int = field(
+        default=0, metadata=allowed(_non_negative, "an integer >= 0 (flash kept for the runtime and app code)")
+    )
     source_path: str = field(default="", metadata=INTERNAL)
 
     @property
@@ -132,8 +144,12 @@ class Profile:
         """Every setting (no file path), JSON-ready."""
         data = asdict(self)
         data.pop("source_path")
-        if not data["host_calibration"]:
-            del data["host_calibration"]  # added later: unset, agents of before still accept the settings
+        for key in ("host_calibration", "max_peak_ram_bytes", "max_flash_bytes"):
+            if not data[key]:
+                del data[key]  # added later: unset, agents of before still accept the settings
+        for key in ("ram_headroom_bytes", "flash_headroom_bytes"):
+            if not data[key]:
+                del data[key]
         data["execution_providers"] = list(self.execution_providers)
         data["cpu_cores"] = list(self.cpu_cores)
         return data

@@ -41,6 +41,8 @@ class RewardConfig:
     params_threshold: int | None = None
     flops_threshold: int | None = None
     latency_threshold_ms: float | None = None
+    max_ram_kb: float | None = None  # hard limit on peak activation RAM (KiB), like a profile's
+    max_flash_kb: float | None = None  # hard limit on flash (KiB): weights + per-op overhead
 
     def __post_init__(self) -> None:
         schema.require_finite(self, "reward")
@@ -54,6 +56,10 @@ class RewardConfig:
             raise ConfigError(f"budget must be a positive number of parameters, got {self.budget_params}")
         if self.max_latency_ms is not None and self.max_latency_ms <= 0:
             raise ConfigError(f"max latency must be a positive number of milliseconds, got {self.max_latency_ms}")
+        for name in ("max_ram_kb", "max_flash_kb"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive number of KiB, got {value}")
         for name in ("params_threshold", "flops_threshold", "latency_threshold_ms"):
             value = getattr(self, name)
             if value is not None and value <= 0:

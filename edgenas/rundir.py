@@ -250,6 +250,7 @@ def finalize(
         "val_accuracy": trial.val_accuracy,
         "test_accuracy": None,
         "latency": trial.latency,
+        "memory": trial.memory,
         "reward": trial.reward,
         "reward_terms": trial.reward_terms,
         "onnx": None,

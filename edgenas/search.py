@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ def prepare(pipeline: Pipeline) -> Prepared:
             pipeline.search.table, space, pipeline.search.table_metric, pipeline.search.table_test_metric
         )
     constraints = Constraints.build(pipeline.reward, profile)
-    constraints.check_feasible(smallest_params(space), space.name)
+    constraints.check_feasible(smallest_params(space), space.name, math.prod(data.input_shape))
     controllers.create(pipeline.controller.name, space, seed=0, **pipeline.controller.options)  # check its options
     if pipeline.search.curriculum_start and not hasattr(space, "max_layers"):
         raise ConfigError(

@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS trials (
     origin_update INTEGER NOT NULL,
     origin_position INTEGER NOT NULL,
     curve TEXT,
-    finished_at REAL NOT NULL
+    finished_at REAL NOT NULL,
+    memory TEXT
 );
 CREATE TABLE IF NOT EXISTS samples (
     id INTEGER PRIMARY KEY,
@@ -98,6 +99,7 @@ TRIAL_COLUMNS = (
     "origin_update",
     "origin_position",
     "curve",
+    "memory",
 )
 
 
@@ -134,6 +136,7 @@ class Trial:
     origin_position: int
     curve: list[float] | None  # validation accuracy per epoch, when early stopping watched it
     finished_at: float
+    memory: dict[str, Any] | None = None  # peak RAM / flash estimate (edgenas.measure.memory), when made
 
     @property
     def arch_text(self) -> str:
@@ -142,10 +145,11 @@ class Trial:
         return self.arch.get("cell") or self.arch_key.split("|", 1)[-1]
 
 
-_JSON_COLUMNS = ("actions", "arch", "latency", "reward_terms", "curve")
+_JSON_COLUMNS = ("actions", "arch", "latency", "reward_terms", "curve", "memory")
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # 2: before trials.memory; opened for writing, it gains the column
 
 
 class Store:
@@ -172,7 +176,7 @@ class Store:
             raise RunDirError(
                 f"{self.path} is not a readable edgenas database ({exc}); it is damaged or not a search.db"
             ) from exc
-        if has_tables and version != SCHEMA_VERSION:
+        if has_tables and version not in READABLE_VERSIONS:
             self.conn.close()
             raise RunDirError(
                 f"{self.path} was written by another edgenas version (database schema {version}, this "
@@ -183,6 +187,8 @@ class Store:
                 self.conn.close()
                 raise RunDirError(f"{self.path} holds no edgenas tables; it was not written by edgenas search")
             return
+        if has_tables and version == 2:
+            self.conn.execute("ALTER TABLE trials ADD COLUMN memory TEXT")
         self.conn.executescript(SCHEMA)
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -262,7 +268,7 @@ class Store:
     def _trial(row: sqlite3.Row) -> Trial:
         data = dict(row)
         for k in _JSON_COLUMNS:
-            if data[k] is not None:
+            if data.get(k) is not None:
                 data[k] = json.loads(data[k])
         return Trial(**data)
 

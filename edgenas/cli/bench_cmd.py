@@ -33,6 +33,9 @@ CSV_FIELDS = (
     "fastest",
     "model_bytes",
     "fits_model_bytes",
+    "peak_ram_bytes",
+    "flash_bytes",
+    "fits_memory",
     "path",
 )
 
@@ -103,6 +106,11 @@ def bench(
                 cells.append(f"{fmt_ms(r['median_ms'])} / {fmt_ms(r['p90_ms'])}{mark}")
             else:
                 fits = r.get("fits_model_bytes")
-                cells.append("not timed" + ("" if fits is None else ", fits" if fits else ", too big"))
+                cell = "not timed" + ("" if fits is None else ", fits" if fits else ", too big")
+                if "peak_ram_bytes" in r:
+                    cell = f"RAM {r['peak_ram_bytes'] / 1024:,.1f} KiB, flash {r['flash_bytes'] / 1024:,.1f} KiB"
+                    fits = r.get("fits_memory") if fits is None else fits and r.get("fits_memory", True)
+                    cell += "" if fits is None else ", fits" if fits else ", too big"
+                cells.append(cell)
         table.add_row(model, *cells)
     console.print(table)

@@ -45,6 +45,10 @@ def fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f} %"
 
 
+def fmt_kib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1024:,.1f}"
+
+
 def fmt_int(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
@@ -61,6 +65,8 @@ def candidates_table(trials: list, title: str, pareto: dict[str, set[int]] | Non
         title += " ('~': predicted outside what the calibration saw; rough)"
     table = Table(title=title)
     cols = ["#", "trial", "params", "MACs", "val acc", "latency median ms", "p90 ms", "reward"]
+    memory = any(t.memory for t in trials)
+    cols += ["peak RAM KiB", "flash KiB"] if memory else []
     cols += ["Pareto"] if pareto is not None else []
     for col in cols + ["architecture"]:
         table.add_column(col, justify="left" if col == "architecture" else "right")
@@ -75,6 +81,9 @@ def candidates_table(trials: list, title: str, pareto: dict[str, set[int]] | Non
             fmt_ms(t.latency_p90_ms),
             f"{t.reward:.4f}",
         ]
+        if memory:
+            m = t.memory or {}
+            row += [fmt_kib(m.get("peak_ram_bytes")), fmt_kib(m.get("flash_bytes"))]
         if pareto is not None:
             row.append(",".join(name for name, ids in pareto.items() if t.id in ids))
         table.add_row(*row, t.arch_text)

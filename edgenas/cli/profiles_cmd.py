@@ -31,7 +31,13 @@ def list_profiles() -> None:
         p = load_profile(str(path))
         limits = ", ".join(
             f"{label} {value:,}"
-            for label, value in (("params", p.max_params), ("bytes", p.max_model_bytes), ("ms", p.max_latency_ms))
+            for label, value in (
+                ("params", p.max_params),
+                ("bytes", p.max_model_bytes),
+                ("ms", p.max_latency_ms),
+                ("RAM bytes", p.max_peak_ram_bytes),
+                ("flash bytes", p.max_flash_bytes),
+            )
             if value
         )
         timed = p.timing

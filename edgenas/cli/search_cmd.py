@@ -23,6 +23,7 @@ from edgenas.cli.common import (
     console,
     err_console,
     fmt_int,
+    fmt_kib,
     fmt_ms,
     fmt_pct,
     handle_errors,
@@ -191,6 +192,18 @@ def search(
     latency_limit: Annotated[
         Optional[str], typer.Option("--latency-limit", help="hard: reject before training; soft: penalty.")
     ] = None,
+    max_ram_kb: Annotated[
+        Optional[float],
+        typer.Option(
+            "--max-ram-kb",
+            help="Peak activation RAM limit in KiB (tensor arena, from the ONNX graph at the profile's precision); "
+            "checked before training.",
+        ),
+    ] = None,
+    max_flash_kb: Annotated[
+        Optional[float],
+        typer.Option("--max-flash-kb", help="Flash limit in KiB (weights + per-op overhead); checked before training."),
+    ] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
     executor: Annotated[
         Optional[str],
@@ -292,6 +305,8 @@ def search(
         latency_threshold_ms=latency_threshold_ms,
         max_latency_ms=max_latency_ms,
         latency_limit=latency_limit,
+        max_ram_kb=max_ram_kb,
+        max_flash_kb=max_flash_kb,
     )
     if no_budget:
         pipe = dataclasses.replace(pipe, reward=dataclasses.replace(pipe.reward, budget_params=None))
@@ -412,9 +427,16 @@ def _print_summary(result: SearchResult) -> None:
             if lat
             else f"latency not timed (profile {m['profile']['name']} does not time models)"
         )
+        mem = w.get("memory")
+        memory = (
+            f", peak RAM {fmt_kib(mem['peak_ram_bytes'])} KiB (best order {fmt_kib(mem['best_peak_ram_bytes'])}), "
+            f"flash {fmt_kib(mem['flash_bytes'])} KiB at {mem['precision']}"
+            if mem
+            else ""
+        )
         console.print(
             f"[bold green]winner[/] trial {w['trial_id']}: {fmt_int(w['params'])} params, "
-            f"val {fmt_pct(w['val_accuracy'])}, test {fmt_pct(w['test_accuracy'])}, {timing}"
+            f"val {fmt_pct(w['val_accuracy'])}, test {fmt_pct(w['test_accuracy'])}, {timing}{memory}"
         )
         if w["onnx"]:
             console.print(f"winner.onnx verified against torch (max |diff| {w['onnx']['parity_max_abs_diff']:.2g})")

@@ -1,0 +1,328 @@
+"""Microcontroller memory from the ONNX graph alone: peak activation RAM and flash.
+
+Peak RAM (the tensor arena a runtime such as TFLite Micro must allocate) is the largest sum of
+live tensors over an execution order. A tensor is live from the step of the node that writes it
+to the step of the last node that reads it, both included; a graph input is live from the start
+to its last reader, a graph output to the end. While a node runs, its inputs and its outputs are
+live at once. Weights (initializers, Constant nodes) live in flash, not in the arena.
+Assumptions, stated: a ReLU / ReLU6 (Clip) whose input comes only from a convolution, matrix
+product or addition is fused into it (as TFLite converters fuse them), BatchNormalization is
+folded (the exporter already folds it in eval mode); otherwise no tensor shares memory with
+another (no in-place kernels, Reshape and Flatten copy); the arena holds nothing else (the runtime's own bookkeeping is the profile's RAM
+headroom), tensors are packed without alignment padding. Element sizes follow the precision:
+int8 = 1 byte for every float tensor (full-integer quantization, int8 input and output), fp32 = 4;
+non-float tensors keep their own size.
+
+Two orders are reported: the graph's own node order (what onnxruntime and a converted TFLite model
+run) and the best order found (`best_order`): the exact minimum over all topological orders where
+the number of states stays small (dynamic programming over the sets of executed nodes), else a
+greedy order; the smaller of that and the graph order. For branchy networks the order changes the
+peak (MCUNet's observation).
+
+Flash is the model's weights at the precision plus, for int8, the per-output-channel data a
+TFLite int8 convolution or fully connected layer carries (int32 bias, float32 scale, int64 zero
+point: 16 bytes per output channel), plus FLASH_BYTES_PER_OP for each operator (its flatbuffer
+entry and tensor descriptors). BatchNormalization parameters are counted as folded into the
+preceding convolution (0 bytes), as every converter does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgenas.errors import MeasurementError
+
+FLASH_BYTES_PER_OP = 128  # flatbuffer operator entry + tensor descriptors, per node (an estimate)
+INT8_BYTES_PER_OUTPUT_CHANNEL = 16  # int32 bias + float32 scale + int64 zero point, per output channel
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+FOLDED_OPS = ("BatchNormalization",)
+EXACT_STATE_LIMIT = 2_000
+FUSED_ACTIVATIONS = ("Relu", "Clip")
+FUSES_INTO = (
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "Add",
+)  # sets of executed nodes the exact order search may visit
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    peak_ram_bytes: int  # in the graph's own node order
+    best_peak_ram_bytes: int  # in the best order found (<= peak_ram_bytes)
+    best_order_exact: bool  # was the best order proven optimal (exact search finished)?
+    flash_bytes: int
+    precision: str
+    peak_node: str  # the node running when the graph-order peak is reached
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Graph:
+    nodes: list[str]  # node names, graph order
+    outputs: list[list[str]]  # tensor names written by each node
+    inputs: list[list[str]]  # activation tensors read by each node (no weights)
+    size: dict[str, int]  # activation tensor -> bytes
+    graph_inputs: list[str]
+    graph_outputs: set[str]
+
+
+def _elem_bytes(elem_type: int, precision: str) -> int:
+    from onnx import TensorProto, helper
+
+    if elem_type in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16):
+        return 1 if precision == "int8" else 4
+    try:
+        return int(np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).itemsize)
+    except Exception:
+        return 4
+
+
+def _load(model: bytes):
+    import onnx
+    from onnx import shape_inference
+
+    try:
+        return shape_inference.infer_shapes(onnx.load_from_string(model))
+    except Exception as exc:
+        raise MeasurementError(f"cannot read shapes from the ONNX graph: {exc}") from exc
+
+
+def _graph(proto, precision: str, batch: int = 1) -> _Graph:
+    g = proto.graph
+    weights = _weights(g)
+    size: dict[str, int] = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        tt = vi.type.tensor_type
+        if vi.name in weights or not vi.type.HasField("tensor_type"):
+            continue
+        dims = [d.dim_value if d.dim_value > 0 else batch for d in tt.shape.dim]
+        size[vi.name] = int(np.prod(dims, dtype=np.int64)) * _elem_bytes(tt.elem_type, precision)
+    readers: dict[str, int] = {}
+    for node in g.node:
+        for t in node.input:
+            readers[t] = readers.get(t, 0) + 1
+    producer_op = {t: node.op_type for node in g.node for t in node.output}
+    outputs_of_graph = {vi.name for vi in g.output}
+    renamed: dict[str, str] = {}  # an activation's output -> the fused producer's output
+    nodes, outs, ins = [], [], []
+    for i, node in enumerate(g.node):
+        if node.output and node.output[0] in weights:
+            continue  # a constant (or computed from constants only): folded, lives in flash
+        src = node.input[0] if node.input else ""
+        if (
+            node.op_type in FUSED_ACTIVATIONS
+            and producer_op.get(src) in FUSES_INTO
+            and readers.get(src) == 1
+            and src not in outputs_of_graph
+        ):
+            renamed[node.output[0]] = renamed.get(src, src)
+            size[renamed[node.output[0]]] = max(size.get(src, 0), size.get(node.output[0], 0))
+            continue
+        for t in list(node.input) + list(node.output):
+            if t and t not in weights and t not in size:
+                raise MeasurementError(f"the ONNX graph has no shape for tensor '{t}'; export with fixed input shapes")
+        nodes.append(node.name or f"{node.op_type}_{i}")
+        outs.append([t for t in node.output if t])
+        ins.append([renamed.get(t, t) for t in node.input if t and t not in weights])
+    graph_inputs = [vi.name for vi in g.input if vi.name not in weights]
+    return _Graph(nodes, outs, ins, size, graph_inputs, {renamed.get(vi.name, vi.name) for vi in g.output})
+
+
+def _weights(g) -> set[str]:
+    """Tensors known without running the network: initializers, Constant outputs, and the outputs
+    of nodes that read only such tensors (the exporter's Identity copies of shared weights)."""
+    weights = {t.name for t in g.initializer}
+    for node in g.node:
+        if node.op_type == "Constant" or (node.input and all(t in weights for t in node.input if t)):
+            weights.update(node.output)
+    return weights
+
+
+def _peak(graph: _Graph, order: list[int]) -> tuple[int, int]:
+    """Peak live bytes over `order` (indices into graph.nodes), and the step where it happens."""
+    last_use: dict[str, int] = {}
+    for step, i in enumerate(order):
+        for t in graph.inputs[i]:
+            last_use[t] = step
+    end = len(order)
+    born = {t: -1 for t in graph.graph_inputs}
+    for step, i in enumerate(order):
+        for t in graph.outputs[i]:
+            born[t] = step
+    for t in born:
+        if t in graph.graph_outputs:
+            last_use[t] = end
+        last_use.setdefault(t, born[t])
+    delta = [0] * (end + 2)
+    for t, b in born.items():
+        start = max(b, 0)
+        delta[start] += graph.size[t]
+        delta[min(last_use[t], end - 1) + 1] -= graph.size[t]
+    live, best, where = 0, 0, 0
+    for step in range(end):
+        live += delta[step]
+        if live > best:
+            best, where = live, step
+    return best, where
+
+
+def _greedy(graph: _Graph, preds: list[set[int]]) -> list[int]:
+    """Run next the ready node that leaves the least memory live."""
+    n = len(graph.nodes)
+    done: set[int] = set()
+    order: list[int] = []
+    remaining = {t: len(c) for t, c in _readers(graph).items()}
+    while len(order) < n:
+        ready = [i for i in range(n) if i not in done and preds[i] <= done]
+
+        def freed(i: int) -> int:
+            return sum(graph.size[t] for t in set(graph.inputs[i]) if remaining.get(t) == 1)
+
+        i = min(ready, key=lambda i: (sum(graph.size[t] for t in graph.outputs[i]) - freed(i), i))
+        order.append(i)
+        done.add(i)
+        for t in set(graph.inputs[i]):
+            remaining[t] -= 1
+    return order
+
+
+def _readers(graph: _Graph) -> dict[str, list[int]]:
+    readers: dict[str, list[int]] = {}
+    for i, ins in enumerate(graph.inputs):
+        for t in set(ins):
+            readers.setdefault(t, []).append(i)
+    return readers
+
+
+def best_order(graph: _Graph) -> tuple[list[int], int, bool]:
+    """A topological order with the smallest peak found: exact (dynamic programming over the sets
+    of executed nodes) when at most EXACT_STATE_LIMIT sets are reachable, else greedy."""
+    n = len(graph.nodes)
+    producer = {t: i for i, outs in enumerate(graph.outputs) for t in outs}
+    preds = [{producer[t] for t in ins if t in producer} for ins in graph.inputs]
+    readers = _readers(graph)
+    greedy = _greedy(graph, preds)
+    greedy_peak = _peak(graph, greedy)[0]
+
+    def live_after(done: int) -> int:
+        total = 0
+        for t in graph.graph_inputs + [t for i in range(n) if done >> i & 1 for t in graph.outputs[i]]:
+            if t in graph.graph_outputs or any(not (done >> r & 1) for r in readers.get(t, [])):
+                total += graph.size[t]
+        return total
+
+    pred_mask = [sum(1 << j for j in p) for p in preds]
+    memo: dict[int, tuple[int, int]] = {}
+    full = (1 << n) - 1
+    # best(done) = min over ready v of max(live(done) + outputs(v), best(done | v)), over the
+    # reachable sets of executed nodes (bit masks), computed from the full set down.
+    stack = [0]
+    seen = {0}
+    while stack:
+        s = stack.pop()
+        if len(seen) > EXACT_STATE_LIMIT:
+            return greedy, greedy_peak, False
+        for v in range(n):
+            if not (s >> v & 1) and (pred_mask[v] & ~s) == 0:
+                t = s | 1 << v
+                if t not in seen:
+                    seen.add(t)
+                    stack.append(t)
+    live = {s: live_after(s) for s in seen}
+    for s in sorted(seen, key=lambda s: -bin(s).count("1")):
+        if s == full:
+            memo[s] = (0, -1)
+            continue
+        best = None
+        for v in range(n):
+            if not (s >> v & 1) and (pred_mask[v] & ~s) == 0:
+                during = live[s] + sum(graph.size[t] for t in graph.outputs[v])
+                cand = max(during, memo[s | 1 << v][0])
+                if best is None or cand < best[0]:
+                    best = (cand, v)
+        memo[s] = best
+    order, s = [], 0
+    while s != full:
+        v = memo[s][1]
+        order.append(v)
+        s |= 1 << v
+    exact_peak = _peak(graph, order)[0]
+    if greedy_peak < exact_peak:  # cannot happen if the DP is right; keep the better one anyway
+        return greedy, greedy_peak, False
+    return order, exact_peak, True
+
+
+def flash_bytes(proto, precision: str, ops: int | None = None) -> int:
+    """Weights at `precision` (see the module's notes) + FLASH_BYTES_PER_OP x `ops` (default: every
+    non-Constant node)."""
+    g = proto.graph
+    by_name = {t.name: t for t in g.initializer}
+    for node in g.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value" and a.HasField("t"):
+                    by_name[node.output[0]] = a.t
+    alias = {n.output[0]: n.input[0] for n in g.node if n.op_type == "Identity" and n.input and n.input[0] in by_name}
+    role: dict[str, str] = {}
+    out_channels: dict[str, int] = {}
+    for node in g.node:
+        node_inputs = [alias.get(t, t) for t in node.input]
+        del node.input[:]
+        node.input.extend(node_inputs)
+        if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in by_name:
+            role[node.input[1]] = "weight"
+            w = list(by_name[node.input[1]].dims)
+            if node.op_type == "Conv":
+                out_channels[node.input[1]] = w[0]
+            elif node.op_type == "Gemm":
+                trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+                out_channels[node.input[1]] = w[0] if trans_b else w[-1]
+            else:
+                out_channels[node.input[1]] = w[-1]
+            if len(node.input) > 2 and node.input[2] in by_name:
+                role[node.input[2]] = "bias"
+        elif node.op_type in FOLDED_OPS:
+            for t in node.input[1:]:
+                role.setdefault(t, "folded")
+    total = 0
+    for name, t in by_name.items():
+        elems = int(np.prod(list(t.dims), dtype=np.int64)) if len(t.dims) else 1
+        kind = role.get(name)
+        if kind == "folded":
+            continue
+        if precision == "int8":
+            if kind == "weight":
+                total += elems + INT8_BYTES_PER_OUTPUT_CHANNEL * out_channels[name]
+            elif kind == "bias":
+                continue  # counted in the per-output-channel bytes
+            else:
+                total += elems * _elem_bytes(t.data_type, precision)
+        else:
+            total += elems * _elem_bytes(t.data_type, precision)
+    if ops is None:
+        weights = _weights(g)
+        ops = sum(1 for n in g.node if not (n.output and n.output[0] in weights))
+    return int(total + FLASH_BYTES_PER_OP * ops)
+
+
+def memory_estimate(model: bytes, precision: str = "int8") -> MemoryEstimate:
+    """Peak activation RAM (graph order and best order found) and flash of `model` at batch 1."""
+    proto = _load(model)
+    graph = _graph(proto, precision)
+    order = list(range(len(graph.nodes)))
+    peak, where = _peak(graph, order)
+    _, best, exact = best_order(graph)
+    return MemoryEstimate(
+        peak_ram_bytes=peak,
+        best_peak_ram_bytes=min(best, peak),
+        best_order_exact=exact,
+        flash_bytes=flash_bytes(proto, precision, ops=len(graph.nodes)),
+        precision=precision,
+        peak_node=graph.nodes[where] if graph.nodes else "",
+    )
