@@ -59,6 +59,7 @@ class ChildResult:
     seconds: dict[str, float] = field(default_factory=dict)
     curve: tuple[float, ...] = ()
     memory: MemoryEstimate | None = None
+    fp32_val_accuracy: float | None = None  # int8 profiles: the float model's, next to the int8 one
 
 
 @dataclass
@@ -156,10 +157,40 @@ def prepare_child(
     return PendingChild(arch, seed, cost.params, cost.macs, latency, lat_ms, seconds, t_start, memory)
 
 
+INT8_CALIBRATION_IMAGES = 256  # training images that calibrate a child's int8 activation ranges
+
+
+def int8_val_accuracy(onnx_bytes: bytes, data: Dataset, seed: int) -> float:
+    """Validation accuracy of the static int8 version of a trained child, calibrated on
+    INT8_CALIBRATION_IMAGES training images drawn with the child's seed (the implementation
+    `edgenas export --int8` uses)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgenas.measure.export import INPUT_NAME, onnx_logits
+    from edgenas.measure.quantize import batched_feeds, quantize_int8
+
+    rng = np.random.default_rng(seed)
+    n = len(data.y_train)
+    pick = rng.choice(n, size=min(INT8_CALIBRATION_IMAGES, n), replace=False)
+    calibration = data.x_train[torch.as_tensor(np.sort(pick))].cpu().numpy()
+    int8 = quantize_int8(onnx_bytes, batched_feeds(calibration, INPUT_NAME))
+    session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
+    preds = onnx_logits(session, data.x_val.cpu()).argmax(1)
+    return float((preds == data.y_val.cpu().numpy()).mean())
+
+
 def finish_child(
-    space: SearchSpace, data: Dataset, reward_cfg: RewardConfig, pending: PendingChild, outcome: TrainOutcome
+    space: SearchSpace,
+    data: Dataset,
+    reward_cfg: RewardConfig,
+    pending: PendingChild,
+    outcome: TrainOutcome,
+    precision: str = "fp32",
 ) -> ChildResult:
-    """Turn a training outcome into the child's result: export the trained network, reward it."""
+    """Turn a training outcome into the child's result: export the trained network, reward it.
+    With `precision = "int8"` (the profile's), the reward's accuracy is the int8 model's
+    validation accuracy (`int8_val_accuracy`); the float one is kept next to it."""
     seconds = dict(pending.seconds)
     onnx_bytes = None
     if outcome.ok and outcome.state_dict is not None:  # None: looked up in a table, nothing trained
@@ -204,7 +235,26 @@ def finish_child(
             error=outcome.error,
             seconds=seconds,
         )
-    terms = compute_reward(reward_cfg, outcome.val_accuracy, pending.params, 2 * pending.macs, pending.lat_ms)
+    accuracy, fp32_accuracy = outcome.val_accuracy, None
+    if precision == "int8" and onnx_bytes is not None:
+        t0 = time.perf_counter()
+        try:
+            accuracy, fp32_accuracy = int8_val_accuracy(onnx_bytes, data, pending.seed), outcome.val_accuracy
+        except Exception as exc:  # a child the quantizer cannot handle fails; the search goes on
+            return ChildResult(
+                "failed",
+                pending.params,
+                rejected_reward(reward_cfg),
+                pending.seed,
+                "int8",
+                pending.macs,
+                latency=pending.latency,
+                error=f"int8 quantization: {type(exc).__name__}: {exc}",
+                seconds=seconds,
+                memory=pending.memory,
+            )
+        seconds["quantize"] = time.perf_counter() - t0
+    terms = compute_reward(reward_cfg, accuracy, pending.params, 2 * pending.macs, pending.lat_ms)
     return ChildResult(
         "ok",
         pending.params,
@@ -212,13 +262,14 @@ def finish_child(
         pending.seed,
         None,
         pending.macs,
-        outcome.val_accuracy,
+        accuracy,
         pending.latency,
         onnx_bytes,
         outcome.state_dict,
         seconds=seconds,
         curve=outcome.curve,
         memory=pending.memory,
+        fp32_val_accuracy=fp32_accuracy,
     )
 
 
@@ -292,6 +343,7 @@ def record_trial(
             origin_position=position,
             curve=list(res.curve) if res.curve else None,
             memory=res.memory.to_json() if res.memory else None,
+            fp32_val_accuracy=res.fp32_val_accuracy,
         ),
         list(actions),
     )

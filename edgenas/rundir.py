@@ -251,6 +251,7 @@ def finalize(
         "test_accuracy": None,
         "latency": trial.latency,
         "memory": trial.memory,
+        "fp32_val_accuracy": trial.fp32_val_accuracy,
         "reward": trial.reward,
         "reward_terms": trial.reward_terms,
         "onnx": None,

@@ -321,7 +321,7 @@ def run_search(
             jobs = [TrainJob(key, pre.arch.to_json(), pre.seed, thresholds) for key, (pre, _) in pending.items()]
             for outcome in executor.run(jobs):
                 pre, positions = pending[outcome.key]
-                res = finish_child(space, data, pipeline.reward, pre, outcome)
+                res = finish_child(space, data, pipeline.reward, pre, outcome, prepared.profile.precision)
                 first = positions[0]
                 trial = record_trial(store, children_dir, batch[first], pre.arch, res, update_index, first)
                 answered(first, trial, False)

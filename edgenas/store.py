@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS trials (
     origin_position INTEGER NOT NULL,
     curve TEXT,
     finished_at REAL NOT NULL,
-    memory TEXT
+    memory TEXT,
+    fp32_val_accuracy REAL
 );
 CREATE TABLE IF NOT EXISTS samples (
     id INTEGER PRIMARY KEY,
@@ -100,6 +101,7 @@ TRIAL_COLUMNS = (
     "origin_position",
     "curve",
     "memory",
+    "fp32_val_accuracy",
 )
 
 
@@ -137,6 +139,7 @@ class Trial:
     curve: list[float] | None  # validation accuracy per epoch, when early stopping watched it
     finished_at: float
     memory: dict[str, Any] | None = None  # peak RAM / flash estimate (edgenas.measure.memory), when made
+    fp32_val_accuracy: float | None = None  # int8 profiles: val_accuracy is the int8 model's, this the float's
 
     @property
     def arch_text(self) -> str:
@@ -149,7 +152,7 @@ _JSON_COLUMNS = ("actions", "arch", "latency", "reward_terms", "curve", "memory"
 
 
 SCHEMA_VERSION = 3
-READABLE_VERSIONS = (2, 3)  # 2: before trials.memory; opened for writing, it gains the column
+READABLE_VERSIONS = (2, 3)  # 2: before trials.memory / fp32_val_accuracy; opened for writing, it gains them
 
 
 class Store:
@@ -189,6 +192,7 @@ class Store:
             return
         if has_tables and version == 2:
             self.conn.execute("ALTER TABLE trials ADD COLUMN memory TEXT")
+            self.conn.execute("ALTER TABLE trials ADD COLUMN fp32_val_accuracy REAL")
         self.conn.executescript(SCHEMA)
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

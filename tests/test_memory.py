@@ -133,6 +133,13 @@ def test_a_microcontroller_search_never_trains_a_child_over_its_limits(tiny_pipe
     manifest = json.loads((tmp_path / "runs" / "mcu" / "manifest.json").read_text())
     w = manifest["winner"]["memory"]
     assert w["precision"] == "int8" and w["peak_ram_bytes"] <= 0.6 * 1024
+    # an int8 profile: every trained child's reward accuracy is its int8 model's, the float one kept
+    with sqlite3.connect(tmp_path / "runs" / "mcu" / "search.db") as db:
+        trained = db.execute(
+            "SELECT val_accuracy, fp32_val_accuracy, reward FROM trials WHERE status = 'ok'"
+        ).fetchall()
+    assert trained and all(0 <= v <= 1 and f is not None and r == pytest.approx(v) for v, f, r in trained)
+    assert "int8; fp32" in " ".join(res.output.split())
 
 
 def test_runs_written_before_the_memory_column_still_open(tmp_path):
@@ -140,10 +147,12 @@ def test_runs_written_before_the_memory_column_still_open(tmp_path):
 
     db = tmp_path / "search.db"
     with sqlite3.connect(db) as conn:  # a version-2 store: no trials.memory
-        conn.executescript(SCHEMA.replace(",\n    memory TEXT", ""))
+        conn.executescript(SCHEMA.replace(",\n    memory TEXT,\n    fp32_val_accuracy REAL", ""))
         conn.execute("PRAGMA user_version = 2")
     with Store(db, readonly=True) as ro:
         assert ro.trials() == []
     with Store(db) as rw:
         cols = [r[1] for r in rw.conn.execute("PRAGMA table_info(trials)")]
-        assert "memory" in cols and rw.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert {"memory", "fp32_val_accuracy"} <= set(cols) and rw.conn.execute("PRAGMA user_version").fetchone()[
+            0
+        ] == 3

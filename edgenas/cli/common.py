@@ -66,6 +66,10 @@ def candidates_table(trials: list, title: str, pareto: dict[str, set[int]] | Non
     table = Table(title=title)
     cols = ["#", "trial", "params", "MACs", "val acc", "latency median ms", "p90 ms", "reward"]
     memory = any(t.memory for t in trials)
+    int8 = any(t.fp32_val_accuracy is not None for t in trials)
+    if int8:
+        cols[cols.index("val acc")] = "val acc (int8)"
+        cols.insert(cols.index("val acc (int8)") + 1, "fp32 val")
     cols += ["peak RAM KiB", "flash KiB"] if memory else []
     cols += ["Pareto"] if pareto is not None else []
     for col in cols + ["architecture"]:
@@ -77,6 +81,7 @@ def candidates_table(trials: list, title: str, pareto: dict[str, set[int]] | Non
             fmt_int(t.params),
             fmt_int(t.macs),
             fmt_pct(t.val_accuracy),
+            *([fmt_pct(t.fp32_val_accuracy)] if int8 else []),
             fmt_ms(t.latency_median_ms) + ("~" if outside_fit_note(t.latency) else ""),
             fmt_ms(t.latency_p90_ms),
             f"{t.reward:.4f}",

@@ -436,7 +436,11 @@ def _print_summary(result: SearchResult) -> None:
         )
         console.print(
             f"[bold green]winner[/] trial {w['trial_id']}: {fmt_int(w['params'])} params, "
-            f"val {fmt_pct(w['val_accuracy'])}, test {fmt_pct(w['test_accuracy'])}, {timing}{memory}"
+            f"val {fmt_pct(w['val_accuracy'])}"
+            + (f" (int8; fp32 {fmt_pct(w['fp32_val_accuracy'])})" if w.get("fp32_val_accuracy") is not None else "")
+            + f", test {fmt_pct(w['test_accuracy'])}"
+            + (" (fp32)" if w.get("fp32_val_accuracy") is not None else "")
+            + f", {timing}{memory}"
         )
         if w["onnx"]:
             console.print(f"winner.onnx verified against torch (max |diff| {w['onnx']['parity_max_abs_diff']:.2g})")
