@@ -37,11 +37,15 @@ def export(
     The bundle runs with nothing but onnxruntime and numpy.
     """
     from edgenas.export import export_run
+    from edgenas.measure.latency import outside_fit_note
 
     results = export_run(run_dir, profile, int8, max_int8_drop, top, out, on_step=lambda m: console.print(f"  {m}"))
     for r in results:
         m = r.manifest
-        table = Table(title=f"bundle {r.path} (latency: {m['profile']['name']}, {m['latency_measured_on']})")
+        notes = {outside_fit_note(v.get("latency")) for v in m["models"].values()} - {""}
+        title = f"bundle {r.path} (latency: {m['profile']['name']}, {m['latency_measured_on']})"
+        title += " ('~': " + "; ".join(sorted(notes)) + ")" if notes else ""
+        table = Table(title=title)
         for col in ("model", "file", "KB", "test acc", "latency median ms", "p90 ms"):
             table.add_column(col, justify="left" if col in ("model", "file") else "right")
         for name, v in m["models"].items():
@@ -51,7 +55,7 @@ def export(
                 v.get("file") or "(refused)",
                 f"{v['bytes'] / 1024:.1f}",
                 fmt_pct(v["test_accuracy"]),
-                fmt_ms(lat.get("median_ms")),
+                fmt_ms(lat.get("median_ms")) + ("~" if outside_fit_note(lat) else ""),
                 fmt_ms(lat.get("p90_ms")),
             )
         console.print(table)
