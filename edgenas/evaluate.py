@@ -104,10 +104,9 @@ def prepare_child(
     latency = None
     lat_ms = None
     memory = None
-    wants_memory = constraints.needs_memory or not profile.timing  # microcontrollers: always shown
-    if not profile.timing and constraints.model_bytes is None and not wants_memory:
-        seconds["total"] = time.perf_counter() - t_start
-        return PendingChild(arch, seed, cost.params, cost.macs, None, None, seconds, t_start)  # nothing to export for
+    # Every child is exported: for timing, or (untimed microcontroller profiles) for its memory,
+    # which is estimated wherever a RAM / flash limit exists and always shown for those profiles.
+    wants_memory = constraints.needs_memory or not profile.timing
     try:
         # Time the architecture's graph before training: identical graph, weights do not change
         # onnxruntime's work, and a hard latency limit then never wastes a training run.
@@ -164,16 +163,12 @@ def int8_val_accuracy(onnx_bytes: bytes, data: Dataset, seed: int) -> float:
     """Validation accuracy of the static int8 version of a trained child, calibrated on
     INT8_CALIBRATION_IMAGES training images drawn with the child's seed (the implementation
     `edgenas export --int8` uses)."""
-    import numpy as np
     import onnxruntime as ort
 
     from edgenas.measure.export import INPUT_NAME, onnx_logits
-    from edgenas.measure.quantize import batched_feeds, quantize_int8
+    from edgenas.measure.quantize import batched_feeds, calibration_images, quantize_int8
 
-    rng = np.random.default_rng(seed)
-    n = len(data.y_train)
-    pick = rng.choice(n, size=min(INT8_CALIBRATION_IMAGES, n), replace=False)
-    calibration = data.x_train[torch.as_tensor(np.sort(pick))].cpu().numpy()
+    calibration = calibration_images(data.x_train, INT8_CALIBRATION_IMAGES, seed)
     int8 = quantize_int8(onnx_bytes, batched_feeds(calibration, INPUT_NAME))
     session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
     preds = onnx_logits(session, data.x_val.cpu()).argmax(1)

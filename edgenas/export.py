@@ -25,7 +25,7 @@ from edgenas.evaluate import child_seed
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
 from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_logits
 from edgenas.measure.latency import make_session, measure_latency, outside_fit_note
-from edgenas.measure.quantize import batched_feeds, quantize_int8
+from edgenas.measure.quantize import batched_feeds, calibration_images, quantize_int8
 from edgenas.profiles import Profile, load_profile
 from edgenas.rundir import DB_NAME, load_run_pipeline, onnx_metadata, versions, write_verified_onnx
 from edgenas.spaces import from_pipeline
@@ -58,9 +58,7 @@ def quantize_bundle_int8(
     calibrated on `images` training images, or on `calibration` (normalised N x C x H x W float32)
     when given. Returns the number of calibration images."""
     if calibration is None:
-        gen = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(data.y_train), generator=gen)[:images]
-        calibration = data.x_train[idx].numpy()
+        calibration = calibration_images(data.x_train, images, seed)
     try:
         model = quantize_int8(fp32_path.read_bytes(), batched_feeds(calibration, INPUT_NAME))
     except MeasurementError as exc:

@@ -267,11 +267,6 @@ class Calibration:
             raise ConfigError(f"cannot read the calibration file {path}: {exc}; run edgenas calibrate again") from exc
 
 
-def outside_fit(prediction: str) -> bool:
-    """Was a prediction made for a network with work the calibration never saw?"""
-    return prediction.startswith("outside the fit")
-
-
 def host_cpu() -> str:
     from edgenas.measure.timing import machine_info
 

@@ -38,15 +38,9 @@ FLASH_BYTES_PER_OP = 128  # flatbuffer operator entry + tensor descriptors, per 
 INT8_BYTES_PER_OUTPUT_CHANNEL = 16  # int32 bias + float32 scale + int64 zero point, per output channel
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 FOLDED_OPS = ("BatchNormalization",)
-EXACT_STATE_LIMIT = 2_000
-FUSED_ACTIVATIONS = ("Relu", "Clip")
-FUSES_INTO = (
-    "Conv",
-    "ConvTranspose",
-    "Gemm",
-    "MatMul",
-    "Add",
-)  # sets of executed nodes the exact order search may visit
+EXACT_STATE_LIMIT = 2_000  # sets of executed nodes the exact order search may visit
+FUSED_ACTIVATIONS = ("Relu", "Clip")  # fused into a producer of FUSES_INTO that only they read
+FUSES_INTO = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
 
 
 @dataclass(frozen=True)
@@ -311,8 +305,23 @@ def flash_bytes(proto, precision: str, ops: int | None = None) -> int:
     return int(total + FLASH_BYTES_PER_OP * ops)
 
 
+_ESTIMATES: dict[tuple[str, str], MemoryEstimate] = {}  # (graph structure hash, precision) -> estimate
+
+
 def memory_estimate(model: bytes, precision: str = "int8") -> MemoryEstimate:
-    """Peak activation RAM (graph order and best order found) and flash of `model` at batch 1."""
+    """Peak activation RAM (graph order and best order found) and flash of `model` at batch 1.
+
+    Cached by the graph's structure (weight values do not change either number), so the
+    controller's feasibility check and the gate on the same architecture estimate it once."""
+    from edgenas.measure.latency import graph_hash
+
+    key = (graph_hash(model), precision)
+    if key not in _ESTIMATES:
+        _ESTIMATES[key] = _estimate(model, precision)
+    return _ESTIMATES[key]
+
+
+def _estimate(model: bytes, precision: str) -> MemoryEstimate:
     proto = _load(model)
     graph = _graph(proto, precision)
     order = list(range(len(graph.nodes)))

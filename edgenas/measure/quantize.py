@@ -53,6 +53,15 @@ def quantize_int8(model: bytes, calibration: Iterable[dict[str, np.ndarray]]) ->
             return fh.read()
 
 
+def calibration_images(x_train, images: int, seed: int) -> np.ndarray:
+    """`images` training images (a normalised N x C x H x W tensor) drawn without replacement
+    with `seed`: what calibrates int8 activation ranges, in the search and in the bundle alike."""
+    import torch
+
+    idx = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:images]
+    return x_train[idx].cpu().numpy()
+
+
 def batched_feeds(x: np.ndarray, input_name: str, batch_size: int = 32) -> list[dict[str, np.ndarray]]:
     """`x` (N x ...) as input feeds of at most `batch_size` rows each."""
     x = np.ascontiguousarray(x, dtype=np.float32)
