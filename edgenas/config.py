@@ -40,6 +40,9 @@ class SearchSettings:
     children_per_gpu: int = 1  # CUDA: children training at once on each GPU (process: workers; ray: 1/k GPU)
     early_stopping: str = "none"  # none | median: stop a child below the median curve of earlier children
     early_stop_min_children: int = 5  # the median rule needs this many earlier curves at an epoch
+    fidelity: str = "none"  # none | asha: successive halving over epochs (rungs up to training.epochs)
+    min_epochs: int = 1  # asha: epochs of the first rung (every new child trains this long)
+    reduction: int = 3  # asha: eta; each rung has `reduction` x the epochs of the one below, its top 1/eta go on
     curriculum_start: int = 0  # depth curriculum (Zoph & Le): max layers at first (0: off)...
     curriculum_every: int = 5  # ...raised by one every this many controller updates
     table: str | None = None  # CSV of precomputed results: evaluate by lookup instead of training
@@ -72,6 +75,16 @@ class SearchSettings:
             raise ConfigError(f"search.threads_per_job must be >= 0, got {self.threads_per_job}")
         if self.measure_timeout_s <= 0:
             raise ConfigError(f"search.measure_timeout_s must be > 0, got {self.measure_timeout_s}")
+        if self.fidelity not in ("none", "asha"):
+            raise ConfigError(f"search.fidelity '{self.fidelity}' is unknown; use none or asha")
+        if self.min_epochs < 1 or self.reduction < 2:
+            raise ConfigError(
+                f"search.min_epochs must be >= 1 and search.reduction >= 2, got {self.min_epochs} and {self.reduction}"
+            )
+        if self.fidelity == "asha" and self.early_stopping != "none":
+            raise ConfigError(
+                "search.fidelity = asha and early_stopping = median both decide which children train on; use one"
+            )
         if self.curriculum_start < 0 or self.curriculum_every < 1:
             raise ConfigError("search.curriculum_start must be >= 0 and search.curriculum_every >= 1")
         if self.table_classes < 2:

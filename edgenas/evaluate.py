@@ -294,20 +294,111 @@ def smallest_params(space: SearchSpace) -> int:
     return static_cost(space.build(space.smallest()), space.input_shape).params  # type: ignore[attr-defined]
 
 
-def record_trial(
-    store: Store, children_dir: Path, actions: list[int], arch: Any, res: ChildResult, update_index: int, position: int
+def _child_stem(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _write_child_files(run_dir: Path, key: str, res: ChildResult) -> tuple[str | None, str | None]:
+    """The trained child's ONNX model and weights (atomically); their run-relative paths."""
+    if res.onnx is None or res.state_dict is None:
+        return None, None
+    stem = _child_stem(key)
+    onnx_rel, weights_rel = f"children/{stem}.onnx", f"children/{stem}.pt"
+    atomic_write_bytes(run_dir / onnx_rel, res.onnx)
+    buf = io.BytesIO()
+    torch.save(res.state_dict, buf)
+    atomic_write_bytes(run_dir / weights_rel, buf.getvalue())
+    return onnx_rel, weights_rel
+
+
+def _rung_row(
+    run_dir: Path, key: str, res: ChildResult, rung: int, epochs: int, update_index: int, state: bytes | None
+) -> dict[str, Any]:
+    """A rung result; the training state to continue from is written first (atomically)."""
+    state_rel = None
+    if state is not None:
+        state_rel = f"children/{_child_stem(key)}.rung{rung}.state.pt"
+        atomic_write_bytes(run_dir / state_rel, state)
+    return dict(
+        rung=rung,
+        epochs=epochs,
+        val_accuracy=res.val_accuracy,
+        reward=res.reward.total,
+        update_index=update_index,
+        state_path=state_rel,
+        train_seconds=res.seconds.get("train"),
+    )
+
+
+def pending_from_trial(space: SearchSpace, trial: Trial, statistic: str) -> PendingChild:
+    """What `finish_child` needs to score a promoted child again (its costs and latency are its trial's)."""
+    lat = LatencyStats.from_json(trial.latency) if trial.latency else None
+    lat_ms = lat.statistic(statistic) if lat is not None else None
+    return PendingChild(
+        space.arch_from_json(trial.arch), trial.seed, trial.params, trial.macs or 0, lat, lat_ms, {}, 0.0
+    )
+
+
+def record_promotion(
+    store: Store,
+    run_dir: Path,
+    trial: Trial,
+    res: ChildResult,
+    rung: int,
+    epochs: int,
+    update_index: int,
+    outcome: TrainOutcome,
 ) -> Trial:
-    """Write the child's files (atomically), then its trial and sample rows (one transaction)."""
+    """A promoted child's result at `rung`. Trained: the trial takes its accuracy, reward and
+    weights (files first, then one transaction). Failed: only the rung row is written (the child
+    keeps its lower rung's result and is not promoted again)."""
+    row = _rung_row(run_dir, trial.arch_key, res, rung, epochs, update_index, outcome.train_state)
+    if res.status != "ok":
+        row.update(val_accuracy=None, state_path=None)
+        store.promote_trial(trial.id, {"error": res.error}, row)
+    else:
+        _write_child_files(run_dir, trial.arch_key, res)
+        train = (trial.train_seconds or 0.0) + (res.seconds.get("train") or 0.0)
+        store.promote_trial(
+            trial.id,
+            dict(
+                val_accuracy=res.val_accuracy,
+                fp32_val_accuracy=res.fp32_val_accuracy,
+                reward=res.reward.total,
+                reward_terms=res.reward.to_json(),
+                train_seconds=train,
+                total_seconds=trial.total_seconds + (res.seconds.get("train") or 0.0),
+                rung=rung,
+            ),
+            row,
+        )
+    below = store.rung_result(trial.id, rung - 1)
+    if below is not None and below.state_path:  # continued from: no longer needed
+        (run_dir / below.state_path).unlink(missing_ok=True)
+    updated = store.trial(trial.id)
+    assert updated is not None
+    return updated
+
+
+def record_trial(
+    store: Store,
+    children_dir: Path,
+    actions: list[int],
+    arch: Any,
+    res: ChildResult,
+    update_index: int,
+    position: int,
+    first_rung: tuple[int, bytes | None] | None = None,
+) -> Trial:
+    """Write the child's files (atomically), then its trial and sample rows (one transaction).
+    `first_rung` (multi-fidelity): (epochs, training state) of the first rung, recorded with it."""
     lat = res.latency
     key = arch.key()
-    onnx_rel = weights_rel = None
-    if res.onnx is not None and res.state_dict is not None:
-        stem = hashlib.sha256(key.encode()).hexdigest()[:16]
-        onnx_rel, weights_rel = f"children/{stem}.onnx", f"children/{stem}.pt"
-        atomic_write_bytes(children_dir.parent / onnx_rel, res.onnx)
-        buf = io.BytesIO()
-        torch.save(res.state_dict, buf)
-        atomic_write_bytes(children_dir.parent / weights_rel, buf.getvalue())
+    run_dir = children_dir.parent
+    onnx_rel, weights_rel = _write_child_files(run_dir, key, res)
+    rung = None
+    if first_rung is not None and res.status == "ok":
+        rung = _rung_row(run_dir, key, res, 0, first_rung[0], update_index, first_rung[1])
     trial_id = store.add_trial_and_sample(
         dict(
             arch_key=key,
@@ -339,8 +430,10 @@ def record_trial(
             curve=list(res.curve) if res.curve else None,
             memory=res.memory.to_json() if res.memory else None,
             fp32_val_accuracy=res.fp32_val_accuracy,
+            rung=0 if rung is not None else None,
         ),
         list(actions),
+        rung,
     )
     trial = store.trial(trial_id)
     assert trial is not None

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -29,12 +29,15 @@ from edgenas.evaluate import (
     child_seed,
     feasibility,
     finish_child,
+    pending_from_trial,
     prepare_child,
+    record_promotion,
     record_trial,
     smallest_params,
 )
 from edgenas.executors import TrainJob
 from edgenas.executors.table import TableExecutor, table_dataset
+from edgenas.fidelity import Standing, promotions, rung_epochs
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
 from edgenas.measure.latency import Measurer, check_providers
 from edgenas.profiles import Profile, load_profile
@@ -147,6 +150,18 @@ def prepare(pipeline: Pipeline) -> Prepared:
             "Use layerwise or blocks, or set curriculum_start = 0"
         )
     cfg = pipeline.search
+    if cfg.fidelity == "asha":
+        if cfg.table:
+            raise ConfigError(
+                "search.fidelity = asha trains children over several rungs; a --table holds one result per "
+                "network. Use fidelity = none with a table"
+            )
+        if len(search_rungs(pipeline)) < 2:
+            raise ConfigError(
+                f"search.fidelity = asha needs training.epochs ({pipeline.training.epochs}) of at least "
+                f"min_epochs x reduction ({cfg.min_epochs} x {cfg.reduction}) to have two rungs; "
+                "raise --epochs or lower search.min_epochs / search.reduction"
+            )
     if cfg.executor == "ray" and cfg.ray_address and not cfg.table:
         executors.check_reachable(cfg.ray_address)
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
@@ -159,6 +174,26 @@ def prepare(pipeline: Pipeline) -> Prepared:
         gpus,
     )
     return Prepared(profile, data, space, device, constraints, table, workers, gpus_per_job)
+
+
+def search_rungs(pipeline: Pipeline) -> tuple[int, ...]:
+    """The epochs of each rung (one rung, training.epochs, without multi-fidelity)."""
+    cfg = pipeline.search
+    if cfg.fidelity != "asha":
+        return (pipeline.training.epochs,)
+    return rung_epochs(pipeline.training.epochs, cfg.min_epochs, cfg.reduction)
+
+
+def due_promotions(store: Store, update_index: int, rungs: Sequence[int], reduction: int) -> list[tuple[int, int]]:
+    """The promotions of update `update_index`, decided from the rung results of earlier updates
+    only (so a resumed search decides the same)."""
+    if len(rungs) < 2:
+        return []
+    params = {t.id: t.params for t in store.trials("ok")}
+    standings = [
+        Standing(r.trial_id, r.rung, r.reward, params.get(r.trial_id, 0)) for r in store.rung_results(update_index)
+    ]
+    return promotions(standings, len(rungs), reduction)
 
 
 def run_search(
@@ -258,23 +293,38 @@ def run_search(
                 )
             )
 
+        rungs = search_rungs(pipeline)
+        multi = len(rungs) > 1
+
+        def first_rung_reward(trial: Trial) -> float:
+            """What the controller is told for a sample: the reward at the first rung (one fidelity
+            for every child of a batch); without multi-fidelity, the trial's reward."""
+            if multi:
+                r0 = store.rung_result(trial.id, 0)
+                if r0 is not None:
+                    return r0.reward
+            return trial.reward
+
         report()
-        while sampled < cfg.children:
+        while True:
             if cfg.max_minutes is not None and time.perf_counter() - t_start > cfg.max_minutes * 60:
                 break
             if cfg.max_evaluated is not None:
                 counts = store.status_counts()
                 if counts["ok"] + counts["stopped"] >= cfg.max_evaluated:
                     break
+            due = due_promotions(store, update_index, rungs, cfg.reduction)
             m = min(cfg.architectures_per_update, cfg.children - sampled)
+            if m <= 0 and not due:  # every child sampled; with multi-fidelity, every promotion made
+                break
             space = controller.space = curriculum_space(prepared.space, cfg, update_index)
-            batch = controller.propose(m)
-            answers: list[Trial | None] = [None] * m
+            batch = controller.propose(m) if m > 0 else []
+            answers: list[float | None] = [None] * m
             pending: dict[str, tuple[PendingChild, list[int]]] = {}
 
             def answered(position: int, trial: Trial, reused: bool) -> None:
                 nonlocal sampled, last
-                answers[position] = trial
+                answers[position] = first_rung_reward(trial)
                 sampled += 1
                 last = (trial.reward, "reused" if reused else trial.status)
                 report()
@@ -287,7 +337,7 @@ def run_search(
                 if trial is not None:
                     # First sampled here before a crash (same update and position): not a reuse.
                     reused = (trial.origin_update, trial.origin_position) != (update_index, position)
-                    store.add_sample(update_index, position, actions, key, trial.id, trial.reward, reused)
+                    store.add_sample(update_index, position, actions, key, trial.id, first_rung_reward(trial), reused)
                     answered(position, trial, reused)
                 elif key in pending:
                     pending[key][1].append(position)  # a repeat within the batch waits for the first
@@ -318,20 +368,68 @@ def run_search(
                 if cfg.early_stopping == "median" and prepared.table is None
                 else ()
             )
-            jobs = [TrainJob(key, pre.arch.to_json(), pre.seed, thresholds) for key, (pre, _) in pending.items()]
+            jobs = [
+                TrainJob(key, pre.arch.to_json(), pre.seed, thresholds, rungs[0] if multi else None)
+                for key, (pre, _) in pending.items()
+            ]
+            # multi-fidelity: the promoted children continue from their saved state (those that
+            # reached the next rung before an interruption keep that result)
+            promoted: dict[str, tuple[Trial, int]] = {}
+            reached: list[tuple[Trial, int, float]] = []  # (trial, rung, reward there) of this update
+            for trial_id, rung in due:
+                trial = store.trial(trial_id)
+                assert trial is not None
+                done = store.rung_result(trial_id, rung + 1)
+                if done is not None:
+                    reached.append((trial, rung + 1, done.reward))
+                    continue
+                below = store.rung_result(trial_id, rung)
+                assert below is not None and below.state_path is not None
+                promoted[trial.arch_key] = (trial, rung + 1)
+                stop = rungs[rung + 1] if rung + 2 < len(rungs) else None
+                jobs.append(
+                    TrainJob(
+                        trial.arch_key, trial.arch, trial.seed, (), stop, (run_dir / below.state_path).read_bytes()
+                    )
+                )
             for outcome in executor.run(jobs):
+                if outcome.key in promoted:
+                    trial, rung = promoted[outcome.key]
+                    pre = pending_from_trial(space, trial, profile.statistic)
+                    res = finish_child(space, data, pipeline.reward, pre, outcome, prepared.profile.precision)
+                    trial = record_promotion(store, run_dir, trial, res, rung, rungs[rung], update_index, outcome)
+                    reached.append((trial, rung, res.reward.total))
+                    last = (res.reward.total, f"{rungs[rung]} epochs")
+                    report()
+                    continue
                 pre, positions = pending[outcome.key]
                 res = finish_child(space, data, pipeline.reward, pre, outcome, prepared.profile.precision)
                 first = positions[0]
-                trial = record_trial(store, children_dir, batch[first], pre.arch, res, update_index, first)
+                trial = record_trial(
+                    store,
+                    children_dir,
+                    batch[first],
+                    pre.arch,
+                    res,
+                    update_index,
+                    first,
+                    (rungs[0], outcome.train_state) if multi else None,
+                )
                 answered(first, trial, False)
                 for p in positions[1:]:
-                    store.add_sample(update_index, p, batch[p], outcome.key, trial.id, trial.reward, True)
+                    store.add_sample(update_index, p, batch[p], outcome.key, trial.id, first_rung_reward(trial), True)
                     answered(p, trial, True)
                 check_failures(store, cfg)
-            rewards = [a.reward for a in answers if a is not None]
+            rewards = [a for a in answers if a is not None]
             assert len(rewards) == m
-            stats = controller.learn(batch, rewards)
+            stats = controller.learn(batch, rewards) if m > 0 else {}
+            if reached:
+                # in the order promotions were decided, not of completion: a resumed search tells the same
+                order = {trial_id: i for i, (trial_id, _) in enumerate(due)}
+                reached.sort(key=lambda item: order[item[0].id])
+                controller.learn_rungs(
+                    [t.actions for t, _, _ in reached], [r for _, r, _ in reached], [v for *_, v in reached]
+                )
             store.add_update(update_index, stats)
             update_index += 1
             save_checkpoint(run_dir, update_index, controller)

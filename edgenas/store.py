@@ -53,7 +53,20 @@ CREATE TABLE IF NOT EXISTS trials (
     curve TEXT,
     finished_at REAL NOT NULL,
     memory TEXT,
-    fp32_val_accuracy REAL
+    fp32_val_accuracy REAL,
+    rung INTEGER
+);
+CREATE TABLE IF NOT EXISTS rungs (
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    rung INTEGER NOT NULL,
+    epochs INTEGER NOT NULL,
+    val_accuracy REAL,
+    reward REAL NOT NULL,
+    update_index INTEGER NOT NULL,
+    state_path TEXT,
+    train_seconds REAL,
+    finished_at REAL NOT NULL,
+    PRIMARY KEY (trial_id, rung)
 );
 CREATE TABLE IF NOT EXISTS samples (
     id INTEGER PRIMARY KEY,
@@ -102,6 +115,7 @@ TRIAL_COLUMNS = (
     "curve",
     "memory",
     "fp32_val_accuracy",
+    "rung",
 )
 
 
@@ -140,6 +154,7 @@ class Trial:
     finished_at: float
     memory: dict[str, Any] | None = None  # peak RAM / flash estimate (edgenas.measure.memory), when made
     fp32_val_accuracy: float | None = None  # int8 profiles: val_accuracy is the int8 model's, this the float's
+    rung: int | None = None  # multi-fidelity: the highest rung reached (its accuracy and reward are these)
 
     @property
     def arch_text(self) -> str:
@@ -151,8 +166,24 @@ class Trial:
 _JSON_COLUMNS = ("actions", "arch", "latency", "reward_terms", "curve", "memory")
 
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (2, 3)  # 2: before trials.memory / fp32_val_accuracy; opened for writing, it gains them
+SCHEMA_VERSION = 4
+# 2: before trials.memory / fp32_val_accuracy; 3: before trials.rung and the rungs table. Opened for
+# writing, an older database gains them; read-only, it is read as it is.
+READABLE_VERSIONS = (2, 3, 4)
+
+
+@dataclass(frozen=True)
+class RungResult:
+    """A child's result at one rung of a multi-fidelity search."""
+
+    trial_id: int
+    rung: int
+    epochs: int
+    val_accuracy: float | None
+    reward: float
+    update_index: int  # the controller update during which it was reached
+    state_path: str | None  # training state to continue from (run-relative), None at the last rung
+    train_seconds: float | None
 
 
 class Store:
@@ -189,10 +220,14 @@ class Store:
             if not has_tables:
                 self.conn.close()
                 raise RunDirError(f"{self.path} holds no edgenas tables; it was not written by edgenas search")
+            self._rungs = version >= 4
             return
+        self._rungs = True
         if has_tables and version == 2:
             self.conn.execute("ALTER TABLE trials ADD COLUMN memory TEXT")
             self.conn.execute("ALTER TABLE trials ADD COLUMN fp32_val_accuracy REAL")
+        if has_tables and version in (2, 3):
+            self.conn.execute("ALTER TABLE trials ADD COLUMN rung INTEGER")
         self.conn.executescript(SCHEMA)
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -231,13 +266,18 @@ class Store:
         """Insert a finished trial (its own transaction); returns its id."""
         return self._insert_trial(values)
 
-    def add_trial_and_sample(self, trial: dict[str, Any], actions: list[int]) -> int:
-        """Insert a new trial and the sample that produced it, atomically; returns the trial id."""
+    def add_trial_and_sample(
+        self, trial: dict[str, Any], actions: list[int], rung: dict[str, Any] | None = None
+    ) -> int:
+        """Insert a new trial and the sample that produced it (and, multi-fidelity, its first rung's
+        result), atomically; returns the trial id."""
         from edgenas import faults
 
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             trial_id = self._insert_trial(trial)
+            if rung is not None:
+                self._insert_rung(trial_id, rung)
             faults.point("db-write")
             self.add_sample(
                 trial["origin_update"],
@@ -268,6 +308,70 @@ class Store:
         cur = self.conn.execute(f"INSERT INTO trials ({cols}) VALUES ({marks})", tuple(row.values()))
         return int(cur.lastrowid)
 
+    # -- rungs (multi-fidelity) ---------------------------------------------------------------
+    def _insert_rung(self, trial_id: int, values: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO rungs(trial_id, rung, epochs, val_accuracy, reward, update_index, state_path, "
+            "train_seconds, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                trial_id,
+                values["rung"],
+                values["epochs"],
+                values.get("val_accuracy"),
+                values["reward"],
+                values["update_index"],
+                values.get("state_path"),
+                values.get("train_seconds"),
+                time.time(),
+            ),
+        )
+
+    def promote_trial(self, trial_id: int, trial: dict[str, Any], rung: dict[str, Any]) -> None:
+        """A child's result at a higher rung: its trial row takes the new values (accuracy, reward,
+        weights, rung) and the rung's row is added, in one transaction."""
+        from edgenas import faults
+
+        unknown = set(trial) - set(TRIAL_COLUMNS)
+        if unknown:
+            raise KeyError(f"unknown trial columns {sorted(unknown)}")
+        values = {k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v for k, v in trial.items()}
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            sets = ", ".join(f"{k} = ?" for k in values)
+            self.conn.execute(
+                f"UPDATE trials SET {sets}, finished_at = ? WHERE id = ?", (*values.values(), time.time(), trial_id)
+            )
+            self._insert_rung(trial_id, rung)
+            faults.point("db-write")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def rung_results(self, before_update: int | None = None) -> list[RungResult]:
+        """Every rung result (of updates before `before_update` when given), by trial and rung."""
+        if not self._rungs:
+            return []
+        query = "SELECT * FROM rungs"
+        args: tuple[Any, ...] = ()
+        if before_update is not None:
+            query += " WHERE update_index < ?"
+            args = (before_update,)
+        rows = self.conn.execute(query + " ORDER BY trial_id, rung", args)
+        return [self._rung(r) for r in rows]
+
+    def rung_result(self, trial_id: int, rung: int) -> RungResult | None:
+        if not self._rungs:
+            return None
+        r = self.conn.execute("SELECT * FROM rungs WHERE trial_id = ? AND rung = ?", (trial_id, rung)).fetchone()
+        return self._rung(r) if r is not None else None
+
+    @staticmethod
+    def _rung(row: sqlite3.Row) -> RungResult:
+        data = dict(row)
+        data.pop("finished_at")
+        return RungResult(**data)
+
     @staticmethod
     def _trial(row: sqlite3.Row) -> Trial:
         data = dict(row)
@@ -292,9 +396,12 @@ class Store:
         return [self._trial(r) for r in rows]
 
     def top(self, k: int) -> list[Trial]:
-        """The k best finished (status ok) trials by reward; ties go to fewer parameters."""
+        """The k best finished (status ok) trials by reward; ties go to fewer parameters. In a
+        multi-fidelity search rewards are compared only within a rung: the highest rung reached
+        comes first (its children were trained longest), then the reward."""
+        order = "COALESCE(rung, 0) DESC, " if self._rungs else ""
         rows = self.conn.execute(
-            "SELECT * FROM trials WHERE status = 'ok' ORDER BY reward DESC, params ASC, id ASC LIMIT ?", (k,)
+            f"SELECT * FROM trials WHERE status = 'ok' ORDER BY {order}reward DESC, params ASC, id ASC LIMIT ?", (k,)
         )
         return [self._trial(r) for r in rows]
 

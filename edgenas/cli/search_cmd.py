@@ -225,6 +225,21 @@ def search(
         Optional[str],
         typer.Option("--early-stopping", help="none, or median: stop children below earlier children's median curve."),
     ] = None,
+    fidelity: Annotated[
+        Optional[str],
+        typer.Option(
+            "--fidelity",
+            help="none, or asha: children train --min-epochs first; the best 1/--reduction of each rung "
+            "continue (from where they stopped) to reduction x the epochs, up to --epochs.",
+        ),
+    ] = None,
+    min_epochs: Annotated[
+        Optional[int], typer.Option("--min-epochs", help="--fidelity asha: epochs of the first rung.")
+    ] = None,
+    reduction: Annotated[
+        Optional[int],
+        typer.Option("--reduction", help="--fidelity asha: eta, epochs ratio between rungs and 1/share promoted."),
+    ] = None,
     max_minutes: Annotated[
         Optional[float], typer.Option("--max-minutes", help="Stop sampling new batches after this many minutes.")
     ] = None,
@@ -280,6 +295,9 @@ def search(
         workers=workers,
         children_per_gpu=children_per_gpu,
         early_stopping=early_stopping,
+        fidelity=fidelity,
+        min_epochs=min_epochs,
+        reduction=reduction,
         ray_address=ray_address,
         table=table,
         table_metric=table_metric,

@@ -38,6 +38,12 @@ class Controller(ABC):
         """Update from the results of one batch; returns statistics to record. Default: nothing."""
         return {}
 
+    def learn_rungs(self, actions: Sequence[Sequence[int]], rungs: Sequence[int], rewards: Sequence[float]) -> None:
+        """Multi-fidelity: children already learned from (at the first rung) reached higher rungs
+        with these rewards. Rewards of different rungs are not comparable; a controller that uses
+        this ranks a child by (highest rung, reward there). Default (REINFORCE, PPO, evolution,
+        random): nothing, they learn from every child's first rung, one fidelity per batch."""
+
     def set_feasibility(self, check: Callable[[Sequence[int]], bool] | None) -> None:
         """`check(actions)` is False for an architecture the search would reject without
         evaluating it. Deterministic and not part of the state: the search sets it again on resume."""

@@ -192,7 +192,8 @@ class PredictorController(ReinforceController):
         self.banned: list[list[int]] = []  # centres of abandoned regions
         self.stale = 0  # updates since the best reward last improved
         self.rng = np.random.default_rng(seed)
-        self.history: list[tuple[list[int], float]] = []
+        self.history: list[tuple[list[int], float]] = []  # (actions, reward at the first rung)
+        self.promoted: dict[str, tuple[int, float]] = {}  # multi-fidelity: key -> (highest rung, reward there)
         self._keys: dict[tuple[int, ...], str] = {}  # canonical keys already computed (a cache)
         self._feasible: dict[str, bool] = {}  # feasibility by canonical key (a cache)
         self.last_stats: dict[str, float] = {}
@@ -235,8 +236,27 @@ class PredictorController(ReinforceController):
         good = [s for s in self.sample_batch(4 * n) if self._ok(s)][:n]
         return good + self.sample_batch(n - len(good)) if len(good) < n else good
 
+    def learn_rungs(self, actions, rungs, rewards) -> None:  # type: ignore[no-untyped-def]
+        for a, rung, reward in zip(actions, rungs, rewards):
+            self.promoted[self._key(a)] = (int(rung), float(reward))
+
+    def scored(self) -> list[tuple[list[int], float]]:
+        """The history with one comparable score each: the reward without multi-fidelity; with
+        it, an order-preserving score of (highest rung, reward at that rung), so rewards of
+        different rungs are never compared (a child at a higher rung ranks above every child
+        below it: it got there by beating them at the lower one)."""
+        if not self.promoted:
+            return self.history
+        rewards = [r for _, r in self.history] + [r for _, r in self.promoted.values()]
+        low, span = min(rewards), max(rewards) - min(rewards) + 1.0
+        out = []
+        for a, r in self.history:
+            rung, reward = self.promoted.get(self._key(a), (0, r))
+            out.append((a, rung * span + (reward - low)))
+        return out
+
     def propose(self, n: int) -> list[list[int]]:
-        ranked = [a for a, _ in sorted(self.history, key=lambda item: -item[1])]
+        ranked = [a for a, _ in sorted(self.scored(), key=lambda item: -item[1])]
         taken = {self._key(a) for a, _ in self.history}
         if self.stale >= self.patience and ranked:
             # A local optimum: nothing better for `patience` updates. Restart (TuRBO-style): the
@@ -336,9 +356,10 @@ class PredictorController(ReinforceController):
 
     def _acquisition(self, cands: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Expected improvement and upper confidence bound (mean + explore_kappa * std) per candidate."""
-        seqs = [a for a, _ in self.history]
+        scored = self.scored()
+        seqs = [a for a, _ in scored]
         width = max(max(len(s) for s in seqs), max(len(s) for s in cands))
-        y = _normal_quantiles(np.array([r for _, r in self.history]))
+        y = _normal_quantiles(np.array([r for _, r in scored]))
         gp = DistanceGP(self._features(seqs, width), y - y.mean())
         mean, std = gp.predict(self._features(cands, width))
         self.last_stats = {"surrogate_length": gp.length, "candidates": float(len(cands))}
@@ -348,7 +369,7 @@ class PredictorController(ReinforceController):
         """TPE's criterion l(x) / g(x) (Bergstra et al. 2011): per position, categorical densities
         of the choices among the best `gamma` of the results (l) and the rest (g), smoothed by one
         pseudo-count per option; sequences score the product over positions (log-sum here)."""
-        ranked = sorted(self.history, key=lambda item: -item[1])
+        ranked = sorted(self.scored(), key=lambda item: -item[1])
         n_good = max(1, int(math.ceil(self.gamma * len(ranked))))
         width = max(max(len(a) for a, _ in ranked), max(len(c) for c in cands))
         size = max(k.size for k in self.space.kinds) + 1
@@ -385,6 +406,7 @@ class PredictorController(ReinforceController):
             "rng": rng_state(self.rng),
             "banned": [list(c) for c in self.banned],
             "stale": self.stale,
+            "promoted": [[k, rung, r] for k, (rung, r) in self.promoted.items()],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -393,3 +415,4 @@ class PredictorController(ReinforceController):
         self.rng = rng_from_state(state["rng"])
         self.banned = [list(c) for c in state["banned"]]
         self.stale = int(state["stale"])
+        self.promoted = {k: (int(rung), float(r)) for k, rung, r in state.get("promoted", [])}

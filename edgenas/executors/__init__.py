@@ -35,6 +35,8 @@ class TrainJob:
     arch: dict[str, Any]
     seed: int
     stop_thresholds: tuple[float | None, ...] = ()  # median rule, per epoch (empty: no early stopping)
+    stop_epoch: int | None = None  # multi-fidelity: pause the schedule after this many epochs
+    resume: bytes | None = None  # multi-fidelity: the saved training state (torch.save) to continue from
 
 
 @dataclass
@@ -47,6 +49,7 @@ class TrainOutcome:
     error: str | None = None
     curve: tuple[float, ...] = ()
     stopped: str | None = None  # why training stopped early (then `ok` is False and `error` None)
+    train_state: bytes | None = None  # paused at `stop_epoch`: what a later rung resumes (torch.save)
 
 
 # -- the job itself (runs wherever the executor puts it) -------------------------------------
@@ -75,6 +78,7 @@ def _setup(pipeline_json: dict[str, Any], threads: int, cores: list[int] | None,
 
 
 def _train(job: TrainJob) -> TrainOutcome:
+    import io
     import time
 
     from edgenas.training.trainer import EarlyStopped, train_child
@@ -84,6 +88,7 @@ def _train(job: TrainJob) -> TrainOutcome:
     model = space.build(space.arch_from_json(job.arch))
     t0 = time.perf_counter()
     try:
+        resume = torch.load(io.BytesIO(job.resume), weights_only=False) if job.resume is not None else None
         res = train_child(
             model,
             data.x_train,
@@ -94,6 +99,8 @@ def _train(job: TrainJob) -> TrainOutcome:
             job.seed,
             _WORKER["device"],
             list(job.stop_thresholds) or None,
+            job.stop_epoch,
+            resume,
         )
     except EarlyStopped as stop:
         return TrainOutcome(
@@ -108,7 +115,18 @@ def _train(job: TrainJob) -> TrainOutcome:
         res.train_seconds,
         {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         curve=res.curve,
+        train_state=_saved(res.state),
     )
+
+
+def _saved(state: dict[str, Any] | None) -> bytes | None:
+    import io
+
+    if state is None:
+        return None
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
 
 
 # -- executors -------------------------------------------------------------------------------

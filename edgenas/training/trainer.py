@@ -39,6 +39,7 @@ class TrainResult:
     train_seconds: float
     epochs: int
     curve: tuple[float, ...] = ()  # validation accuracy after each epoch (with stop thresholds)
+    state: dict | None = None  # stopped before the schedule's end (`stop_epoch`): what `resume` continues from
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,11 +103,20 @@ def train_child(
     seed: int,
     device: torch.device,
     stop_thresholds: list[float | None] | None = None,
+    stop_epoch: int | None = None,
+    resume: dict | None = None,
 ) -> TrainResult:
     """Train `model` in place on (x_train, y_train); score on the validation split if given.
 
     `stop_thresholds[e]` (median rule): if the validation accuracy after epoch e+1 is below it,
     raise EarlyStopped. The validation split is then scored after every epoch.
+
+    Multi-fidelity: `stop_epoch` < recipe.epochs pauses the schedule (which still spans
+    recipe.epochs) after that many epochs; the result is scored as it stands (EMA weights
+    where the recipe averages) and `TrainResult.state` holds everything that continues it (raw
+    weights, optimizer, schedule, EMA, both random generators). Passed back as `resume`, training
+    goes on from there: pausing at any epochs and resuming gives the same network as training
+    straight through.
 
     Raises ChildFailure on a non-finite loss or when the device runs out of memory."""
     start = time.perf_counter()
@@ -141,13 +151,27 @@ def train_child(
         else None
     )
     ema_steps = 0
+    first_epoch = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        gen.set_state(resume["batch_generator"])
+        aug_gen.set_state(resume["augment_generator"])
+        if ema is not None:
+            ema = {k: v.to(device) for k, v in resume["ema"].items()}
+        ema_steps = int(resume["ema_steps"])
+        first_epoch = int(resume["epoch"])
+    last_epoch = recipe.epochs if stop_epoch is None else min(stop_epoch, recipe.epochs)
+    if not 0 <= first_epoch < last_epoch:
+        raise ValueError(f"cannot train epochs {first_epoch + 1}..{last_epoch} of {recipe.epochs}")
     loss_value = float("nan")
     curve: list[float] = []
     watch = bool(stop_thresholds) and x_val is not None and y_val is not None
     if watch:
         xv, yv = x_val.to(device).contiguous(memory_format=memory_format), y_val.to(device)
     try:
-        for epoch in range(recipe.epochs):
+        for epoch in range(first_epoch, last_epoch):
             model.train()
             loss_sum = torch.zeros((), device=device)
             batches = 0
@@ -181,7 +205,7 @@ def train_child(
             faults.point("train")
             if watch:
                 curve.append(accuracy(model, xv, yv))
-                limit = stop_thresholds[epoch] if epoch < len(stop_thresholds) else None
+                limit = stop_thresholds[epoch] if epoch < len(stop_thresholds) else None  # type: ignore[arg-type]
                 if limit is not None and curve[-1] < limit and epoch + 1 < recipe.epochs:
                     model.to("cpu", memory_format=torch.contiguous_format)
                     raise EarlyStopped(
@@ -195,8 +219,36 @@ def train_child(
                 raise ChildFailure(f"training loss became {loss_value} (diverged)")
     except torch.OutOfMemoryError as exc:
         raise ChildFailure(f"out of memory on {device}: {exc}") from exc
+    state = None
+    if last_epoch < recipe.epochs:
+
+        def cpu(tensors: dict) -> dict:
+            return {k: v.detach().cpu().clone() for k, v in tensors.items()}
+
+        state = {
+            "epoch": last_epoch,
+            "model": cpu(model.state_dict()),
+            "optimizer": _to_cpu(opt.state_dict()),
+            "scheduler": sched.state_dict(),
+            "batch_generator": gen.get_state(),
+            "augment_generator": aug_gen.get_state(),
+            "ema": cpu(ema) if ema is not None else None,
+            "ema_steps": ema_steps,
+        }
     if ema is not None:
         model.load_state_dict({**model.state_dict(), **ema})  # the averaged weights are the result
     val = None if x_val is None or y_val is None else accuracy(model, x_val.to(device), y_val.to(device))
     model.to("cpu", memory_format=torch.contiguous_format)
-    return TrainResult(val, loss_value, time.perf_counter() - start, recipe.epochs, tuple(curve))
+    return TrainResult(val, loss_value, time.perf_counter() - start, last_epoch, tuple(curve), state)
+
+
+def _to_cpu(obj):
+    """An optimizer state with every tensor copied to the CPU (it is saved to disk and may be
+    resumed on another device)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
