@@ -1,104 +1,315 @@
-"""Quality: a search on the CIFAR-10 ImageFolder with a hard 150,000-parameter budget, and the
-winner next to a hand-designed reference of similar size trained by the same trainer.
+"""Quality on real photos: the searched winner against hand-designed edge networks.
 
-1. `run_search` with the default pipeline on `folder:PATH` (a stratified subset of
-   --max-images; 80 / 10 / 10 train / validation / test), --budget 150000, cpu-arm timing,
-   children trained for --search-epochs (low fidelity).
-2. The winner's architecture and the reference (a plain 4-layer VGG-style CNN, 3x3 convs,
-   32-64-64-128 channels, stride 2 at layers 2 and 4: 131,754 params on 3x32x32) are each trained from
-   scratch with the same recipe for --final-epochs on the train split, and scored once on the
-   held-out test split (never seen by the search). Seeds fixed; printed side by side.
+One dataset (a stratified subset of the CIFAR-10 JPEGs, split as `pipelines/photos.toml` says:
+70 / 10 / 20 train / validation / test), one recipe (the photos pipeline's [final_training]:
+random crops and flips on the device, label smoothing, EMA of the weights), one trainer.
+
+Phases (each resumable: results are appended to --out, a JSON file, and finished rows are kept):
+
+- `references`: ResNet-8 (MLPerf Tiny's image-classification topology: 16-32-64 channels,
+  ~78k params), a MobileNetV2-style network scaled under the budget (inverted residuals,
+  expansion 6, 3x3 depthwise; a point of `--space mobile`) and the 4-layer VGG-style network the
+  earlier version of this benchmark used. Each is trained exactly as `edgenas export` trains a
+  winner (train + validation, the final recipe, the same seed rule), scored once on the test split.
+- `search`: `edgenas search` through the product's own code path (the photos pipeline, --space,
+  the multi-fidelity schedule, --budget, --profile cpu-arm, --max-minutes), then `edgenas export
+  --int8` of its winner (the same final training as the references).
+- `table`: every row side by side: test accuracy (fp32 and int8), params, MACs, `cpu-arm`
+  latency (Pi 5 prediction; `~` outside the calibration's fit), int8 model size, and compute
+  (CPU minutes: wall seconds x torch threads; the search row adds its search).
 
     tar xzf ../shared/data/cifar10-jpg-train.tar.gz -C /tmp/data
-    python benchmarks/cifar_quality.py --data /tmp/data/cifar10-jpg-train --max-images 10000
-
-For scale (not comparable, full data and 50 epochs): Mohandoss & Dwivedi's best multi-objective
-network, 5 conv layers at stride 1 with 161,346 params, reached 71.7 % on CIFAR-10.
+    python benchmarks/cifar_quality.py --data /tmp/data/cifar10-jpg-train --max-images 12500 \
+        --phase references --out cifar.json
+    python benchmarks/cifar_quality.py --data /tmp/data/cifar10-jpg-train --max-images 12500 \
+        --phase search --max-minutes 60 --runs-dir runs-cifar --out cifar.json
+    python benchmarks/cifar_quality.py --out cifar.json --phase table
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import json
 import time
 from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block as MLPerf Tiny's ResNet-8 has it (1x1 projection when the shape changes)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def resnet8(in_channels: int, num_classes: int) -> nn.Module:
+    """MLPerf Tiny image classification reference: stem 16, stacks 16 / 32 (s2) / 64 (s2), pool, dense."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        BasicBlock(16, 16, 1),
+        BasicBlock(16, 32, 2),
+        BasicBlock(32, 64, 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, num_classes),
+    )
+
+
+def references(input_shape, num_classes):
+    """name -> (builder, description). The MobileNetV2 and VGG networks are points of edgenas's own
+    spaces (mobile, layerwise), built by their builders."""
+    from edgenas.spaces.layerwise import Layer, LayerwiseArch, LayerwiseSpace
+    from edgenas.spaces.mobile import MobileArch, MobileBlock, MobileSpace, MobileStage
+
+    mobile = MobileSpace(input_shape, num_classes)
+
+    def ir(t: int) -> MobileBlock:
+        return MobileBlock(3, t, False)
+
+    mbv2 = MobileArch(
+        (
+            MobileStage(16, (ir(1),)),
+            MobileStage(24, (ir(6), ir(6))),
+            MobileStage(32, (ir(6), ir(6), ir(6))),
+            MobileStage(64, (ir(6), ir(6))),
+        )
+    )
+    layerwise = LayerwiseSpace(input_shape, num_classes)
+    vgg = LayerwiseArch((Layer(32, 3, 1, ()), Layer(64, 3, 2, (0,)), Layer(64, 3, 1, (1,)), Layer(128, 3, 2, (2,))))
+    return {
+        "ResNet-8 (MLPerf Tiny)": (lambda: resnet8(input_shape[0], num_classes), "16-32-64 basic blocks"),
+        "MobileNetV2-style": (lambda: mobile.build(mbv2), str(mbv2)),
+        "VGG-style 4-layer": (lambda: layerwise.build(vgg), str(vgg)),
+    }
+
+
+def load_results(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {"rows": {}}
+
+
+def save_results(path: Path, results: dict) -> None:
+    from edgenas.fsutil import atomic_write_json
+
+    atomic_write_json(path, results)
+
+
+def pipeline_for(args):
+    from edgenas.config import load_pipeline
+
+    pipe = load_pipeline(args.pipeline).override(
+        "dataset", name=f"folder:{args.data}", max_images=args.max_images, split_seed=args.seed
+    )
+    if args.final_epochs:
+        pipe = pipe.override("final_training", epochs=args.final_epochs)
+    return pipe
+
+
+def describe(model: nn.Module, data, profile, seed: int, images: int = 512) -> dict:
+    """params, MACs, cpu-arm latency and the int8 model's size and test accuracy of a trained model."""
+    import onnxruntime as ort
+
+    from edgenas.measure.cost import static_cost
+    from edgenas.measure.export import INPUT_NAME, export_onnx, onnx_logits
+    from edgenas.measure.latency import measure_latency, outside_fit_note
+    from edgenas.measure.quantize import batched_feeds, calibration_images, quantize_int8
+
+    model.eval()
+    cost = static_cost(model, data.input_shape)
+    graph = export_onnx(model, data.input_shape)
+    lat = measure_latency(graph, profile)
+    int8 = quantize_int8(graph, batched_feeds(calibration_images(data.x_train, images, seed), INPUT_NAME))
+    session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
+    preds = onnx_logits(session, data.x_test.cpu()).argmax(1)
+    return {
+        "params": cost.params,
+        "macs": cost.macs,
+        "latency_ms": lat.median_ms,
+        "latency_outside_fit": bool(outside_fit_note(lat)),
+        "int8_bytes": len(int8),
+        "int8_test_accuracy": float((preds == data.y_test.cpu().numpy()).mean()),
+    }
+
+
+def phase_references(args, out: Path) -> None:
+    from edgenas.evaluate import child_seed
+    from edgenas.profiles import load_profile
+    from edgenas.training.data import load_pipeline_dataset
+    from edgenas.training.trainer import accuracy, resolve_device, train_child
+
+    pipe = pipeline_for(args)
+    data = load_pipeline_dataset(pipe)
+    profile = load_profile("cpu-arm")
+    device = resolve_device(pipe.search.device)
+    results = load_results(out)
+    results["dataset"] = {
+        "max_images": args.max_images,
+        "train": len(data.y_train),
+        "val": len(data.y_val),
+        "test": len(data.y_test),
+    }
+    x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
+    recipe = pipe.final_training
+    for name, (build, text) in references(data.input_shape, data.num_classes).items():
+        if name in results["rows"] and results["rows"][name].get("epochs") == recipe.epochs:
+            print(f"{name}: kept from {out}")
+            continue
+        seed = child_seed(pipe.search.seed, name)
+        torch.manual_seed(seed)
+        model = build()
+        print(f"{name}: training {recipe.epochs} epochs on {len(y_all)} images ({device}) ...", flush=True)
+        trained = train_child(model, x_all, y_all, None, None, recipe, seed, device)
+        row = {
+            "kind": "reference",
+            "architecture": text,
+            "epochs": recipe.epochs,
+            "test_accuracy": accuracy(model, data.x_test, data.y_test),
+            "train_seconds": trained.train_seconds,
+            "cpu_minutes": trained.train_seconds * torch.get_num_threads() / 60,
+            **describe(model, data, profile, seed),
+        }
+        results["rows"][name] = row
+        save_results(out, results)
+        print(f"{name}: test {100 * row['test_accuracy']:.2f} %, {row['params']:,} params", flush=True)
+
+
+def phase_search(args, out: Path) -> None:
+    """The search and the export as a user runs them: the `edgenas` CLI, in a subprocess."""
+    import subprocess
+    import sys
+
+    run_dir = Path(args.runs_dir) / "cifar-quality"
+    search = [
+        sys.executable, "-m", "edgenas", "search",
+        "--pipeline", args.pipeline,
+        "--dataset", f"folder:{args.data}", "--max-images", str(args.max_images),
+        "--budget", str(args.budget), "--profile", "cpu-arm",
+        "--children", str(args.children), "--seed", str(args.seed),
+        "--max-minutes", str(args.max_minutes), "--runs-dir", args.runs_dir,
+    ]  # fmt: skip
+    if args.space:
+        search += ["--space", args.space]
+    if args.search_epochs:
+        search += ["--epochs", str(args.search_epochs)]
+    if args.max_latency_ms:
+        search += ["--max-latency-ms", str(args.max_latency_ms)]
+    if args.fidelity:
+        search += [
+            "--fidelity",
+            args.fidelity,
+            "--min-epochs",
+            str(args.min_epochs),
+            "--reduction",
+            str(args.reduction),
+        ]
+    search += ["--resume", str(run_dir)] if run_dir.is_dir() else ["--name", "cifar-quality"]
+    print("$", " ".join(search[2:]), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(search, check=True)
+    search_s = time.perf_counter() - t0
+    if (run_dir / "search_seconds").is_file():  # an earlier, interrupted part of the same search
+        search_s += float((run_dir / "search_seconds").read_text())
+    export = [sys.executable, "-m", "edgenas", "export", str(run_dir), "--int8", "--max-int8-drop", "1.0"]
+    if args.final_epochs:
+        raise SystemExit("--final-epochs applies to references only; the search's pipeline file sets the export's")
+    print("$", " ".join(export[2:]), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(export, check=True)
+    export_s = time.perf_counter() - t0
+    from edgenas.measure.latency import outside_fit_note
+
+    m = json.loads((run_dir / "bundle" / "manifest.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    fp32, int8 = m["models"]["fp32"], m["models"]["int8"]
+    results = load_results(out)
+    threads = torch.get_num_threads()
+    results["rows"]["edgenas winner"] = {
+        "kind": "search",
+        "architecture": manifest["winner"]["arch_key"],
+        "epochs": m["final_training"]["epochs"],
+        "test_accuracy": m["test_accuracy"],
+        "params": m["params"],
+        "macs": m["macs"],
+        "latency_ms": fp32["latency"]["median_ms"],
+        "latency_outside_fit": bool(outside_fit_note(fp32["latency"])),
+        "int8_bytes": int8["bytes"],
+        "int8_test_accuracy": int8["test_accuracy"],
+        "search_seconds": search_s,
+        "export_seconds": export_s,
+        "cpu_minutes": (search_s + export_s) * threads / 60,
+        "counts": manifest["search"].get("counts") or {k: manifest["search"].get(k) for k in ("trained", "rejected")},
+        "command": " ".join(search[2:]),
+    }
+    save_results(out, results)
+
+
+def phase_table(out: Path) -> None:
+    results = load_results(out)
+    ds = results.get("dataset", {})
+    print(
+        f"CIFAR-10 JPEGs, {ds.get('max_images')} images: {ds.get('train')} train / {ds.get('val')} val / "
+        f"{ds.get('test')} test; every network trained on train + val with the photos pipeline's final recipe"
+    )
+    print(
+        "| network | test % | int8 test % | params | MACs | cpu-arm ms | int8 KiB | CPU min |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    for name, r in sorted(results["rows"].items(), key=lambda kv: -kv[1]["test_accuracy"]):
+        mark = "~" if r.get("latency_outside_fit") else ""
+        print(
+            f"| {name} | {100 * r['test_accuracy']:.2f} | {100 * r['int8_test_accuracy']:.2f} | {r['params']:,} | "
+            f"{r['macs'] / 1e6:.1f}M | {mark}{r['latency_ms']:.2f} | {r['int8_bytes'] / 1024:.0f} | "
+            f"{r['cpu_minutes']:.0f} |"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True, help="CIFAR-10 ImageFolder (the extracted cifar10-jpg-train)")
-    ap.add_argument("--max-images", type=int, default=10000)
-    ap.add_argument("--children", type=int, default=24)
-    ap.add_argument("--search-epochs", type=int, default=3)
-    ap.add_argument("--final-epochs", type=int, default=15)
+    ap.add_argument("--phase", choices=("references", "search", "table"), required=True)
+    ap.add_argument("--data", help="CIFAR-10 ImageFolder (the extracted cifar10-jpg-train)")
+    ap.add_argument("--out", default="cifar_quality.json", help="results file (JSON), kept between phases")
+    ap.add_argument("--pipeline", default="photos")
+    ap.add_argument("--max-images", type=int, default=12500)
+    ap.add_argument("--final-epochs", type=int, default=0, help="override [final_training] epochs (0: the pipeline's)")
+    ap.add_argument("--space", default="", help="search space (default: the pipeline's)")
+    ap.add_argument("--children", type=int, default=400)
+    ap.add_argument("--search-epochs", type=int, default=0, help="override [training] epochs (0: the pipeline's)")
+    ap.add_argument("--max-minutes", type=float, default=60.0)
     ap.add_argument("--budget", type=int, default=150_000)
+    ap.add_argument("--max-latency-ms", type=float, default=0.0, help="the search's hard cpu-arm latency limit")
+    ap.add_argument("--fidelity", default="", help="asha (multi-fidelity) or none (default: the pipeline's)")
+    ap.add_argument("--min-epochs", type=int, default=1)
+    ap.add_argument("--reduction", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--runs-dir", default=None, help="keep the search's run directory here (default: a temp dir)")
-    ap.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the search in RUNS_DIR/cifar-quality if an earlier run was cut off",
-    )
+    ap.add_argument("--runs-dir", default="runs-cifar-quality")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, the cores)")
     args = ap.parse_args()
-    import torch
-
-    from edgenas.config import load_pipeline
-    from edgenas.measure.cost import count_params
-    from edgenas.search import prepare, run_search
-    from edgenas.spaces.layerwise import Layer, LayerwiseArch
-    from edgenas.training.trainer import TrainRecipe, accuracy, resolve_device, train_child
-
-    with tempfile.TemporaryDirectory() as tmp:
-        pipe = (
-            load_pipeline("default")
-            .override("search", children=args.children, seed=args.seed, runs_dir=args.runs_dir or tmp)
-            .override("training", epochs=args.search_epochs)
-            .override(
-                "dataset", name=f"folder:{args.data}", max_images=args.max_images, val_fraction=0.1, test_fraction=0.1
-            )
-            .override("reward", budget_params=args.budget)
-        )
-        prepared = prepare(pipe)
-        data, space = prepared.data, prepared.space
-        t0 = time.perf_counter()
-        run_dir = Path(args.runs_dir or tmp) / "cifar-quality"
-        if args.resume and run_dir.is_dir():
-            result = run_search(pipe, run_dir=run_dir, prepared=prepared, resume=True)
-        else:
-            result = run_search(pipe, prepared=prepared, run_name="cifar-quality")
-        search_s = time.perf_counter() - t0
-        win = result.winner
-        print(
-            f"search: {result.counts} in {search_s:.0f} s ({args.children} children, {args.search_epochs} epochs, "
-            f"{len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test images)"
-        )
-        print(
-            f"winner {win['arch_key']}: {win['params']:,} params, val {win['val_accuracy']:.4f} "
-            f"(search training), latency {win['latency']['median_ms']:.3f} ms ({win['latency']['label']})"
-        )
-        reference = LayerwiseArch(
-            (Layer(32, 3, 1, ()), Layer(64, 3, 2, (0,)), Layer(64, 3, 1, (1,)), Layer(128, 3, 2, (2,)))
-        )
-        device = resolve_device("auto")
-        recipe = TrainRecipe(epochs=args.final_epochs, batch_size=64, learning_rate=0.1)
-        rows = []
-        for name, arch in (
-            ("edgenas winner", space.arch_from_json(win["architecture"])),
-            ("hand-designed reference", reference),
-        ):
-            torch.manual_seed(args.seed)
-            model = space.build(arch)
-            t0 = time.perf_counter()
-            res = train_child(model, data.x_train, data.y_train, data.x_val, data.y_val, recipe, args.seed, device)
-            test = accuracy(model, data.x_test, data.y_test)
-            rows.append((name, count_params(model), res.val_accuracy, test, time.perf_counter() - t0))
-        print(
-            f"\nboth trained from scratch for {args.final_epochs} epochs on the same {len(data.y_train)} images, "
-            f"device {device}"
-        )
-        print(f"{'network':>24} {'params':>9} {'val %':>7} {'test %':>7} {'train s':>8}")
-        for name, params, val, test, secs in rows:
-            print(f"{name:>24} {params:9,} {100 * val:7.2f} {100 * test:7.2f} {secs:8.0f}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if args.phase != "table" and not args.data:
+        ap.error("--data is needed for the references and search phases")
+    if args.phase == "references":
+        phase_references(args, out)
+    elif args.phase == "search":
+        phase_search(args, out)
+    phase_table(out)
 
 
 if __name__ == "__main__":
