@@ -35,9 +35,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from edgenas import __version__
 from edgenas.agent_protocol import MAX_SKEW_S, read_token, sign
 from edgenas.errors import EdgenasError, MeasurementError, ModelFileError, ProfileError
+from edgenas.version import __version__
 
 MAX_UPLOADS = 2  # request bodies read at the same time
 

@@ -19,7 +19,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-import edgenas
 from edgenas.errors import EdgenasError, MeasurementError, RunDirError
 from edgenas.evaluate import child_seed
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
@@ -32,6 +31,7 @@ from edgenas.spaces import from_pipeline
 from edgenas.store import Store
 from edgenas.training.data import Dataset, load_pipeline_dataset
 from edgenas.training.trainer import accuracy, resolve_device, train_child
+from edgenas.version import __version__
 
 
 class Int8Refused(EdgenasError):
@@ -185,7 +185,7 @@ def bundle_manifest(
     run_dir, trial, pipeline, profile, data, test_acc, train_seconds, variants, finished
 ) -> dict[str, Any]:
     return {
-        "edgenas_version": edgenas.__version__,
+        "edgenas_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(),
         "source": {
             "run_dir": str(run_dir),

@@ -53,7 +53,12 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         updates = [dict(r) for r in store.updates()]
         meta = {k: store.get_meta(k) for k in ("pipeline", "profile", "command", "started_at", "finished_at")}
         top = store.top(10)
+        rung_results = store.rung_results()
     ok = [t for t in trials.values() if t.status == "ok"]
+    rungs = rung_summary(rung_results)
+    if rungs:  # multi-fidelity: accuracies of different rungs are not compared, fronts are the top rung's
+        top_rung = max(t.rung or 0 for t in ok)
+        ok = [t for t in ok if (t.rung or 0) == top_rung]
     lat_front = pareto_front(
         [(t.latency_median_ms, t.val_accuracy, t.id) for t in ok if t.latency_median_ms is not None]
     )
@@ -88,7 +93,31 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         "rejected_reasons": Counter(_reason_kind(t.reason) for t in trials.values() if t.status == "rejected"),
         "failed_reasons": Counter(_reason_kind(t.error) for t in trials.values() if t.status == "failed"),
         "stopped_reasons": Counter("median rule" for t in trials.values() if t.status == "stopped"),
+        "rungs": rungs,
     }
+
+
+def rung_summary(results: Sequence[Any]) -> list[dict[str, Any]]:
+    """Per rung of a multi-fidelity search: epochs, children that reached it, how many went on,
+    the best and median validation accuracy there (empty without multi-fidelity)."""
+    by_rung: dict[int, list[Any]] = {}
+    for r in results:
+        by_rung.setdefault(r.rung, []).append(r)
+    out = []
+    for rung in sorted(by_rung):
+        rows = by_rung[rung]
+        accs = sorted(r.val_accuracy for r in rows if r.val_accuracy is not None)
+        out.append(
+            {
+                "rung": rung,
+                "epochs": rows[0].epochs,
+                "children": len(rows),
+                "promoted": len(by_rung.get(rung + 1, [])),
+                "best_val_accuracy": accs[-1] if accs else None,
+                "median_val_accuracy": accs[len(accs) // 2] if accs else None,
+            }
+        )
+    return out
 
 
 # -- plots ------------------------------------------------------------------------------------
@@ -306,6 +335,28 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
         )
     for title, png in figures:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
+    if d["rungs"]:
+        parts.append(
+            "<h2>Multi-fidelity rungs</h2><p>Every child trains the first rung's epochs; the best of each rung "
+            "continue from where they stopped. Accuracies are compared only within a rung; the winner and the "
+            "Pareto fronts come from the highest rung.</p>"
+        )
+        parts.append(
+            _table(
+                ("rung", "epochs", "children", "went on", "best val acc", "median val acc"),
+                [
+                    (
+                        r["rung"],
+                        r["epochs"],
+                        r["children"],
+                        r["promoted"],
+                        _pct(r["best_val_accuracy"]),
+                        _pct(r["median_val_accuracy"]),
+                    )
+                    for r in d["rungs"]
+                ],
+            )
+        )
     parts.append("<h2>Top candidates</h2>")
     if any(outside_fit_note(t.latency) for t in d["top"]):
         parts.append("<p>'~': latency predicted outside what the calibration saw (a rough number).</p>")

@@ -13,6 +13,10 @@ Reward modes, for the candidates that pass:
              (Mohandoss & Dwivedi)
   piecewise  R = accuracy - slope * sum over set thresholds of max(0, value/threshold - 1)
              for params, FLOPs and latency (Neural Architect)
+  mnas       R = accuracy * (latency / latency_target_ms) ^ mnas_weight, w = -0.07 by default
+             (MnasNet's soft reward: slower than the target costs, faster earns, smoothly)
+  tunas      R = accuracy + mnas_weight * |latency / latency_target_ms - 1| (TuNAS's absolute
+             reward: the target is where the reward peaks, faster is not better)
 A soft latency limit adds latency_weight * max(0, latency/max_latency_ms - 1) to the penalty.
 """
 
@@ -23,7 +27,7 @@ from dataclasses import asdict, dataclass
 from edgenas import schema
 from edgenas.errors import ConfigError
 
-MODES = ("budget", "linear", "piecewise")
+MODES = ("budget", "linear", "piecewise", "mnas", "tunas")
 LATENCY_LIMITS = ("hard", "soft")
 
 
@@ -43,6 +47,8 @@ class RewardConfig:
     latency_threshold_ms: float | None = None
     max_ram_kb: float | None = None  # hard limit on peak activation RAM (KiB), like a profile's
     max_flash_kb: float | None = None  # hard limit on flash (KiB): weights + per-op overhead
+    latency_target_ms: float | None = None  # mnas / tunas: the latency target T
+    mnas_weight: float = -0.07  # mnas: the exponent w; tunas: the coefficient beta (both <= 0)
 
     def __post_init__(self) -> None:
         schema.require_finite(self, "reward")
@@ -67,6 +73,17 @@ class RewardConfig:
         for name in ("latency_weight", "params_weight", "flops_weight", "piecewise_slope"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"reward {name} must be >= 0, got {getattr(self, name)}")
+        if self.mode in ("mnas", "tunas"):
+            if self.latency_target_ms is None or self.latency_target_ms <= 0:
+                raise ConfigError(
+                    f"reward mode {self.mode} needs a positive latency target; give --latency-target-ms "
+                    "(the latency, in ms of the profile statistic, the reward is built around)"
+                )
+            if self.mnas_weight > 0:
+                raise ConfigError(
+                    f"reward mnas_weight must be <= 0 (MnasNet's w = -0.07 penalises slower networks), "
+                    f"got {self.mnas_weight}"
+                )
         if self.mode == "piecewise" and not any(
             (self.params_threshold, self.flops_threshold, self.latency_threshold_ms)
         ):
@@ -77,7 +94,11 @@ class RewardConfig:
     @property
     def needs_latency(self) -> bool:
         """Whether the reward or a gate uses latency (it is measured anyway; this is for docs)."""
-        return self.max_latency_ms is not None or (self.mode == "piecewise" and self.latency_threshold_ms is not None)
+        return (
+            self.max_latency_ms is not None
+            or self.mode in ("mnas", "tunas")
+            or (self.mode == "piecewise" and self.latency_threshold_ms is not None)
+        )
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,12 @@ def compute_reward(
         f_pen = cfg.piecewise_slope * _excess(flops, cfg.flops_threshold)
         if latency_ms is not None:
             l_pen = cfg.piecewise_slope * _excess(latency_ms, cfg.latency_threshold_ms)
+    elif cfg.mode in ("mnas", "tunas") and latency_ms is not None and cfg.latency_target_ms:
+        ratio = max(latency_ms, 1e-9) / cfg.latency_target_ms
+        if cfg.mode == "mnas":
+            l_pen = accuracy - accuracy * ratio**cfg.mnas_weight  # negative (a bonus) below the target
+        else:
+            l_pen = -cfg.mnas_weight * abs(ratio - 1.0)
     if cfg.max_latency_ms is not None and cfg.latency_limit == "soft" and latency_ms is not None:
         l_pen += cfg.latency_weight * _excess(latency_ms, cfg.max_latency_ms)
     total = accuracy - p_pen - f_pen - l_pen

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import edgenas
 from edgenas.config import Pipeline
 from edgenas.constraints import Constraints
 from edgenas.controllers.base import Controller
@@ -36,6 +35,7 @@ from edgenas.store import Store
 from edgenas.table import Table
 from edgenas.training.data import Dataset
 from edgenas.training.trainer import accuracy, predict
+from edgenas.version import __version__
 
 PARITY_TOLERANCE = 1e-4
 
@@ -59,7 +59,7 @@ def versions() -> dict[str, str]:
     import thop  # noqa: F401
 
     return {
-        "edgenas": edgenas.__version__,
+        "edgenas": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "onnx": onnx.__version__,
@@ -186,7 +186,7 @@ def onnx_metadata(
     """Metadata properties of a deployable model: enough to use it without edgenas."""
     lat = latency or {}
     return {
-        "edgenas_version": edgenas.__version__,
+        "edgenas_version": __version__,
         "architecture": json.dumps(arch),
         "classes": json.dumps(data.classes),
         "input_shape": json.dumps([-1, *data.input_shape]),
@@ -214,7 +214,7 @@ def finalize(
     winner.onnx (nothing was trained)."""
     counts = store.status_counts()
     manifest: dict[str, Any] = {
-        "edgenas_version": edgenas.__version__,
+        "edgenas_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(),
         "command": command,
         "run_dir": str(run_dir),

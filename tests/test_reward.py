@@ -34,6 +34,32 @@ def test_soft_latency_limit_is_a_penalty():
     assert compute_reward(soft, 0.9, 10, 10, 1.5).total == pytest.approx(0.9 - 0.1)
 
 
+def test_mnas_soft_reward_is_accuracy_times_latency_ratio_to_the_power_w():
+    cfg = RewardConfig(mode="mnas", latency_target_ms=2.0)
+    at = compute_reward(cfg, 0.8, 10, 10, 2.0)
+    assert at.total == pytest.approx(0.8) and at.latency_penalty == pytest.approx(0.0)
+    slow = compute_reward(cfg, 0.8, 10, 10, 4.0)
+    assert slow.total == pytest.approx(0.8 * 2.0**-0.07)  # twice the target: about 4.7 % less
+    fast = compute_reward(cfg, 0.8, 10, 10, 1.0)
+    assert fast.total == pytest.approx(0.8 * 0.5**-0.07) and fast.total > 0.8  # faster earns
+    # MnasNet's trade: 2x slower is worth it only for more than ~5 % relative accuracy
+    assert (
+        compute_reward(cfg, 0.8 * 1.06, 10, 10, 4.0).total
+        > at.total
+        > compute_reward(cfg, 0.8 * 1.04, 10, 10, 4.0).total
+    )
+    harsher = RewardConfig(mode="mnas", latency_target_ms=2.0, mnas_weight=-1.0)
+    assert compute_reward(harsher, 0.8, 10, 10, 4.0).total == pytest.approx(0.4)
+    assert cfg.needs_latency
+
+
+def test_tunas_absolute_reward_peaks_at_the_target():
+    cfg = RewardConfig(mode="tunas", latency_target_ms=2.0, mnas_weight=-0.5)
+    at, slow, fast = (compute_reward(cfg, 0.8, 10, 10, ms).total for ms in (2.0, 3.0, 1.0))
+    assert at == pytest.approx(0.8)
+    assert slow == pytest.approx(0.8 - 0.25) and fast == pytest.approx(0.8 - 0.25)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -44,6 +70,9 @@ def test_soft_latency_limit_is_a_penalty():
         ({"latency_limit": "maybe"}, "latency_limit"),
         ({"mode": "piecewise"}, "threshold"),
         ({"params_weight": -1.0}, ">= 0"),
+        ({"mode": "mnas"}, "--latency-target-ms"),
+        ({"mode": "tunas", "latency_target_ms": 0.0}, "positive latency target"),
+        ({"mode": "mnas", "latency_target_ms": 1.0, "mnas_weight": 0.07}, "mnas_weight must be <= 0"),
     ],
 )
 def test_bad_reward_settings(kwargs, match):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from edgenas import __version__
 from edgenas.cli import bench_cmd, calibrate_cmd, export_cmd, profiles_cmd, search_cmd
+from edgenas.version import __version__
 
 app = typer.Typer(
     name="edgenas",

@@ -71,6 +71,8 @@ def candidates_table(trials: list, title: str, pareto: dict[str, set[int]] | Non
         cols[cols.index("val acc")] = "val acc (int8)"
         cols.insert(cols.index("val acc (int8)") + 1, "fp32 val")
     cols += ["peak RAM KiB", "flash KiB"] if memory else []
+    rungs = any(t.rung is not None for t in trials)  # multi-fidelity: the highest rung each reached
+    cols += ["rung"] if rungs else []
     cols += ["Pareto"] if pareto is not None else []
     for col in cols + ["architecture"]:
         table.add_column(col, justify="left" if col == "architecture" else "right")
@@ -89,6 +91,8 @@ def candidates_table(trials: list, title: str, pareto: dict[str, set[int]] | Non
         if memory:
             m = t.memory or {}
             row += [fmt_kib(m.get("peak_ram_bytes")), fmt_kib(m.get("flash_bytes"))]
+        if rungs:
+            row.append("-" if t.rung is None else str(t.rung))
         if pareto is not None:
             row.append(",".join(name for name, ids in pareto.items() if t.id in ids))
         table.add_row(*row, t.arch_text)

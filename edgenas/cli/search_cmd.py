@@ -168,7 +168,19 @@ def search(
     ] = None,
     reward_mode: Annotated[
         Optional[str],
-        typer.Option("--reward-mode", help="budget (R = accuracy), linear (accuracy - weights x cost) or piecewise."),
+        typer.Option(
+            "--reward-mode",
+            help="budget (R = accuracy), linear (accuracy - weights x cost), piecewise, mnas "
+            "(accuracy x (latency/target)^w) or tunas (accuracy + w x |latency/target - 1|).",
+        ),
+    ] = None,
+    latency_target_ms: Annotated[
+        Optional[float],
+        typer.Option("--latency-target-ms", help="mnas / tunas modes: the latency target T in ms."),
+    ] = None,
+    mnas_weight: Annotated[
+        Optional[float],
+        typer.Option("--mnas-weight", help="mnas / tunas modes: the exponent (coefficient) w, <= 0; default -0.07."),
     ] = None,
     params_weight: Annotated[
         Optional[float], typer.Option("--params-weight", help="linear mode: penalty per million parameters.")
@@ -321,6 +333,8 @@ def search(
         params_threshold=params_threshold,
         flops_threshold=flops_threshold,
         latency_threshold_ms=latency_threshold_ms,
+        latency_target_ms=latency_target_ms,
+        mnas_weight=mnas_weight,
         max_latency_ms=max_latency_ms,
         latency_limit=latency_limit,
         max_ram_kb=max_ram_kb,
