@@ -1,17 +1,35 @@
 """edgenas: neural architecture search for small devices.
 
-The Python API (`edgenas.api`): `search`, `export`, `bench`, `load_run`, `make_pipeline`, and
-the result types `Run`, `Winner`. The modules `edgenas.search`, `edgenas.export` and
-`edgenas.bench` keep their names for `import edgenas.search as ...` / `from edgenas.search
-import ...`; as attributes of the package these names are the API's functions.
+The Python API (`edgenas.api`, loaded on first use so that `import edgenas` stays light, e.g.
+for the torch-free board agent): `search`, `export`, `bench`, `load_run`, `make_pipeline`,
+and the result types `Run`, `Winner`. The modules `edgenas.search`, `edgenas.export` and
+`edgenas.bench` keep their names for `from edgenas.search import ...`; as attributes of the
+package these names are the API's functions.
 """
 
-# The modules load first, so that these names end up bound to the API's functions (loading a
-# submodule sets the package attribute of its name).
-import edgenas.bench  # noqa: E402, F401
-import edgenas.export  # noqa: E402, F401
-import edgenas.search  # noqa: E402, F401
-from edgenas.api import Run, Winner, bench, export, load_run, make_pipeline, search  # noqa: E402
+import sys
+import types
+
 from edgenas.version import __version__
 
-__all__ = ["__version__", "search", "export", "bench", "load_run", "make_pipeline", "Run", "Winner"]
+_API = ("search", "export", "bench", "load_run", "make_pipeline", "Run", "Winner")
+__all__ = ["__version__", *_API]
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: object) -> None:
+        # Loading the submodule edgenas.search (export, bench) binds its name on the package;
+        # the API's function of that name is what `edgenas.search` means.
+        if name in _API and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+    def __getattr__(self, name: str) -> object:
+        if name in _API:
+            from edgenas import api
+
+            return getattr(api, name)
+        raise AttributeError(f"module 'edgenas' has no attribute '{name}'")
+
+
+sys.modules[__name__].__class__ = _Package
