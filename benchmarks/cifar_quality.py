@@ -194,6 +194,8 @@ def phase_search(args, out: Path) -> None:
     import subprocess
     import sys
 
+    if args.final_epochs:  # before an hour of search, not after it
+        raise SystemExit("--final-epochs applies to references only; the search's pipeline file sets the export's")
     run_dir = Path(args.runs_dir) / "cifar-quality"
     search = [
         sys.executable, "-m", "edgenas", "search",
@@ -226,8 +228,6 @@ def phase_search(args, out: Path) -> None:
     if (run_dir / "search_seconds").is_file():  # an earlier, interrupted part of the same search
         search_s += float((run_dir / "search_seconds").read_text())
     export = [sys.executable, "-m", "edgenas", "export", str(run_dir), "--int8", "--max-int8-drop", "1.0"]
-    if args.final_epochs:
-        raise SystemExit("--final-epochs applies to references only; the search's pipeline file sets the export's")
     print("$", " ".join(export[2:]), flush=True)
     t0 = time.perf_counter()
     subprocess.run(export, check=True)

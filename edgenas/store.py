@@ -294,14 +294,17 @@ class Store:
             raise
         return trial_id
 
-    def _insert_trial(self, values: dict[str, Any]) -> int:
+    @staticmethod
+    def _encoded(values: dict[str, Any]) -> dict[str, Any]:
+        """Trial column values as stored: names checked, JSON columns encoded."""
         unknown = set(values) - set(TRIAL_COLUMNS)
         if unknown:
             raise KeyError(f"unknown trial columns {sorted(unknown)}")
-        row = {k: values.get(k) for k in TRIAL_COLUMNS}
-        for k in _JSON_COLUMNS:
-            if row[k] is not None:
-                row[k] = json.dumps(row[k])
+        return {k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v for k, v in values.items()}
+
+    def _insert_trial(self, values: dict[str, Any]) -> int:
+        encoded = self._encoded(values)
+        row = {k: encoded.get(k) for k in TRIAL_COLUMNS}
         row["finished_at"] = time.time()
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
@@ -331,10 +334,7 @@ class Store:
         weights, rung) and the rung's row is added, in one transaction."""
         from edgenas import faults
 
-        unknown = set(trial) - set(TRIAL_COLUMNS)
-        if unknown:
-            raise KeyError(f"unknown trial columns {sorted(unknown)}")
-        values = {k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v for k, v in trial.items()}
+        values = self._encoded(trial)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             sets = ", ".join(f"{k} = ?" for k in values)
