@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from edgenas.config import Pipeline, load_pipeline
-from edgenas.errors import ConfigError, RunDirError
-from edgenas.rundir import DB_NAME, MANIFEST_NAME, load_run_pipeline
+from edgenas.errors import BudgetError, ConfigError, DataError, RunDirError
+from edgenas.rundir import ARRAYS_NAME, DB_NAME, MANIFEST_NAME, load_run_pipeline, make_run_dir
 from edgenas.store import Store, Trial
 
 
@@ -75,6 +75,16 @@ class Run:
         w = (self.manifest or {}).get("winner")
         return Winner.from_manifest(self.path, w) if w else None
 
+    @property
+    def front(self) -> list[Trial]:
+        """A multi-objective run's Pareto front (best validation accuracy first); [] otherwise."""
+        objectives = self.pipeline.reward.objectives
+        if not objectives:
+            return []
+        from edgenas.pareto import front
+
+        return front(self.trials("ok"), objectives)
+
     def trials(self, status: str | None = None) -> list[Trial]:
         """Every trial (or those with `status`: ok, rejected, failed, stopped), in evaluation order."""
         with Store(self.path / DB_NAME, readonly=True) as store:
@@ -110,87 +120,220 @@ _SECTIONS = {
                 "max_images"),
     "reward": ("budget_params", "mode", "max_latency_ms", "latency_limit", "params_weight", "flops_weight",
                "params_threshold", "flops_threshold", "latency_threshold_ms", "latency_target_ms", "mnas_weight",
-               "max_ram_kb", "max_flash_kb", "reject_reward"),
+               "max_ram_kb", "max_flash_kb", "reject_reward", "objectives"),
 }  # fmt: skip
+
+
+DataArg = Any  # a dataset name, (x, y), {"train": (x, y), "val": ..., "test": ..., "classes": [...]}, or a Dataset
 
 
 def make_pipeline(
     data: str | None = None,
     *,
-    pipeline: str | Path | None = None,
+    pipeline: str | Path | Pipeline | None = None,
     budget: int | None = None,
+    no_budget: bool = False,
     epochs: int | None = None,
-    space: str | None = None,
+    space: str | type | None = None,
     controller: str | None = None,
     **settings: Any,
 ) -> Pipeline:
-    """The pipeline a search with these settings runs: `pipeline` (default: 'default') with the
-    dataset name `data` (digits, mnist, fashion-mnist, cifar10, folder:PATH), `budget`, `epochs`,
-    `space`, `controller` and any of the pipeline's keys given by name (children=..., profile=...)."""
+    """The pipeline a search with these settings runs: `pipeline` (a name from pipelines/, a
+    file, or a Pipeline; default 'default') with the dataset name `data` (digits, mnist,
+    fashion-mnist, cifar10, folder:PATH, arrays:PATH.npz), `budget` (or `no_budget=True`),
+    `epochs`, `space` (a registered name, 'module:Class', or a SearchSpace subclass),
+    `controller` and any of the pipeline's keys given by name (children=..., profile=...).
+    None means "as the pipeline says"."""
     import dataclasses
 
     from edgenas.config import ControllerSettings, SpaceSettings
 
-    pipe = load_pipeline(pipeline or "default")
+    if budget is not None and budget <= 0:
+        raise BudgetError(f"--budget must be a positive number of parameters, got {budget}")
+    if budget is not None and no_budget:
+        raise ConfigError("--budget and --no-budget contradict each other; give one of them")
+    pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline or "default")
     values: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
     for key, value in settings.items():
         section = next((s for s, keys in _SECTIONS.items() if key in keys), None)
         if section is None:
             known = sorted(k for keys in _SECTIONS.values() for k in keys)
             raise ConfigError(f"'{key}' is not a search setting; use one of: {', '.join(known)}")
-        values[section][key] = value
+        values[section][key] = str(value) if isinstance(value, Path) else value
     if data is not None:
         if not isinstance(data, str):
-            raise ConfigError(
-                f"data must be a dataset name (digits, mnist, fashion-mnist, cifar10 or folder:PATH), got "
-                f"{type(data).__name__}; arrays in memory are not supported yet"
-            )
+            raise ConfigError(f"data must be a dataset name here, got {type(data).__name__}")
         values["dataset"]["name"] = data
     if budget is not None:
         values["reward"]["budget_params"] = budget
     for section, vals in values.items():
         pipe = pipe.override(section, **vals)
     pipe = pipe.override("training", epochs=epochs)
-    if space is not None and space != pipe.space.name:
-        pipe = dataclasses.replace(pipe, space=SpaceSettings(space, {}))
+    if no_budget:
+        pipe = dataclasses.replace(pipe, reward=dataclasses.replace(pipe.reward, budget_params=None))
+    if space is not None:
+        from edgenas.spaces import space_name
+
+        name = space_name(space)
+        if name != pipe.space.name:
+            pipe = dataclasses.replace(pipe, space=SpaceSettings(name, {}))
     if controller is not None and controller != pipe.controller.name:
         pipe = dataclasses.replace(pipe, controller=ControllerSettings(controller, {}))
     return pipe
 
 
 def search(
-    data: str | None = None,
+    data: DataArg = None,
     *,
     pipeline: str | Path | None = None,
     budget: int | None = None,
+    no_budget: bool = False,
     epochs: int | None = None,
-    space: str | None = None,
+    space: str | type | None = None,
     controller: str | None = None,
     name: str | None = None,
     resume: str | Path | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[Any], None] = True,
+    on_start: Callable[[Path, Any], None] | None = None,
+    no_cache: bool = False,
+    command: str = "edgenas.search",
     **settings: Any,
 ) -> Run:
     """Run a search (as `edgenas search` does) and return its run directory, finished.
 
-    `resume`: continue an interrupted search in that run directory (its own settings; nothing
-    else may be given then)."""
-    from edgenas.search import run_search
+    `data`: a dataset name (digits, mnist, fashion-mnist, cifar10 with `data_dir=`, folder:PATH,
+    arrays:PATH.npz), images in memory as `(x, y)` or `{"train": (x, y), "val": (x, y),
+    "test": (x, y), "classes": [...]}` (numpy arrays or torch tensors, N x C x H x W uint8
+    pixels or floats, integer labels; val and test optional, cut from train when missing), or a
+    `torch.utils.data.Dataset` of (image, label) pairs (decoded once). Arrays are written to
+    the run directory as data.npz, so `export` and `resume` find them.
+    `space`: a registered name, 'module:Class', or a SearchSpace subclass (importable by that
+    path, so worker processes can build it too).
+    `progress`: True (a rich line per child on stderr), False (silent) or a callable that gets
+    each `edgenas.search.Progress`. `on_start(run_dir, prepared)` is called once the settings
+    are checked and the run directory exists, before anything is trained.
+    `resume`: continue an interrupted search in that run directory with its own settings; any
+    setting given with it must equal the stored one."""
+    from edgenas.measure.latency import Measurer, default_measurer
+    from edgenas.search import prepare, run_search
 
+    on_progress = _progress(progress) if isinstance(progress, bool) else progress
+    options = dict(budget=budget, no_budget=no_budget, epochs=epochs, space=space, controller=controller, **settings)
     if resume is not None:
-        if any(v is not None for v in (data, pipeline, budget, epochs, space, controller, name)) or settings:
-            raise ConfigError("resume continues a run with its own settings; give nothing else with it")
+        if name is not None:
+            raise ConfigError("--resume continues an existing run directory; --name cannot rename it")
         run_dir = Path(resume)
-        pipe = load_run_pipeline(run_dir)
+        base = load_run_pipeline(run_dir)
+        if pipeline is not None:
+            _refuse_contradictions(run_dir, base, load_pipeline(pipeline))
         if (run_dir / MANIFEST_NAME).is_file():
             return load_run(run_dir)
-        run_search(pipe, run_dir=run_dir, resume=True, on_progress=_progress(progress), command="edgenas.search")
-        return load_run(run_dir)
-    pipe = make_pipeline(
-        data, pipeline=pipeline, budget=budget, epochs=epochs, space=space, controller=controller, **settings
-    )
-    result = run_search(pipe, run_name=name, on_progress=_progress(progress), command="edgenas.search")
-    return load_run(result.run_dir)
+        if data is not None and not isinstance(data, str):
+            raise ConfigError("resume reads the run's own data; give no data with it")
+        pipe = make_pipeline(data, pipeline=base, **options)
+        _refuse_contradictions(run_dir, base, pipe)
+        prepared = prepare(pipe)
+        arrays = None
+    else:
+        pipe = make_pipeline(data if isinstance(data, str) else None, pipeline=pipeline, **options)
+        arrays = None if data is None or isinstance(data, str) else _arrays_file(data, pipe)
+        if arrays is not None:
+            pipe = pipe.override("dataset", name=f"arrays:{arrays}")
+    try:
+        if resume is None:
+            prepared = prepare(pipe)  # bad input fails here, before any directory or training
+            run_dir = make_run_dir(pipe.search.runs_dir, prepared.profile.name, name)
+            if arrays is not None:  # the run keeps its data: export and resume read it there
+                import shutil
+
+                kept = (run_dir / ARRAYS_NAME).resolve()
+                shutil.move(arrays, kept)
+                pipe = pipe.override("dataset", name=f"arrays:{kept}")
+                prepared.data.name = pipe.dataset.name
+        if on_start is not None:
+            on_start(run_dir, prepared)
+        measurer = Measurer(use_cache=False) if no_cache else default_measurer()
+        run_search(
+            pipe,
+            run_dir=run_dir,
+            on_progress=on_progress,
+            command=command,
+            prepared=prepared,
+            resume=resume is not None,
+            measurer=measurer,
+        )
+    finally:
+        if arrays is not None:
+            arrays.unlink(missing_ok=True)
+    return load_run(run_dir)
+
+
+def _arrays_file(data: DataArg, pipe: Pipeline) -> Path:
+    """Images given in memory, checked and written to a temporary .npz (moved into the run
+    directory once it exists)."""
+    import os
+    import tempfile
+
+    from edgenas.training.data import check_arrays, save_arrays
+
+    classes = None
+    if isinstance(data, tuple) and len(data) == 2:
+        splits = {"train": data}
+    elif isinstance(data, dict):
+        splits = {k: v for k, v in data.items() if k != "classes"}
+        classes = data.get("classes")
+        for split, pair in splits.items():
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise DataError(f"data['{split}'] must be a pair (images, labels), got {type(pair).__name__}")
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        splits = {"train": _decode_dataset(data)}
+        classes = getattr(data, "classes", None)
+    else:
+        raise DataError(
+            f"data of type {type(data).__name__} is not a dataset: give a name (digits, folder:PATH, ...), "
+            "(x, y) arrays, a dict of splits or a torch Dataset"
+        )
+    checked, names, _ = check_arrays("data", splits, classes)
+    fd, name = tempfile.mkstemp(prefix="edgenas-arrays-", suffix=".npz")
+    os.close(fd)
+    try:
+        save_arrays(Path(name), checked, names)
+    except OSError as exc:
+        Path(name).unlink(missing_ok=True)
+        raise RunDirError(f"cannot write the data arrays to {name}: {exc}") from exc
+    return Path(name).resolve()
+
+
+def _decode_dataset(ds: Any) -> tuple[Any, Any]:
+    """A map-style Dataset of (image, label) pairs as two arrays; PIL images become C x H x W."""
+    import numpy as np
+
+    xs, ys = [], []
+    for i in range(len(ds)):
+        item = ds[i]
+        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
+            raise DataError(f"data[{i}] is a {type(item).__name__}; a Dataset must give (image, label) pairs")
+        x, y = item[0], item[1]
+        if hasattr(x, "mode") and hasattr(x, "size"):  # a PIL image: H x W (x C)
+            a = np.asarray(x)
+            x = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        xs.append(np.asarray(x.detach().cpu() if hasattr(x, "detach") else x))
+        ys.append(int(y))
+    if not xs:
+        raise DataError("the Dataset is empty; give images")
+    if len({a.shape for a in xs}) > 1:
+        raise DataError("the Dataset's images have different shapes; resize them to one size (e.g. a transform)")
+    return np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+
+def _refuse_contradictions(run_dir: Path, stored: Pipeline, requested: Pipeline) -> None:
+    diffs = stored.differences(requested)
+    if diffs:
+        raise ConfigError(
+            f"these settings contradict the ones {run_dir} was started with (stored -> requested): "
+            + "; ".join(diffs)
+            + ". Resume without them, or start a new search"
+        )
 
 
 def _progress(show: bool):
@@ -224,15 +367,18 @@ def export(
     max_int8_drop: float = 0.01,
     top: int = 1,
     out: str | Path | None = None,
-    progress: bool = True,
+    pick: str | None = None,
+    progress: bool | Callable[[str], None] = True,
 ) -> list[Any]:
-    """Retrain the winner (or the `top` best) on train + validation and write deployable bundles
-    (as `edgenas export`); returns one `BundleResult` (path, manifest) per bundle."""
+    """Retrain the winner (or the `top` best, or what `pick` chooses: 'knee', 'latency_ms<=2',
+    ... from the front of a multi-objective run) on train + validation and write deployable
+    bundles (as `edgenas export`); returns one `BundleResult` (path, manifest) per bundle.
+    `progress`: True (rich lines on stderr), False, or a callable given each step's message."""
     from edgenas.export import export_run
 
     path = run.path if isinstance(run, Run) else Path(run)
-    step = None
-    if progress:
+    step = progress if callable(progress) else None
+    if progress is True:
         from rich.console import Console
 
         console = Console(stderr=True)
@@ -248,6 +394,7 @@ def export(
         top=top,
         out=Path(out) if out is not None else None,
         on_step=step,
+        pick=pick,
     )
 
 

@@ -115,7 +115,7 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class DatasetSettings:
-    name: str = "digits"  # digits | mnist | fashion-mnist | cifar10 | folder:PATH
+    name: str = "digits"  # digits | mnist | fashion-mnist | cifar10 | folder:PATH | arrays:PATH.npz
     val_fraction: float = 0.15  # the reward's accuracy (of the training pool if the set has its own test split)
     test_fraction: float = 0.2  # only the final winner (unused where the set has an official test split)
     split_seed: int = 0
@@ -192,6 +192,8 @@ class Pipeline:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.pop("source")
+        for section in _TYPED_SECTIONS:  # JSON has lists, not tuples (e.g. reward.objectives)
+            data[section] = {k: list(v) if isinstance(v, tuple) else v for k, v in data[section].items()}
         return data
 
     def to_toml_dict(self) -> dict[str, Any]:

@@ -46,3 +46,7 @@ class SearchAborted(EdgenasError):
     """The search stopped on its own (too many children failed); what finished is saved."""
 
     exit_code = 1
+
+
+class SpaceCheckError(EdgenasError):
+    """A search space fails the conformance checks every space must pass (edgenas.testing)."""

@@ -77,6 +77,9 @@ class PendingChild:
     memory: MemoryEstimate | None = None
 
 
+_COST_CACHE: dict[tuple[int, str], tuple[Any, Any]] = {}  # (id(space), key) -> (space, StaticCost)
+
+
 def prepare_child(
     space: SearchSpace,
     arch: Any,
@@ -87,14 +90,29 @@ def prepare_child(
     seed: int,
     measure_timeout_s: float | None = None,
     measurer: Measurer | None = None,
+    lookup: bool = False,
 ) -> ChildResult | PendingChild:
     """Build, cost, gate, export and time one architecture (in this process, never while a
-    child trains). Returns the final result of a rejected or failed child, or what training needs."""
+    child trains). Returns the final result of a rejected or failed child, or what training needs.
+
+    `lookup`: a tabular search (results looked up, nothing trained or deployed). Under an
+    untimed profile with no RAM / flash limit nothing then needs the child's graph, so it is not
+    exported, and the static cost comes from a per-process cache when this space object has
+    costed this architecture before (exact: the same space and key build the same network)."""
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
-    torch.manual_seed(seed)
-    model = space.build(arch)
-    cost = static_cost(model, data.input_shape)
+    graph_free = lookup and not profile.timing and not constraints.needs_memory
+    cached = _COST_CACHE.get((id(space), arch.key())) if graph_free else None
+    if cached is not None and cached[0] is space:
+        cost = cached[1]
+    else:
+        torch.manual_seed(seed)
+        model = space.build(arch)
+        cost = static_cost(model, data.input_shape)
+        if graph_free:
+            if len(_COST_CACHE) > 50_000:
+                _COST_CACHE.clear()
+            _COST_CACHE[(id(space), arch.key())] = (space, cost)
     reason = constraints.check_params(cost.params)
     if reason:
         seconds["total"] = time.perf_counter() - t_start
@@ -104,6 +122,9 @@ def prepare_child(
     latency = None
     lat_ms = None
     memory = None
+    if graph_free:
+        seconds["total"] = time.perf_counter() - t_start
+        return PendingChild(arch, seed, cost.params, cost.macs, None, None, seconds, t_start, None)
     # Every child is exported: for timing, or (untimed microcontroller profiles) for its memory,
     # which is estimated wherever a RAM / flash limit exists and always shown for those profiles.
     wants_memory = constraints.needs_memory or not profile.timing

@@ -19,16 +19,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from edgenas.errors import EdgenasError, MeasurementError, RunDirError
+from edgenas.config import Pipeline
+from edgenas.errors import ConfigError, EdgenasError, MeasurementError, RunDirError
 from edgenas.evaluate import child_seed
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
 from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_logits
 from edgenas.measure.latency import make_session, measure_latency, outside_fit_note
 from edgenas.measure.quantize import batched_feeds, calibration_images, quantize_int8
+from edgenas.pareto import Pick, front, goodness, knee_order, parse_pick, trial_values
 from edgenas.profiles import Profile, load_profile
 from edgenas.rundir import DB_NAME, load_run_pipeline, onnx_metadata, versions, write_verified_onnx
 from edgenas.spaces import from_pipeline
-from edgenas.store import Store
+from edgenas.store import Store, Trial
 from edgenas.training.data import Dataset, load_pipeline_dataset
 from edgenas.training.trainer import accuracy, resolve_device, train_child
 from edgenas.version import __version__
@@ -67,6 +69,39 @@ def quantize_bundle_int8(
     return len(calibration)
 
 
+def picked(store: Store, pipeline: Pipeline, pick: Pick, top: int) -> list[Trial]:
+    """The `top` trials `pick` chooses (see `export_run`); ConfigError listing the candidates
+    when none satisfies it."""
+    objectives = pipeline.reward.objectives
+    if objectives:
+        candidates, what = front(store.trials("ok"), objectives), "front"
+    elif pick.knee:
+        raise ConfigError(
+            "--pick knee needs a multi-objective run (edgenas search --objectives accuracy,latency); this run "
+            "optimised one reward: pick by conditions instead, e.g. --pick 'latency_ms<=2'"
+        )
+    else:
+        candidates, what = store.top(store.status_counts()["ok"]), "finished children"
+    matches = [t for t in candidates if pick.accepts(trial_values(t))]
+    if pick.knee and matches:
+        vectors = [goodness(objectives or (), trial_values(t)) for t in matches]
+        matches = [matches[i] for i in knee_order(vectors)]  # type: ignore[arg-type]
+    if not matches:
+        listing = "; ".join(_describe(t) for t in candidates[:12]) + (" ..." if len(candidates) > 12 else "")
+        raise ConfigError(
+            f"no member of the {what} satisfies --pick '{pick}'; the {what} ({len(candidates)}): "
+            f"{listing or 'none'}. Loosen the pick"
+        )
+    return matches[:top]
+
+
+def _describe(t: Trial) -> str:
+    v = trial_values(t)
+    lat = f", latency {v['latency']:.4g} ms" if v["latency"] is not None else ""
+    acc = 100 * (v["accuracy"] or 0.0)
+    return f"trial {t.id}: val {acc:.2f} %, {t.params:,} params, {v['flops'] or 0:,} FLOPs{lat}"
+
+
 def export_run(
     run_dir: Path,
     profile_name: str | None = None,
@@ -77,13 +112,19 @@ def export_run(
     calibration_images: int = 512,
     on_step: Callable[[str], None] | None = None,
     calibration_data: np.ndarray | None = None,
+    pick: str | None = None,
 ) -> list[BundleResult]:
     """Write a bundle for the best finished child (or each of the `top` best) of `run_dir`.
 
+    `pick` ('knee', 'latency_ms<=2', 'params<=50000, accuracy>=0.95', ...) chooses among the
+    front of a multi-objective run (`--objectives`), or among all finished children of a
+    single-objective one (ranked by reward); with `top`, the `top` best that satisfy it (knee:
+    closest to the ideal point first; conditions alone: best validation accuracy first).
     `calibration_data` (normalised, N x C x H x W) replaces the training images that calibrate
     the int8 model: use your own representative images."""
     if top < 1:
         raise EdgenasError(f"--top must be >= 1, got {top}")
+    chosen = parse_pick(pick) if pick is not None else None
     if not 0 <= max_int8_drop <= 1:
         raise EdgenasError(f"--max-int8-drop must be between 0 and 1 (a fraction of accuracy), got {max_int8_drop}")
     step = on_step or (lambda msg: None)
@@ -101,7 +142,7 @@ def export_run(
     if device.type == "cuda" and not torch.cuda.is_available():
         device = torch.device("cpu")
     with Store(run_dir / DB_NAME, readonly=True) as store:
-        trials = store.top(top)
+        trials = store.top(top) if chosen is None else picked(store, pipeline, chosen, top)
         finished = store.get_meta("finished_at") is not None
     if not trials:
         raise RunDirError(f"{run_dir} has no finished child to export yet; let the search train at least one")
@@ -173,6 +214,8 @@ def export_run(
         manifest = bundle_manifest(
             run_dir, trial, pipeline, profile, data, test_acc, trained.train_seconds, variants, finished
         )
+        if chosen is not None:
+            manifest["pick"] = {"expression": str(chosen), "rank": rank, "from_front": bool(pipeline.reward.objectives)}
         atomic_write_json(bundle / "manifest.json", manifest)
         atomic_write_bytes(bundle / "README.txt", bundle_readme(manifest).encode("utf-8"))
         results.append(BundleResult(bundle, manifest))

@@ -20,15 +20,19 @@ def atomic_write_bytes(path: Path, data: bytes, fault_point: str | None = None) 
     from edgenas import faults
 
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        half = len(data) // 2
-        fh.write(data[:half])
-        if fault_point:
+    try:
+        with open(tmp, "wb") as fh:
+            half = len(data) // 2
+            fh.write(data[:half])
+            if fault_point:
+                fh.flush()
+                faults.point(fault_point)
+            fh.write(data[half:])
             fh.flush()
-            faults.point(fault_point)
-        fh.write(data[half:])
-        fh.flush()
-        os.fsync(fh.fileno())
+            os.fsync(fh.fileno())
+    except OSError:  # e.g. the disk is full: the old file stays, the partial copy goes
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 

@@ -78,8 +78,16 @@ def report_data(run_dir: Path) -> dict[str, Any]:
                 "best_reward": best,
             }
         )
+    objectives = ((meta["pipeline"] or {}).get("reward") or {}).get("objectives")
+    multi = None
+    if objectives:
+        from edgenas import pareto
+
+        multi = pareto.summary(ok, objectives)
+        multi["picked"] = _picked(run_dir)
     return {
         "run_dir": str(run_dir),
+        "multi_objective": multi,
         "trials": trials,
         "samples": series,
         "updates": updates,
@@ -95,6 +103,78 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         "stopped_reasons": Counter("median rule" for t in trials.values() if t.status == "stopped"),
         "rungs": rungs,
     }
+
+
+def _picked(run_dir: Path) -> dict[int, str]:
+    """Trial id -> the --pick expression, for the bundles `edgenas export --pick` wrote here."""
+    import json
+
+    out: dict[int, str] = {}
+    for path in sorted([run_dir / "bundle" / "manifest.json", *(run_dir / "bundle").glob("rank-*/manifest.json")]):
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        trial_id = (m.get("source") or {}).get("trial_id")
+        if m.get("pick") and trial_id is not None:
+            out[int(trial_id)] = m["pick"]["expression"]
+    return out
+
+
+OBJECTIVE_LABELS = {
+    "accuracy": "validation accuracy",
+    "latency": "latency, median ms",
+    "params": "parameters",
+    "flops": "FLOPs",
+    "ram": "peak RAM, bytes",
+    "flash": "flash, bytes",
+}
+
+
+def _plot_objective_pair(d: dict[str, Any], x_obj: str, y_obj: str) -> str:
+    """All trained children in one pair of objectives, the run's front (over every objective)
+    highlighted, picked members starred."""
+    import matplotlib.pyplot as plt
+
+    from edgenas.pareto import trial_values
+
+    mo = d["multi_objective"]
+    ok = [t for t in d["trials"].values() if t.status == "ok"]
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    pts = [(trial_values(t)[x_obj], trial_values(t)[y_obj]) for t in ok]
+    pts = [p for p in pts if None not in p]
+    if pts:
+        ax.scatter(*zip(*pts), s=14, color="#9ecae1", label="trained children")
+    front = [(trial_values(d["trials"][i])[x_obj], trial_values(d["trials"][i])[y_obj]) for i in mo["trial_ids"]]
+    front = [p for p in front if None not in p]
+    if front:
+        ax.scatter(*zip(*front), s=30, color="#1f77b4", label="front (all objectives)", zorder=3)
+    picks = [(trial_values(d["trials"][i])[x_obj], trial_values(d["trials"][i])[y_obj]) for i in mo["picked"]]
+    picks = [p for p in picks if None not in p]
+    if picks:
+        ax.scatter(*zip(*picks), marker="*", s=220, color="gold", edgecolors="black", zorder=4, label="picked")
+    if x_obj != "accuracy" and pts:
+        ax.set_xscale("log")
+    ax.set_xlabel(OBJECTIVE_LABELS[x_obj])
+    ax.set_ylabel(OBJECTIVE_LABELS[y_obj])
+    ax.set_title(f"{y_obj} vs {x_obj}")
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    return _png(fig)
+
+
+def _plot_hypervolume(d: dict[str, Any]) -> str:
+    import matplotlib.pyplot as plt
+
+    hv = d["multi_objective"]["hypervolume_per_update"]
+    fig, ax = plt.subplots(figsize=(7.5, 3.0))
+    if hv:
+        ax.step([u + 1 for u, _ in hv], [v for _, v in hv], where="post", color="#1f77b4")
+    ax.set_xlabel("controller update")
+    ax.set_ylabel("hypervolume")
+    ax.set_title("Hypervolume of the front after each update")
+    ax.grid(alpha=0.3)
+    return _png(fig)
 
 
 def rung_summary(results: Sequence[Any]) -> list[dict[str, Any]]:
@@ -333,6 +413,44 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
             f"latency {_ms(w.latency_median_ms)} ms median / {_ms(w.latency_p90_ms)} ms p90 "
             f"(<b>{html.escape(lat_where)}</b>), reward {w.reward:.4f}</p><p><code>{html.escape(w.arch_key)}</code></p>"
         )
+    mo = d["multi_objective"]
+    if mo:
+        from edgenas.pareto import trial_values
+
+        objs = mo["objectives"]
+        refs = ", ".join(f"{k} {v:.4g}" for k, v in mo["reference"].items())
+        parts.append(
+            f"<h2>Pareto front ({len(mo['trial_ids'])} members)</h2><p>objectives: {html.escape(', '.join(objs))} "
+            "(accuracy maximised, the rest minimised; validation accuracy, the test split never enters). "
+            f"Hypervolume {mo['hypervolume']:.4f} in the normalised space (accuracy, 1 - cost / reference; "
+            f"reference: {html.escape(refs)}).</p>"
+        )
+        rows = []
+        for i in mo["trial_ids"]:
+            t, v = d["trials"][i], trial_values(d["trials"][i])
+            rows.append(
+                (
+                    t.id,
+                    _pct(v["accuracy"]),
+                    f"{t.params:,}",
+                    f"{v['flops']:,}" if v["flops"] is not None else "-",
+                    _ms(v["latency"]),
+                    f"{v['ram']:,}" if v["ram"] is not None else "-",
+                    f"{v['flash']:,}" if v["flash"] is not None else "-",
+                    mo["picked"].get(i, ""),
+                    t.arch_text,
+                )
+            )
+        parts.append(
+            _table(
+                ("trial", "val acc", "params", "FLOPs", "latency ms", "peak RAM B", "flash B", "picked", "arch"), rows
+            )
+        )
+        figures = figures[:1] + [("Hypervolume per controller update", _plot_hypervolume(d))] + [
+            (f"Front: {b} vs {a}", _plot_objective_pair(d, a, b))
+            for n, a in enumerate(objs)
+            for b in objs[n + 1 :]
+        ] + figures[1:]  # fmt: skip
     for title, png in figures:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
     if d["rungs"]:

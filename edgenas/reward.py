@@ -49,9 +49,21 @@ class RewardConfig:
     max_flash_kb: float | None = None  # hard limit on flash (KiB): weights + per-op overhead
     latency_target_ms: float | None = None  # mnas / tunas: the latency target T
     mnas_weight: float = -0.07  # mnas: the exponent w; tunas: the coefficient beta (both <= 0)
+    # multi-objective search: accuracy and costs (latency, params, flops, ram, flash), e.g.
+    # ["accuracy", "latency"]; the result is the Pareto front (edgenas.pareto). None: one scalar.
+    objectives: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         schema.require_finite(self, "reward")
+        if self.objectives is not None:
+            from edgenas.pareto import parse_objectives
+
+            object.__setattr__(self, "objectives", parse_objectives(self.objectives))
+            if self.mode != "budget":
+                raise ConfigError(
+                    f"--objectives replaces the scalar reward: it cannot be combined with reward mode {self.mode} "
+                    "(its penalties fold the same costs into one number); leave one of them out"
+                )
         if self.mode not in MODES:
             raise ConfigError(f"reward mode '{self.mode}' is unknown; choose one of {', '.join(MODES)}")
         if self.latency_limit not in LATENCY_LIMITS:
@@ -97,6 +109,7 @@ class RewardConfig:
         return (
             self.max_latency_ms is not None
             or self.mode in ("mnas", "tunas")
+            or "latency" in (self.objectives or ())
             or (self.mode == "piecewise" and self.latency_threshold_ms is not None)
         )
 

@@ -6,6 +6,7 @@ RUN_DIR/children/        each trained child's ONNX graph and weights
 RUN_DIR/controller.ckpt  the controller's state before the next update (atomic)
 RUN_DIR/pipeline.toml    the resolved settings: `edgenas search --pipeline` repeats the run
 RUN_DIR/winner.onnx      the winner, checked against torch on the test images
+RUN_DIR/data.npz         images given in memory through the Python API (edgenas.search(data=(x, y)))
 RUN_DIR/manifest.json    written last: its presence means "finished"
 """
 
@@ -45,6 +46,7 @@ CHECKPOINT_NAME = "controller.ckpt"
 
 
 PIPELINE_NAME = "pipeline.toml"
+ARRAYS_NAME = "data.npz"  # images a Python caller gave in memory (edgenas.search(data=(x, y)))
 
 
 MANIFEST_NAME = "manifest.json"
@@ -141,7 +143,12 @@ def load_run_pipeline(run_dir: Path) -> Pipeline:
         raise RunDirError(stillborn)
     if data is None:
         raise RunDirError(f"{db} holds no pipeline settings; it was not written by edgenas search")
-    return Pipeline.from_json(data, source=str(db))
+    pipeline = Pipeline.from_json(data, source=str(db))
+    name = pipeline.dataset.name
+    kept = Path(run_dir) / ARRAYS_NAME
+    if name.startswith("arrays:") and not Path(name[7:]).is_file() and kept.is_file():  # the run dir moved
+        pipeline = pipeline.override("dataset", name=f"arrays:{kept.resolve()}")
+    return pipeline
 
 
 def describe_dataset(data: Dataset) -> dict[str, Any]:
@@ -235,6 +242,20 @@ def finalize(
         "versions": versions(),
         "winner": None,
     }
+    objectives = pipeline.reward.objectives
+    if objectives:  # the result is the front; it is kept in the database too
+        from edgenas import pareto
+
+        result = pareto.summary(store.trials("ok"), objectives)
+        store.set_meta("pareto", result)
+        by_id = {t.id: t for t in store.trials("ok")}
+        manifest["front"] = {
+            **result,
+            "members": [
+                {"trial_id": i, "arch_key": by_id[i].arch_key, **pareto.trial_values(by_id[i])}
+                for i in result["trial_ids"]
+            ],
+        }
     top = store.top(1)
     if not top:
         return manifest

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from edgenas import controllers, executors, faults, spaces
+from edgenas import controllers, executors, faults, pareto, spaces
 from edgenas.config import Pipeline, SearchSettings
 from edgenas.constraints import Constraints
 from edgenas.errors import ConfigError, RunDirError, SearchAborted
@@ -127,7 +127,8 @@ def prepare(pipeline: Pipeline) -> Prepared:
     if not profile.timing and pipeline.reward.needs_latency:
         raise ConfigError(
             f"profile '{profile.name}' does not time models, but the reward uses latency "
-            "(max_latency_ms or a latency threshold); choose a timed profile or drop the latency terms"
+            "(max_latency_ms, a latency threshold, mnas / tunas or the latency objective); choose a timed profile "
+            "or drop the latency terms"
         )
     device = resolve_device(pipeline.search.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -161,6 +162,20 @@ def prepare(pipeline: Pipeline) -> Prepared:
                 f"search.fidelity = asha needs training.epochs ({pipeline.training.epochs}) of at least "
                 f"min_epochs x reduction ({cfg.min_epochs} x {cfg.reduction}) to have two rungs; "
                 "raise --epochs or lower search.min_epochs / search.reduction"
+            )
+    objectives = pipeline.reward.objectives or ()
+    if objectives:
+        if cfg.fidelity == "asha":
+            raise ConfigError(
+                "--objectives with --fidelity asha is not supported yet: promotions rank one reward; "
+                "use fidelity none for a multi-objective search"
+            )
+        missing = [o for o in ("ram", "flash") if o in objectives and not constraints.needs_memory]
+        if missing:
+            raise ConfigError(
+                f"objective(s) {', '.join(missing)} need peak RAM and flash estimates, made only under a RAM or flash "
+                f"limit; profile '{profile.name}' has none: choose a microcontroller profile (e.g. --profile "
+                "stm32f746) or give --max-ram-kb / --max-flash-kb"
             )
     if cfg.executor == "ray" and cfg.ray_address and not cfg.table:
         executors.check_reachable(cfg.ray_address)
@@ -295,6 +310,7 @@ def run_search(
 
         rungs = search_rungs(pipeline)
         multi = len(rungs) > 1
+        objectives = pipeline.reward.objectives
 
         def first_rung_reward(trial: Trial) -> float:
             """What the controller is told for a sample: the reward at the first rung (one fidelity
@@ -320,11 +336,13 @@ def run_search(
             space = controller.space = curriculum_space(prepared.space, cfg, update_index)
             batch = controller.propose(m) if m > 0 else []
             answers: list[float | None] = [None] * m
+            answer_trials: list[Trial | None] = [None] * m
             pending: dict[str, tuple[PendingChild, list[int]]] = {}
 
             def answered(position: int, trial: Trial, reused: bool) -> None:
                 nonlocal sampled, last
                 answers[position] = first_rung_reward(trial)
+                answer_trials[position] = trial
                 sampled += 1
                 last = (trial.reward, "reused" if reused else trial.status)
                 report()
@@ -352,6 +370,7 @@ def run_search(
                         child_seed(cfg.seed, key),
                         cfg.measure_timeout_s,
                         measurer,
+                        lookup=prepared.table is not None,
                     )
                     if isinstance(pre, ChildResult):
                         answered(
@@ -422,6 +441,11 @@ def run_search(
                 check_failures(store, cfg)
             rewards = [a for a in answers if a is not None]
             assert len(rewards) == m
+            if objectives and m > 0:
+                rewards = scalarised_rewards(
+                    store, objectives, batch, answer_trials, cfg.seed, update_index, pipeline.reward.reject_reward,
+                    controller,
+                )  # fmt: skip
             stats = controller.learn(batch, rewards) if m > 0 else {}
             if reached:
                 # in the order promotions were decided, not of completion: a resumed search tells the same
@@ -447,6 +471,33 @@ def run_search(
         write_report(run_dir)
         atomic_write_json(run_dir / MANIFEST_NAME, manifest)  # last: its presence means "finished"
         return SearchResult(run_dir, manifest, store.top(5), store.status_counts(), wall)
+
+
+def scalarised_rewards(
+    store: Store,
+    objectives: Sequence[str],
+    batch: Sequence[Sequence[int]],
+    trials: Sequence[Trial | None],
+    seed: int,
+    update_index: int,
+    reject_reward: float,
+    controller: controllers.Controller,
+) -> list[float]:
+    """Multi-objective: the controller is given each child's objective vector, then rewards
+    that scalarise them with one random weight vector per update (ParEGO's augmented
+    Tchebycheff, objectives scaled over every finished trial). The weights come from (seed,
+    update), the scaling from the store: a resumed search tells the same."""
+    import random
+
+    vectors = [
+        pareto.goodness(objectives, pareto.trial_values(t)) if t is not None and t.status == "ok" else None
+        for t in trials
+    ]
+    controller.learn_objectives(batch, vectors)
+    history = [pareto.goodness(objectives, pareto.trial_values(t)) for t in store.trials("ok")]
+    lam = pareto.weights(random.Random(f"{seed}:{update_index}"), len(objectives))
+    scores = pareto.scalarise([v for v in history if v is not None] + vectors, lam)[-len(vectors) :]
+    return [reject_reward if x is None else x for x in scores]
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import edgenas
-from edgenas.errors import ConfigError, RunDirError
+from edgenas.errors import ConfigError, DataError, RunDirError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -64,8 +64,10 @@ def test_bad_input_raises_the_cli_errors(tmp_path):
     with pytest.raises(ConfigError, match="is not a search setting") as exc:
         edgenas.search("digits", childrn=3, progress=False)
     assert "children" in str(exc.value)
-    with pytest.raises(ConfigError, match="arrays in memory are not supported yet"):
+    with pytest.raises(DataError, match="a Dataset must give"):
         edgenas.search([1, 2, 3], progress=False)
+    with pytest.raises(DataError, match="is not a dataset"):
+        edgenas.search(3.5, progress=False)
     with pytest.raises(RunDirError, match="not an edgenas run directory"):
         edgenas.load_run(tmp_path)
     # the same message as the CLI's for the same bad setting

@@ -149,3 +149,33 @@ def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
     res = cli(["search", "--resume", str(run)], tmp_path)
     assert res.returncode == 0, res.stderr
     assert f"took over the lock of PID {dead.pid}" in res.stderr
+
+
+def test_a_full_disk_stops_the_search_with_a_message_and_resume_finishes_it(tmp_path):
+    """A real write limit (RLIMIT_FSIZE: writes past it fail with EFBIG, as they fail with
+    ENOSPC on a full disk): one message, exit 1, nothing half-written left, and the run resumes."""
+    import resource
+
+    def limited():
+        _default_sigint()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    args = ["search", "--children", "12", "--epochs", "1", "--budget", "20000", "--device", "cpu"]
+    args += ["--runs-dir", str(tmp_path / "runs"), "--name", "full"]
+    env = {**os.environ, "EDGENAS_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("EDGENAS_FAULT", None)
+    res = subprocess.run(
+        [sys.executable, "-m", "edgenas", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=600, preexec_fn=limited,
+    )  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    assert "the disk is full" in res.stderr and "Traceback" not in res.stderr
+    run = tmp_path / "runs" / "full"
+    assert not list(run.rglob("*.tmp"))  # the write that failed left no partial file
+    with sqlite3.connect(run / "search.db") as db:
+        saved = db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    assert 0 < saved < 12
+    done = cli(["search", "--resume", str(run)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(run / "search.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 12

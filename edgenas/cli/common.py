@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 from typing import Any, Callable, TypeVar
 
 import typer
@@ -15,6 +16,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 EXIT_NO_RESULT = 1
+EXIT_DISK_FULL = 1  # a run that had to stop: what was saved is kept
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 
@@ -33,8 +35,32 @@ def handle_errors(func: F) -> F:
             # The message is plain text: "[training]" in it must not be read as rich markup.
             err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not _disk_full(exc):
+                raise
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            err_console.print(
+                Text.assemble(
+                    ("error:", "bold red"),
+                    f" the disk is full{where}: {exc}. What was saved before is kept (a trial is committed whole "
+                    "or not at all); free some space, then run the same command again (a search: with --resume RUN_DIR)",
+                ),
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(EXIT_DISK_FULL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """No space left (ENOSPC), over a quota (EDQUOT) or a file-size limit (EFBIG), as an OSError
+    or as SQLite's "database or disk is full"."""
+    import errno
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return "disk is full" in str(exc) or "disk I/O error" in str(exc)
 
 
 def fmt_ms(value: float | None) -> str:

@@ -30,16 +30,33 @@ def export(
     ] = 0.01,
     top: Annotated[int, typer.Option("--top", help="Bundle the k best children (rank-1 ... rank-k).")] = 1,
     out: Annotated[Optional[Path], typer.Option("--out", help="Bundle directory (default: RUN_DIR/bundle).")] = None,
+    pick: Annotated[
+        Optional[str],
+        typer.Option(
+            "--pick",
+            help="Choose from the Pareto front of an --objectives run: 'knee', 'latency_ms<=2', "
+            "'params<=50000', conditions joined by ',' (with --top K: the K best that satisfy it).",
+        ),
+    ] = None,
 ) -> None:
     """Write a deployable bundle: the winner retrained at full fidelity on train + validation,
     model.onnx (checked against torch), optional int8 model, manifest.json and README.txt.
 
     The bundle runs with nothing but onnxruntime and numpy.
     """
-    from edgenas.export import export_run
+    from edgenas import api
     from edgenas.measure.latency import outside_fit_note
 
-    results = export_run(run_dir, profile, int8, max_int8_drop, top, out, on_step=lambda m: console.print(f"  {m}"))
+    results = api.export(
+        run_dir,
+        profile=profile,
+        int8=int8,
+        max_int8_drop=max_int8_drop,
+        top=top,
+        out=out,
+        pick=pick,
+        progress=lambda m: console.print(f"  {m}"),
+    )
     for r in results:
         m = r.manifest
         notes = {outside_fit_note(v.get("latency")) for v in m["models"].values()} - {""}
@@ -59,6 +76,8 @@ def export(
                 fmt_ms(lat.get("p90_ms")),
             )
         console.print(table)
+        if m.get("pick"):
+            console.print(f"picked by --pick '{m['pick']['expression']}' (rank {m['pick']['rank']})", soft_wrap=True)
         console.print(
             f"{fmt_int(m['params'])} params; test accuracy {fmt_pct(m['test_accuracy'])} on "
             f"{m['test_images']} held-out images; see {r.path / 'README.txt'}",
@@ -92,6 +111,9 @@ def report(
             ),
             soft_wrap=True,
         )
+    mo = d["multi_objective"]
+    if mo:
+        _print_front(d, mo)
     c = d["counts"]
     console.print(
         f"sampled {len(d['samples'])}: trained {c.get('ok', 0)}, rejected {c.get('rejected', 0)}, "
@@ -99,3 +121,31 @@ def report(
     )
     path = write_report(run_dir, out)
     console.print(f"report: [bold]{path}[/]", soft_wrap=True)
+
+
+def _print_front(d, mo) -> None:  # type: ignore[no-untyped-def]
+    from edgenas.pareto import trial_values
+
+    table = Table(title=f"Pareto front ({', '.join(mo['objectives'])}): {len(mo['trial_ids'])} members")
+    for col in ("trial", "val acc", "params", "FLOPs", "latency ms", "peak RAM KiB", "flash KiB", "picked"):
+        table.add_column(col, justify="right")
+    for i in mo["trial_ids"]:
+        v = trial_values(d["trials"][i])
+        table.add_row(
+            str(i),
+            fmt_pct(v["accuracy"]),
+            fmt_int(v["params"]),
+            fmt_int(v["flops"]),
+            fmt_ms(v["latency"]),
+            f"{v['ram_kb']:.1f}" if v["ram_kb"] is not None else "-",
+            f"{v['flash_kb']:.1f}" if v["flash_kb"] is not None else "-",
+            mo["picked"].get(i, ""),
+        )
+    console.print(table)
+    hv = mo["hypervolume_per_update"]
+    console.print(
+        "hypervolume per update: "
+        + ", ".join(f"{u + 1}: {v:.4f}" for u, v in hv[-12:])
+        + (" (last 12)" if len(hv) > 12 else ""),
+        soft_wrap=True,
+    )

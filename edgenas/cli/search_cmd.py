@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 import signal
 import sys
@@ -28,11 +27,8 @@ from edgenas.cli.common import (
     fmt_pct,
     handle_errors,
 )
-from edgenas.config import ControllerSettings, Pipeline, SpaceSettings, load_pipeline
-from edgenas.errors import BudgetError, ConfigError
-from edgenas.rundir import MANIFEST_NAME, load_run_pipeline, make_run_dir
+from edgenas.rundir import MANIFEST_NAME
 from edgenas.search import Progress as SearchProgress
-from edgenas.search import SearchResult, prepare, run_search
 
 
 class _Status:
@@ -116,7 +112,8 @@ def search(
         typer.Option(
             "--dataset",
             help="digits (embedded), mnist, fashion-mnist, cifar10 (need --data-dir) or "
-            "folder:PATH (one sub-folder of images per class).",
+            "folder:PATH (one sub-folder of images per class) or arrays:PATH.npz (numpy arrays x_train, "
+            "y_train and optionally x_val, y_val, x_test, y_test, classes).",
         ),
     ] = None,
     data_dir: Annotated[
@@ -216,6 +213,15 @@ def search(
         Optional[float],
         typer.Option("--max-flash-kb", help="Flash limit in KiB (weights + per-op overhead); checked before training."),
     ] = None,
+    objectives: Annotated[
+        Optional[str],
+        typer.Option(
+            "--objectives",
+            help="Multi-objective search: accuracy and costs, comma-separated, from accuracy, latency, params, "
+            "flops, ram, flash (e.g. accuracy,latency). The result is the Pareto front; pick from it with "
+            "`edgenas export --pick`.",
+        ),
+    ] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
     executor: Annotated[
         Optional[str],
@@ -276,25 +282,14 @@ def search(
     recorded in the run directory's SQLite database. The best feasible child is written as
     winner.onnx, verified against torch, and scored on the test split.
     """
-    if budget is not None and budget <= 0:
-        raise BudgetError(f"--budget must be a positive number of parameters, got {budget}")
-    if budget is not None and no_budget:
-        raise ConfigError("--budget and --no-budget contradict each other; give one of them")
-    if resume is not None:
-        if name is not None:
-            raise ConfigError("--resume continues an existing run directory; --name cannot rename it")
-        base = load_run_pipeline(resume)
-        if pipeline is not None:
-            _refuse_contradictions(resume, base, load_pipeline(pipeline))
-        if (resume / MANIFEST_NAME).exists():
-            console.print(
-                f"the search in {resume} already finished (manifest.json exists); nothing to resume", soft_wrap=True
-            )
-            return
-    else:
-        base = load_pipeline(pipeline or "default")
-    pipe = base.override(
-        "search",
+    from edgenas import api
+
+    if resume is not None and (resume / MANIFEST_NAME).exists() and name is None:
+        console.print(
+            f"the search in {resume} already finished (manifest.json exists); nothing to resume", soft_wrap=True
+        )
+        return
+    settings = dict(
         children=children,
         architectures_per_update=per_update,
         seed=seed,
@@ -302,7 +297,7 @@ def search(
         device=device,
         max_minutes=max_minutes,
         max_evaluated=max_evaluated,
-        runs_dir=str(runs_dir) if runs_dir else None,
+        runs_dir=runs_dir,
         executor=executor,
         workers=workers,
         children_per_gpu=children_per_gpu,
@@ -313,20 +308,11 @@ def search(
         ray_address=ray_address,
         table=table,
         table_metric=table_metric,
-    )
-    pipe = pipe.override("training", epochs=epochs)
-    pipe = pipe.override(
-        "dataset",
-        name=dataset,
         data_dir=data_dir,
         download=download,
         image_size=image_size,
         channels=channels,
         max_images=max_images,
-    )
-    pipe = pipe.override(
-        "reward",
-        budget_params=budget,
         mode=reward_mode,
         params_weight=params_weight,
         flops_weight=flops_weight,
@@ -339,19 +325,8 @@ def search(
         latency_limit=latency_limit,
         max_ram_kb=max_ram_kb,
         max_flash_kb=max_flash_kb,
+        objectives=_objectives(objectives),
     )
-    if no_budget:
-        pipe = dataclasses.replace(pipe, reward=dataclasses.replace(pipe.reward, budget_params=None))
-    if controller is not None and controller != pipe.controller.name:
-        pipe = dataclasses.replace(pipe, controller=ControllerSettings(name=controller))
-    if space is not None and space != pipe.space.name:
-        pipe = dataclasses.replace(pipe, space=SpaceSettings(name=space))
-
-    if resume is not None:
-        _refuse_contradictions(resume, base, pipe)
-    prepared = prepare(pipe)  # bad input fails here, before any directory or training
-    run_dir = resume if resume is not None else make_run_dir(pipe.search.runs_dir, prepared.profile.name, name)
-    command = "edgenas " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=30),
@@ -362,9 +337,20 @@ def search(
         TimeRemainingColumn(),
         console=console,
     )
-    task = bar.add_task("children", total=pipe.search.children)
+    task = bar.add_task("children", total=None)
     status = _Status()
     told: list[bool] = []
+    live = Live(Group(bar, status), console=console, refresh_per_second=4)
+    started: list[Path] = []
+
+    def on_start(run_dir: Path, prepared) -> None:  # type: ignore[no-untyped-def]
+        started.append(run_dir)
+        verb = "resuming" if resume is not None else "run directory:"
+        console.print(
+            f"{verb} [bold]{run_dir}[/]  profile {prepared.profile.name} ({prepared.profile.latency_label})",
+            soft_wrap=True,
+        )
+        live.start()
 
     def on_progress(p: SearchProgress) -> None:
         if p.took_over_lock_from is not None and not told:
@@ -373,45 +359,56 @@ def search(
                 f"note: took over the lock of PID {p.took_over_lock_from}, which no longer runs (a search that died)"
             )
         desc = "children" if p.phase == "search" else "verifying winner"
-        bar.update(task, completed=p.sampled, description=desc)
+        bar.update(task, completed=p.sampled, total=p.total, description=desc)
         status.update(p)
 
-    from edgenas.measure.latency import Measurer, default_measurer
-
-    measurer = Measurer(use_cache=False) if no_cache else default_measurer()
-    verb = "resuming" if resume is not None else "run directory:"
-    console.print(
-        f"{verb} [bold]{run_dir}[/]  profile {prepared.profile.name} ({prepared.profile.latency_label})", soft_wrap=True
-    )
     previous_term = signal.signal(signal.SIGTERM, _terminate)  # `kill PID`: stop as cleanly as Ctrl-C
-    with Live(Group(bar, status), console=console, refresh_per_second=4):
-        try:
-            result = run_search(
-                pipe,
-                run_dir=run_dir,
-                on_progress=on_progress,
-                command=command,
-                prepared=prepared,
-                resume=resume is not None,
-                measurer=measurer,
-            )
-        except KeyboardInterrupt as stop:
-            how = "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted"
-            err_console.print(
-                f"{how}: every finished child is saved in {run_dir / 'search.db'} and the controller is "
-                f"checkpointed.\nresume with: edgenas search --resume {shlex.quote(str(run_dir))}",
-                soft_wrap=True,
-            )
-            raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
-        finally:
-            signal.signal(signal.SIGTERM, previous_term)
-    _print_summary(result)
-    if result.winner is None:
+    try:
+        run = api.search(
+            dataset,
+            pipeline=pipeline,
+            budget=budget,
+            no_budget=no_budget,
+            epochs=epochs,
+            space=space,
+            controller=controller,
+            name=name,
+            resume=resume,
+            progress=on_progress,
+            on_start=on_start,
+            no_cache=no_cache,
+            command="edgenas " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            **settings,
+        )
+    except KeyboardInterrupt as stop:
+        live.stop()
+        if not started:
+            raise
+        how = "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted"
+        err_console.print(
+            f"{how}: every finished child is saved in {started[0] / 'search.db'} and the controller is "
+            f"checkpointed.\nresume with: edgenas search --resume {shlex.quote(str(started[0]))}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
+    finally:
+        live.stop()
+        signal.signal(signal.SIGTERM, previous_term)
+    _print_summary(run)
+    if run.winner is None:
         err_console.print(
             "[bold red]no feasible child:[/] every candidate was rejected or failed; "
             "raise the budget or latency limit, or sample more children"
         )
         raise typer.Exit(EXIT_NO_RESULT)
+
+
+def _objectives(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    from edgenas.pareto import parse_objectives
+
+    return parse_objectives(text)
 
 
 class Terminated(KeyboardInterrupt):
@@ -422,22 +419,12 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def _refuse_contradictions(run_dir: Path, stored: Pipeline, requested: Pipeline) -> None:
-    diffs = stored.differences(requested)
-    if diffs:
-        raise ConfigError(
-            f"these settings contradict the ones {run_dir} was started with (stored -> requested): "
-            + "; ".join(diffs)
-            + ". Resume without them, or start a new search"
-        )
-
-
-def _print_summary(result: SearchResult) -> None:
+def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
     from edgenas.measure.latency import outside_fit_note
 
-    m = result.manifest
+    m = run.manifest
     label = m["profile"]["latency_label"]
-    table = candidates_table(result.top, f"top candidates (latency: profile {m['profile']['name']}, {label})")
+    table = candidates_table(run.top(5), f"top candidates (latency: profile {m['profile']['name']}, {label})")
     console.print(table)
     s = m["search"]
     limits = ", ".join(m.get("constraints") or []) or "no hard limits"
@@ -482,4 +469,18 @@ def _print_summary(result: SearchResult) -> None:
                 f"test column {m['table']['test_column']}); nothing was trained, so there is no winner.onnx",
                 soft_wrap=True,
             )
-    console.print(f"run directory: [bold]{result.run_dir}[/]", soft_wrap=True)
+    front = m.get("front")
+    if front:
+        members = ", ".join(
+            f"trial {x['trial_id']} ({fmt_pct(x['accuracy'])}"
+            + "".join(f", {o} {x[o]:.4g}" for o in front["objectives"][1:] if x.get(o) is not None)
+            + ")"
+            for x in front["members"]
+        )
+        console.print(
+            f"Pareto front ({', '.join(front['objectives'])}), {len(front['members'])} members: {members}; "
+            f"hypervolume {front['hypervolume']:.4f}. Choose one with: edgenas export {run.path} --pick knee "
+            "(or e.g. --pick 'latency_ms<=2')",
+            soft_wrap=True,
+        )
+    console.print(f"run directory: [bold]{run.path}[/]", soft_wrap=True)

@@ -44,6 +44,15 @@ class Controller(ABC):
         this ranks a child by (highest rung, reward there). Default (REINFORCE, PPO, evolution,
         random): nothing, they learn from every child's first rung, one fidelity per batch."""
 
+    def learn_objectives(self, actions: Sequence[Sequence[int]], vectors: Sequence[tuple[float, ...] | None]) -> None:
+        """Multi-objective search (`--objectives`): each child's objective vector (every entry
+        to maximise; None for a child that was rejected or failed), given before `learn`. The
+        rewards `learn` then gets are a random scalarisation of these vectors, one weight vector
+        per batch (ParEGO's augmented Tchebycheff), which is all REINFORCE, PPO, evolution and
+        random search use: a different trade-off each batch covers the front over the search.
+        Default: nothing. The predictor keeps the vectors and scalarises the whole history anew
+        with a fresh weight vector for every batch it proposes (ParEGO)."""
+
     def set_feasibility(self, check: Callable[[Sequence[int]], bool] | None) -> None:
         """`check(actions)` is False for an architecture the search would reject without
         evaluating it. Deterministic and not part of the state: the search sets it again on resume."""

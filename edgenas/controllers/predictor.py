@@ -194,6 +194,8 @@ class PredictorController(ReinforceController):
         self.rng = np.random.default_rng(seed)
         self.history: list[tuple[list[int], float]] = []  # (actions, reward at the first rung)
         self.promoted: dict[str, tuple[int, float]] = {}  # multi-fidelity: key -> (highest rung, reward there)
+        self.vectors: dict[str, tuple[float, ...]] = {}  # multi-objective: key -> objective vector (maximised)
+        self._lam: list[float] | None = None  # multi-objective: this batch's scalarisation weights
         self._keys: dict[tuple[int, ...], str] = {}  # canonical keys already computed (a cache)
         self._feasible: dict[str, bool] = {}  # feasibility by canonical key (a cache)
         self.last_stats: dict[str, float] = {}
@@ -240,11 +242,25 @@ class PredictorController(ReinforceController):
         for a, rung, reward in zip(actions, rungs, rewards):
             self.promoted[self._key(a)] = (int(rung), float(reward))
 
+    def learn_objectives(self, actions, vectors) -> None:  # type: ignore[no-untyped-def]
+        for a, v in zip(actions, vectors):
+            if v is not None:
+                self.vectors[self._key(a)] = tuple(float(x) for x in v)
+
     def scored(self) -> list[tuple[list[int], float]]:
         """The history with one comparable score each: the reward without multi-fidelity; with
         it, an order-preserving score of (highest rung, reward at that rung), so rewards of
         different rungs are never compared (a child at a higher rung ranks above every child
-        below it: it got there by beating them at the lower one)."""
+        below it: it got there by beating them at the lower one). Multi-objective: every
+        result's objective vector scalarised with this batch's weights (ParEGO), a child without
+        a vector (rejected, failed) below every one with."""
+        if self._lam is not None:
+            from edgenas.pareto import scalarise
+
+            vecs = [self.vectors.get(self._key(a)) for a, _ in self.history]
+            scores = scalarise(vecs, self._lam)
+            floor = min((x for x in scores if x is not None), default=0.0) - 1.0
+            return [(a, floor if x is None else x) for (a, _), x in zip(self.history, scores)]
         if not self.promoted:
             return self.history
         rewards = [r for _, r in self.history] + [r for _, r in self.promoted.values()]
@@ -256,6 +272,10 @@ class PredictorController(ReinforceController):
         return out
 
     def propose(self, n: int) -> list[list[int]]:
+        if self.vectors:  # multi-objective: a new trade-off for this batch (ParEGO)
+            from edgenas.pareto import weights
+
+            self._lam = weights(self.rng, len(next(iter(self.vectors.values()))))
         ranked = [a for a, _ in sorted(self.scored(), key=lambda item: -item[1])]
         taken = {self._key(a) for a, _ in self.history}
         if self.stale >= self.patience and ranked:
@@ -394,7 +414,15 @@ class PredictorController(ReinforceController):
 
     def learn(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
         best = max((r for _, r in self.history), default=None)
-        self.stale = 0 if best is None or max(rewards) > best else self.stale + 1
+        if self.vectors:  # multi-objective: stale while no new child joins the front
+            from edgenas.pareto import dominates
+
+            new = [self.vectors.get(self._key(a)) for a in actions]
+            old = [v for k, v in self.vectors.items() if k not in {self._key(a) for a in actions}]
+            joined = any(v is not None and not any(dominates(o, v) or o == v for o in old) for v in new)
+            self.stale = 0 if joined or best is None else self.stale + 1
+        else:
+            self.stale = 0 if best is None or max(rewards) > best else self.stale + 1
         stats = super().learn(actions, rewards)
         self.history.extend((list(a), float(r)) for a, r in zip(actions, rewards))
         return {**stats, **self.last_stats}
@@ -407,6 +435,7 @@ class PredictorController(ReinforceController):
             "banned": [list(c) for c in self.banned],
             "stale": self.stale,
             "promoted": [[k, rung, r] for k, (rung, r) in self.promoted.items()],
+            "vectors": [[k, list(v)] for k, v in self.vectors.items()],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -416,3 +445,4 @@ class PredictorController(ReinforceController):
         self.banned = [list(c) for c in state["banned"]]
         self.stale = int(state["stale"])
         self.promoted = {k: (int(rung), float(r)) for k, rung, r in state.get("promoted", [])}
+        self.vectors = {k: tuple(float(x) for x in v) for k, v in state.get("vectors", [])}

@@ -184,6 +184,10 @@ class BlocksSpace(SearchSpace):
         return BlocksArch(tuple(layers))
 
     def smallest(self) -> BlocksArch:
+        """A single pooling layer (the head then sees the input's own channels) where the input
+        can be pooled, else the narrowest 1-layer convolution."""
+        if min(self.input_shape[1:]) >= 2:
+            return BlocksArch((BlockLayer("pool"),))
         return BlocksArch((BlockLayer("conv", min(self.kinds[FILTERS].options), min(self.kinds[KERNEL].options), 1),))
 
     def arch_from_json(self, data: dict[str, Any]) -> BlocksArch:

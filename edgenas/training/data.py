@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -67,11 +67,16 @@ def from_arrays(
     seed: int,
     pixel_scale: str,
     test: tuple[np.ndarray, np.ndarray] | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Dataset:
     """x: N x C x H x W float in the raw scale; normalised with train-split statistics.
 
     With `test` (an official test split), only train and validation are cut from x, and
-    `val_fraction` is the share of x held out for validation (`test_fraction` is unused)."""
+    `val_fraction` is the share of x held out for validation (`test_fraction` is unused).
+    With `val` (a given validation split) and no `test`, the test split is cut from x
+    (`test_fraction` of it); with both, x is all training data."""
+    if val is not None:
+        return _with_val(name, x, y, classes, val, test, test_fraction, seed, pixel_scale)
     if test is not None and not 0 < val_fraction < 1:
         raise ConfigError(f"val_fraction ({val_fraction}) must be between 0 and 1")
     if test is None and not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -96,23 +101,150 @@ def from_arrays(
         train, val = train_test_split(np.arange(len(y)), test_size=val_fraction, random_state=seed, stratify=y)
         train, val = np.sort(train), np.sort(val)
         x_test, y_test = test
-    mean = x[train].mean(axis=(0, 2, 3))
-    std = x[train].std(axis=(0, 2, 3)) + 1e-8
+    return _normalised(name, (x[train], y[train]), (x[val], y[val]), (x_test, y_test), classes, pixel_scale)
+
+
+def _normalised(name, train, val, test, classes, pixel_scale) -> Dataset:  # type: ignore[no-untyped-def]
+    """The three splits (x, y) normalised with the train split's per-channel statistics."""
+    mean = train[0].mean(axis=(0, 2, 3))
+    std = train[0].std(axis=(0, 2, 3)) + 1e-8
     norm = lambda a: ((a - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32)  # noqa: E731
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    labels = lambda a: t(np.asarray(a).astype(np.int64))  # noqa: E731
     return Dataset(
         name=name,
-        x_train=t(norm(x[train])),
-        y_train=t(y[train].astype(np.int64)),
-        x_val=t(norm(x[val])),
-        y_val=t(y[val].astype(np.int64)),
-        x_test=t(norm(x_test)),
-        y_test=t(np.asarray(y_test).astype(np.int64)),
+        x_train=t(norm(train[0])),
+        y_train=labels(train[1]),
+        x_val=t(norm(val[0])),
+        y_val=labels(val[1]),
+        x_test=t(norm(test[0])),
+        y_test=labels(test[1]),
         classes=classes,
         mean=[float(m) for m in mean],
         std=[float(s) for s in std],
         pixel_scale=pixel_scale,
     )
+
+
+def _with_val(name, x, y, classes, val, test, test_fraction, seed, pixel_scale) -> Dataset:  # type: ignore[no-untyped-def]
+    if test is None:
+        from sklearn.model_selection import train_test_split
+
+        if not 0 < test_fraction < 1:
+            raise ConfigError(f"test_fraction ({test_fraction}) must be between 0 and 1")
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(classes))
+        if counts.min() < 2:
+            few = [f"'{c}' ({n})" for c, n in zip(classes, counts) if n < 2]
+            raise DataError(
+                f"{name}: class(es) {', '.join(few)} have fewer than 2 training images; every class needs at least 2 "
+                "for the train / test split: add images or give a test split too"
+            )
+        train, test_idx = train_test_split(np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=y)
+        train, test_idx = np.sort(train), np.sort(test_idx)
+        return _normalised(name, (x[train], y[train]), val, (x[test_idx], y[test_idx]), classes, pixel_scale)
+    return _normalised(name, (x, y), val, test, classes, pixel_scale)
+
+
+ARRAY_SPLITS = ("train", "val", "test")
+UINT8_SCALE = "value / 255 (8-bit pixels to [0, 1])"
+
+
+def check_arrays(
+    name: str, splits: dict[str, tuple[Any, Any]], classes: Sequence[str] | None = None
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str], str]:
+    """Images and labels given as arrays, checked: `splits` maps train (required), val and test
+    (optional) to (x, y), x an N x C x H x W (or N x H x W) array of uint8 pixels (scaled by
+    1/255 when loaded) or floats (taken as given), y N integer labels 0..K-1. Returns the splits
+    as numpy (x uint8 or float32 N x C x H x W, y int64), the class names and the pixel scale.
+    Raises DataError naming the split and the problem."""
+    unknown = sorted(set(splits) - set(ARRAY_SPLITS))
+    if unknown:
+        raise DataError(f"{name}: unknown split(s) {', '.join(unknown)}; give train and optionally val and test")
+    if "train" not in splits:
+        raise DataError(f"{name}: no training split; give at least train images and labels")
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    scales = set()
+    for split in ARRAY_SPLITS:
+        if split not in splits:
+            continue
+        x, y = (np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a) for a in splits[split])
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4 or min(x.shape) < 1:
+            raise DataError(
+                f"{name}: x_{split} has shape {tuple(x.shape)}; give images as N x C x H x W (or N x H x W)"
+            )
+        if x.shape[1] > 4 and x.shape[3] in (1, 3, 4):
+            raise DataError(
+                f"{name}: x_{split} has shape {tuple(x.shape)}, which looks channels-last (N x H x W x C); "
+                "edgenas takes N x C x H x W: pass x.transpose(0, 3, 1, 2)"
+            )
+        if x.dtype == np.uint8:
+            scales.add(UINT8_SCALE)
+        elif np.issubdtype(x.dtype, np.floating):
+            scales.add("values as given (float arrays)")
+            x = x.astype(np.float32)
+            if not np.isfinite(x).all():
+                raise DataError(f"{name}: x_{split} holds NaN or infinite values; clean them first")
+        else:
+            raise DataError(f"{name}: x_{split} has dtype {x.dtype}; give uint8 pixels or floating-point values")
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(
+                f"{name}: y_{split} has shape {tuple(y.shape)}; give one label per image ({len(x)} for x_{split})"
+            )
+        if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)) or (len(y) and y.min() < 0):
+            raise DataError(f"{name}: y_{split} must hold integer class labels 0, 1, 2, ... (got dtype {y.dtype})")
+        if x.shape[1:] != out.get("train", (x,))[0].shape[1:]:
+            raise DataError(
+                f"{name}: x_{split} images are {tuple(x.shape[1:])}, the training images "
+                f"{tuple(out['train'][0].shape[1:])}; every split needs the same image shape"
+            )
+        out[split] = (x, y.astype(np.int64))
+    if len(scales) > 1:
+        raise DataError(f"{name}: mix of uint8 and float splits; give every split in the same scale")
+    n_classes = int(max(int(y.max()) for _, y in out.values())) + 1
+    names = [str(c) for c in classes] if classes is not None else [str(c) for c in range(n_classes)]
+    if len(names) < n_classes:
+        raise DataError(f"{name}: labels go up to {n_classes - 1} but only {len(names)} class names were given")
+    if len(names) < 2:
+        raise DataError(f"{name}: only one class; a classifier needs at least two")
+    return out, names, scales.pop()
+
+
+def save_arrays(path: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], classes: Sequence[str]) -> None:
+    """Checked splits written as one .npz (x_train, y_train, ..., classes), atomically."""
+    arrays: dict[str, np.ndarray] = {"classes": np.asarray(list(classes), dtype=str)}
+    for split, (x, y) in splits.items():
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    tmp.replace(path)
+
+
+def _npz(path: str):  # type: ignore[no-untyped-def]
+    """arrays:PATH, a .npz with x_train, y_train and optionally x_val, y_val, x_test, y_test, classes."""
+    import zipfile
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"array file '{p}' does not exist; give a .npz with x_train and y_train (arrays:PATH.npz)")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"cannot read array file '{p}' ({exc}); give a .npz written by numpy.savez") from exc
+    splits = {}
+    for split in ARRAY_SPLITS:
+        if (f"x_{split}" in arrays) != (f"y_{split}" in arrays):
+            raise DataError(f"array file '{p}' has only one of x_{split} and y_{split}; give both or neither")
+        if f"x_{split}" in arrays:
+            splits[split] = (arrays[f"x_{split}"], arrays[f"y_{split}"])
+    extra = sorted(set(arrays) - {f"{a}_{s}" for a in "xy" for s in ARRAY_SPLITS} - {"classes"})
+    if extra:
+        raise DataError(f"array file '{p}' has unknown arrays {', '.join(extra)}; use x_train, y_train, x_val, ...")
+    classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else None
+    return check_arrays(f"arrays:{p}", splits, classes)
 
 
 def load_digits(val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
@@ -152,7 +284,7 @@ TORCHVISION = {
         ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"],
     ),
 }
-NAMES = ("digits", *TORCHVISION, "folder:PATH")
+NAMES = ("digits", *TORCHVISION, "folder:PATH", "arrays:PATH.npz")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -370,6 +502,16 @@ def load_dataset(
         if max_images is not None:
             raise ConfigError("max_images applies to mnist, fashion-mnist, cifar10 and folder datasets, not digits")
         return load_digits(val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    if name.startswith("arrays:"):
+        if max_images is not None:
+            raise ConfigError("max_images applies to mnist, fashion-mnist, cifar10 and folder datasets, not arrays")
+        splits, names, scale = _npz(name.split(":", 1)[1])
+        if scale == UINT8_SCALE:
+            splits = {k: (x.astype(np.float32) / 255.0, y) for k, (x, y) in splits.items()}
+        (xa, ya), test_split, val_split = splits["train"], splits.get("test"), splits.get("val")
+        return from_arrays(
+            name, xa, ya, names, val_fraction, test_fraction, seed, scale, test=test_split, val=val_split
+        )
     if name in TORCHVISION:
         x, y, classes, test = _torchvision(name, data_dir, download)
     elif name.startswith("folder:"):
