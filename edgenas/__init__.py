@@ -1,9 +1,10 @@
 """edgenas: neural architecture search for small devices.
 
 The Python API (`edgenas.api`, loaded on first use so that `import edgenas` stays light, e.g.
-for the torch-free board agent): `search`, `export`, `bench`, `load_run`, `make_pipeline`,
-and the result types `Run`, `Winner`. The modules `edgenas.search`, `edgenas.export` and
-`edgenas.bench` keep their names for `from edgenas.search import ...`; as attributes of the
+for the torch-free board agent): `search`, `export`, `bench`, `load_run`, `report`,
+`profiles`, `calibrate`, `make_pipeline`, and the result types `Run`, `Winner`. The modules
+`edgenas.search`, `edgenas.export`, `edgenas.bench`, `edgenas.report`, `edgenas.profiles` and
+`edgenas.calibrate` keep their names for `from edgenas.search import ...`; as attributes of the
 package these names are the API's functions.
 """
 
@@ -12,7 +13,9 @@ import types
 
 from edgenas.version import __version__
 
-_API = ("search", "export", "bench", "load_run", "make_pipeline", "Run", "Winner")
+_API = (
+    "search", "export", "bench", "load_run", "report", "profiles", "calibrate", "make_pipeline", "Run", "Winner",
+)  # fmt: skip
 __all__ = ["__version__", *_API]
 
 

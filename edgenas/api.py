@@ -1,4 +1,5 @@
-"""The Python API: `edgenas.search`, `edgenas.export`, `edgenas.bench`, `edgenas.load_run`.
+"""The Python API: `edgenas.search`, `edgenas.export`, `edgenas.bench`, `edgenas.load_run`,
+`edgenas.report`, `edgenas.profiles`, `edgenas.calibrate`.
 
     import edgenas
 
@@ -399,10 +400,65 @@ def export(
 
 
 def bench(
-    models: Sequence[str | Path], profiles: Sequence[str] = ("cpu-arm",), top: int | None = None
+    models: Sequence[str | Path],
+    profiles: Sequence[str] = ("cpu-arm",),
+    top: int | None = None,
+    no_cache: bool = False,
 ) -> list[dict[str, Any]]:
-    """Latency of ONNX files or of a run's candidates under each profile (as `edgenas bench`):
-    one dict per (model, profile) with the median and the rest of the statistics."""
+    """Latency of ONNX files or of a run's candidates (its `top` best) under each profile (as
+    `edgenas bench`): one dict per (model, profile) with the median and the rest of the
+    statistics. `no_cache`: time again instead of reusing cached latencies."""
     from edgenas.bench import bench_models
+    from edgenas.measure.latency import Measurer
 
-    return bench_models([str(m) for m in models], list(profiles), top)
+    if top is not None and top < 1:
+        raise ConfigError(f"--top must be >= 1, got {top}")
+    return bench_models([str(m) for m in models], list(profiles), top, Measurer(use_cache=False) if no_cache else None)
+
+
+def report(run: Run | str | Path, out: str | Path | None = None) -> Path:
+    """Write a run's HTML report (as `edgenas report`; plots embedded) and return its path;
+    the numbers behind it are `load_run(run)`'s trials, top and front."""
+    from edgenas.report import write_report
+
+    path = run.path if isinstance(run, Run) else Path(run)
+    load_run(path)  # a clear error for a directory that is not a run
+    return write_report(path, Path(out) if out is not None else None)
+
+
+def profiles() -> dict[str, Any]:
+    """Every hardware profile edgenas finds (as `edgenas profiles`), by name, loaded."""
+    from edgenas.profiles import available_profiles, load_profile
+
+    return {name: load_profile(str(path)) for name, path in available_profiles().items()}
+
+
+def calibrate(
+    pairs: str | Path,
+    *,
+    profile: str = "cpu-arm-host",
+    graph_only: bool = False,
+    name: str | None = None,
+    out_dir: str | Path | None = None,
+    limit: int | None = None,
+    folds: int = 5,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Any, list[Path], Any]:
+    """Fit a latency predictor from board timings and write the calibrated profile (as `edgenas
+    calibrate`): returns (the fit with its cross-validated quality, the files written, the base
+    profile)."""
+    import re
+
+    from edgenas.calibrate import calibrate as fit
+    from edgenas.calibrate import write_calibrated_profile
+    from edgenas.profiles import load_profile
+
+    base = load_profile(profile)
+    if folds < 2:
+        raise ConfigError(f"--folds must be >= 2, got {folds}")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ConfigError(f"--name {name!r} is not a plain profile name; use letters, digits, '.', '_' and '-'")
+    fitted = fit(profile, Path(pairs), limit, folds, on_progress=progress, host_timing=not graph_only)
+    target = Path(out_dir) if out_dir is not None else Path(base.source_path).parent
+    written = write_calibrated_profile(base.source_path, fitted, target, name)
+    return fitted, written, base

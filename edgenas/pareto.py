@@ -266,3 +266,19 @@ def summary(trials: Sequence[Any], objectives: Sequence[str]) -> dict[str, Any]:
         "hypervolume": per_update[-1][1] if per_update else 0.0,
         "hypervolume_per_update": per_update,
     }
+
+
+def ranks(vectors: Sequence[tuple[float, ...] | None]) -> list[int]:
+    """Non-dominated sorting (NSGA-II's): 0 for the front, 1 for the front of the rest, ...;
+    a missing vector ranks below every real one."""
+    out = [-1] * len(vectors)
+    left = [i for i, v in enumerate(vectors) if v is not None]
+    rank = 0
+    while left:
+        pts = [vectors[i] for i in left]
+        layer = {left[j] for j, p in enumerate(pts) if not any(dominates(q, p) for q in pts)}
+        for i in layer:
+            out[i] = rank
+        left = [i for i in left if i not in layer]
+        rank += 1
+    return [rank if r < 0 else r for r in out]

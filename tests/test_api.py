@@ -76,3 +76,17 @@ def test_bad_input_raises_the_cli_errors(tmp_path):
     res = cli(["search", "--fidelity", "fast", "--runs-dir", str(tmp_path / "r")], tmp_path)
     assert res.returncode == 2 and str(api_err.value) in " ".join(res.stderr.split())
     assert not (tmp_path / "r").exists()
+
+
+def test_report_profiles_and_calibrate_are_reachable_from_python(tmp_path):
+    profiles = edgenas.profiles()
+    assert {"cpu-arm", "stm32f746"} <= set(profiles) and profiles["stm32f746"].max_flash_bytes
+    run = edgenas.search("digits", children=3, epochs=1, budget=5000, device="cpu", runs_dir=tmp_path, progress=False)
+    page = edgenas.report(run, out=tmp_path / "r.html")
+    assert page == tmp_path / "r.html" and "edgenas search report" in page.read_text()
+    with pytest.raises(RunDirError):
+        edgenas.report(tmp_path / "nothing-here")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("model,device_ms\n" + "".join(f"{run.winner.onnx_path},{1.0 + i}\n" for i in range(1)))
+    with pytest.raises(ConfigError, match="--folds must be >= 2"):
+        edgenas.calibrate(pairs, folds=1)

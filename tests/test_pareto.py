@@ -26,6 +26,11 @@ def test_non_dominated_matches_brute_force():
             assert (i in front) == (not dominated and pts.index(p) == i)
 
 
+def test_ranks_peel_fronts_in_order():
+    pts = [(3, 1), (1, 3), (2, 2), (1, 1), (0, 0), None, (2, 1)]
+    assert pareto.ranks(pts) == [0, 0, 0, 2, 3, 4, 1]
+
+
 def test_hypervolume_is_exact_in_two_and_three_dimensions():
     assert pareto.hypervolume([(3, 1), (1, 3), (2, 2)], (0, 0)) == 3 + 1 + 2  # three unit-wide steps
     assert pareto.hypervolume([(1, 1)], (2, 0)) == 0.0  # below the reference: nothing

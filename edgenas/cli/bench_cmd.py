@@ -10,7 +10,6 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from edgenas.bench import bench_models
 from edgenas.cli.common import console, fmt_ms, handle_errors
 
 CSV_FIELDS = (
@@ -72,13 +71,10 @@ def bench(
     see --json). cpu-arm predicts Raspberry Pi 5 milliseconds from the graph on any host;
     cpu-arm-host is this host's raw time.
     """
-    from edgenas.measure.latency import Measurer, outside_fit_note
+    from edgenas import api
+    from edgenas.measure.latency import outside_fit_note
 
-    if top is not None and top < 1:
-        from edgenas.errors import ConfigError
-
-        raise ConfigError(f"--top must be >= 1, got {top}")
-    rows = bench_models(models, profile, top, Measurer(use_cache=False) if no_cache else None)
+    rows = api.bench(models, profile, top, no_cache=no_cache)
     if as_json:
         print(json.dumps(rows, indent=2))
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -51,26 +50,20 @@ def calibrate(
     the host x one-factor baseline, and write the profile NAME.toml with its calibration files.
     Latencies from that profile are labelled 'predicted'.
     """
-    from edgenas.calibrate import calibrate as run
-    from edgenas.calibrate import write_calibrated_profile
-    from edgenas.errors import ConfigError
-    from edgenas.profiles import load_profile
+    from edgenas import api
 
-    base = load_profile(profile)
-    if folds < 2:
-        raise ConfigError(f"--folds must be >= 2, got {folds}")
-    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise ConfigError(f"--name {name!r} is not a plain profile name; use letters, digits, '.', '_' and '-'")
     verb = "reading graphs" if graph_only else "timing on this host"
     with Progress(TextColumn(verb), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("t", total=None)
-        fitted = run(
-            profile,
+        fitted, written, base = api.calibrate(
             pairs,
-            limit,
-            folds,
-            on_progress=lambda i, n: bar.update(task, completed=i, total=n),
-            host_timing=not graph_only,
+            profile=profile,
+            graph_only=graph_only,
+            name=name,
+            out_dir=out_dir,
+            limit=limit,
+            folds=folds,
+            progress=lambda i, n: bar.update(task, completed=i, total=n),
         )
     table = Table(title=f"calibration from {base.name}: {fitted.graph.pairs} pairs, {folds}-fold cross-validation")
     for col in ("model", "Spearman", "MAPE", "within 10 %", "within 5 %"):
@@ -91,8 +84,6 @@ def calibrate(
             f"{100 * m['within_5pct']:.1f} %",
         )
     console.print(table)
-    target = out_dir or Path(base.source_path).parent
-    written = write_calibrated_profile(base.source_path, fitted, Path(target), name)
     console.print(
         f"wrote {', '.join(str(p) for p in written)}; use it with --profile {written[0].stem} "
         "(its latencies are labelled 'predicted')",

@@ -247,6 +247,12 @@ class PredictorController(ReinforceController):
             if v is not None:
                 self.vectors[self._key(a)] = tuple(float(x) for x in v)
 
+    def _front_keys(self) -> set[str]:
+        from edgenas.pareto import non_dominated
+
+        keys = list(self.vectors)
+        return {keys[i] for i in non_dominated([self.vectors[k] for k in keys])}
+
     def scored(self) -> list[tuple[list[int], float]]:
         """The history with one comparable score each: the reward without multi-fidelity; with
         it, an order-preserving score of (highest rung, reward at that rung), so rewards of
@@ -255,12 +261,16 @@ class PredictorController(ReinforceController):
         result's objective vector scalarised with this batch's weights (ParEGO), a child without
         a vector (rejected, failed) below every one with."""
         if self._lam is not None:
-            from edgenas.pareto import scalarise
+            from edgenas.pareto import ranks, scalarise
 
             vecs = [self.vectors.get(self._key(a)) for a, _ in self.history]
             scores = scalarise(vecs, self._lam)
-            floor = min((x for x in scores if x is not None), default=0.0) - 1.0
-            return [(a, floor if x is None else x) for (a, _), x in zip(self.history, scores)]
+            # the Pareto rank first (the front above everything it dominates), this batch's
+            # trade-off within a rank (scalarised scores lie in [-0.05, 1], half a rank at most)
+            return [
+                (a, -float(rank) + 0.5 * (0.0 if x is None else x))
+                for (a, _), rank, x in zip(self.history, ranks(vecs), scores)
+            ]
         if not self.promoted:
             return self.history
         rewards = [r for _, r in self.history] + [r for _, r in self.promoted.values()]
@@ -312,9 +322,15 @@ class PredictorController(ReinforceController):
                         keys.append(k)
             return keys
 
+        multi = self._lam is not None
         if self.local_top and len(self.history) >= self.initial:
             incumbents: list[list[int]] = []  # the best results, at least `spread` decisions apart
-            for seq in ranked:
+            if multi:  # multi-objective: every front member is an incumbent (this batch's favourites first)
+                front_keys = self._front_keys()
+                incumbents = [a for a in ranked if self._key(a) in front_keys and self._eligible(a)][
+                    : 4 * self.local_top
+                ]
+            for seq in [] if multi else ranked:
                 if len(incumbents) == self.local_top:
                     break
                 if self._eligible(seq) and all(_distance(seq, other) >= self.spread for other in incumbents):
@@ -344,7 +360,15 @@ class PredictorController(ReinforceController):
         chosen: list[str] = []
         # local search: part of the batch goes to the incumbents' most promising neighbours
         n_local = int(math.ceil(n * self.local_share))
-        for group in local:
+        if multi:  # round robin over the front members: the best neighbour of each in turn
+            queues = [sorted(group, key=lambda k: -scores[k]) for group in local]
+            while len(chosen) < n_local and any(queues):
+                for q in queues:
+                    while q and (q[0] in chosen or not self._ok(pool[q[0]])):
+                        q.pop(0)
+                    if q and len(chosen) < n_local:
+                        chosen.append(q.pop(0))
+        for group in [] if multi else local:
             for k in sorted((k for k in group if k not in chosen), key=lambda k: -scores[k]):
                 if len(chosen) >= n_local:
                     break
