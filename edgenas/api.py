@@ -422,7 +422,6 @@ def report(run: Run | str | Path, out: str | Path | None = None) -> Path:
     from edgenas.report import write_report
 
     path = run.path if isinstance(run, Run) else Path(run)
-    load_run(path)  # a clear error for a directory that is not a run
     return write_report(path, Path(out) if out is not None else None)
 
 

@@ -94,7 +94,8 @@ def report(
     ] = None,
 ) -> None:
     """Summarise a run in the terminal and write its HTML report (plots embedded)."""
-    from edgenas.report import report_data, write_report
+    from edgenas import api
+    from edgenas.report import report_data
 
     d = report_data(run_dir)
     pareto = {"latency": set(d["pareto_latency"]), "params": set(d["pareto_params"])}
@@ -119,7 +120,7 @@ def report(
         f"sampled {len(d['samples'])}: trained {c.get('ok', 0)}, rejected {c.get('rejected', 0)}, "
         f"failed {c.get('failed', 0)}, stopped early {c.get('stopped', 0)}, reused {d['reused']}"
     )
-    path = write_report(run_dir, out)
+    path = api.report(run_dir, out)
     console.print(f"report: [bold]{path}[/]", soft_wrap=True)
 
 
