@@ -246,9 +246,10 @@ def finalize(
     if objectives:  # the result is the front; it is kept in the database too
         from edgenas import pareto
 
-        result = pareto.summary(store.trials("ok"), objectives)
+        ok = store.trials("ok")
+        result = pareto.summary(ok, objectives)
         store.set_meta("pareto", result)
-        by_id = {t.id: t for t in store.trials("ok")}
+        by_id = {t.id: t for t in ok}
         manifest["front"] = {
             **result,
             "members": [

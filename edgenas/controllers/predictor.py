@@ -196,6 +196,7 @@ class PredictorController(ReinforceController):
         self.promoted: dict[str, tuple[int, float]] = {}  # multi-fidelity: key -> (highest rung, reward there)
         self.vectors: dict[str, tuple[float, ...]] = {}  # multi-objective: key -> objective vector (maximised)
         self._lam: list[float] | None = None  # multi-objective: this batch's scalarisation weights
+        self._mo_scored: list[tuple[list[int], float]] | None = None  # scored() for this batch's weights
         self._keys: dict[tuple[int, ...], str] = {}  # canonical keys already computed (a cache)
         self._feasible: dict[str, bool] = {}  # feasibility by canonical key (a cache)
         self.last_stats: dict[str, float] = {}
@@ -261,16 +262,18 @@ class PredictorController(ReinforceController):
         result's objective vector scalarised with this batch's weights (ParEGO), a child without
         a vector (rejected, failed) below every one with."""
         if self._lam is not None:
-            from edgenas.pareto import ranks, scalarise
+            if self._mo_scored is None:  # once per batch: propose asks three times
+                from edgenas.pareto import ranks, scalarise
 
-            vecs = [self.vectors.get(self._key(a)) for a, _ in self.history]
-            scores = scalarise(vecs, self._lam)
-            # the Pareto rank first (the front above everything it dominates), this batch's
-            # trade-off within a rank (scalarised scores lie in [-0.05, 1], half a rank at most)
-            return [
-                (a, -float(rank) + 0.5 * (0.0 if x is None else x))
-                for (a, _), rank, x in zip(self.history, ranks(vecs), scores)
-            ]
+                vecs = [self.vectors.get(self._key(a)) for a, _ in self.history]
+                scores = scalarise(vecs, self._lam)
+                # the Pareto rank first (the front above everything it dominates), this batch's
+                # trade-off within a rank (scalarised scores lie in [-0.05, 1], half a rank at most)
+                self._mo_scored = [
+                    (a, -float(rank) + 0.5 * (0.0 if x is None else x))
+                    for (a, _), rank, x in zip(self.history, ranks(vecs), scores)
+                ]
+            return self._mo_scored
         if not self.promoted:
             return self.history
         rewards = [r for _, r in self.history] + [r for _, r in self.promoted.values()]
@@ -286,6 +289,7 @@ class PredictorController(ReinforceController):
             from edgenas.pareto import weights
 
             self._lam = weights(self.rng, len(next(iter(self.vectors.values()))))
+            self._mo_scored = None
         ranked = [a for a, _ in sorted(self.scored(), key=lambda item: -item[1])]
         taken = {self._key(a) for a, _ in self.history}
         if self.stale >= self.patience and ranked:
@@ -448,6 +452,7 @@ class PredictorController(ReinforceController):
         else:
             self.stale = 0 if best is None or max(rewards) > best else self.stale + 1
         stats = super().learn(actions, rewards)
+        self._mo_scored = None
         self.history.extend((list(a), float(r)) for a, r in zip(actions, rewards))
         return {**stats, **self.last_stats}
 
