@@ -369,11 +369,15 @@ def export(
     top: int = 1,
     out: str | Path | None = None,
     pick: str | None = None,
+    tflite: bool = False,
+    max_tflite_diff: float = 0.01,
     progress: bool | Callable[[str], None] = True,
 ) -> list[Any]:
     """Retrain the winner (or the `top` best, or what `pick` chooses: 'knee', 'latency_ms<=2',
     ... from the front of a multi-objective run) on train + validation and write deployable
     bundles (as `edgenas export`); returns one `BundleResult` (path, manifest) per bundle.
+    `tflite` (needs `pip install 'edgenas[tflite]'`): also a fully int8 model.tflite and its C
+    header for TFLite Micro, checked under LiteRT against the int8 ONNX model.
     `progress`: True (rich lines on stderr), False, or a callable given each step's message."""
     from edgenas.export import export_run
 
@@ -396,6 +400,8 @@ def export(
         out=Path(out) if out is not None else None,
         on_step=step,
         pick=pick,
+        tflite=tflite,
+        max_tflite_diff=max_tflite_diff,
     )
 
 

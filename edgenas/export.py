@@ -25,7 +25,10 @@ from edgenas.evaluate import child_seed
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
 from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_logits
 from edgenas.measure.latency import make_session, measure_latency, outside_fit_note
-from edgenas.measure.quantize import batched_feeds, calibration_images, quantize_int8
+from edgenas.measure import tflite as tfl
+from edgenas.measure.memory import memory_estimate
+from edgenas.measure.quantize import batched_feeds, quantize_int8
+from edgenas.measure.quantize import calibration_images as _calibration_images
 from edgenas.pareto import Pick, front, goodness, knee_order, parse_pick, trial_values
 from edgenas.profiles import Profile, load_profile
 from edgenas.rundir import DB_NAME, load_run_pipeline, onnx_metadata, versions, write_verified_onnx
@@ -60,7 +63,7 @@ def quantize_bundle_int8(
     calibrated on `images` training images, or on `calibration` (normalised N x C x H x W float32)
     when given. Returns the number of calibration images."""
     if calibration is None:
-        calibration = calibration_images(data.x_train, images, seed)
+        calibration = _calibration_images(data.x_train, images, seed)
     try:
         model = quantize_int8(fp32_path.read_bytes(), batched_feeds(calibration, INPUT_NAME))
     except MeasurementError as exc:
@@ -113,6 +116,8 @@ def export_run(
     on_step: Callable[[str], None] | None = None,
     calibration_data: np.ndarray | None = None,
     pick: str | None = None,
+    tflite: bool = False,
+    max_tflite_diff: float = 0.01,
 ) -> list[BundleResult]:
     """Write a bundle for the best finished child (or each of the `top` best) of `run_dir`.
 
@@ -121,12 +126,26 @@ def export_run(
     single-objective one (ranked by reward); with `top`, the `top` best that satisfy it (knee:
     closest to the ideal point first; conditions alone: best validation accuracy first).
     `calibration_data` (normalised, N x C x H x W) replaces the training images that calibrate
-    the int8 model: use your own representative images."""
+    the int8 model: use your own representative images.
+
+    `tflite` (needs `pip install 'edgenas[tflite]'`) also writes model.tflite, fully int8 for
+    TFLite Micro, and model_data.h (the same bytes as a C array): converted from the trained
+    network by litert-torch, calibrated on the same images as model.int8.onnx (which it implies),
+    checked on the test images under the LiteRT interpreter against model.int8.onnx (refused when
+    the accuracies differ by more than `max_tflite_diff`), and run under TFLite Micro, when
+    installed, for the tensor arena it needs."""
     if top < 1:
         raise EdgenasError(f"--top must be >= 1, got {top}")
     chosen = parse_pick(pick) if pick is not None else None
     if not 0 <= max_int8_drop <= 1:
         raise EdgenasError(f"--max-int8-drop must be between 0 and 1 (a fraction of accuracy), got {max_int8_drop}")
+    if not 0 <= max_tflite_diff <= 1:
+        raise EdgenasError(
+            f"--max-tflite-diff must be between 0 and 1 (a fraction of accuracy), got {max_tflite_diff}"
+        )
+    if tflite:
+        tfl.require()  # before any retraining: a missing extra is known at once
+        int8 = True
     step = on_step or (lambda msg: None)
     run_dir = Path(run_dir)
     pipeline = load_run_pipeline(run_dir)
@@ -187,7 +206,10 @@ def export_run(
         if int8:
             step("quantizing to int8 (static, calibrated on training images)")
             int8_path = bundle / "model.int8.onnx"
-            n_calib = quantize_bundle_int8(fp32_path, int8_path, data, calibration_images, seed, calibration_data)
+            calib = calibration_data
+            if calib is None:
+                calib = _calibration_images(data.x_train, calibration_images, seed)
+            n_calib = quantize_bundle_int8(fp32_path, int8_path, data, calibration_images, seed, calib)
             int8_acc = _onnx_accuracy(int8_path, profile, data)
             drop = onnx_acc - int8_acc
             int8_info = {
@@ -211,6 +233,11 @@ def export_run(
                     "complete). Allow more with --max-int8-drop"
                 )
             variants["int8"] = int8_info
+        if tflite:
+            variants["tflite"], tflite_refused = _tflite_bundle(
+                model, bundle, data, calib, onnx_bytes, int8_acc, max_tflite_diff, trial.id, step
+            )
+            refused = refused or tflite_refused
         manifest = bundle_manifest(
             run_dir, trial, pipeline, profile, data, test_acc, trained.train_seconds, variants, finished
         )
@@ -222,6 +249,85 @@ def export_run(
         if refused:
             raise Int8Refused(refused)
     return results
+
+
+TFLITE_HEADER_NAME = "edgenas_model"  # the C array's name in model_data.h
+TFLM_CHECK_IMAGES = 100  # test images also run under TFLite Micro (its reference kernels are slow)
+
+
+def _tflite_bundle(
+    model, bundle: Path, data: Dataset, calib: np.ndarray, onnx_bytes: bytes, int8_acc: float,
+    max_diff: float, trial_id: int, step: Callable[[str], None],
+) -> tuple[dict[str, Any], str | None]:
+    """Write model.tflite and model_data.h into `bundle`, check them, and return their manifest
+    entry and, when refused, the reason (the files are then removed)."""
+    step("converting to a fully int8 TFLite model (litert-torch), calibrated on the same images")
+    tflite = tfl.convert_int8(model, calib)
+    path = bundle / "model.tflite"
+    atomic_write_bytes(path, tflite)
+    step(f"checking model.tflite on {len(data.y_test)} test images under the LiteRT interpreter")
+    x_test = data.x_test.numpy()
+    y_test = data.y_test.numpy()
+    lite_pred = tfl.litert_logits(tflite, x_test).argmax(1)
+    acc = float((lite_pred == y_test).mean())
+    micro = None
+    if tfl.tflm_available():
+        n = min(TFLM_CHECK_IMAGES, len(x_test))
+        step(f"running model.tflite under TFLite Micro on {n} test images (tensor arena)")
+        try:
+            run = tfl.tflm_run(tflite, x_test[:n])
+            micro = {
+                "arena_bytes": run["arena_bytes"],
+                "arena_head_bytes": run["arena_head_bytes"],
+                "arena_tail_bytes": run["arena_tail_bytes"],
+                "images": n,
+                "agreement_with_litert": float((run["logits"].argmax(1) == lite_pred[:n]).mean()) if n else None,
+            }
+        except tfl.TfliteError as exc:  # kept: LiteRT ran it; the manifest says what TFLite Micro did
+            step(f"warning: {exc}; the tensor arena was not measured")
+            micro = {"error": str(exc)}
+    estimate = memory_estimate(onnx_bytes, "int8")
+    atomic_write_bytes(
+        bundle / "model_data.h",
+        tfl.c_header(tflite, TFLITE_HEADER_NAME, (micro or {}).get("arena_bytes")).encode("ascii"),
+    )
+    described = tfl.describe(tflite)
+    ops: dict[str, int] = {}
+    for op in described["ops"]:
+        ops[op] = ops.get(op, 0) + 1
+    info: dict[str, Any] = {
+        "file": "model.tflite",
+        "header": "model_data.h",
+        "bytes": len(tflite),
+        "flash_bytes": len(tflite),
+        "test_accuracy": acc,
+        "int8_onnx_test_accuracy": int8_acc,
+        "difference_from_int8_onnx": acc - int8_acc,
+        "max_difference": max_diff,
+        "input": {**described["input"], "layout": "NCHW", "normalise_first": "as the fp32 input: mean, std"},
+        "output": {**described["output"], "meaning": "int8 logits; dequantize, argmax is the class"},
+        "ops": ops,
+        "fully_int8": not described["float_ops"],
+        "float_ops": described["float_ops"],
+        "tflite_micro": micro,
+        "estimate": {
+            "peak_ram_bytes": estimate.peak_ram_bytes,
+            "best_peak_ram_bytes": estimate.best_peak_ram_bytes,
+            "flash_bytes": estimate.flash_bytes,
+        },
+        "converter": "litert-torch (PT2E static int8: weights per channel, activations per tensor)",
+    }
+    if abs(acc - int8_acc) <= max_diff:
+        return info, None
+    for name in ("model.tflite", "model_data.h"):
+        (bundle / name).unlink(missing_ok=True)
+    info.update(file=None, header=None, refused=True)
+    return info, (
+        f"model.tflite of trial {trial_id} scored {100 * acc:.2f} % on the test images under LiteRT, "
+        f"{100 * abs(acc - int8_acc):.2f} points from model.int8.onnx ({100 * int8_acc:.2f} %), more than "
+        f"the allowed {100 * max_diff:.2f}; it was not kept (the ONNX bundle in {bundle} is complete). "
+        "Allow more with --max-tflite-diff"
+    )
 
 
 def bundle_manifest(
@@ -278,6 +384,22 @@ def bundle_readme(m: dict[str, Any]) -> str:
     int8 = m["models"].get("int8")
     if int8 and int8.get("file"):
         lines.append(f"  model.int8.onnx   int8 (static QDQ), test accuracy {100 * int8['test_accuracy']:.2f} %")
+    lite = m["models"].get("tflite")
+    if lite and lite.get("file"):
+        micro = lite.get("tflite_micro") or {}
+        arena = f", tensor arena {micro['arena_bytes']:,} bytes under TFLite Micro" if "arena_bytes" in micro else ""
+        lines += [
+            f"  model.tflite      fully int8 TFLite (int8 input and output, batch 1, NCHW) for TFLite Micro, "
+            f"test accuracy {100 * lite['test_accuracy']:.2f} % under LiteRT; flash {lite['bytes']:,} bytes{arena}",
+            f"  model_data.h      the same bytes as a C array ({TFLITE_HEADER_NAME}, {TFLITE_HEADER_NAME}_len"
+            + (f", {TFLITE_HEADER_NAME.upper()}_ARENA_BYTES" if "arena_bytes" in micro else "")
+            + ")",
+        ]
+        if lite.get("float_ops"):
+            lines.append(
+                f"                    not fully int8: {len(lite['float_ops'])} operators compute in float "
+                f"({', '.join(sorted(set(lite['float_ops'])))}); TFLite Micro runs them with its float kernels"
+            )
     lines += [
         "  manifest.json     everything below, machine-readable",
         "",
@@ -322,4 +444,12 @@ def bundle_readme(m: dict[str, Any]) -> str:
         "      return [m['labels'][i] for i in logits.argmax(1)]",
         "",
     ]
+    if lite and lite.get("file"):
+        lines += [
+            "On a microcontroller (TFLite Micro): normalise as above, then quantize with the input's",
+            "scale and zero point (manifest.json models.tflite, or the interpreter's input tensor):",
+            "  q = clamp(round(x / scale) + zero_point, -128, 127); the output dequantizes the same way.",
+            f"Operators to register in the MicroMutableOpResolver: {', '.join(sorted(lite['ops']))}",
+            "",
+        ]
     return "\n".join(lines)

@@ -38,6 +38,21 @@ def export(
             "'params<=50000', conditions joined by ',' (with --top K: the K best that satisfy it).",
         ),
     ] = None,
+    tflite: Annotated[
+        bool,
+        typer.Option(
+            "--tflite",
+            help="Also write a fully int8 model.tflite and model_data.h for TFLite Micro, checked under LiteRT "
+            "(implies --int8; needs pip install 'edgenas[tflite]').",
+        ),
+    ] = False,
+    max_tflite_diff: Annotated[
+        float,
+        typer.Option(
+            "--max-tflite-diff",
+            help="Refuse model.tflite if its test accuracy differs from model.int8.onnx's by more than this fraction.",
+        ),
+    ] = 0.01,
 ) -> None:
     """Write a deployable bundle: the winner retrained at full fidelity on train + validation,
     model.onnx (checked against torch), optional int8 model, manifest.json and README.txt.
@@ -55,6 +70,8 @@ def export(
         top=top,
         out=out,
         pick=pick,
+        tflite=tflite,
+        max_tflite_diff=max_tflite_diff,
         progress=lambda m: console.print(f"  {m}"),
     )
     for r in results:
@@ -76,6 +93,30 @@ def export(
                 fmt_ms(lat.get("p90_ms")),
             )
         console.print(table)
+        lite = m["models"].get("tflite")
+        if lite and lite.get("file"):
+            micro, est = lite.get("tflite_micro") or {}, lite["estimate"]
+            if "arena_bytes" in micro:
+                arena = (
+                    f"TFLite Micro arena {fmt_int(micro['arena_bytes'])} bytes (activations "
+                    f"{fmt_int(micro['arena_head_bytes'])}, runtime {fmt_int(micro['arena_tail_bytes'])}; "
+                    f"estimated peak RAM {fmt_int(est['peak_ram_bytes'])})"
+                )
+            else:
+                why = micro.get("error") or "install tflite-micro to measure the arena"
+                arena = f"estimated peak RAM {fmt_int(est['peak_ram_bytes'])} bytes ({why})"
+            console.print(
+                f"model.tflite: flash {fmt_int(lite['bytes'])} bytes, {arena}; LiteRT test accuracy "
+                f"{fmt_pct(lite['test_accuracy'])} vs int8 ONNX {fmt_pct(lite['int8_onnx_test_accuracy'])}",
+                soft_wrap=True,
+            )
+            if lite.get("float_ops"):
+                console.print(
+                    f"model.tflite is not fully int8: {len(lite['float_ops'])} operators compute in float "
+                    f"({', '.join(sorted(set(lite['float_ops'])))})",
+                    soft_wrap=True,
+                    markup=False,
+                )
         if m.get("pick"):
             console.print(f"picked by --pick '{m['pick']['expression']}' (rank {m['pick']['rank']})", soft_wrap=True)
         console.print(
