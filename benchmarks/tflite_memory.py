@@ -9,8 +9,9 @@ activation buffers, what the estimate models), the tail (its persistent bookkeep
 smallest arena (to 1 KiB) in which it allocates. Ratios estimate / measured are printed per row.
 
 Networks: the three hand-designed references of `benchmarks/cifar_quality.py` at 32x32x3
-(ResNet-8, the MobileNetV2-style network, the VGG-style network) and `--samples` random networks
-from each of the layerwise, mobile and cells spaces (seeded).
+(ResNet-8, the MobileNetV2-style network, the VGG-style network), torchvision's MobileNetV2 at
+width 0.35 and 96x96 (the README's worked example), and `--samples` random networks from each of
+the layerwise, mobile, cell-small and blocks spaces (seeded).
 
 Needs the TFLite extra: pip install 'edgenas[tflite]'
 
@@ -38,19 +39,26 @@ def random_arch(space, rng: random.Random):
 
 
 def networks(samples: int, seed: int):
+    import torchvision
     from cifar_quality import references
 
     from edgenas.spaces import create
 
     shape, classes = (3, 32, 32), 10
     for name, (build, _) in references(shape, classes).items():
-        yield name, build
+        yield name, build, shape
+    # the README's worked example: torchvision's MobileNetV2, width 0.35, at 96x96
+    yield (
+        "torchvision MNv2-0.35 @96",
+        lambda: torchvision.models.mobilenet_v2(width_mult=0.35, num_classes=10),
+        (3, 96, 96),
+    )
     rng = random.Random(seed)
     for space_name in ("layerwise", "mobile", "cell-small", "blocks"):
         space = create(space_name, input_shape=shape, num_classes=classes)
         for i in range(samples):
             arch = random_arch(space, rng)
-            yield f"{space_name} sample {i}", (lambda s=space, a=arch: s.build(a))
+            yield f"{space_name} sample {i}", (lambda s=space, a=arch: s.build(a)), shape
 
 
 def main() -> None:
@@ -67,7 +75,6 @@ def main() -> None:
     if not tfl.tflm_available():
         raise SystemExit("tflite-micro is not installed: pip install 'edgenas[tflite]'")
     torch.manual_seed(args.seed)
-    calib = np.random.default_rng(args.seed).standard_normal((16, 3, 32, 32)).astype(np.float32)
     header = (
         f"{'network':<26} {'params':>8} | {'est peak':>9} {'best':>9} {'TFLM head':>9} {'est/head':>8} | "
         f"{'TFLM tail':>9} {'arena':>8} | {'est flash':>9} {'.tflite':>8} {'est/file':>8}"
@@ -75,10 +82,11 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     ratios, flash_ratios = [], []
-    for name, build in networks(args.samples, args.seed):
+    for name, build, shape in networks(args.samples, args.seed):
         model = build().eval()
         params = sum(p.numel() for p in model.parameters())
-        est = memory_estimate(export_onnx(model, (3, 32, 32)), "int8")
+        calib = np.random.default_rng(args.seed).standard_normal((16, *shape)).astype(np.float32)
+        est = memory_estimate(export_onnx(model, shape), "int8")
         try:
             lite = tfl.convert_int8(model, calib)
             micro = tfl.tflm_run(lite, calib[:1])

@@ -23,9 +23,9 @@ from edgenas.config import Pipeline
 from edgenas.errors import ConfigError, EdgenasError, MeasurementError, RunDirError
 from edgenas.evaluate import child_seed
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
+from edgenas.measure import tflite as tfl
 from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_logits
 from edgenas.measure.latency import make_session, measure_latency, outside_fit_note
-from edgenas.measure import tflite as tfl
 from edgenas.measure.memory import memory_estimate
 from edgenas.measure.quantize import batched_feeds, quantize_int8
 from edgenas.measure.quantize import calibration_images as _calibration_images
@@ -140,9 +140,7 @@ def export_run(
     if not 0 <= max_int8_drop <= 1:
         raise EdgenasError(f"--max-int8-drop must be between 0 and 1 (a fraction of accuracy), got {max_int8_drop}")
     if not 0 <= max_tflite_diff <= 1:
-        raise EdgenasError(
-            f"--max-tflite-diff must be between 0 and 1 (a fraction of accuracy), got {max_tflite_diff}"
-        )
+        raise EdgenasError(f"--max-tflite-diff must be between 0 and 1 (a fraction of accuracy), got {max_tflite_diff}")
     if tflite:
         tfl.require()  # before any retraining: a missing extra is known at once
         int8 = True
@@ -256,8 +254,15 @@ TFLM_CHECK_IMAGES = 100  # test images also run under TFLite Micro (its referenc
 
 
 def _tflite_bundle(
-    model, bundle: Path, data: Dataset, calib: np.ndarray, onnx_bytes: bytes, int8_acc: float,
-    max_diff: float, trial_id: int, step: Callable[[str], None],
+    model,
+    bundle: Path,
+    data: Dataset,
+    calib: np.ndarray,
+    onnx_bytes: bytes,
+    int8_acc: float,
+    max_diff: float,
+    trial_id: int,
+    step: Callable[[str], None],
 ) -> tuple[dict[str, Any], str | None]:
     """Write model.tflite and model_data.h into `bundle`, check them, and return their manifest
     entry and, when refused, the reason (the files are then removed)."""

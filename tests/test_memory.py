@@ -23,15 +23,20 @@ def est(model: nn.Module, shape, precision="int8"):
 
 
 def test_plain_chain():
-    # input 1x8x8 = 64; conv1 out 4x8x8 = 256 (ReLU fused into it); conv2 out 8x8x8 = 512.
-    # conv1 runs with 64 + 256 live, conv2 with 256 + 512 = 768: the peak.
+    # input 1x8x8 = 64 (one channel: no NHWC copy); conv1 out 4x8x8 = 256 (ReLU fused into it);
+    # conv2 out 8x8x8 = 512, a feature-map output the converter transposes back to NCHW (a copy).
+    # conv1 runs with 64 + 256 live, conv2 with 256 + 512 = 768, the transpose with 512 + 512.
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, padding=1))
     e = est(net, (1, 8, 8))
-    assert e.peak_ram_bytes == e.best_peak_ram_bytes == 768 and e.best_order_exact
-    assert est(net, (1, 8, 8), "fp32").peak_ram_bytes == 4 * 768
-    # flash, int8: weights 36 + 288 bytes, 16 bytes per output channel (bias, scale, zero point), 2 operators
-    assert e.flash_bytes == 36 + 288 + INT8_BYTES_PER_OUTPUT_CHANNEL * (4 + 8) + FLASH_BYTES_PER_OP * 2
-    assert est(net, (1, 8, 8), "fp32").flash_bytes == 4 * (36 + 4 + 288 + 8) + FLASH_BYTES_PER_OP * 2
+    assert e.peak_ram_bytes == e.best_peak_ram_bytes == 1024 and e.best_order_exact
+    assert est(net, (1, 8, 8), "fp32").peak_ram_bytes == 4 * 1024
+    # ending in a vector instead: no output transpose, conv2's 256 + 512 is the peak
+    pooled = nn.Sequential(*net, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert est(pooled, (1, 8, 8)).peak_ram_bytes == 768
+    # flash, int8: weights 36 + 288 bytes, 28 bytes per output channel (bias; scale and zero
+    # point of weights and bias), 3 operators (two convolutions, the output transpose)
+    assert e.flash_bytes == 36 + 288 + INT8_BYTES_PER_OUTPUT_CHANNEL * (4 + 8) + FLASH_BYTES_PER_OP * 3
+    assert est(net, (1, 8, 8), "fp32").flash_bytes == 4 * (36 + 4 + 288 + 8) + FLASH_BYTES_PER_OP * 3
 
 
 class Residual(nn.Module):

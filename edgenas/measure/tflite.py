@@ -24,10 +24,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from pathlib import Path
 import tempfile
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,8 +66,8 @@ def require() -> None:
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     os.environ.setdefault("LITERT_TORCH_SILENCE_TORCH_LOGS", "y")
     for module, package in (("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert")):
-        if module in sys.modules:
-            continue
+        if sys.modules.get(module) is not None:
+            continue  # imported already
         try:
             with _silenced_stderr(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -247,14 +247,17 @@ def describe(tflite: bytes) -> dict[str, Any]:
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     ops = it._get_ops_details()
     float_ops = [
-        d["op_name"]
-        for d in ops
-        if any(i >= 0 and np.dtype(tensors[i]["dtype"]) == np.float32 for i in d["outputs"])
+        d["op_name"] for d in ops if any(i >= 0 and np.dtype(tensors[i]["dtype"]) == np.float32 for i in d["outputs"])
     ]
     io = {}
     for key, details in (("input", it.get_input_details()[0]), ("output", it.get_output_details()[0])):
         q = _io(details)
-        io[key] = {"dtype": "int8", "shape": [int(v) for v in details["shape"]], "scale": q.scale, "zero_point": q.zero_point}
+        io[key] = {
+            "dtype": "int8",
+            "shape": [int(v) for v in details["shape"]],
+            "scale": q.scale,
+            "zero_point": q.zero_point,
+        }
     return {"ops": [d["op_name"] for d in ops], "float_ops": float_ops, **io}
 
 
@@ -406,7 +409,6 @@ def c_header(tflite: bytes, name: str, arena_bytes: int | None) -> str:
         "",
     ]
     return "\n".join(lines)
-
 
 
 if __name__ == "__main__":
