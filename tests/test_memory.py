@@ -5,8 +5,8 @@ import json
 import sqlite3
 
 import pytest
-import torch
 import torch.nn as nn
+from hand_networks import Residual
 from typer.testing import CliRunner
 
 from edgenas.cli import app
@@ -37,16 +37,6 @@ def test_plain_chain():
     # point of weights and bias), 3 operators (two convolutions, the output transpose)
     assert e.flash_bytes == 36 + 288 + INT8_BYTES_PER_OUTPUT_CHANNEL * (4 + 8) + FLASH_BYTES_PER_OP * 3
     assert est(net, (1, 8, 8), "fp32").flash_bytes == 4 * (36 + 4 + 288 + 8) + FLASH_BYTES_PER_OP * 3
-
-
-class Residual(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.a = nn.Conv2d(c, c, 3, padding=1)
-        self.b = nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x):
-        return torch.relu(self.b(torch.relu(self.a(x))) + x)
 
 
 def test_residual_block():

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from hand_networks import Residual
 from typer.testing import CliRunner
 
 from edgenas.cli import app
@@ -36,16 +37,6 @@ def calib(shape, n=8, seed=0):
 def convert(net: nn.Module, shape) -> bytes:
     torch.manual_seed(0)
     return tfl.convert_int8(net.eval(), calib(shape))
-
-
-class Residual(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.a = nn.Conv2d(c, c, 3, padding=1)
-        self.b = nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x):
-        return torch.relu(self.b(torch.relu(self.a(x))) + x)
 
 
 class InvertedResidualS2(nn.Module):

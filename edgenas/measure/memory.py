@@ -121,16 +121,20 @@ def _graph(proto, precision: str, batch: int = 1) -> _Graph:
     outputs_of_graph = {vi.name for vi in g.output}
     renamed: dict[str, str] = {}  # an activation's output -> the fused producer's output
     nodes, outs, ins = [], [], []
+
+    def copy_node(node_name: str, source: str, copy: str, nbytes: int) -> str:
+        """A converter-added operator that reads `source` and writes `copy` (`nbytes`)."""
+        size[copy] = nbytes
+        nodes.append(node_name)
+        outs.append([copy])
+        ins.append([source])
+        return copy
+
     graph_inputs = [vi.name for vi in g.input if vi.name not in weights]
     for t in graph_inputs:  # the converter's NCHW -> NHWC copy of an image input with channels
         dims = shape.get(t, [])
         if len(dims) == 4 and dims[1] > 1:
-            copy = f"{t}/nhwc"
-            size[copy] = size[t]
-            nodes.append(f"{t}/Transpose")
-            outs.append([copy])
-            ins.append([t])
-            renamed[t] = copy
+            renamed[t] = copy_node(f"{t}/Transpose", t, f"{t}/nhwc", size[t])
     for i, node in enumerate(g.node):
         if node.output and node.output[0] in weights:
             continue  # a constant (or computed from constants only): folded, lives in flash
@@ -150,20 +154,11 @@ def _graph(proto, precision: str, batch: int = 1) -> _Graph:
         name = node.name or f"{node.op_type}_{i}"
         reads = [renamed.get(t, t) for t in node.input if t and t not in weights]
         if _reduces_nchw_spatial(node, shape.get(src)):  # the converter's NHWC -> NCHW copy before it
-            copy = f"{name}/nchw"
-            size[copy] = size[src]
-            nodes.append(f"{name}/Transpose")
-            outs.append([copy])
-            ins.append([reads[0]])
-            reads = [copy, *reads[1:]]
+            reads[0] = copy_node(f"{name}/Transpose", reads[0], f"{name}/nchw", size[src])
         padded = _explicit_pad(node, shape.get(src))
         if padded is not None:  # the converter's PAD: a padded copy of the input, then the convolution
-            copy = f"{name}/padded"
-            size[copy] = int(np.prod(padded, dtype=np.int64)) * elem[src]
-            nodes.append(f"{name}/Pad")
-            outs.append([copy])
-            ins.append([reads[0]])
-            reads = [copy, *reads[1:]]
+            nbytes = int(np.prod(padded, dtype=np.int64)) * elem[src]
+            reads[0] = copy_node(f"{name}/Pad", reads[0], f"{name}/padded", nbytes)
         nodes.append(name)
         outs.append([t for t in node.output if t])
         ins.append(reads)
@@ -172,12 +167,7 @@ def _graph(proto, precision: str, batch: int = 1) -> _Graph:
         t = renamed.get(vi.name, vi.name)
         dims = shape.get(vi.name, [])
         if len(dims) == 4 and dims[1] > 1:
-            copy = f"{t}/nchw"
-            size[copy] = size[t]
-            nodes.append(f"{t}/Transpose")
-            outs.append([copy])
-            ins.append([t])
-            t = copy
+            t = copy_node(f"{t}/Transpose", t, f"{t}/nchw", size[t])
         final.add(t)
     return _Graph(nodes, outs, ins, size, graph_inputs, final)
 
