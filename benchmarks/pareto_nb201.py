@@ -29,6 +29,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -158,6 +159,16 @@ def table_flops(text: str, base: float, per: dict[str, float]) -> float:
     return base + sum(per[o] for o, alive in zip(ops, live_edges(ops)) if alive)
 
 
+def variant_options(strategy: str) -> dict:
+    """Controller options of a variant written `name+key=value+key=value` (values as JSON), e.g.
+    `predictor+local_share=0.75`: the same controller with other settings, side by side."""
+    options = {}
+    for part in strategy.split("+")[1:]:
+        key, _, value = part.partition("=")
+        options[key] = json.loads(value)
+    return options
+
+
 def run_one(args: tuple[str, int, int, int]) -> tuple[str, int, list, float]:
     """One repetition: (arch string, canonical key, val, test, FLOPs as recorded) per evaluated
     network, in evaluation order."""
@@ -172,11 +183,14 @@ def run_one(args: tuple[str, int, int, int]) -> tuple[str, int, list, float]:
             children=30 * max_distinct,
             max_evaluated=max_distinct,
         ),
-        controller=ControllerSettings(name=strategy),
+        controller=ControllerSettings(name=strategy.split("+")[0], options=variant_options(strategy)),
     )
     t0 = time.perf_counter()
     result = run_search(
-        pipe, run_name=f"{strategy}-{seed}", prepared=prepared, executor=TableExecutor(table, prepared.space)
+        pipe,
+        run_name=re.sub(r"[^A-Za-z0-9._-]", "_", f"{strategy}-{seed}"),
+        prepared=prepared,
+        executor=TableExecutor(table, prepared.space),
     )
     with Store(result.run_dir / DB_NAME) as store:
         evaluated = store.trials("ok")
@@ -210,7 +224,11 @@ def main() -> None:
     ap.add_argument(
         "--share-reps", type=int, default=None, help="repetitions for the true-front share (default --reps)"
     )
-    ap.add_argument("--strategies", default="predictor,optuna-nsga2,optuna-motpe,random")
+    ap.add_argument(
+        "--strategies",
+        default="predictor,optuna-nsga2,optuna-motpe,random",
+        help="comma-separated; a variant of a controller as name+option=value, e.g. predictor+local_share=0.75",
+    )
     ap.add_argument("--m", type=int, default=8, help="architectures per controller update")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--log", help="append each repetition to this JSON-lines file and skip the ones it holds")

@@ -62,8 +62,23 @@ class MeanHead(nn.Module):
         return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
 
 
+class SkipConcat(nn.Module):
+    """a (16 channels) feeds the next convolution and, skipping two layers, a concatenation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 16, 3, padding=1)
+        self.b = nn.Conv2d(16, 16, 3, padding=1)
+        self.c = nn.Conv2d(16, 1, 3, padding=1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(17, 10))
+
+    def forward(self, x):
+        a = torch.relu(self.a(x))
+        return self.head(torch.cat([a, self.c(torch.relu(self.b(a)))], 1))
+
+
 @pytest.mark.parametrize(
-    "name, net, shape, by_hand",
+    "name, net, shape, by_hand, planned",
     [
         # 1x8x8 input 64; conv1 4x8x8 = 256; conv2 8x8x8 = 512, a feature-map output: the converter
         # transposes it back to NCHW (a copy), 512 + 512 live.
@@ -72,23 +87,29 @@ class MeanHead(nn.Module):
             nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, padding=1)),
             (1, 8, 8),
             1024,
+            1024,
         ),
         # x, a, b: 4x8x8 = 256 each (plus the NHWC copy of the input, freed after it): x + a + b.
-        ("residual block", Residual(4), (4, 8, 8), 768),
+        ("residual block", Residual(4), (4, 8, 8), 768, 768),
         # x 4x8x8 = 256 -> NHWC copy 256; expanded 24x8x8 = 1536; the converter's PAD writes
         # 24x10x10 = 2400 (SAME at stride 2 pads 0 + 1, PyTorch 1 + 1): expanded + padded = 3936.
-        ("inverted residual, stride 2", InvertedResidualS2(4, 6), (4, 8, 8), 3936),
+        ("inverted residual, stride 2", InvertedResidualS2(4, 6), (4, 8, 8), 3936, 3936),
         # 3x8x8 = 192 -> NHWC 192; conv 16x8x8 = 1024; x.mean((2, 3)) is preceded by a transpose
         # back to NCHW: 1024 + 1024.
-        ("mean over the spatial axes", MeanHead(), (3, 8, 8), 2048),
+        ("mean over the spatial axes", MeanHead(), (3, 8, 8), 2048, 2048),
+        # a 16x8x8 = 1024, read by b and by the concatenation: the converter requantizes it to the
+        # concatenation's scale right after it is written (a copy a', 1024); b 1024; c 1x8x8 = 64;
+        # b runs with a + a' + b = 3072 live (the concatenation itself: a' + c + 1088 = 2176).
+        # TFLite Micro's greedy planner (largest first) leaves a 64-byte gap: 3136.
+        ("skip into a concatenation", SkipConcat(), (1, 8, 8), 3072, 3136),
     ],
 )
-def test_peak_ram_estimate_equals_tflite_micro_planned_activations(name, net, shape, by_hand):
+def test_peak_ram_estimate_against_tflite_micro_planned_activations(name, net, shape, by_hand, planned):
     est = memory_estimate(export_onnx(net.eval(), shape), "int8")
     lite = convert(net, shape)
     micro = tfl.tflm_run(lite, calib(shape, 2))
     assert est.peak_ram_bytes == by_hand, name
-    assert micro["arena_head_bytes"] == by_hand, name  # TFLite Micro's RecordingMicroAllocator
+    assert micro["arena_head_bytes"] == planned, name  # TFLite Micro's RecordingMicroAllocator
     assert micro["arena_bytes"] >= micro["arena_head_bytes"] + micro["arena_tail_bytes"]
 
 

@@ -25,10 +25,15 @@ zero point for the weights and for the bias: 28 bytes per output channel), plus
 FLASH_BYTES_PER_OP for each operator, counting the converter's own (its flatbuffer entry, its
 output tensor's descriptor, name and quantization parameters; fitted to real .tflite files).
 
-The converter's own copies, measured against TFLite Micro's memory planner (benchmarks/
-tflite_memory.py: equal on 15 of 19 networks, at most 6 % below on the rest, where TFLite Micro's
-greedy planner leaves gaps; tests/test_tflite.py): an image input with more than one channel is
-transposed to NHWC first (a copy), a feature-map output back to NCHW (a copy); a convolution or pooling whose padding is neither TFLite's 'VALID' nor 'SAME'
+The live-set peak is a lower bound on the arena any planner needs; TFLite Micro's greedy planner
+(largest buffer first, each at the lowest free offset) can leave gaps on branchy graphs. Measured
+(benchmarks/tflite_memory.py, tests/test_tflite.py): equal to TFLite Micro's planned activations
+on 16 of 20 networks, at most 6 % below on the rest; 10 % below on the STM32F746 digits winner
+(a concatenation with skip inputs: 17,792 vs 19,840 bytes, where the live-set peak of the .tflite's
+own operator order is 17,792 too). The converter's own copies are counted, each measured: an image input with more than one channel is
+transposed to NHWC first (a copy), a feature-map output back to NCHW (a copy); an input of a
+concatenation that other nodes read too is requantized to the concatenation's shared int8 scale
+right after it is written (a QUANTIZE copy); a convolution or pooling whose padding is neither TFLite's 'VALID' nor 'SAME'
 (PyTorch's symmetric padding at stride 2 on an even size) gets its own PAD operator writing a
 padded copy of its input; a mean over the spatial axes written as a reduction (`x.mean((2, 3))`)
 is preceded by a transpose back to NCHW (a copy); global pooling is not. BatchNormalization parameters are counted as folded into the
@@ -130,6 +135,7 @@ def _graph(proto, precision: str, batch: int = 1) -> _Graph:
         ins.append([source])
         return copy
 
+    requantize: list[tuple[str, str]] = []  # (a concatenation's input, its requantized copy)
     graph_inputs = [vi.name for vi in g.input if vi.name not in weights]
     for t in graph_inputs:  # the converter's NCHW -> NHWC copy of an image input with channels
         dims = shape.get(t, [])
@@ -155,6 +161,15 @@ def _graph(proto, precision: str, batch: int = 1) -> _Graph:
         reads = [renamed.get(t, t) for t in node.input if t and t not in weights]
         if _reduces_nchw_spatial(node, shape.get(src)):  # the converter's NHWC -> NCHW copy before it
             reads[0] = copy_node(f"{name}/Transpose", reads[0], f"{name}/nchw", size[src])
+        if node.op_type == "Concat":
+            # int8: the inputs of a concatenation share its scale. One that other nodes read too
+            # keeps its own and is requantized (a QUANTIZE copy) right after it is written.
+            for j, t in enumerate(node.input):
+                if t and t not in weights and readers.get(t, 0) > 1 and reads[j] not in graph_inputs:
+                    copy = f"{name}/requantized{j}"
+                    size[copy] = size[reads[j]]
+                    requantize.append((reads[j], copy))
+                    reads[j] = copy
         padded = _explicit_pad(node, shape.get(src))
         if padded is not None:  # the converter's PAD: a padded copy of the input, then the convolution
             nbytes = int(np.prod(padded, dtype=np.int64)) * elem[src]
@@ -162,6 +177,11 @@ def _graph(proto, precision: str, batch: int = 1) -> _Graph:
         nodes.append(name)
         outs.append([t for t in node.output if t])
         ins.append(reads)
+    for source, copy in requantize:  # each QUANTIZE right after the node that writes its input
+        at = next(i for i, written in enumerate(outs) if source in written) + 1
+        nodes.insert(at, f"{copy}/Quantize")
+        outs.insert(at, [copy])
+        ins.insert(at, [source])
     final = set()
     for vi in g.output:  # the converter's NHWC -> NCHW copy of a feature-map output with channels
         t = renamed.get(vi.name, vi.name)
@@ -219,8 +239,8 @@ def _weights(g) -> set[str]:
     return weights
 
 
-def _peak(graph: _Graph, order: list[int]) -> tuple[int, int]:
-    """Peak live bytes over `order` (indices into graph.nodes), and the step where it happens."""
+def _lifetimes(graph: _Graph, order: list[int]) -> dict[str, tuple[int, int]]:
+    """Per activation tensor, the first and last step of `order` it is live at (both included)."""
     last_use: dict[str, int] = {}
     for step, i in enumerate(order):
         for t in graph.inputs[i]:
@@ -234,11 +254,16 @@ def _peak(graph: _Graph, order: list[int]) -> tuple[int, int]:
         if t in graph.graph_outputs:
             last_use[t] = end
         last_use.setdefault(t, born[t])
+    return {t: (max(b, 0), min(last_use[t], end - 1)) for t, b in born.items()}
+
+
+def _peak(graph: _Graph, order: list[int]) -> tuple[int, int]:
+    """Peak live bytes over `order` (indices into graph.nodes), and the step where it happens."""
+    end = len(order)
     delta = [0] * (end + 2)
-    for t, b in born.items():
-        start = max(b, 0)
+    for t, (start, stop) in _lifetimes(graph, order).items():
         delta[start] += graph.size[t]
-        delta[min(last_use[t], end - 1) + 1] -= graph.size[t]
+        delta[stop + 1] -= graph.size[t]
     live, best, where = 0, 0, 0
     for step in range(end):
         live += delta[step]
