@@ -75,3 +75,38 @@ def test_bad_controller_options_are_config_errors():
         create("nope", space())
     with pytest.raises(ConfigError, match="probability_floor"):
         create("reinforce", space(), probability_floor=1.5)
+
+
+def test_multi_objective_predictor_refines_the_front_late():
+    # two objectives over a layer-wise space: after `late_after` results, `late_local_share` of a
+    # batch goes to neighbours of front members (at share 1.0: all of it), before it local_share
+    import random
+
+    from edgenas.controllers.base import neighbours
+
+    s = space()
+    rng = random.Random(0)
+    seen = {}
+    for seq in RandomController(s, seed=0).propose(200):
+        if len(seen) < 24:
+            seen.setdefault(tuple(seq), (rng.random(), -rng.random()))
+    assert len(seen) == 24
+
+    def batch(late_after: int) -> tuple[list[list[int]], list[list[int]]]:
+        c = create("predictor", s, seed=0, local_share=0.0, late_local_share=1.0, late_after=late_after, initial=4)
+        actions = [list(a) for a in seen]
+        c.learn_objectives(actions, list(seen.values()))
+        c.learn(actions, [v[0] for v in seen.values()])
+        front = [list(a) for a in seen if c._key(list(a)) in c._front_keys()]
+        return c.propose(8), front
+
+    def near_front(props, front):
+        near = {tuple(n) for f in front for n in neighbours(s, f, swaps=True)}
+        return sum(tuple(p) in near for p in props)
+
+    late, front = batch(late_after=10)  # 24 results in: late
+    early, _ = batch(late_after=1000)  # never late: local share 0
+    assert near_front(late, front) == 8
+    assert near_front(early, front) < 8
+    with pytest.raises(ConfigError, match="late_local_share"):
+        create("predictor", s, late_local_share=2.0)

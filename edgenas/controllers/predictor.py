@@ -31,6 +31,14 @@ checked lazily, best first, so a check runs for about as many candidates as a ba
 a neighbour that is not feasible counts as done for `exhaust`. On NB201 under a median
 parameter budget, this found the best feasible network within 50 evaluations far more often than
 proposing everything and learning from the rejections.
+
+Multi-objective (the search passes objective vectors, `learn_objectives`): the history is ranked
+by Pareto rank, this batch's random Tchebycheff scalarisation within a rank (ParEGO); every front
+member is an incumbent in turn, and once `late_after` results are in, `late_local_share` of each
+batch (instead of `local_share`) refines the front around its members. On the NAS-Bench-201
+accuracy / FLOPs benchmark (benchmarks/pareto_nb201.py, 50 repetitions) the late shift from 0.5
+to 0.875 took the mean hypervolume at 200 networks from 0.3626 to 0.3631 (Optuna's
+multi-objective TPE: 0.3630), leaving 50 and 100, decided before it, unchanged.
 """
 
 from __future__ import annotations
@@ -156,13 +164,19 @@ class PredictorController(ReinforceController):
         use_space_features: bool = True,
         swaps: bool = True,
         exhaust: bool = True,
+        late_local_share: float = 0.875,
+        late_after: int = 100,
         **options: Any,
     ) -> None:
         super().__init__(space, seed, **options)
         if candidates < 1 or local_top < 0 or initial < 1:
             raise ValueError("candidates and initial must be >= 1, local_top >= 0")
-        if not 0.0 <= local_share <= 1.0:
-            raise ValueError("local_share must be in [0, 1]")
+        if not 0.0 <= local_share <= 1.0 or not 0.0 <= late_local_share <= 1.0:
+            raise ValueError("local_share and late_local_share must be in [0, 1]")
+        if late_after < 0:
+            raise ValueError("late_after must be >= 0")
+        self.late_local_share = late_local_share
+        self.late_after = late_after
         self.candidates = candidates
         self.local_top = local_top
         self.local_share = local_share
@@ -363,7 +377,9 @@ class PredictorController(ReinforceController):
         optimism = dict(zip(keys, ucb if self.explore == "ucb" else self._density_ratio(cand_seqs)))
         chosen: list[str] = []
         # local search: part of the batch goes to the incumbents' most promising neighbours
-        n_local = int(math.ceil(n * self.local_share))
+        # multi-objective: once `late_after` results are in, more of each batch refines the front
+        share = self.late_local_share if multi and len(self.history) >= self.late_after else self.local_share
+        n_local = int(math.ceil(n * share))
         if multi:  # round robin over the front members: the best neighbour of each in turn
             queues = [sorted(group, key=lambda k: -scores[k]) for group in local]
             while len(chosen) < n_local and any(queues):
