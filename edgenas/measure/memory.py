@@ -8,8 +8,9 @@ live at once. Weights (initializers, Constant nodes) live in flash, not in the a
 Assumptions, stated: a ReLU / ReLU6 (Clip) whose input comes only from a convolution, matrix
 product or addition is fused into it (as TFLite converters fuse them), BatchNormalization is
 folded (the exporter already folds it in eval mode); otherwise no tensor shares memory with
-another (no in-place kernels, Reshape and Flatten copy); the arena holds nothing else (the runtime's own bookkeeping is the profile's RAM
-headroom), tensors are packed without alignment padding. Element sizes follow the precision:
+another (no in-place kernels, Reshape and Flatten copy); the arena holds nothing else (the
+runtime's own bookkeeping is the profile's RAM headroom), tensors are packed without alignment
+padding. Element sizes follow the precision:
 int8 = 1 byte for every float tensor (full-integer quantization, int8 input and output), fp32 = 4;
 non-float tensors keep their own size.
 
@@ -29,15 +30,18 @@ The live-set peak is a lower bound on the arena any planner needs; TFLite Micro'
 (largest buffer first, each at the lowest free offset) can leave gaps on branchy graphs. Measured
 (benchmarks/tflite_memory.py, tests/test_tflite.py): equal to TFLite Micro's planned activations
 on 16 of 20 networks, at most 6 % below on the rest; 10 % below on the STM32F746 digits winner
-(a concatenation with skip inputs: 17,792 vs 19,840 bytes, where the live-set peak of the .tflite's
-own operator order is 17,792 too). The converter's own copies are counted, each measured: an image input with more than one channel is
-transposed to NHWC first (a copy), a feature-map output back to NCHW (a copy); an input of a
-concatenation that other nodes read too is requantized to the concatenation's shared int8 scale
-right after it is written (a QUANTIZE copy); a convolution or pooling whose padding is neither TFLite's 'VALID' nor 'SAME'
-(PyTorch's symmetric padding at stride 2 on an even size) gets its own PAD operator writing a
-padded copy of its input; a mean over the spatial axes written as a reduction (`x.mean((2, 3))`)
-is preceded by a transpose back to NCHW (a copy); global pooling is not. BatchNormalization parameters are counted as folded into the
-preceding convolution (0 bytes), as every converter does.
+(a concatenation with skip inputs: 17,792 vs 19,840 bytes, where the live-set peak of the
+.tflite's own operator order is 17,792 too).
+
+The converter's own copies are counted, each measured: an image input with more than one
+channel is transposed to NHWC first (a copy), a feature-map output back to NCHW (a copy); an
+input of a concatenation that other nodes read too is requantized to the concatenation's shared
+int8 scale right after it is written (a QUANTIZE copy); a convolution or pooling whose padding
+is neither TFLite's 'VALID' nor 'SAME' (PyTorch's symmetric padding at stride 2 on an even size)
+gets its own PAD operator writing a padded copy of its input; a mean over the spatial axes
+written as a reduction (`x.mean((2, 3))`) is preceded by a transpose back to NCHW (a copy);
+global pooling is not. BatchNormalization parameters are counted as folded into the preceding
+convolution (0 bytes), as every converter does.
 """
 
 from __future__ import annotations
