@@ -11,6 +11,7 @@ needs nothing but onnxruntime and numpy to run.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -297,9 +298,7 @@ def _tflite_bundle(
         tfl.c_header(tflite, TFLITE_HEADER_NAME, (micro or {}).get("arena_bytes")).encode("ascii"),
     )
     described = tfl.describe(tflite)
-    ops: dict[str, int] = {}
-    for op in described["ops"]:
-        ops[op] = ops.get(op, 0) + 1
+    ops = dict(Counter(described["ops"]))
     info: dict[str, Any] = {
         "file": "model.tflite",
         "header": "model_data.h",

@@ -45,19 +45,25 @@ class TfliteError(EdgenasError):
 
 
 @contextlib.contextmanager
-def _silenced_stderr():
-    """Point the process's stderr (fd 2) at /dev/null: the converter's native libraries log there
-    on import (absl, oneDNN) whatever their log level says."""
+def _stderr_to(fh):
+    """Point the process's stderr (fd 2, what native libraries write to) at the file `fh`."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with open(os.devnull, "wb") as null:
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+    os.dup2(fh.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _silenced_stderr():
+    """stderr to /dev/null: the converter's native libraries log there on import (absl, oneDNN)
+    whatever their log level says, and TFLite Micro reports every failed allocation."""
+    with open(os.devnull, "wb") as null, _stderr_to(null):
+        yield
 
 
 def require() -> None:
@@ -263,14 +269,9 @@ def describe(tflite: bytes) -> dict[str, Any]:
 
 def _allocations(interpreter) -> str:
     """What TFLite Micro's RecordingMicroAllocator prints (to the C stderr) about its arena."""
-    saved = os.dup(2)
     with tempfile.TemporaryFile() as fh:
-        os.dup2(fh.fileno(), 2)
-        try:
+        with _stderr_to(fh):
             interpreter.print_allocations()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
         fh.seek(0)
         return fh.read().decode("utf-8", "replace")
 
