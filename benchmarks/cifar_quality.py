@@ -12,8 +12,9 @@ Phases (each resumable: results are appended to --out, a JSON file, and finished
   earlier version of this benchmark used. Each is trained exactly as `edgenas export` trains a
   winner (train + validation, the final recipe, the same seed rule), scored once on the test split.
 - `search`: `edgenas search` through the product's own code path (the photos pipeline, --space,
-  the multi-fidelity schedule, --budget, --profile cpu-arm, --max-minutes), then `edgenas export
-  --int8` of its winner (the same final training as the references).
+  the multi-fidelity schedule, --budget, --profile cpu-arm, --max-minutes; with `--start
+  MobileNetV2-style`, that reference is the first network the search evaluates), then `edgenas
+  export --int8` of its winner (the same final training as the references).
 - `table`: every row side by side: test accuracy (fp32 and int8), params, MACs, `cpu-arm`
   latency (Pi 5 prediction; `~` outside the calibration's fit), int8 model size, and compute
   (CPU minutes: wall seconds x torch threads; the search row adds its search).
@@ -220,6 +221,8 @@ def phase_search(args, out: Path) -> None:
             "--reduction",
             str(args.reduction),
         ]
+    for name in args.start:  # a reference of the mobile space as the search's first network
+        search += ["--start", "mobile|" + references((3, 32, 32), 10)[name][1]]  # the text is shape-free
     search += ["--resume", str(run_dir)] if run_dir.is_dir() else ["--name", "cifar-quality"]
     print("$", " ".join(search[2:]), flush=True)
     t0 = time.perf_counter()
@@ -296,6 +299,13 @@ def main() -> None:
     ap.add_argument("--fidelity", default="", help="asha (multi-fidelity) or none (default: the pipeline's)")
     ap.add_argument("--min-epochs", type=int, default=1)
     ap.add_argument("--reduction", type=int, default=3)
+    ap.add_argument(
+        "--start",
+        action="append",
+        default=[],
+        choices=("MobileNetV2-style",),
+        help="search phase: evaluate this reference first (--start; the controller goes on from it)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs-dir", default="runs-cifar-quality")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, the cores)")

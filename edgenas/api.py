@@ -115,7 +115,7 @@ _SECTIONS = {
     "search": (
         "children", "architectures_per_update", "seed", "profile", "device", "max_minutes", "max_evaluated",
         "runs_dir", "executor", "workers", "children_per_gpu", "early_stopping", "fidelity", "min_epochs",
-        "reduction", "table", "table_metric", "ray_address",
+        "reduction", "start", "table", "table_metric", "ray_address",
     ),
     "dataset": ("val_fraction", "test_fraction", "split_seed", "data_dir", "download", "image_size", "channels",
                 "max_images"),

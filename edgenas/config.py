@@ -45,6 +45,7 @@ class SearchSettings:
     reduction: int = 3  # asha: eta; each rung has `reduction` x the epochs of the one below, its top 1/eta go on
     curriculum_start: int = 0  # depth curriculum (Zoph & Le): max layers at first (0: off)...
     curriculum_every: int = 5  # ...raised by one every this many controller updates
+    start: tuple[str, ...] = ()  # networks evaluated first (keys as reports print them), e.g. the one you have
     table: str | None = None  # CSV of precomputed results: evaluate by lookup instead of training
     table_metric: str | None = None  # its validation column (the reward); default: the first *val column
     table_test_metric: str | None = None  # its test column (report only); default: the *test twin

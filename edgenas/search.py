@@ -116,6 +116,7 @@ class Prepared:
     device: torch.device
     constraints: Constraints
     table: Table | None = None
+    starts: tuple[tuple[int, ...], ...] = ()  # search.start as action sequences, in order
     workers: int = 1  # training slots (process executor), after children_per_gpu
     gpus_per_job: float = 0.0  # GPU share of each Ray task, after children_per_gpu
 
@@ -151,6 +152,7 @@ def prepare(pipeline: Pipeline) -> Prepared:
             "Use layerwise or blocks, or set curriculum_start = 0"
         )
     cfg = pipeline.search
+    starts = start_actions(space, constraints, cfg.start)
     if cfg.fidelity == "asha":
         if cfg.table:
             raise ConfigError(
@@ -188,7 +190,28 @@ def prepare(pipeline: Pipeline) -> Prepared:
         cfg.gpus_per_job,
         gpus,
     )
-    return Prepared(profile, data, space, device, constraints, table, workers, gpus_per_job)
+    return Prepared(profile, data, space, device, constraints, table, starts, workers, gpus_per_job)
+
+
+def start_actions(space: SearchSpace, constraints: Constraints, texts: Sequence[str]) -> tuple[tuple[int, ...], ...]:
+    """search.start (`--start`): each network as the action sequence the controller would sample
+    for it. ConfigError for one that is not a network of the space or is over a hard limit that
+    is known before training (it would only be rejected)."""
+    out = []
+    check = feasibility(space, constraints)
+    for text in texts:
+        try:
+            actions = space.actions_from_text(text)
+        except ValueError as e:
+            raise ConfigError(f"--start / search.start '{text}': {e}") from None
+        if check is not None and not check(actions):
+            limits = "; ".join(constraints.describe())
+            raise ConfigError(
+                f"--start / search.start '{text}' is over the search's limits ({limits}); "
+                "raise the limits or start from a smaller network"
+            )
+        out.append(tuple(actions))
+    return tuple(out)
 
 
 def search_rungs(pipeline: Pipeline) -> tuple[int, ...]:
@@ -334,7 +357,11 @@ def run_search(
             if m <= 0 and not due:  # every child sampled; with multi-fidelity, every promotion made
                 break
             space = controller.space = curriculum_space(prepared.space, cfg, update_index)
-            batch = controller.propose(m) if m > 0 else []
+            # search.start first, architectures_per_update of them per update, in the order given
+            per = cfg.architectures_per_update
+            batch = [list(a) for a in prepared.starts[update_index * per : (update_index + 1) * per]][:m]
+            if m > len(batch):
+                batch += controller.propose(m - len(batch))
             answers: list[float | None] = [None] * m
             answer_trials: list[Trial | None] = [None] * m
             pending: dict[str, tuple[PendingChild, list[int]]] = {}

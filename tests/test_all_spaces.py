@@ -90,3 +90,18 @@ def test_transform_inserts_rewire_and_scale():
     # a two-layer chain has no skip to add; after an insert only layer 2 can take one (from layer 0)
     assert s.next_decision([]).mask[2] is False
     assert s.next_decision([1, 0, 2]).mask == (False, False, True, False, False)
+
+
+@pytest.mark.parametrize("name", ["mobile", "layerwise", "nb201"])
+def test_a_network_is_read_back_from_its_key(name):
+    """--start takes networks as reports print them: key -> actions -> the same network, for
+    random networks of each space that reads text (NB201 reads its standard cell string)."""
+    space = spaces.create(name, input_shape=(3, 32, 32), num_classes=10)
+    ctl = controllers.create("random", space, seed=3)
+    for actions in ctl.propose(20):
+        arch = space.decode(actions)
+        text = str(arch) if name == "nb201" else arch.key()
+        back = space.actions_from_text(text)
+        assert space.decode(back) == arch
+    with pytest.raises(ValueError):
+        space.actions_from_text(f"{name}|not a network")

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import sqlite3
 
@@ -6,7 +7,7 @@ import onnxruntime as ort
 import pytest
 
 from edgenas.config import load_pipeline
-from edgenas.errors import BudgetError
+from edgenas.errors import BudgetError, ConfigError
 from edgenas.search import Progress, run_search
 
 
@@ -149,3 +150,38 @@ budget_params = 100000
     assert all(d == 1 for u in (0, 1) for d in depth[u])
     assert all(d <= 2 for u in (2, 3) for d in depth[u])
     assert max(d for u in range(4, 10) for d in depth[u]) == 3
+
+
+def test_start_networks_are_evaluated_first_then_the_controller_goes_on(tiny_pipeline, tmp_path):
+    """--start: the given networks are the first samples, in order, across updates (3 per update
+    here), before the controller proposes; a resumed search would replay them the same way."""
+    starts = ("layerwise|0:c8k3s1<in|1:c16k3s2<0", "layerwise|0:c4k1s1<in", "layerwise|0:c16k3s2<in", "0:c4k3s1<in")
+    pipe = load_pipeline(tiny_pipeline(children=7, budget=5000))
+    pipe = dataclasses.replace(pipe, search=dataclasses.replace(pipe.search, start=starts))
+    result = run_search(pipe, run_name="s")
+    conn = sqlite3.connect(result.run_dir / "search.db")
+    keys = [k for (k,) in conn.execute("SELECT arch_key FROM samples ORDER BY update_index, position")]
+    assert len(keys) == 7
+    assert keys[:4] == [s if s.startswith("layerwise|") else "layerwise|" + s for s in starts]
+    # the controller's own samples come after and are real networks of the space
+    assert all(k.startswith("layerwise|0:") for k in keys[4:])
+    statuses = dict(conn.execute("SELECT arch_key, status FROM trials"))
+    assert statuses[starts[0]] == "ok"
+
+
+@pytest.mark.parametrize(
+    "start, message",
+    [
+        ("layerwise|0:c32k3s1<in", "filters 32 is not one of"),  # not an option of this space
+        ("layerwise|0:c8k3s1<in|1:c8k3s1<in|2:c8k3s1<1|3:c8k3s1<2", "sequence"),  # deeper than max_layers
+        ("mobile|w16:k3e1", "not 0:c"),  # another space's key
+        ("layerwise|0:c16k3s1<in|1:c16k3s1<0|2:c16k3s1<1", "over the search's limits"),  # over --budget
+    ],
+)
+def test_a_bad_start_network_is_refused_before_the_run_directory_exists(tiny_pipeline, tmp_path, start, message):
+    pipe = load_pipeline(tiny_pipeline(budget=2000))
+    pipe = dataclasses.replace(pipe, search=dataclasses.replace(pipe.search, start=(start,)))
+    with pytest.raises(ConfigError, match="search.start") as info:
+        run_search(pipe)
+    assert message in str(info.value)
+    assert not (tmp_path / "runs").exists()

@@ -258,6 +258,14 @@ def search(
         Optional[int],
         typer.Option("--reduction", help="--fidelity asha: eta, epochs ratio between rungs and 1/share promoted."),
     ] = None,
+    start: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--start",
+            help="A network to evaluate first, as reports print its key (e.g. the network you have, "
+            "'mobile|w16:k3e1/...'); repeat for several. The controller goes on from the results.",
+        ),
+    ] = None,
     max_minutes: Annotated[
         Optional[float], typer.Option("--max-minutes", help="Stop sampling new batches after this many minutes.")
     ] = None,
@@ -305,6 +313,7 @@ def search(
         fidelity=fidelity,
         min_epochs=min_epochs,
         reduction=reduction,
+        start=tuple(start) if start else None,
         ray_address=ray_address,
         table=table,
         table_metric=table_metric,

@@ -87,6 +87,33 @@ class SearchSpace(ABC):
     def arch_from_json(self, data: dict[str, Any]) -> Any:
         """Inverse of `arch.to_json()`."""
 
+    def parse(self, text: str) -> Any:
+        """An architecture from its text form (its canonical key without the `space|` prefix).
+        Spaces that have one override this; ValueError naming what is wrong."""
+        raise ValueError(f"the {self.name} space cannot read architectures from text")
+
+    def encode(self, arch: Any) -> list[int]:
+        """The action sequence that decodes to `arch` (inverse of `decode`)."""
+        raise ValueError(f"the {self.name} space cannot encode architectures")
+
+    def option_index(self, kind: int, value: Any, what: str) -> int:
+        """The action that picks `value` for decisions of `kinds[kind]`; ValueError if none does."""
+        options = self.kinds[kind].options
+        if value not in options:
+            raise ValueError(f"{what} {value} is not one of {list(options)}")
+        return options.index(value)
+
+    def actions_from_text(self, text: str) -> list[int]:
+        """The action sequence of an architecture given as its key (as reports and manifests print
+        it, e.g. `mobile|w16:k3e1/...`) or as the space's text form; ValueError naming the problem."""
+        prefix = f"{self.name}|"
+        arch = self.parse(text[len(prefix) :] if text.startswith(prefix) else text)
+        actions = self.encode(arch)
+        self.validate(actions)
+        if self.decode(actions).key() != arch.key():
+            raise ValueError(f"'{text}' is not a network of this {self.name} space")
+        return actions
+
     def validate(self, actions: Sequence[int]) -> None:
         """Raise ValueError unless `actions` is a complete sequence of allowed choices."""
         for i, action in enumerate(actions):

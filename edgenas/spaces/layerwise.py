@@ -22,6 +22,7 @@ wide, and kernels whose reach (k // 2) is not smaller than the map would only se
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -196,6 +197,18 @@ class LayerwiseSpace(SearchSpace):
             raise ValueError(f"incomplete action sequence of length {len(actions)}")
         return LayerwiseArch(tuple(layers))
 
+    def parse(self, text: str) -> LayerwiseArch:
+        """An architecture from its key's text: layers `i:c<filters>k<kernel>s<stride><<inputs>`
+        joined by `|`, inputs `in` (the image) or earlier layers' indices joined by `,`."""
+        layers = []
+        for i, part in enumerate(text.split("|")):
+            m = re.fullmatch(r"(\d+):c(\d+)k(\d+)s(\d+)<(in|\d+(?:,\d+)*)", part)
+            if m is None or int(m[1]) != i:
+                raise ValueError(f"layer '{part}' is not {i}:c<filters>k<kernel>s<stride><<inputs>")
+            inputs = () if m[5] == "in" else tuple(int(x) for x in m[5].split(","))
+            layers.append(Layer(int(m[2]), int(m[3]), int(m[4]), inputs))
+        return LayerwiseArch(tuple(layers))
+
     def encode(self, arch: LayerwiseArch) -> list[int]:
         """The action sequence that decodes to `arch` (inverse of `decode`)."""
         actions: list[int] = []
@@ -204,9 +217,9 @@ class LayerwiseSpace(SearchSpace):
                 actions.append(0)
                 if self.skip_connections:
                     actions.extend(1 if j in layer.inputs else 0 for j in range(i))
-            actions.append(self.kinds[FILTERS].options.index(layer.filters))
-            actions.append(self.kinds[KERNEL].options.index(layer.kernel))
-            actions.append(self.kinds[STRIDE].options.index(layer.stride))
+            actions.append(self.option_index(FILTERS, layer.filters, "filters"))
+            actions.append(self.option_index(KERNEL, layer.kernel, "kernel"))
+            actions.append(self.option_index(STRIDE, layer.stride, "stride"))
         if 1 <= len(arch.layers) < self.max_layers:
             actions.append(1)
         self.validate(actions)

@@ -16,6 +16,7 @@ The canonical key spells out every stage and block, so equal networks share one 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -209,6 +210,36 @@ class MobileSpace(SearchSpace):
 
     def build(self, arch: MobileArch) -> nn.Module:
         return MobileNet(arch, self.input_shape[0], self.num_classes, self.stem, self.strides())
+
+    def parse(self, text: str) -> MobileArch:
+        """An architecture from its key's text: stages `w<width>:<blocks>` joined by `/`, blocks
+        `k<kernel>e<expansion>[se]` joined by `,` (e.g. `w16:k3e1/w24:k3e6,k5e6se/...`)."""
+        stages = []
+        for part in text.split("/"):
+            m = re.fullmatch(r"w(\d+):(.+)", part)
+            if m is None:
+                raise ValueError(f"stage '{part}' is not w<width>:<blocks>")
+            blocks = []
+            for b in m[2].split(","):
+                bm = re.fullmatch(r"k(\d+)e(\d+)(se)?", b)
+                if bm is None:
+                    raise ValueError(f"block '{b}' is not k<kernel>e<expansion>, optionally followed by se")
+                blocks.append(MobileBlock(int(bm[1]), int(bm[2]), bm[3] is not None))
+            stages.append(MobileStage(int(m[1]), tuple(blocks)))
+        return MobileArch(tuple(stages))
+
+    def encode(self, arch: MobileArch) -> list[int]:
+        if len(arch.stages) != self.stages:
+            raise ValueError(f"{len(arch.stages)} stages; this space has {self.stages}")
+
+        index = self.option_index
+
+        actions: list[int] = []
+        for stage in arch.stages:
+            actions += [index(DEPTH, len(stage.blocks), "depth"), index(WIDTH, stage.width, "width")]
+            for b in stage.blocks:
+                actions += [index(KERNEL, b.kernel, "kernel"), index(EXPANSION, b.expansion, "expansion"), int(b.se)]
+        return actions
 
     def smallest(self) -> MobileArch:
         block = MobileBlock(min(self.kinds[KERNEL].options), min(self.kinds[EXPANSION].options), False)
