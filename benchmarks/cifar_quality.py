@@ -242,7 +242,7 @@ def phase_search(args, out: Path) -> None:
     fp32, int8 = m["models"]["fp32"], m["models"]["int8"]
     results = load_results(out)
     threads = torch.get_num_threads()
-    results["rows"]["edgenas winner"] = {
+    results["rows"][args.row] = {
         "kind": "search",
         "architecture": manifest["winner"]["arch_key"],
         "epochs": m["final_training"]["epochs"],
@@ -306,6 +306,7 @@ def main() -> None:
         choices=("MobileNetV2-style",),
         help="search phase: evaluate this reference first (--start; the controller goes on from it)",
     )
+    ap.add_argument("--row", default="edgenas winner", help="search phase: the table row its result goes to")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs-dir", default="runs-cifar-quality")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, the cores)")

@@ -50,7 +50,7 @@ def export(
         float,
         typer.Option(
             "--max-tflite-diff",
-            help="Refuse model.tflite if its test accuracy differs from model.int8.onnx's by more than this fraction.",
+            help="Refuse model.tflite if its test accuracy is more than this fraction below model.int8.onnx's.",
         ),
     ] = 0.01,
 ) -> None:
