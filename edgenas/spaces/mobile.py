@@ -231,9 +231,7 @@ class MobileSpace(SearchSpace):
     def encode(self, arch: MobileArch) -> list[int]:
         if len(arch.stages) != self.stages:
             raise ValueError(f"{len(arch.stages)} stages; this space has {self.stages}")
-
         index = self.option_index
-
         actions: list[int] = []
         for stage in arch.stages:
             actions += [index(DEPTH, len(stage.blocks), "depth"), index(WIDTH, stage.width, "width")]
