@@ -153,6 +153,8 @@ def prepare(pipeline: Pipeline) -> Prepared:
         )
     cfg = pipeline.search
     starts = start_actions(space, constraints, cfg.start)
+    if cfg.curriculum_start:
+        starts = _starts_within_curriculum(space, cfg)
     if cfg.fidelity == "asha":
         if cfg.table:
             raise ConfigError(
@@ -211,6 +213,25 @@ def start_actions(space: SearchSpace, constraints: Constraints, texts: Sequence[
                 "raise the limits or start from a smaller network"
             )
         out.append(tuple(actions))
+    return tuple(out)
+
+
+def _starts_within_curriculum(space: SearchSpace, cfg: SearchSettings) -> tuple[tuple[int, ...], ...]:
+    """Each start is evaluated in update i // architectures_per_update: under the depth curriculum
+    it must be a network of that update's capped space, and its actions are that space's (a
+    network as deep as the cap has no stop decision there)."""
+    out = []
+    for i, text in enumerate(cfg.start):
+        update = i // cfg.architectures_per_update
+        capped = curriculum_space(space, cfg, update)
+        try:
+            out.append(tuple(capped.actions_from_text(text)))
+        except ValueError:
+            raise ConfigError(
+                f"--start / search.start '{text}' is deeper than the depth curriculum allows when it is "
+                f"evaluated (update {update + 1}: at most {capped.max_layers} layers, search.curriculum_start = "
+                f"{cfg.curriculum_start}); raise curriculum_start, set it to 0, or start from a shallower network"
+            ) from None
     return tuple(out)
 
 

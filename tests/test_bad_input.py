@@ -88,6 +88,8 @@ def files(tmp_path_factory):
     write("profile_tiny_params", 'name = "tiny-mcu"\ntiming = false\nmax_params = 10\n')
     write("profile_tiny_flash", 'name = "tiny-flash"\ntiming = false\nmax_model_bytes = 100\n')
     write("pipeline_nan_lr", "[training]\nlearning_rate = nan\n")
+    write("pipeline_curriculum", "[search]\ncurriculum_start = 1\n")
+    f["two_layer_start"] = "0:c32k3s1<in|1:c64k3s2<0"  # a '|' would end a cell of the markdown table
     write("profile_nan_limit", ARM + "max_latency_ms = nan\n")
     write("profile_host_cal_on_host", ARM + 'host_calibration = "x.host-calibration.json"\n')
     write(

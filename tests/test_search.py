@@ -129,6 +129,7 @@ runs_dir = "{tmp_path / "runs"}"
 profile = "mcu-m7"
 curriculum_start = 1
 curriculum_every = 2
+start = ["0:c4k1s1<in"]
 [space]
 max_layers = 3
 filters = [4]
@@ -148,6 +149,14 @@ budget_params = 100000
     for update, arch in rows:
         depth.setdefault(update, []).append(len(json.loads(arch)["layers"]))
     assert all(d == 1 for u in (0, 1) for d in depth[u])
+    # a start within the first updates' depth is accepted and evaluated first; a deeper one is refused
+    first = conn.execute("SELECT arch_key FROM samples ORDER BY update_index, position LIMIT 1").fetchone()
+    assert first == ("layerwise|0:c4k1s1<in",)
+    deep = path.read_text().replace('start = ["0:c4k1s1<in"]', 'start = ["0:c4k1s1<in|1:c4k3s1<0"]')
+    path.write_text(deep.replace(str(tmp_path / "runs"), str(tmp_path / "runs2")))
+    with pytest.raises(ConfigError, match="deeper than the depth curriculum allows"):
+        run_search(load_pipeline(str(path)), run_name="d")
+    assert not (tmp_path / "runs2").exists()
     assert all(d <= 2 for u in (2, 3) for d in depth[u])
     assert max(d for u in range(4, 10) for d in depth[u]) == 3
 
