@@ -1,0 +1,412 @@
+"""Every measured number the README states is owned by a results file, a shipped file or a test.
+
+The README quotes benchmark results (`benchmarks/results/*`, each written by the benchmark named
+in its first line), the shipped calibration (`hardware_profiles/cpu-arm*.calibration.json`), the
+shipped profiles and the reference data in ../shared. These tests read the README's tables and
+sentences and check each number against its owner, so a re-run benchmark whose results were not
+carried into the README (or a README edit that no measurement backs) fails here. Numbers no file
+here can own (measured on a GPU machine, hours-long benchmarks) are listed with their owner and
+date in docs/claims.md; `test_every_results_file_is_claimed` keeps that list and the results
+folder in step.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+RESULTS = ROOT / "benchmarks" / "results"
+PROFILES = ROOT / "hardware_profiles"
+PI5_CSV = ROOT.parent / "shared" / "data" / "pi5-onnxruntime-latency-calibration.csv"
+
+
+def table(header_start: str) -> list[dict[str, str]]:
+    """The README's markdown table whose header row starts with `header_start`, as dicts."""
+    lines = README.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("| " + header_start):
+            head = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows = []
+            for row in lines[i + 2 :]:
+                if not row.startswith("|"):
+                    break
+                cells = [c.strip() for c in row.strip().strip("|").split("|")]
+                rows.append(dict(zip(head, cells, strict=True)))
+            return rows
+    raise AssertionError(f"README has no table starting with {header_start!r}")
+
+
+def num(text: str) -> float:
+    """The first number in a cell: bold, thousands separators, '~' and units stripped."""
+    m = re.search(r"-?\d[\d,]*(?:\.\d+)?", text.replace("**", ""))
+    assert m, f"no number in {text!r}"
+    return float(m.group(0).replace(",", ""))
+
+
+def shown(text: str, value: float) -> bool:
+    """The README cell shows `value` to the decimals it prints."""
+    m = re.search(r"-?\d[\d,]*(?:\.(\d+))?", text.replace("**", ""))
+    decimals = len(m.group(1) or "")
+    return num(text) == round(value, decimals)
+
+
+def sentence(pattern: str) -> re.Match[str]:
+    """A README sentence (whitespace-insensitive regex), which must be there."""
+    m = re.search(pattern.replace(" ", r"\s+"), README)
+    assert m, f"README no longer says {pattern!r}"
+    return m
+
+
+def results_text(name: str) -> str:
+    return (RESULTS / name).read_text()
+
+
+# --- real photos: benchmarks/cifar_quality.py -> benchmarks/results/cifar_quality.json ---------------
+
+
+def test_cifar_quality_table_is_the_results_file():
+    res = json.loads(results_text("cifar_quality.json"))
+    names = {
+        "MobileNetV2-style": "MobileNetV2-style",
+        "edgenas winner": "edgenas winner",
+        "ResNet-8": "ResNet-8 (MLPerf Tiny)",
+        "VGG-style": "VGG-style 4-layer",
+    }
+    rows = table("network | test % |")
+    assert len(rows) == len(res["rows"])
+    for row in rows:
+        key = next(v for k, v in names.items() if row["network"].startswith(k))
+        r = res["rows"][key]
+        assert num(row["test %"]) == pytest.approx(100 * r["test_accuracy"], abs=0.005), key
+        assert num(row["int8 test %"]) == pytest.approx(100 * r["int8_test_accuracy"], abs=0.005), key
+        assert num(row["params"]) == r["params"], key
+        assert num(row["MACs"]) == pytest.approx(r["macs"] / 1e6, abs=0.05), key
+        assert num(row["cpu-arm ms"]) == pytest.approx(r["latency_ms"], abs=0.005), key
+        assert row["cpu-arm ms"].startswith("~") == r["latency_outside_fit"], key
+        assert num(row["int8 KiB"]) == round(r["int8_bytes"] / 1024), key
+        assert num(row["CPU min"]) == round(r["cpu_minutes"]), key
+    ds = res["dataset"]
+    sentence(
+        rf"a stratified {ds['max_images']:,}-image subset: {ds['train']:,} train / {ds['val']:,} val / "
+        rf"{ds['test']:,} test"
+    )
+    win = res["rows"]["edgenas winner"]
+    sentence(rf"{win['counts']['trained'] + win['counts']['rejected']} sampled, {win['counts']['trained']} trained")
+    sentence(rf"{round(win['search_seconds']):,} s of search command wall time")
+    best_ref = max((r for r in res["rows"].values() if r["kind"] == "reference"), key=lambda r: r["test_accuracy"])
+    gap = 100 * (best_ref["test_accuracy"] - win["test_accuracy"])
+    sentence(rf"\({gap:.1f} points below it")
+
+
+# --- Pareto search: benchmarks/pareto_nb201.py -> benchmarks/results/pareto_nb201.txt ------------------
+
+
+def test_pareto_table_is_the_results_file():
+    text = results_text("pareto_nb201.txt")
+    first = text.split("\n\n")[0]  # the latest run; older ones follow for the record
+    measured = {}
+    for line in first.splitlines():
+        m = re.match(r"(predictor|optuna-motpe|optuna-nsga2|random)\s+(.*?)\s+([\d.]+) % \(", line)
+        if m:
+            cells = re.findall(r"[\d.]+ \+- [\d.]+", m.group(2))
+            measured[m.group(1)] = ([tuple(map(float, c.split(" +- "))) for c in cells], float(m.group(3)))
+    names = {
+        "predictor": "predictor",
+        "Optuna multi-objective TPE": "optuna-motpe",
+        "Optuna NSGA-II": "optuna-nsga2",
+        "random": "random",
+    }
+    rows = table("strategy | HV at 50")
+    assert len(rows) == 4
+    for row in rows:
+        key = next(v for k, v in names.items() if row["strategy"].startswith(k))
+        hv, share = measured[key]
+        for col, (mean, sd) in zip(("HV at 50", "HV at 100", "HV at 200"), hv, strict=True):
+            assert num(row[col]) == mean and row[col].replace("**", "").endswith(f"+- {sd:.4f}"), (key, col)
+        assert num(row["true front found at 200"]) == share, key
+    front_hv = re.search(r"hypervolume ([\d.]+)", first).group(1)
+    sentence(rf"the table's own front scores {front_hv}")
+    sentence(r"50 repetitions, one run, " + str(round(num(re.search(r"wall (\d+) s", first).group(1)) / 60)))
+
+
+# --- microcontroller memory: benchmarks/tflite_memory.py -> benchmarks/results/tflite_memory.txt ------
+
+
+def test_tflite_memory_claims_are_the_results_file():
+    rows = []
+    for line in results_text("tflite_memory.txt").splitlines():
+        m = re.match(r"(.+?)\s+([\d,]+) \|\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+) \|.*\|.*\s([\d.]+)$", line)
+        if m:
+            rows.append((m.group(1).strip(), *(int(g.replace(",", "")) for g in m.group(2, 3, 4, 5)),
+                         float(m.group(6)), float(m.group(7))))  # fmt: skip
+    assert len(rows) == 20
+    equal = [r for r in rows if r[2] == r[4]]
+    below = [r for r in rows if r[2] < r[4]]
+    worst = max(1 - r[2] / r[4] for r in below)
+    m = sentence(r"On (\d+) networks of every space")
+    assert int(m.group(1)) == len(rows)
+    sentence(
+        rf"equals TFLite Micro's planned activations on {len(equal)} and is at most {round(100 * worst)} % below on {len(below)}"
+    )
+    resnet = next(r for r in rows if r[0].startswith("ResNet-8"))
+    sentence(rf"ResNet-8: {resnet[2]:,} vs {resnet[4]:,} bytes")
+    flash = [r[6] for r in rows]
+    sentence(rf"the flash estimate is {min(flash):.2f}-{max(flash):.2f} of the `.tflite` file")
+    mnv2 = next(r for r in rows if r[0].startswith("torchvision MNv2"))
+    sentence(rf"gives {mnv2[2]:,} bytes int8 peak")
+    sentence(rf"TFLite Micro plans exactly {mnv2[4]:,}")
+
+
+# --- the Pi 5 predictor: the shipped calibration files and the reference data -------------------------
+
+
+def _cal(name: str) -> dict:
+    return json.loads((PROFILES / name).read_text())
+
+
+def test_calibration_table_is_the_shipped_calibration():
+    graph, host = _cal("cpu-arm.calibration.json"), _cal("cpu-arm.host-calibration.json")
+    rows = table("model | Spearman")
+    by = {r["model"].split(" (")[0]: r for r in rows}
+    for name, cv in (
+        ("host x one factor", graph["baseline_cv"]),
+        ("graph only", graph["cv"]),
+        ("host timing + graph", host["cv"]),
+    ):
+        r = by[name]
+        assert shown(r["Spearman"], cv["spearman"]), name
+        assert shown(r["MAPE"], cv["mape_pct"]), name
+        assert shown(r["within 10 %"], 100 * cv["within_10pct"]), name
+        assert shown(r["within 5 %"], 100 * cv["within_5pct"]), name
+    # the profile table quotes the same figures, and the best single factor
+    arm = next(r for r in table("profile | the latency it reports") if r["profile"] == "`cpu-arm` (default)")
+    assert f"Spearman {graph['cv']['spearman']:.4f}, MAPE {graph['cv']['mape_pct']:.2f} %" in arm["accuracy, measured"]
+    host_row = next(r for r in table("profile | the latency it reports") if r["profile"] == "`cpu-arm-host`")
+    assert f"(x {host['baseline_scale']:.2f} here)" in host_row["accuracy, measured"]
+    assert f"{graph['baseline_cv']['mape_pct']:.2f} % MAPE" in host_row["accuracy, measured"]
+
+
+def test_calibration_weights_and_range_are_the_shipped_ones():
+    cal = _cal("cpu-arm.calibration.json")  # weights in ms per unit of each feature
+    w = dict(zip(cal["features"], cal["weights"], strict=True))
+    sentence(rf"{w['conv1x1_macs'] * 1e6:.3f} ns per 1x1 MAC, {w['conv3x3_macs'] * 1e6:.3f} ns per 3x3 MAC")
+    sentence(rf"{w['pool_elements'] * 1e6:.1f} ns per pooled element")
+    sentence(rf"{w['act_elements'] * 1e6:.2f} / {w['eltwise_elements'] * 1e6:.2f} ns per activation / elementwise")
+    sentence(rf"{w['other_count'] * 1e3:.2f} us per \"other\" node")
+    lo, hi = cal["device_ms_range"]
+    sentence(rf"fastest \({lo:.2f} ms\) or slowest \({hi:.1f} ms\) Pi 5 network")
+    assert cal["pairs"] == len(_pi5_rows())
+    sentence(rf"\({cal['pairs']:,} Pi 5 networks")
+
+
+def _pi5_rows() -> list[dict[str, str]]:
+    if not PI5_CSV.exists():
+        pytest.skip("../shared/data is not beside this checkout")
+    with PI5_CSV.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_pi5_range_is_the_reference_data():
+    rows = _pi5_rows()
+    ms = [float(r["lat_ms_median"]) for r in rows]
+    assert _cal("cpu-arm.calibration.json")["device_ms_range"] == [min(ms), max(ms)]
+
+
+# --- facts of the code the README states as numbers --------------------------------------------------
+
+
+def test_nb201_cell_and_key_counts():
+    from edgenas.spaces.nb201 import OPS, NB201Arch
+
+    cells = list(itertools.product(OPS, repeat=6))
+    keys = {NB201Arch(ops).key() for ops in cells}
+    sentence(rf"{len(cells):,} cells, {len(keys):,} keys")
+
+
+def test_mnas_default_and_what_twice_the_target_costs():
+    from edgenas.reward import RewardConfig
+
+    w = RewardConfig().mnas_weight
+    sentence(rf"`--mnas-weight`, {w} by default: twice the target costs about {round(100 * (1 - 2**w))} %")
+
+
+def test_default_pipeline_and_calibration_counts():
+    import importlib
+    import inspect
+
+    from edgenas import evaluate
+
+    export = importlib.import_module("edgenas.export")  # the module; `edgenas.export` is the API function
+
+    pipe = tomllib.loads((ROOT / "pipelines" / "default.toml").read_text())
+    sentence(rf"no download; {pipe['search']['children']} children trained")
+    n_export = inspect.signature(export.export_run).parameters["calibration_images"].default
+    sentence(rf"calibrated on {n_export} training images")
+    sentence(
+        rf"calibrated on {evaluate.INT8_CALIBRATION_IMAGES} training images, the implementation `export --int8` uses"
+    )
+
+
+def test_microcontroller_profile_limits():
+    def kb(name: str, key: str) -> int:
+        return tomllib.loads((PROFILES / f"{name}.toml").read_text())[key] // 1024
+
+    for name in ("stm32f746", "nrf52840"):
+        sentence(rf"`{name}` \({kb(name, 'max_peak_ram_bytes')} KB SRAM, {kb(name, 'max_flash_bytes') // 1024} MB flash\)"
+                 if name == "stm32f746" else
+                 rf"`{name}` \({kb(name, 'max_peak_ram_bytes')} KB, {kb(name, 'max_flash_bytes') // 1024} MB\)")  # fmt: skip
+    sentence(
+        rf"the {kb('stm32h743', 'max_peak_ram_bytes')} KB AXI SRAM; {kb('stm32h743', 'max_flash_bytes') // 1024} MB flash"
+    )
+    sentence(
+        rf"`esp32-s3` \({kb('esp32-s3', 'max_peak_ram_bytes')} KB SRAM, {kb('esp32-s3', 'max_flash_bytes') // 1024} MB flash"
+    )
+    for name in ("stm32f746", "stm32h743", "nrf52840", "esp32-s3"):
+        p = tomllib.loads((PROFILES / f"{name}.toml").read_text())
+        sentence(
+            rf"keep {p['ram_headroom_bytes'] // 1024} KiB of RAM and {p['flash_headroom_bytes'] // 1024} KiB of flash"
+        )
+    m7 = tomllib.loads((PROFILES / "mcu-m7.toml").read_text())
+    sentence(rf"at most {m7['max_params']:,} parameters and {m7['max_model_bytes']:,} model bytes")
+
+
+# --- the default search and its bundle: benchmarks/default_search.py -------------------------------
+
+
+def test_default_search_numbers_are_the_results_file():
+    text = results_text("default_search.txt")
+    m = re.search(r"command wall (\d+) s \(search loop (\d+) s\); (\d+) sampled, (\d+) trained", text)
+    wall, loop, _, trained = map(int, m.groups())
+    params, test = re.search(r"winner ([\d,]+) params, val [\d.]+ %, test ([\d.]+) %", text).groups()
+    sentence(
+        rf"re-measured by `python benchmarks/default_search.py --export`: {wall} s for the whole command, {loop} s of search"
+    )
+    sentence(rf"{trained} children trained, about {wall / 60:.1f} minutes on an idle 2-core CPU")
+    sentence(rf"winner {params} parameters at {test} % test accuracy")
+    ratio = float(re.search(r"int8 / fp32: size 1/([\d.]+)", text).group(1))
+    sentence(rf"the int8 model was {ratio:.1f}x smaller than fp32")
+
+
+# --- timing benchmarks on this build machine --------------------------------------------------------
+
+
+def test_train_throughput_row_is_the_results_file():
+    text = results_text("train_throughput.txt")
+    ratios = re.findall(r"(torchvision ImageFolder|DataLoader\(TensorDataset\)):.*edgenas / this = ([\d.]+)x", text)
+    assert len(ratios) == 4, text
+    folder = [float(r) for k, r in ratios if k.startswith("torchvision")]
+    tensor = [float(r) for k, r in ratios if k.startswith("DataLoader")]
+    row = next(r for r in table("benchmark | result") if "train_throughput.py" in r["benchmark"])
+    assert f"**{folder[0]:.2f}x** (" in row["result"] and f"**{folder[1]:.2f}x** (" in row["result"]
+    assert f"{tensor[0]:.2f}x and {tensor[1]:.2f}x" in row["result"]
+
+
+def test_scaling_row_is_the_results_file():
+    text = results_text("scaling.txt")
+    per_hour = dict(re.findall(r"^\s*(local|process1|process2|ray)\s+[\d.]+\s+(\d+)\s", text, re.M))
+    assert len(per_hour) == 4, text
+    row = next(r for r in table("benchmark | result") if "scaling.py --children 32" in r["benchmark"])
+    for name, label in (
+        ("local", "local "),
+        ("process1", "1 worker "),
+        ("process2", "2 workers "),
+        ("ray", "at once "),
+    ):
+        assert f"{label}{int(per_hour[name]):,}" in row["result"].replace("**", ""), name
+
+
+def test_every_results_file_is_claimed():
+    """Each results file is cited by the README or docs/claims.md, and each claims row names a file or test that exists."""
+    claims = (ROOT / "docs" / "claims.md").read_text()
+    for f in RESULTS.iterdir():
+        if f.suffix == ".tmp":  # a benchmark writing its results right now
+            continue
+        assert f.name in README or f.name in claims, f"{f.name} is cited nowhere"
+    for owner in re.findall(r"`((?:benchmarks|tests)/[\w/]+\.(?:py|txt|json))", claims):
+        assert (ROOT / owner).exists(), owner
+
+
+def test_install_sizes_are_the_results_file():
+    text = results_text("install_size.txt")
+    torch_gb = float(re.search(r"torch \+ torchvision .*: ([\d.]+) GB", text).group(1))
+    extra_gb = float(re.search(r"the tflite extra adds \d+ distributions: ([\d.]+) GB", text).group(1))
+    sentence(rf"the CUDA builds, about {torch_gb:.1f} GB")
+    sentence(rf"the optional TFLite Micro extra, about {round(extra_gb)} GB")
+
+
+def test_changelog_restates_current_numbers_as_their_owners_say():
+    """Where a CHANGELOG entry restates a current number, it is the owner's number too."""
+    log = re.sub(r"\s+", " ", (ROOT / "CHANGELOG.md").read_text())
+    cal = _cal("cpu-arm.calibration.json")
+    cv, base = cal["cv"], cal["baseline_cv"]
+    assert (
+        f"fitted on the {cal['pairs']:,} Pi 5 networks; cross-validated, no host timing at all: Spearman "
+        f"{cv['spearman']:.4f}, MAPE {cv['mape_pct']:.2f} %, {100 * cv['within_10pct']:.2f} % of predictions within "
+        f"+-10 %; host x one factor: {base['spearman']:.4f}, {base['mape_pct']:.2f} %, {100 * base['within_10pct']:.1f} %"
+    ) in log
+    readme = re.sub(r"\s+", " ", README)
+    m = re.search(r"equals TFLite Micro's planned activations on (\d+) and is at most (\d+) % below on (\d+)", readme)
+    assert f"RAM equal on {m.group(1)}, at most {m.group(2)} % below on {m.group(3)}" in log
+    flash = re.search(r"the flash estimate is ([\d.]+-[\d.]+) of the", readme).group(1)
+    assert f"flash {flash}." in log
+    res = json.loads(results_text("cifar_quality.json"))["rows"]
+    pct = {k: f"{100 * r['test_accuracy']:.1f} %" for k, r in res.items()}
+    assert (
+        f"reached {pct['MobileNetV2-style']} test against {pct['ResNet-8 (MLPerf Tiny)']} for ResNet-8 and "
+        f"{pct['VGG-style 4-layer']} for the layer-wise VGG-style network"
+    ) in log
+
+
+def _families() -> dict[str, tuple[float, float, float]]:
+    text = results_text("calibration.txt")
+    rows = re.findall(r"^\s+(.+?)\s*: Spearman ([\d.]+)\s+MAPE ([\d.]+) %\s+within 10 %: ([\d.]+) %", text, re.M)
+    return {name: (float(s), float(m), float(w)) for name, s, m, w in rows}
+
+
+def test_model_families_are_the_calibration_benchmark():
+    fam = _families()
+    assert len(fam) == 4, fam
+
+    def triple(name: str) -> str:
+        s, m, w = fam[name]
+        return rf"{s:.4f} / {m:.2f} % / {w:.2f} %"
+
+    sentence(rf"non-negative linear \(shipped\) {triple('non-negative linear (shipped)')} within 10 %")
+    signed = (
+        "the same"
+        if fam["signed least squares"] == fam["non-negative linear (shipped)"]
+        else triple("signed least squares")
+    )
+    sentence(rf"signed least squares {signed}")
+    sentence(rf"gradient-boosted trees on log latency {triple('boosted trees, log latency')}")
+    sentence(rf"the linear model with a boosted residual {triple('linear + boosted residual')}")
+
+
+def test_the_shipped_graph_only_predictor_is_what_the_benchmark_refits():
+    """The graph-only fit needs no host timing: re-running the benchmark gives the shipped model's figures."""
+    text = results_text("calibration.txt")
+    m = re.search(r"graph only \(any host\)\s*: Spearman ([\d.]+)\s+MAPE ([\d.]+) %\s+within 10 %: ([\d.]+) %", text)
+    cv = _cal("cpu-arm.calibration.json")["cv"]
+    assert (float(m.group(1)), float(m.group(2))) == (round(cv["spearman"], 4), round(cv["mape_pct"], 2))
+    assert float(m.group(3)) == round(100 * cv["within_10pct"], 1)
+    assert fam_shipped_matches(_families()["non-negative linear (shipped)"], cv)
+
+
+def fam_shipped_matches(row: tuple[float, float, float], cv: dict) -> bool:
+    return row == (round(cv["spearman"], 4), round(cv["mape_pct"], 2), round(100 * cv["within_10pct"], 2))
+
+
+def test_the_network_over_ten_percent_is_the_calibration_benchmarks():
+    text = results_text("calibration.txt").split("more than 10 % off (out of fold):")[1]
+    off = re.findall(r"^\s+(\|\S+\|)\s+measured ([\d.]+) ms, predicted [\d.]+ ms \(([-+][\d.]+) %\)", text, re.M)
+    assert len(off) == 1, off  # the README speaks of one network
+    cell, ms, err = off[0]
+    sentence(rf"The one network over 10 % \({abs(float(err)):.1f} %, `{re.escape(cell)}`, {ms} ms measured\)")
