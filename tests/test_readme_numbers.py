@@ -410,3 +410,38 @@ def test_the_network_over_ten_percent_is_the_calibration_benchmarks():
     assert len(off) == 1, off  # the README speaks of one network
     cell, ms, err = off[0]
     sentence(rf"The one network over 10 % \({abs(float(err)):.1f} %, `{re.escape(cell)}`, {ms} ms measured\)")
+
+
+def test_the_calibration_rerun_is_the_results_file():
+    text = results_text("calibration.txt")
+    rows = dict(re.findall(r"^(baseline host x factor|host timing \+ graph)\s*: (.+)$", text, re.M))
+    s, m, w = re.match(
+        r"Spearman ([\d.]+)\s+MAPE ([\d.]+) %\s+within 10 %: ([\d.]+) %", rows["baseline host x factor"]
+    ).groups()
+    sentence(rf"one-factor baseline Spearman {s}, MAPE {m} %, {w} % within 10 %")
+    s, m = re.match(r"Spearman ([\d.]+)\s+MAPE ([\d.]+) %", rows["host timing + graph"]).groups()
+    sentence(rf"host timing \+ graph Spearman {s}, MAPE {m} %")
+
+
+def test_latency_repeatability_prose_is_the_results_file():
+    text = results_text("latency_repeatability.txt")
+    probes = [
+        tuple(float(v) for v in m)
+        for m in re.findall(
+            r"host probe run2/run1: matmul-64 \(L1\) ([\d.]+), stream 1 MiB ([\d.]+), stream 32 MiB ([\d.]+)", text
+        )
+    ]
+    passed, pairs = map(
+        int, re.search(r"pairs with every child above 0.2 ms within \+-2 %: (\d+)/(\d+)", text).groups()
+    )
+    assert len(probes) == pairs
+    moved = sum(max(abs(r - 1) for r in p) > 0.02 for p in probes)
+    matmul = max(abs(p[0] - 1) for p in probes)
+    stream = max(abs(p[2] - 1) for p in probes)
+    sentence(
+        rf"the probe itself moved by more than 2 % between two runs a few seconds apart in {moved} of {pairs} pairs "
+        rf"\(an L1-resident 64x64 matmul by up to {round(100 * matmul)} %, a 32 MiB streaming sum by up to "
+        rf"{round(100 * stream)} %\)"
+    )
+    kept = "no pair" if passed == 0 else f"{passed} of {pairs} pairs"
+    sentence(rf"{kept} kept every child above 0.2 ms within \+-2 %")
