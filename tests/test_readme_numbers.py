@@ -445,3 +445,11 @@ def test_latency_repeatability_prose_is_the_results_file():
     )
     kept = "no pair" if passed == 0 else f"{passed} of {pairs} pairs"
     sentence(rf"{kept} kept every child above 0.2 ms within \+-2 %")
+
+
+def test_the_calibration_run_time_is_the_results_file():
+    wall = float(re.search(r"^# wall ([\d.]+) s", results_text("calibration.txt"), re.M).group(1))
+    m = re.search(r"^.*\(([\d.]+) s\)$", results_text("calibration.txt").split("MAPE ratio")[1], re.M)
+    sentence(
+        rf"about {round(wall / 60)} minutes here when the host timings come from the latency cache \({m.group(1)} s"
+    )
