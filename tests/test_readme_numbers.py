@@ -104,6 +104,17 @@ def test_cifar_quality_table_is_the_results_file():
     best_ref = max((r for r in res["rows"].values() if r["kind"] == "reference"), key=lambda r: r["test_accuracy"])
     gap = 100 * (best_ref["test_accuracy"] - win["test_accuracy"])
     sentence(rf"\({gap:.1f} points below it")
+    rows_ = res["rows"]
+    resnet, vgg, mnv2 = rows_["ResNet-8 (MLPerf Tiny)"], rows_["VGG-style 4-layer"], rows_["MobileNetV2-style"]
+    ahead = [100 * (win["test_accuracy"] - r["test_accuracy"]) for r in (resnet, vgg)]
+    sentence(rf"beats ResNet-8 by {ahead[0]:.1f} points and the VGG-style network by {ahead[1]:.1f}")
+    fewer = round(100 * (1 - win["params"] / mnv2["params"]))
+    less = round(100 * (1 - win["latency_ms"] / mnv2["latency_ms"]))
+    sentence(rf"with {fewer} % fewer parameters and {less} % less latency")
+    pct = [f"{100 * r['test_accuracy']:.1f}" for r in (mnv2, resnet, vgg)]
+    sentence(
+        rf"point of this space reached {pct[0]} % test where ResNet-8 reached {pct[1]} % and the layer-wise space's VGG-style network {pct[2]} %"
+    )
 
 
 # --- Pareto search: benchmarks/pareto_nb201.py -> benchmarks/results/pareto_nb201.txt ------------------
