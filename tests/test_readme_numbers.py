@@ -44,6 +44,14 @@ def table(header_start: str) -> list[dict[str, str]]:
     raise AssertionError(f"README has no table starting with {header_start!r}")
 
 
+def rows_named(header_start: str, column: str, names: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+    """The table's rows as (owner's name, row): `names` maps how the README starts a row's
+    `column` to the name the results file gives it."""
+    rows = table(header_start)
+    assert len(rows) == len(names), rows
+    return [(next(v for k, v in names.items() if row[column].startswith(k)), row) for row in rows]
+
+
 def num(text: str) -> float:
     """The first number in a cell: bold, thousands separators, '~' and units stripped."""
     m = re.search(r"-?\d[\d,]*(?:\.\d+)?", text.replace("**", ""))
@@ -74,16 +82,10 @@ def results_text(name: str) -> str:
 
 def test_cifar_quality_table_is_the_results_file():
     res = json.loads(results_text("cifar_quality.json"))
-    names = {
-        "MobileNetV2-style": "MobileNetV2-style",
-        "edgenas winner": "edgenas winner",
-        "ResNet-8": "ResNet-8 (MLPerf Tiny)",
-        "VGG-style": "VGG-style 4-layer",
-    }
-    rows = table("network | test % |")
-    assert len(rows) == len(res["rows"])
-    for row in rows:
-        key = next(v for k, v in names.items() if row["network"].startswith(k))
+    names = {"MobileNetV2-style": "MobileNetV2-style", "edgenas winner": "edgenas winner"}
+    names |= {"ResNet-8": "ResNet-8 (MLPerf Tiny)", "VGG-style": "VGG-style 4-layer"}
+    assert set(names.values()) == set(res["rows"])
+    for key, row in rows_named("network | test % |", "network", names):
         r = res["rows"][key]
         assert num(row["test %"]) == pytest.approx(100 * r["test_accuracy"], abs=0.005), key
         assert num(row["int8 test %"]) == pytest.approx(100 * r["int8_test_accuracy"], abs=0.005), key
@@ -129,16 +131,9 @@ def test_pareto_table_is_the_results_file():
         if m:
             cells = re.findall(r"[\d.]+ \+- [\d.]+", m.group(2))
             measured[m.group(1)] = ([tuple(map(float, c.split(" +- "))) for c in cells], float(m.group(3)))
-    names = {
-        "predictor": "predictor",
-        "Optuna multi-objective TPE": "optuna-motpe",
-        "Optuna NSGA-II": "optuna-nsga2",
-        "random": "random",
-    }
-    rows = table("strategy | HV at 50")
-    assert len(rows) == 4
-    for row in rows:
-        key = next(v for k, v in names.items() if row["strategy"].startswith(k))
+    names = {"predictor": "predictor", "Optuna multi-objective TPE": "optuna-motpe"}
+    names |= {"Optuna NSGA-II": "optuna-nsga2", "random": "random"}
+    for key, row in rows_named("strategy | HV at 50", "strategy", names):
         hv, share = measured[key]
         for col, (mean, sd) in zip(("HV at 50", "HV at 100", "HV at 200"), hv, strict=True):
             assert num(row[col]) == mean and row[col].replace("**", "").endswith(f"+- {sd:.4f}"), (key, col)
