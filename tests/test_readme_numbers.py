@@ -459,3 +459,23 @@ def test_the_calibration_run_time_is_the_results_file():
     sentence(
         rf"about {round(wall / 60)} minutes here when the host timings come from the latency cache \({m.group(1)} s"
     )
+
+
+def test_the_side_by_side_latency_is_the_results_file():
+    import statistics
+
+    rows = json.loads(results_text("cifar_quality.json"))["rows"]
+    mnv2, win = rows["MobileNetV2-style"], rows["edgenas winner"]
+    reps = len(mnv2["latency_side_by_side_ms"])
+    sentence(rf"--latency-reps {reps}`: {reps} rounds, no cache")
+
+    def spread(r: dict) -> str:
+        ms = r["latency_side_by_side_ms"]
+        return rf"{statistics.median(ms):.2f} ms \({min(ms):.2f}-{max(ms):.2f}\)"
+
+    sentence(rf"MobileNetV2-style median {spread(mnv2)}, the winner {spread(win)}")
+    sentence(rf"a median ratio of {win['latency_ratio_to_mobilenetv2']:.2f} per round")
+    sentence(r"within 0.1 % across the rounds")
+    for name in ("ResNet-8 (MLPerf Tiny)", "VGG-style 4-layer"):  # inside the fit: the graph sets the number
+        ms = rows[name]["latency_side_by_side_ms"]
+        assert max(ms) / min(ms) - 1 < 0.001, name
