@@ -67,8 +67,9 @@ def shown(text: str, value: float) -> bool:
 
 
 def sentence(pattern: str) -> re.Match[str]:
-    """A README sentence (whitespace-insensitive regex), which must be there."""
-    m = re.search(pattern.replace(" ", r"\s+"), README)
+    """A README sentence (whitespace-insensitive regex), which must be there. A dot between
+    digits is a decimal point, not "any character": 0.55 never matches 0x55."""
+    m = re.search(re.sub(r"(?<=\d)\.(?=\d)", r"\\.", pattern).replace(" ", r"\s+"), README)
     assert m, f"README no longer says {pattern!r}"
     return m
 
@@ -327,6 +328,14 @@ def test_scaling_row_is_the_results_file():
         ("ray", "at once "),
     ):
         assert f"{label}{int(per_hour[name]):,}" in row["result"].replace("**", ""), name
+
+
+def test_a_decimal_point_is_not_a_wildcard(monkeypatch):
+    monkeypatch.setattr(f"{__name__}.README", "MAPE 0x55 %")
+    with pytest.raises(AssertionError):
+        sentence(r"MAPE 0.55 %")
+    monkeypatch.setattr(f"{__name__}.README", "MAPE 0.55 %")
+    assert sentence(r"MAPE 0.55 %")
 
 
 def test_every_results_file_is_claimed():
