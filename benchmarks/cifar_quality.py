@@ -283,12 +283,12 @@ def phase_latency(args, out: Path) -> None:
     results = load_results(out)
     shape, classes = (3, 32, 32), 10
     refs = references(shape, classes)
+    space = MobileSpace(shape, classes)
     graphs = {}
     for name, r in results["rows"].items():
         if name in refs:
             model = refs[name][0]()
         else:  # a searched winner: its mobile-space key
-            space = MobileSpace(shape, classes)
             model = space.build(space.parse(r["architecture"].removeprefix("mobile|")))
         graphs[name] = export_onnx(model.eval(), shape)
     profile = load_profile("cpu-arm")

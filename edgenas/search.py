@@ -152,9 +152,7 @@ def prepare(pipeline: Pipeline) -> Prepared:
             "Use layerwise or blocks, or set curriculum_start = 0"
         )
     cfg = pipeline.search
-    starts = start_actions(space, constraints, cfg.start)
-    if cfg.curriculum_start:
-        starts = _starts_within_curriculum(space, cfg)
+    starts = start_actions(space, constraints, cfg)
     if cfg.fidelity == "asha":
         if cfg.table:
             raise ConfigError(
@@ -195,13 +193,15 @@ def prepare(pipeline: Pipeline) -> Prepared:
     return Prepared(profile, data, space, device, constraints, table, starts, workers, gpus_per_job)
 
 
-def start_actions(space: SearchSpace, constraints: Constraints, texts: Sequence[str]) -> tuple[tuple[int, ...], ...]:
+def start_actions(space: SearchSpace, constraints: Constraints, cfg: SearchSettings) -> tuple[tuple[int, ...], ...]:
     """search.start (`--start`): each network as the action sequence the controller would sample
     for it. ConfigError for one that is not a network of the space or is over a hard limit that
-    is known before training (it would only be rejected)."""
+    is known before training (it would only be rejected). Under the depth curriculum a start is
+    read in the capped space of the update that evaluates it (i // architectures_per_update): a
+    network as deep as that cap has no stop decision there, and a deeper one is refused."""
     out = []
     check = feasibility(space, constraints)
-    for text in texts:
+    for i, text in enumerate(cfg.start):
         try:
             actions = space.actions_from_text(text)
         except ValueError as e:
@@ -212,26 +212,19 @@ def start_actions(space: SearchSpace, constraints: Constraints, texts: Sequence[
                 f"--start / search.start '{text}' is over the search's limits ({limits}); "
                 "raise the limits or start from a smaller network"
             )
-        out.append(tuple(actions))
-    return tuple(out)
-
-
-def _starts_within_curriculum(space: SearchSpace, cfg: SearchSettings) -> tuple[tuple[int, ...], ...]:
-    """Each start is evaluated in update i // architectures_per_update: under the depth curriculum
-    it must be a network of that update's capped space, and its actions are that space's (a
-    network as deep as the cap has no stop decision there)."""
-    out = []
-    for i, text in enumerate(cfg.start):
         update = i // cfg.architectures_per_update
         capped = curriculum_space(space, cfg, update)
-        try:
-            out.append(tuple(capped.actions_from_text(text)))
-        except ValueError:
-            raise ConfigError(
-                f"--start / search.start '{text}' is deeper than the depth curriculum allows when it is "
-                f"evaluated (update {update + 1}: at most {capped.max_layers} layers, search.curriculum_start = "
-                f"{cfg.curriculum_start}); raise curriculum_start, set it to 0, or start from a shallower network"
-            ) from None
+        if capped is not space:
+            try:
+                actions = capped.actions_from_text(text)
+            except ValueError:
+                raise ConfigError(
+                    f"--start / search.start '{text}' is deeper than the depth curriculum allows when it is "
+                    f"evaluated (update {update + 1}: at most {capped.max_layers} layers, "  # type: ignore[attr-defined]
+                    f"search.curriculum_start = {cfg.curriculum_start}); raise curriculum_start, set it to 0, "
+                    "or start from a shallower network"
+                ) from None
+        out.append(tuple(actions))
     return tuple(out)
 
 

@@ -52,18 +52,20 @@ def rows_named(header_start: str, column: str, names: dict[str, str]) -> list[tu
     return [(next(v for k, v in names.items() if row[column].startswith(k)), row) for row in rows]
 
 
+def _first_number(text: str) -> re.Match[str]:
+    m = re.search(r"-?\d[\d,]*(?:\.(\d+))?", text.replace("**", ""))
+    assert m, f"no number in {text!r}"
+    return m
+
+
 def num(text: str) -> float:
     """The first number in a cell: bold, thousands separators, '~' and units stripped."""
-    m = re.search(r"-?\d[\d,]*(?:\.\d+)?", text.replace("**", ""))
-    assert m, f"no number in {text!r}"
-    return float(m.group(0).replace(",", ""))
+    return float(_first_number(text).group(0).replace(",", ""))
 
 
 def shown(text: str, value: float) -> bool:
     """The README cell shows `value` to the decimals it prints."""
-    m = re.search(r"-?\d[\d,]*(?:\.(\d+))?", text.replace("**", ""))
-    decimals = len(m.group(1) or "")
-    return num(text) == round(value, decimals)
+    return num(text) == round(value, len(_first_number(text).group(1) or ""))
 
 
 def sentence(pattern: str) -> re.Match[str]:
@@ -107,8 +109,8 @@ def test_cifar_quality_table_is_the_results_file():
     best_ref = max((r for r in res["rows"].values() if r["kind"] == "reference"), key=lambda r: r["test_accuracy"])
     gap = 100 * (best_ref["test_accuracy"] - win["test_accuracy"])
     sentence(rf"\({gap:.1f} points below it")
-    rows_ = res["rows"]
-    resnet, vgg, mnv2 = rows_["ResNet-8 (MLPerf Tiny)"], rows_["VGG-style 4-layer"], rows_["MobileNetV2-style"]
+    rows = res["rows"]
+    resnet, vgg, mnv2 = rows["ResNet-8 (MLPerf Tiny)"], rows["VGG-style 4-layer"], rows["MobileNetV2-style"]
     ahead = [100 * (win["test_accuracy"] - r["test_accuracy"]) for r in (resnet, vgg)]
     sentence(rf"beats ResNet-8 by {ahead[0]:.1f} points and the VGG-style network by {ahead[1]:.1f}")
     fewer = round(100 * (1 - win["params"] / mnv2["params"]))
@@ -266,10 +268,9 @@ def test_microcontroller_profile_limits():
     def kb(name: str, key: str) -> int:
         return tomllib.loads((PROFILES / f"{name}.toml").read_text())[key] // 1024
 
-    for name in ("stm32f746", "nrf52840"):
-        sentence(rf"`{name}` \({kb(name, 'max_peak_ram_bytes')} KB SRAM, {kb(name, 'max_flash_bytes') // 1024} MB flash\)"
-                 if name == "stm32f746" else
-                 rf"`{name}` \({kb(name, 'max_peak_ram_bytes')} KB, {kb(name, 'max_flash_bytes') // 1024} MB\)")  # fmt: skip
+    f746, nrf = "stm32f746", "nrf52840"
+    sentence(rf"`{f746}` \({kb(f746, 'max_peak_ram_bytes')} KB SRAM, {kb(f746, 'max_flash_bytes') // 1024} MB flash\)")
+    sentence(rf"`{nrf}` \({kb(nrf, 'max_peak_ram_bytes')} KB, {kb(nrf, 'max_flash_bytes') // 1024} MB\)")
     sentence(
         rf"the {kb('stm32h743', 'max_peak_ram_bytes')} KB AXI SRAM; {kb('stm32h743', 'max_flash_bytes') // 1024} MB flash"
     )
@@ -380,9 +381,12 @@ def test_changelog_restates_current_numbers_as_their_owners_say():
     ) in log
 
 
+CV_LINE = r"Spearman ([\d.]+)\s+MAPE ([\d.]+) %\s+within 10 %: ([\d.]+) %"  # calibration.py's metrics
+
+
 def _families() -> dict[str, tuple[float, float, float]]:
     text = results_text("calibration.txt")
-    rows = re.findall(r"^\s+(.+?)\s*: Spearman ([\d.]+)\s+MAPE ([\d.]+) %\s+within 10 %: ([\d.]+) %", text, re.M)
+    rows = re.findall(r"^\s+(.+?)\s*: " + CV_LINE, text, re.M)
     return {name: (float(s), float(m), float(w)) for name, s, m, w in rows}
 
 
@@ -408,15 +412,12 @@ def test_model_families_are_the_calibration_benchmark():
 def test_the_shipped_graph_only_predictor_is_what_the_benchmark_refits():
     """The graph-only fit needs no host timing: re-running the benchmark gives the shipped model's figures."""
     text = results_text("calibration.txt")
-    m = re.search(r"graph only \(any host\)\s*: Spearman ([\d.]+)\s+MAPE ([\d.]+) %\s+within 10 %: ([\d.]+) %", text)
+    m = re.search(r"graph only \(any host\)\s*: " + CV_LINE, text)
     cv = _cal("cpu-arm.calibration.json")["cv"]
     assert (float(m.group(1)), float(m.group(2))) == (round(cv["spearman"], 4), round(cv["mape_pct"], 2))
     assert float(m.group(3)) == round(100 * cv["within_10pct"], 1)
-    assert fam_shipped_matches(_families()["non-negative linear (shipped)"], cv)
-
-
-def fam_shipped_matches(row: tuple[float, float, float], cv: dict) -> bool:
-    return row == (round(cv["spearman"], 4), round(cv["mape_pct"], 2), round(100 * cv["within_10pct"], 2))
+    shipped = (round(cv["spearman"], 4), round(cv["mape_pct"], 2), round(100 * cv["within_10pct"], 2))
+    assert _families()["non-negative linear (shipped)"] == shipped
 
 
 def test_the_network_over_ten_percent_is_the_calibration_benchmarks():
@@ -430,11 +431,9 @@ def test_the_network_over_ten_percent_is_the_calibration_benchmarks():
 def test_the_calibration_rerun_is_the_results_file():
     text = results_text("calibration.txt")
     rows = dict(re.findall(r"^(baseline host x factor|host timing \+ graph)\s*: (.+)$", text, re.M))
-    s, m, w = re.match(
-        r"Spearman ([\d.]+)\s+MAPE ([\d.]+) %\s+within 10 %: ([\d.]+) %", rows["baseline host x factor"]
-    ).groups()
+    s, m, w = re.match(CV_LINE, rows["baseline host x factor"]).groups()
     sentence(rf"one-factor baseline Spearman {s}, MAPE {m} %, {w} % within 10 %")
-    s, m = re.match(r"Spearman ([\d.]+)\s+MAPE ([\d.]+) %", rows["host timing + graph"]).groups()
+    s, m, _ = re.match(CV_LINE, rows["host timing + graph"]).groups()
     sentence(rf"host timing \+ graph Spearman {s}, MAPE {m} %")
 
 
@@ -463,8 +462,9 @@ def test_latency_repeatability_prose_is_the_results_file():
 
 
 def test_the_calibration_run_time_is_the_results_file():
-    wall = float(re.search(r"^# wall ([\d.]+) s", results_text("calibration.txt"), re.M).group(1))
-    m = re.search(r"^.*\(([\d.]+) s\)$", results_text("calibration.txt").split("MAPE ratio")[1], re.M)
+    text = results_text("calibration.txt")
+    wall = float(re.search(r"^# wall ([\d.]+) s", text, re.M).group(1))
+    m = re.search(r"^.*\(([\d.]+) s\)$", text.split("MAPE ratio")[1], re.M)
     sentence(
         rf"about {round(wall / 60)} minutes here when the host timings come from the latency cache \({m.group(1)} s"
     )

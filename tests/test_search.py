@@ -149,6 +149,8 @@ budget_params = 100000
     for update, arch in rows:
         depth.setdefault(update, []).append(len(json.loads(arch)["layers"]))
     assert all(d == 1 for u in (0, 1) for d in depth[u])
+    assert all(d <= 2 for u in (2, 3) for d in depth[u])
+    assert max(d for u in range(4, 10) for d in depth[u]) == 3
     # a start within the first updates' depth is accepted and evaluated first; a deeper one is refused
     first = conn.execute("SELECT arch_key FROM samples ORDER BY update_index, position LIMIT 1").fetchone()
     assert first == ("layerwise|0:c4k1s1<in",)
@@ -157,8 +159,6 @@ budget_params = 100000
     with pytest.raises(ConfigError, match="deeper than the depth curriculum allows"):
         run_search(load_pipeline(str(path)), run_name="d")
     assert not (tmp_path / "runs2").exists()
-    assert all(d <= 2 for u in (2, 3) for d in depth[u])
-    assert max(d for u in range(4, 10) for d in depth[u]) == 3
 
 
 def test_start_networks_are_evaluated_first_then_the_controller_goes_on(tiny_pipeline, tmp_path):
