@@ -289,12 +289,25 @@ def finish_child(
     )
 
 
-def feasibility(space: SearchSpace, constraints: Constraints) -> Callable[[Sequence[int]], bool] | None:
+def feasibility(
+    space: SearchSpace,
+    constraints: Constraints,
+    profile: Profile | None = None,
+    measurer: Measurer | None = None,
+) -> Callable[[Sequence[int]], bool] | None:
     """What the controller may ask before proposing: is this architecture within the parameter
-    limit and the RAM / flash limits, counted as the gate counts them (built and exported, not
-    trained)? None when there is no such limit."""
+    limit, the RAM / flash limits and (given the `profile`, where it predicts latency from the
+    graph alone: `Measurer.graph_only_ms`) the latency limit, counted as the gate counts them
+    (built and exported, not trained)? None when there is no such limit."""
     limit = constraints.max_params
-    if limit is None and not constraints.needs_memory:
+    latency_limit = constraints.latency_ms
+    if latency_limit is not None and profile is not None and profile.measured_on == "calibrated":
+        measurer = measurer or default_measurer()
+        if not measurer.predicts_from_graph(profile):
+            latency_limit = None
+    else:
+        latency_limit = None
+    if limit is None and not constraints.needs_memory and latency_limit is None:
         return None
 
     def check(actions: Sequence[int]) -> bool:
@@ -302,9 +315,16 @@ def feasibility(space: SearchSpace, constraints: Constraints) -> Callable[[Seque
             model = space.build(space.decode(actions))
             if limit is not None and count_params(model) > limit:
                 return False
+            if not constraints.needs_memory and latency_limit is None:
+                return True
+            graph = export_onnx(model, space.input_shape)
             if constraints.needs_memory:
-                est = memory_estimate(export_onnx(model, space.input_shape), constraints.precision)
-                return constraints.check_memory(est.peak_ram_bytes, est.flash_bytes) is None
+                est = memory_estimate(graph, constraints.precision)
+                if constraints.check_memory(est.peak_ram_bytes, est.flash_bytes) is not None:
+                    return False
+            if latency_limit is not None:
+                ms = measurer.graph_only_ms(graph, profile)  # type: ignore[union-attr,arg-type]
+                return ms is None or constraints.check_latency(ms) is None
             return True
 
     return check

@@ -152,7 +152,7 @@ def prepare(pipeline: Pipeline) -> Prepared:
             "Use layerwise or blocks, or set curriculum_start = 0"
         )
     cfg = pipeline.search
-    starts = start_actions(space, constraints, cfg)
+    starts = start_actions(space, constraints, cfg, profile)
     if cfg.fidelity == "asha":
         if cfg.table:
             raise ConfigError(
@@ -193,14 +193,16 @@ def prepare(pipeline: Pipeline) -> Prepared:
     return Prepared(profile, data, space, device, constraints, table, starts, workers, gpus_per_job)
 
 
-def start_actions(space: SearchSpace, constraints: Constraints, cfg: SearchSettings) -> tuple[tuple[int, ...], ...]:
+def start_actions(
+    space: SearchSpace, constraints: Constraints, cfg: SearchSettings, profile: Profile | None = None
+) -> tuple[tuple[int, ...], ...]:
     """search.start (`--start`): each network as the action sequence the controller would sample
     for it. ConfigError for one that is not a network of the space or is over a hard limit that
     is known before training (it would only be rejected). Under the depth curriculum a start is
     read in the capped space of the update that evaluates it (i // architectures_per_update): a
     network as deep as that cap has no stop decision there, and a deeper one is refused."""
     out = []
-    check = feasibility(space, constraints)
+    check = feasibility(space, constraints, profile)
     for i, text in enumerate(cfg.start):
         try:
             actions = space.actions_from_text(text)
@@ -279,7 +281,7 @@ def run_search(
     children_dir = run_dir / "children"
     children_dir.mkdir(exist_ok=True)
     controller = controllers.create(pipeline.controller.name, space, seed=cfg.seed, **pipeline.controller.options)
-    controller.set_feasibility(feasibility(space, prepared.constraints))
+    controller.set_feasibility(feasibility(space, prepared.constraints, profile))
 
     threads = cfg.threads_per_job or max(1, (os.cpu_count() or 1) // prepared.workers)
     with (

@@ -83,3 +83,45 @@ def test_controller_feasibility_asks_the_same_limit_as_the_gate():
         assert ok == (c.check_params(params) is None)
         seen[ok] += 1
     assert seen[True] and seen[False]  # both sides of the limit were exercised
+
+
+def test_controller_feasibility_knows_a_graph_only_latency_limit_as_the_gate_measures_it():
+    """Where the profile predicts latency from the graph alone, the controller is told the latency
+    limit too: the check agrees with the gate's real measurement (onnxruntime timing, then the
+    calibration) on every network; where the prediction needs host timing it is not told."""
+    import random
+
+    from edgenas.measure.export import export_onnx
+    from edgenas.measure.latency import Measurer
+
+    graph_only = dataclasses.replace(ARM, host_calibration="")  # the Pi 5 graph-only fit, on any host
+    measurer = Measurer(use_cache=False)
+    assert measurer.predicts_from_graph(graph_only)
+    assert not measurer.predicts_from_graph(load_profile("cpu-x86"))  # host-measured: needs timing
+    assert not measurer.predicts_from_graph(dataclasses.replace(graph_only, statistic="p90"))
+    space = spaces.create("mobile", input_shape=(3, 16, 16), num_classes=10, widths=(8, 16, 32))
+    rng = random.Random(0)
+    nets = []
+    for _ in range(12):
+        prefix: list[int] = []
+        while (d := space.next_decision(prefix)) is not None:
+            prefix.append(rng.choice([i for i, ok in enumerate(d.mask) if ok]))
+        nets.append(prefix)
+    try:
+        gate_ms = [
+            measurer.measure(export_onnx(space.build(space.decode(a)), space.input_shape), graph_only).median_ms
+            for a in nets
+        ]
+        limit = sorted(gate_ms)[len(gate_ms) // 2]
+        c = Constraints.build(RewardConfig(budget_params=None, max_latency_ms=limit), graph_only)
+        check = feasibility(space, c, graph_only, measurer)
+        assert check is not None
+        verdicts = [check(a) for a in nets]
+        assert verdicts == [c.check_latency(ms) is None for ms in gate_ms]
+        assert 0 < sum(verdicts) < len(verdicts)
+        # without the profile, or with a host-timed one, the latency limit is the gate's alone
+        assert feasibility(space, c) is None
+        host = Constraints.build(RewardConfig(budget_params=None, max_latency_ms=limit), load_profile("cpu-x86"))
+        assert feasibility(space, host, load_profile("cpu-x86"), measurer) is None
+    finally:
+        measurer.close()

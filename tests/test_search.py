@@ -1,11 +1,13 @@
 import dataclasses
 import json
 import sqlite3
+from pathlib import Path
 
 import onnx
 import onnxruntime as ort
 import pytest
 
+import edgenas
 from edgenas.config import load_pipeline
 from edgenas.errors import BudgetError, ConfigError
 from edgenas.search import Progress, run_search
@@ -193,4 +195,27 @@ def test_a_bad_start_network_is_refused_before_the_run_directory_exists(tiny_pip
     with pytest.raises(ConfigError, match="search.start") as info:
         run_search(pipe)
     assert message in str(info.value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_start_over_a_graph_only_latency_limit_is_refused_before_the_run_directory_exists(tiny_pipeline, tmp_path):
+    """A profile that predicts latency from the graph alone knows a start's latency before
+    training: one over --max-latency-ms is refused like one over --budget."""
+    arm = Path(edgenas.__file__).parent.parent / "hardware_profiles" / "cpu-arm.toml"
+    text = "".join(
+        line if not line.startswith(("host_calibration", "calibration")) else ""
+        for line in arm.read_text().splitlines(keepends=True)
+    )
+    profile = tmp_path / "graph-only.toml"
+    profile.write_text(text + f'calibration = "{arm.parent / "cpu-arm.calibration.json"}"\n')
+    pipe = load_pipeline(tiny_pipeline(budget=20000))
+    start = "layerwise|0:c16k3s1<in|1:c16k3s1<0"
+    pipe = dataclasses.replace(
+        pipe,
+        search=dataclasses.replace(pipe.search, start=(start,), profile=str(profile)),
+        reward=dataclasses.replace(pipe.reward, max_latency_ms=1e-4, latency_limit="hard"),
+    )
+    with pytest.raises(ConfigError, match="search.start") as info:
+        run_search(pipe)
+    assert "over the search's limits" in str(info.value) and "latency" in str(info.value)
     assert not (tmp_path / "runs").exists()

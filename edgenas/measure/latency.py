@@ -223,6 +223,24 @@ class Measurer:
                 return chosen, Path(path).name
         return chosen, Path(path).name  # does not apply here: predict_model says why
 
+    def graph_only_ms(self, model: bytes, profile: Profile) -> float | None:
+        """The latency `measure` would gate on (the profile's statistic), known from the graph
+        alone: a calibrated profile whose calibration here predicts without host timing, with the
+        median as its statistic (a p90 needs the host's spread). None where timing is needed.
+        The search tells the controller this, as it tells it the parameter budget."""
+        if not self.predicts_from_graph(profile):
+            return None
+        from edgenas.measure.calibration import graph_features
+
+        return self._calibration(profile)[0].predict_explained(None, graph_features(model))[0]
+
+    def predicts_from_graph(self, profile: Profile) -> bool:
+        """Does `graph_only_ms` know this profile's latency on this host?"""
+        if not profile.timing or profile.measured_on != "calibrated" or profile.statistic != "median":
+            return False
+        cal, _ = self._calibration(profile)
+        return cal is not None and not cal.uses_host
+
     def _predict(self, profile: Profile, model: bytes, host: LatencyStats) -> LatencyStats:
         from edgenas.measure.calibration import graph_features
 
