@@ -24,7 +24,7 @@ class SearchSettings:
     seed: int = 0
     children: int = 160  # architectures the controller samples (trained, rejected or reused)
     architectures_per_update: int = 8  # m: the controller's minibatch per policy update
-    max_minutes: float | None = None  # stop sampling new batches after this much wall time
+    max_minutes: float | None = None  # no child's training starts after this much wall time
     max_evaluated: int | None = None  # stop sampling new batches once this many children were trained (or looked up)
     profile: str = "cpu-arm"
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -270,10 +270,13 @@ def run_search(
     `resume=True` the search continues in `run_dir`: the samples of the update that was in
     flight are replayed from the checkpoint (same seed, same proposals), finished trials are
     reused from the database and only the trials that were in flight are evaluated again."""
-    t_start = time.perf_counter()
+    t_start, wall_start = time.perf_counter(), time.time()
     prepared = prepared or prepare(pipeline)
     profile, data, space = prepared.profile, prepared.data, prepared.space
     cfg = pipeline.search
+    # --max-minutes: no update starts after it, and no training job of an update starts after it
+    # either (an update cut short keeps its finished children and teaches the controller nothing)
+    not_after = wall_start + cfg.max_minutes * 60 if cfg.max_minutes is not None else None
     if run_dir is None:
         if resume:
             raise RunDirError("resuming needs the run directory")
@@ -431,7 +434,9 @@ def run_search(
                 else ()
             )
             jobs = [
-                TrainJob(key, pre.arch.to_json(), pre.seed, thresholds, rungs[0] if multi else None)
+                TrainJob(
+                    key, pre.arch.to_json(), pre.seed, thresholds, rungs[0] if multi else None, not_after=not_after
+                )
                 for key, (pre, _) in pending.items()
             ]
             # multi-fidelity: the promoted children continue from their saved state (those that
@@ -451,10 +456,20 @@ def run_search(
                 stop = rungs[rung + 1] if rung + 2 < len(rungs) else None
                 jobs.append(
                     TrainJob(
-                        trial.arch_key, trial.arch, trial.seed, (), stop, (run_dir / below.state_path).read_bytes()
+                        trial.arch_key,
+                        trial.arch,
+                        trial.seed,
+                        (),
+                        stop,
+                        (run_dir / below.state_path).read_bytes(),
+                        not_after,
                     )
                 )
+            cut = False
             for outcome in executor.run(jobs):
+                if outcome.not_started:  # past --max-minutes: nothing recorded for it
+                    cut = True
+                    continue
                 if outcome.key in promoted:
                     trial, rung = promoted[outcome.key]
                     pre = pending_from_trial(space, trial, profile.statistic)
@@ -482,6 +497,8 @@ def run_search(
                     store.add_sample(update_index, p, batch[p], outcome.key, trial.id, first_rung_reward(trial), True)
                     answered(p, trial, True)
                 check_failures(store, cfg)
+            if cut:
+                break
             rewards = [a for a in answers if a is not None]
             assert len(rewards) == m
             if objectives and m > 0:

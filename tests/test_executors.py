@@ -143,3 +143,27 @@ def test_median_rule_stops_children_and_records_why(tiny_pipeline):
     assert all(json.loads(r[2]) and len(json.loads(r[2])) == 3 for r in rows if r[0] == "ok")
     assert result.manifest["search"]["stopped_early"] == len(stopped)
     assert result.winner["trial_id"] not in [r for r in stopped]
+
+
+def test_a_job_past_its_deadline_is_not_trained_in_a_worker_process(tiny_pipeline):
+    """--max-minutes reaches the worker: a job that gets there after its `not_after` comes back
+    `not_started` with nothing trained; one before it trains as usual."""
+    import time
+
+    from edgenas import spaces
+    from edgenas.executors import ProcessExecutor, TrainJob
+    from edgenas.training.data import load_pipeline_dataset
+
+    pipe = load_pipeline(tiny_pipeline(children=3))
+    data = load_pipeline_dataset(pipe)
+    space = spaces.from_pipeline(pipe, data.input_shape, data.num_classes)
+    arch = space.smallest()
+    ex = ProcessExecutor(pipe.to_json(), 1, 1)
+    try:
+        late = TrainJob("late", arch.to_json(), 0, not_after=time.time() - 1)
+        on_time = TrainJob("on-time", arch.to_json(), 0, not_after=time.time() + 600)
+        out = {o.key: o for o in ex.run([late, on_time])}
+    finally:
+        ex.close()
+    assert out["late"].not_started and not out["late"].ok and out["late"].val_accuracy is None
+    assert out["on-time"].ok and not out["on-time"].not_started and out["on-time"].val_accuracy is not None

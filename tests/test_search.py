@@ -219,3 +219,42 @@ def test_a_start_over_a_graph_only_latency_limit_is_refused_before_the_run_direc
         run_search(pipe)
     assert "over the search's limits" in str(info.value) and "latency" in str(info.value)
     assert not (tmp_path / "runs").exists()
+
+
+def test_max_minutes_starts_no_training_after_the_limit_not_even_inside_an_update(tiny_pipeline):
+    """--max-minutes is a deadline for every training job, not only for starting an update: an
+    update that would run past it is cut (its finished children are kept, with their samples),
+    so the search overruns by at most one child's training, not by a whole update."""
+    import time
+
+    limit_s = 6.0
+    pipe = (
+        load_pipeline(tiny_pipeline(children=60))
+        .override("training", epochs=15)
+        .override("search", architectures_per_update=10, max_minutes=limit_s / 60)
+    )
+    t0 = time.time()
+    result = run_search(pipe, run_name="deadline")
+    conn = sqlite3.connect(result.run_dir / "search.db")
+    trained = conn.execute(
+        "SELECT id, finished_at, train_seconds FROM trials WHERE status = 'ok' ORDER BY id"
+    ).fetchall()
+    assert trained and result.manifest["winner"] is not None
+    sampled = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    assert sampled < 60  # the limit stopped it, far from the 60 children asked for
+    longest = max(s for _, _, s in trained)
+    for _, finished, train_s in trained:
+        started = finished - train_s  # finished_at is time.time()
+        assert started <= t0 + limit_s + 1.0  # began before the deadline (+ bookkeeping slack)
+    last = max(f for _, f, _ in trained)
+    assert last <= t0 + limit_s + longest + 1.0  # at most one child's training past the limit
+    # every trained child has the sample that asked for it; no update was learned from half a batch
+    assert (
+        conn.execute(
+            "SELECT COUNT(*) FROM trials t WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.trial_id = t.id)"
+        ).fetchone()[0]
+        == 0
+    )
+    updates = conn.execute("SELECT COUNT(*) FROM updates").fetchone()[0]
+    per_update = conn.execute("SELECT update_index, COUNT(*) FROM samples GROUP BY update_index").fetchall()
+    assert all(n == 10 for i, n in per_update if i < updates)  # learned updates were whole

@@ -267,7 +267,12 @@ def search(
         ),
     ] = None,
     max_minutes: Annotated[
-        Optional[float], typer.Option("--max-minutes", help="Stop sampling new batches after this many minutes.")
+        Optional[float],
+        typer.Option(
+            "--max-minutes",
+            help="Start no child's training after this many minutes (also inside a batch); the search "
+            "then picks its winner from what finished.",
+        ),
     ] = None,
     max_evaluated: Annotated[
         Optional[int],

@@ -37,6 +37,7 @@ class TrainJob:
     stop_thresholds: tuple[float | None, ...] = ()  # median rule, per epoch (empty: no early stopping)
     stop_epoch: int | None = None  # multi-fidelity: pause the schedule after this many epochs
     resume: bytes | None = None  # multi-fidelity: the saved training state (torch.save) to continue from
+    not_after: float | None = None  # --max-minutes: not started after this time.time() (the outcome says so)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class TrainOutcome:
     curve: tuple[float, ...] = ()
     stopped: str | None = None  # why training stopped early (then `ok` is False and `error` None)
     train_state: bytes | None = None  # paused at `stop_epoch`: what a later rung resumes (torch.save)
+    not_started: bool = False  # reached the worker after `TrainJob.not_after`: nothing was trained
 
 
 # -- the job itself (runs wherever the executor puts it) -------------------------------------
@@ -83,6 +85,8 @@ def _train(job: TrainJob) -> TrainOutcome:
 
     from edgenas.training.trainer import EarlyStopped, train_child
 
+    if job.not_after is not None and time.time() > job.not_after:
+        return TrainOutcome(job.key, False, not_started=True)
     space, data, pipeline = _WORKER["space"], _WORKER["data"], _WORKER["pipeline"]
     torch.manual_seed(job.seed)
     model = space.build(space.arch_from_json(job.arch))
@@ -134,7 +138,9 @@ def _saved(state: dict[str, Any] | None) -> bytes | None:
 
 class Executor(ABC):
     """Contract: `run` yields one outcome per job, in completion order; jobs of one call may run
-    at the same time. `close` releases workers."""
+    at the same time; a job that reaches its worker after its `not_after` is answered with
+    `not_started` and not trained (the job function does that wherever it runs). `close`
+    releases workers."""
 
     name: str
 
