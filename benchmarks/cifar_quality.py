@@ -264,6 +264,8 @@ def phase_search(args, out: Path) -> None:
         "counts": manifest["search"].get("counts") or {k: manifest["search"].get(k) for k in ("trained", "rejected")},
         "command": " ".join(search[2:]),
     }
+    sizes = manifest["dataset"]["sizes"]  # the search's own split (a results file of its own has no other)
+    results.setdefault("dataset", {"max_images": args.max_images, **{k: sizes[k] for k in ("train", "val", "test")}})
     save_results(out, results)
 
 

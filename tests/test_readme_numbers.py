@@ -339,6 +339,26 @@ def test_a_decimal_point_is_not_a_wildcard(monkeypatch):
     assert sentence(r"MAPE 0.55 %")
 
 
+@pytest.mark.parametrize("name", ["cifar_quality_attempt_w16.json", "cifar_quality_attempt_tunas.json"])
+def test_photos_attempts_are_their_results_files(name):
+    """The README's paragraphs on the searches run on the Intel VM restate their results files."""
+    res = json.loads(results_text(name))
+    win, rungs = res["rows"]["edgenas winner"], res["measured"]["rungs"]
+    mnv2 = json.loads(results_text("cifar_quality.json"))["rows"]["MobileNetV2-style"]
+    sentence(rf"{win['counts']['trained']} trained, {win['counts']['rejected']} rejected")
+    sentence(" / ".join(str(n) for n in rungs["children"]))
+    sentence(rf"{res['measured']['search_wall_s_of_search_command']:,} s of search command wall time")
+    m = sentence(
+        rf"\*\*{100 * win['test_accuracy']:.2f} % test\*\* \(int8 {100 * win['int8_test_accuracy']:.2f} %\) "
+        rf"with (\*\*)?{win['params']:,} params(\*\*)? \((0\.\d+)x[^)]*\), {win['macs'] / 1e6:.1f}M MACs, "
+        rf"{win['latency_ms']:.2f} ms( `cpu-arm`)? \((0\.\d+)x\)"
+    )
+    assert float(m.group(3)) == round(win["params"] / mnv2["params"], 2)
+    assert float(m.group(5)) == round(win["latency_ms"] / res["measured"]["reference_latency_ms_here"], 2)
+    gap = 100 * (mnv2["test_accuracy"] - win["test_accuracy"])
+    sentence(rf"{gap:.2f} below (the MobileNetV2-style network|the MobileNetV2-style)")
+
+
 def test_every_results_file_is_claimed():
     """Each results file is cited by the README or docs/claims.md, and each claims row names a file or test that exists."""
     claims = (ROOT / "docs" / "claims.md").read_text()
