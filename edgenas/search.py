@@ -364,12 +364,15 @@ def run_search(
             return trial.reward
 
         report()
+        stopped_by = "children"  # what ended the loop: every child sampled, or a limit
         while True:
             if cfg.max_minutes is not None and time.perf_counter() - t_start > cfg.max_minutes * 60:
+                stopped_by = "max_minutes"
                 break
             if cfg.max_evaluated is not None:
                 counts = store.status_counts()
                 if counts["ok"] + counts["stopped"] >= cfg.max_evaluated:
+                    stopped_by = "max_evaluated"
                     break
             due = due_promotions(store, update_index, rungs, cfg.reduction)
             m = min(cfg.architectures_per_update, cfg.children - sampled)
@@ -498,6 +501,7 @@ def run_search(
                     answered(p, trial, True)
                 check_failures(store, cfg)
             if cut:
+                stopped_by = "max_minutes"
                 break
             rewards = [a for a in answers if a is not None]
             assert len(rewards) == m
@@ -525,6 +529,7 @@ def run_search(
         )
         wall = time.perf_counter() - t_start
         manifest["search"]["wall_seconds"] = wall
+        manifest["search"]["stopped_by"] = stopped_by
         store.set_meta("finished_at", datetime.now(timezone.utc).isoformat())
         from edgenas.report import write_report  # matplotlib is only needed here
 

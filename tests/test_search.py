@@ -20,6 +20,7 @@ def test_tiny_search_end_to_end(tiny_pipeline, digits):
     run = result.run_dir
     assert (run / "search.db").is_file() and (run / "winner.onnx").is_file() and (run / "manifest.json").is_file()
     assert seen[-1].sampled == 9 and seen[-1].phase == "winner"
+    assert result.manifest["search"]["stopped_by"] == "children"
 
     conn = sqlite3.connect(run / "search.db")
     rows = conn.execute("SELECT status, params, train_seconds, onnx_path, reward, reward_terms FROM trials").fetchall()
@@ -240,6 +241,7 @@ def test_max_minutes_starts_no_training_after_the_limit_not_even_inside_an_updat
         "SELECT id, finished_at, train_seconds FROM trials WHERE status = 'ok' ORDER BY id"
     ).fetchall()
     assert trained and result.manifest["winner"] is not None
+    assert result.manifest["search"]["stopped_by"] == "max_minutes"
     sampled = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
     assert sampled < 60  # the limit stopped it, far from the 60 children asked for
     longest = max(s for _, _, s in trained)
@@ -258,3 +260,20 @@ def test_max_minutes_starts_no_training_after_the_limit_not_even_inside_an_updat
     updates = conn.execute("SELECT COUNT(*) FROM updates").fetchone()[0]
     per_update = conn.execute("SELECT update_index, COUNT(*) FROM samples GROUP BY update_index").fetchall()
     assert all(n == 10 for i, n in per_update if i < updates)  # learned updates were whole
+
+
+def test_max_evaluated_stops_the_search_and_the_summary_says_why(tiny_pipeline):
+    from typer.testing import CliRunner
+
+    from edgenas.cli import app
+
+    res = CliRunner().invoke(
+        app, ["search", "--pipeline", tiny_pipeline(children=30), "--max-evaluated", "4", "--name", "cap"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "stopped at --max-evaluated 4" in " ".join(res.output.split())
+    run = Path(tiny_pipeline(children=30)).parent / "runs" / "cap"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["search"]["stopped_by"] == "max_evaluated"
+    s = manifest["search"]
+    assert 4 <= s["trained"] + s["stopped_early"] < 30 and s["samples"] < 30

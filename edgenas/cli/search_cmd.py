@@ -433,6 +433,15 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _stopped_by(reason: str | None, search: dict) -> str:  # type: ignore[type-arg]
+    """Why the search ended before its --children, for the summary line."""
+    if reason == "max_minutes":
+        return f"; stopped at --max-minutes {search['max_minutes']:g}"
+    if reason == "max_evaluated":
+        return f"; stopped at --max-evaluated {search['max_evaluated']}"
+    return ""
+
+
 def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
     from edgenas.measure.latency import outside_fit_note
 
@@ -446,7 +455,7 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
         f"sampled {s['samples']}: {'looked up' if m.get('table') else 'trained'} {s['trained']}, rejected {s['rejected']} "
         f"({limits}), failed {s['failed']}, stopped early "
         f"{s.get('stopped_early', 0)}, reused {s['reused']}; "
-        f"wall time {s['wall_seconds']:.0f} s"
+        f"wall time {s['wall_seconds']:.0f} s{_stopped_by(s.get('stopped_by'), m['pipeline']['search'])}"
     )
     w = m["winner"]
     if w:
