@@ -275,7 +275,8 @@ def run_search(
     profile, data, space = prepared.profile, prepared.data, prepared.space
     cfg = pipeline.search
     # --max-minutes: no update starts after it, and no training job of an update starts after it
-    # either (an update cut short keeps its finished children and teaches the controller nothing)
+    # either (an update cut short keeps its finished children and teaches the controller nothing);
+    # wall-clock time, which a worker process or a Ray task elsewhere can compare
     not_after = wall_start + cfg.max_minutes * 60 if cfg.max_minutes is not None else None
     if run_dir is None:
         if resume:
@@ -366,7 +367,7 @@ def run_search(
         report()
         stopped_by = "children"  # what ended the loop: every child sampled, or a limit
         while True:
-            if cfg.max_minutes is not None and time.perf_counter() - t_start > cfg.max_minutes * 60:
+            if not_after is not None and time.time() > not_after:
                 stopped_by = "max_minutes"
                 break
             if cfg.max_evaluated is not None:
@@ -465,7 +466,7 @@ def run_search(
                         (),
                         stop,
                         (run_dir / below.state_path).read_bytes(),
-                        not_after,
+                        not_after=not_after,
                     )
                 )
             cut = False

@@ -267,12 +267,11 @@ def test_max_evaluated_stops_the_search_and_the_summary_says_why(tiny_pipeline):
 
     from edgenas.cli import app
 
-    res = CliRunner().invoke(
-        app, ["search", "--pipeline", tiny_pipeline(children=30), "--max-evaluated", "4", "--name", "cap"]
-    )
+    path = tiny_pipeline(children=30)
+    res = CliRunner().invoke(app, ["search", "--pipeline", path, "--max-evaluated", "4", "--name", "cap"])
     assert res.exit_code == 0, res.output
     assert "stopped at --max-evaluated 4" in " ".join(res.output.split())
-    run = Path(tiny_pipeline(children=30)).parent / "runs" / "cap"
+    run = Path(path).parent / "runs" / "cap"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["search"]["stopped_by"] == "max_evaluated"
     s = manifest["search"]

@@ -139,8 +139,8 @@ def _saved(state: dict[str, Any] | None) -> bytes | None:
 class Executor(ABC):
     """Contract: `run` yields one outcome per job, in completion order; jobs of one call may run
     at the same time; a job that reaches its worker after its `not_after` is answered with
-    `not_started` and not trained (the job function does that wherever it runs). `close`
-    releases workers."""
+    `not_started` and not trained (the training job function does that wherever it runs; the
+    table executor, which trains nothing, answers every job). `close` releases workers."""
 
     name: str
 
