@@ -24,7 +24,7 @@ from edgenas import faults
 from edgenas.constraints import Constraints
 from edgenas.executors import TrainOutcome
 from edgenas.fsutil import atomic_write_bytes
-from edgenas.measure.cost import count_params, static_cost
+from edgenas.measure.cost import StaticCost, count_params, static_cost
 from edgenas.measure.export import export_onnx
 from edgenas.measure.latency import LatencyStats, Measurer, default_measurer
 from edgenas.measure.memory import MemoryEstimate, memory_estimate
@@ -78,6 +78,31 @@ class PendingChild:
 
 
 _COST_CACHE: dict[tuple[int, str], tuple[Any, Any]] = {}  # (id(space), key) -> (space, StaticCost)
+_PARAMS_CACHE: dict[tuple[int, str], tuple[Any, Any]] = {}  # (id(space), key) -> (space, params)
+
+
+def _remember(cache: dict, space: SearchSpace, key: str, value: Any) -> None:
+    if len(cache) > 50_000:
+        cache.clear()
+    cache[(id(space), key)] = (space, value)  # the space object is kept: its id stays its own
+
+
+def _cached(cache: dict, space: SearchSpace, key: str) -> Any:
+    hit = cache.get((id(space), key))
+    return hit[1] if hit is not None and hit[0] is space else None
+
+
+def _known_params(space: SearchSpace, key: str) -> int | None:
+    cost = _cached(_COST_CACHE, space, key)
+    return cost.params if cost is not None else _cached(_PARAMS_CACHE, space, key)
+
+
+def prime_cost_cache(space: SearchSpace, costs: dict[str, StaticCost]) -> None:
+    """Give this process the static costs of architectures of `space` (by key) that were counted
+    elsewhere, e.g. once for the many tabular searches of a benchmark; they must be what
+    `static_cost(space.build(arch), space.input_shape)` gives, as the cache's entries are."""
+    for key, cost in costs.items():
+        _remember(_COST_CACHE, space, key, cost)
 
 
 def prepare_child(
@@ -102,17 +127,13 @@ def prepare_child(
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     graph_free = lookup and not profile.timing and not constraints.needs_memory
-    cached = _COST_CACHE.get((id(space), arch.key())) if graph_free else None
-    if cached is not None and cached[0] is space:
-        cost = cached[1]
-    else:
+    cost = _cached(_COST_CACHE, space, arch.key()) if graph_free else None
+    if cost is None:
         torch.manual_seed(seed)
         model = space.build(arch)
         cost = static_cost(model, data.input_shape)
         if graph_free:
-            if len(_COST_CACHE) > 50_000:
-                _COST_CACHE.clear()
-            _COST_CACHE[(id(space), arch.key())] = (space, cost)
+            _remember(_COST_CACHE, space, arch.key(), cost)
     reason = constraints.check_params(cost.params)
     if reason:
         seconds["total"] = time.perf_counter() - t_start
@@ -311,12 +332,21 @@ def feasibility(
         return None
 
     def check(actions: Sequence[int]) -> bool:
+        arch = space.decode(actions)
+        if limit is not None and not constraints.needs_memory and latency_limit is None:
+            # A parameter limit alone: the count of a (space, key) never changes, and a
+            # controller asks about the same networks again and again (the predictor scores
+            # ~1,000 candidates per update), so it is built and counted once per process.
+            params = _known_params(space, arch.key())
+            if params is None:
+                with torch.random.fork_rng(devices=[]):  # building initialises weights
+                    params = count_params(space.build(arch))
+                _remember(_PARAMS_CACHE, space, arch.key(), params)
+            return params <= limit
         with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the seed alone
-            model = space.build(space.decode(actions))
+            model = space.build(arch)
             if limit is not None and count_params(model) > limit:
                 return False
-            if not constraints.needs_memory and latency_limit is None:
-                return True
             graph = export_onnx(model, space.input_shape)
             if constraints.needs_memory:
                 est = memory_estimate(graph, constraints.precision)

@@ -85,6 +85,46 @@ def test_controller_feasibility_asks_the_same_limit_as_the_gate():
     assert seen[True] and seen[False]  # both sides of the limit were exercised
 
 
+def test_a_parameter_limit_check_builds_each_network_once_and_a_primed_cost_answers_without_building():
+    """The predictor asks about the same networks every update: with a parameter limit alone the
+    check builds and counts a (space, key) once per process, and a cost given with
+    `prime_cost_cache` (a benchmark's, counted elsewhere) is used without building at all;
+    the verdicts stay what counting the built network gives."""
+    from edgenas.evaluate import prime_cost_cache
+    from edgenas.measure.cost import StaticCost, static_cost
+
+    class CountingSpace(type(spaces.create("nb201", input_shape=(3, 8, 8), num_classes=10))):
+        builds = 0
+
+        def build(self, arch):
+            CountingSpace.builds += 1
+            return super().build(arch)
+
+    space = CountingSpace(input_shape=(3, 8, 8), num_classes=10, channels=4, cells_per_stage=1)
+    strings = [[a, b, c, 3, 2, 1] for a in range(5) for b in range(5) for c in (0, 3)]
+    params = {}
+    for actions in strings:
+        params[space.decode(actions).key()] = count_params(space.build(space.decode(actions)))
+    limit = sorted(params.values())[len(params) // 2]
+    check = feasibility(space, Constraints.build(RewardConfig(budget_params=limit), ARM))
+    CountingSpace.builds = 0
+    first = [check(a) for a in strings]
+    assert first == [params[space.decode(a).key()] <= limit for a in strings]
+    assert 0 < sum(first) < len(first)
+    assert CountingSpace.builds == len(params)  # isomorphic strings share a key: counted once
+    assert [check(a) for a in strings] == first and CountingSpace.builds == len(params)
+
+    other = CountingSpace(input_shape=(3, 8, 8), num_classes=10, channels=4, cells_per_stage=1)
+    arch = other.decode(strings[0])
+    true_cost = static_cost(other.build(arch), other.input_shape)
+    assert true_cost.params <= limit  # so only the primed (wrong on purpose) count can say no
+    prime_cost_cache(other, {arch.key(): StaticCost(params=limit + 1, macs=true_cost.macs)})
+    CountingSpace.builds = 0
+    other_check = feasibility(other, Constraints.build(RewardConfig(budget_params=limit), ARM))
+    assert other_check(strings[0]) is False  # the primed count decides, nothing is built
+    assert CountingSpace.builds == 0
+
+
 def test_controller_feasibility_knows_a_graph_only_latency_limit_as_the_gate_measures_it():
     """Where the profile predicts latency from the graph alone, the controller is told the latency
     limit too: the check agrees with the gate's real measurement (onnxruntime timing, then the

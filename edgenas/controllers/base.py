@@ -7,6 +7,7 @@ or profiles.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Sequence
 
@@ -72,9 +73,15 @@ def complete_uniformly(space: SearchSpace, prefix: Sequence[int], rng: np.random
     """`prefix` completed with uniformly random allowed choices."""
     out = list(prefix)
     while (d := space.next_decision(out)) is not None:
-        allowed = np.flatnonzero(d.mask)
-        out.append(int(allowed[rng.integers(len(allowed))]))
+        allowed = _allowed(tuple(d.mask))
+        out.append(allowed[rng.integers(len(allowed))])
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowed(mask: tuple[bool, ...]) -> tuple[int, ...]:
+    """The allowed options of a mask (masks repeat: a space has few distinct ones)."""
+    return tuple(i for i, ok in enumerate(mask) if ok)
 
 
 def mutate(space: SearchSpace, actions: Sequence[int], rng: np.random.Generator) -> list[int]:

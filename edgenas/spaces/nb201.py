@@ -19,6 +19,8 @@ import torch.nn as nn
 from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+_ACTIONS = frozenset(range(len(OPS)))
+_EDGE_DECISION = Decision(0, (True,) * len(OPS))
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), in string order
 
 
@@ -262,9 +264,11 @@ class NB201Space(SearchSpace):
         self.kinds = (DecisionKind("op", OPS),)
 
     def next_decision(self, prefix: Sequence[int]) -> Decision | None:
-        if len(prefix) > 6 or any(not 0 <= a < len(OPS) for a in prefix):
+        # Called for every action of every candidate a controller scores (the predictor's pool
+        # is ~1,000 per update), so: one shared Decision, one set test instead of a generator.
+        if len(prefix) > 6 or not _ACTIONS.issuperset(prefix):
             raise ValueError("not an NB201 action prefix")
-        return None if len(prefix) == 6 else Decision(0, (True,) * len(OPS))
+        return None if len(prefix) == 6 else _EDGE_DECISION
 
     def decode(self, actions: Sequence[int]) -> NB201Arch:
         self.validate(actions)
