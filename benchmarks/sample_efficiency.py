@@ -98,10 +98,72 @@ def _untold(name: str) -> str:
     return twin
 
 
-def _setup(table_path: str, constrained: bool, tell: bool = True) -> None:
+def _count_costs(texts: list[str], space_args: tuple) -> dict[str, tuple[int, int]]:
+    """(params, MACs) of each cell string's network, as the product's gate counts them."""
+    import torch
+
+    from edgenas.measure.cost import static_cost
+    from edgenas.spaces.nb201 import NB201Space
+
+    torch.set_num_threads(1)
+    space = NB201Space(*space_args)
+    out = {}
+    for text in texts:
+        arch = NB201Arch.parse(text)
+        cost = static_cost(space.build(arch), space.input_shape)
+        out[arch.key()] = (cost.params, cost.macs)
+    return out
+
+
+def table_costs(table_path: str, workers: int, space) -> dict[str, tuple[int, int]]:
+    """Static cost of every distinct network of the table, counted once for all repetitions
+    (each worker would otherwise build and count all ~6,300 on its own, ~7 minutes per worker
+    per table). Kept in the temp directory under a name that hashes the code and versions the
+    counts depend on, so a change to the space or the counter counts again."""
+    import hashlib
+    import tempfile
+
+    import thop
+    import torch
+
+    h = hashlib.sha256()
+    for rel in ("edgenas/spaces/nb201.py", "edgenas/measure/cost.py"):
+        h.update((ROOT / rel).read_bytes())
+    space_args = (space.input_shape, space.num_classes, space.channels, space.cells_per_stage)
+    h.update(
+        f"{torch.__version__} {getattr(thop, '__version__', '')} {Path(table_path).resolve()} {space_args}".encode()
+    )
+    path = Path(tempfile.gettempdir()) / f"edgenas-se-nb201-costs-{h.hexdigest()[:16]}.json"
+    if path.exists():
+        return {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
+    first: dict[str, str] = {}
+    with open(table_path) as f:
+        header = f.readline().rstrip("\n").split(",")
+        col = header.index("cellstr")
+        for line in f:
+            text = line.rstrip("\n").split(",")[col]
+            first.setdefault(NB201Arch.parse(text).key(), text)
+    texts = list(first.values())
+    t0 = time.perf_counter()
+    chunks = [texts[i::workers] for i in range(workers)]
+    costs: dict[str, tuple[int, int]] = {}
+    with ProcessPoolExecutor(workers) as pool:
+        for part in pool.map(_count_costs, chunks, [space_args] * workers):
+            costs.update(part)
+    print(f"  static costs of {len(costs)} networks counted in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(costs))
+    tmp.replace(path)
+    return costs
+
+
+def _setup(table_path: str, constrained: bool, tell: bool = True, costs: dict | None = None) -> None:
     import tempfile
 
     import torch
+
+    from edgenas.evaluate import prime_cost_cache
+    from edgenas.measure.cost import StaticCost
 
     torch.set_num_threads(1)
     if "optuna-tpe" not in CONTROLLERS:
@@ -137,6 +199,8 @@ def _setup(table_path: str, constrained: bool, tell: bool = True) -> None:
     for text, row in table.rows.items():
         by_key.setdefault(NB201Arch.parse(text).key(), []).append(row["cifar10-test"])
     network_test = {k: statistics.fmean(v) for k, v in by_key.items()}
+    if costs:
+        prime_cost_cache(prepared.space, {k: StaticCost(params=p, macs=m) for k, (p, m) in costs.items()})
     _STATE.update(base=base, prepared=prepared, table=table, limit=limit, network_test=network_test, tell=tell)
 
 
@@ -268,8 +332,10 @@ def main() -> None:
         jobs = [j for j in jobs if (j[0], j[1]) not in done]
         print(f"  {len(done)} repetitions read from {args.log}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
+    _setup(args.table, args.constrained)
+    costs = table_costs(args.table, args.workers, _STATE["prepared"].space) if jobs else None
     with ProcessPoolExecutor(
-        args.workers, initializer=_setup, initargs=(args.table, args.constrained, not args.no_feasibility)
+        args.workers, initializer=_setup, initargs=(args.table, args.constrained, not args.no_feasibility, costs)
     ) as pool:
         for i, (strategy, seed, accs, network, secs) in enumerate(pool.map(run_one, jobs, chunksize=1), 1):
             results[strategy].append(accs)
