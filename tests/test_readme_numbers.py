@@ -28,10 +28,12 @@ PROFILES = ROOT / "hardware_profiles"
 PI5_CSV = ROOT.parent / "shared" / "data" / "pi5-onnxruntime-latency-calibration.csv"
 
 
-def table(header_start: str) -> list[dict[str, str]]:
-    """The README's markdown table whose header row starts with `header_start`, as dicts."""
+def table(header_start: str, after: str | None = None) -> list[dict[str, str]]:
+    """The README's markdown table whose header row starts with `header_start`, as dicts: the
+    first such table, or the first after the line that starts with `after`."""
     lines = README.splitlines()
-    for i, line in enumerate(lines):
+    start = 0 if after is None else next(i for i, line in enumerate(lines) if line.startswith(after))
+    for i, line in enumerate(lines[start:], start):
         if line.startswith("| " + header_start):
             head = [c.strip() for c in line.strip().strip("|").split("|")]
             rows = []
@@ -508,3 +510,115 @@ def test_the_side_by_side_latency_is_the_results_file():
     for name in ("ResNet-8 (MLPerf Tiny)", "VGG-style 4-layer"):  # inside the fit: the graph sets the number
         ms = rows[name]["latency_side_by_side_ms"]
         assert max(ms) / min(ms) - 1 < 0.001, name
+
+
+# --- sample efficiency: benchmarks/sample_efficiency.py -> benchmarks/results/sample_efficiency.json ---
+
+SE_BUDGETS = (25, 50, 100, 200, 400)
+SE_NAMES = {"`predictor` (default)": "predictor", "Optuna TPE": "optuna-tpe", "`evolution`": "evolution"}
+SE_NAMES |= {"`ppo`": "ppo", "`reinforce`": "reinforce", "`random`": "random"}
+
+
+def _se_reps(constrained: bool, told: bool = True) -> dict[str, list[dict]]:
+    """The results file's repetitions of one setting, by strategy (each seed once)."""
+    res = json.loads(results_text("sample_efficiency.json"))
+    out: dict[str, dict[int, dict]] = {}
+    for rec in res["repetitions"]:
+        if rec["constrained"] == constrained and rec["told"] == told:
+            out.setdefault(rec["strategy"].removesuffix("-untold"), {})[rec["seed"]] = rec
+    return {s: list(by_seed.values()) for s, by_seed in out.items()}
+
+
+def _reached(rec: dict, budget: int) -> bool:
+    value = rec["accs"][SE_BUDGETS.index(budget)]
+    return value == value  # NaN: the repetition stopped short of that many distinct networks
+
+
+def _se_mean(reps: list[dict], field: str, budget: int) -> float:
+    """The mean over the repetitions that reached `budget`, as the benchmark prints it."""
+    col = [r[field][SE_BUDGETS.index(budget)] for r in reps if _reached(r, budget)]
+    return sum(col) / len(col)
+
+
+def test_sample_efficiency_table_is_the_results_file():
+    reps = _se_reps(constrained=False)
+    assert set(reps) == set(SE_NAMES.values())
+    (n,) = {len(v) for v in reps.values()}
+    sentence(rf"`python benchmarks/sample_efficiency.py --reps {n}`")
+    for key, row in rows_named("strategy | 25 |", "strategy", SE_NAMES):
+        for b in SE_BUDGETS:
+            assert shown(row[str(b)], _se_mean(reps[key], "accs", b)), (key, b)
+    text = results_text("sample_efficiency.txt")
+    best = float(re.search(r"unconstrained; best reachable \(test of best-val network\): ([\d.]+)", text).group(1))
+    sentence(rf"\(best reachable: {best:.2f}\)")
+    assert all(r["accs"][SE_BUDGETS.index(200)] == best for r in reps["predictor"])
+    sentence(rf"within 200 evaluations in all {n} repetitions \(std 0.00 at 200\)")
+    assert all(_reached(r, 400) for rs in reps.values() for r in rs)
+    sentence(r"Every repetition of every strategy reached 400 distinct networks")
+    secs = {s: sum(r["seconds"] for r in rs) / len(rs) for s, rs in reps.items()}
+    sentence(
+        rf"took {secs['predictor']:.1f} s with the predictor, {secs['optuna-tpe']:.1f} s TPE, "
+        rf"{secs['reinforce']:.1f} s `reinforce`, {secs['ppo']:.1f} s `ppo`, {secs['evolution']:.1f} s "
+        rf"`evolution`, {secs['random']:.1f} s random"
+    )
+    wall = int(re.search(r"wall (\d+) s", text).group(1))  # the unconstrained run comes first
+    sentence(rf"the whole unconstrained table {round(wall / 60)} minutes")
+
+
+def test_constrained_sample_efficiency_table_is_the_results_file():
+    """The rows re-measured in full (as many repetitions as the predictor's) are checked cell by
+    cell; the README names every other row as the earlier measurement."""
+    told, untold = _se_reps(constrained=True), _se_reps(constrained=True, told=False)
+    n = len(told["predictor"])
+    assert len(untold["predictor"]) == n
+    full = {"untold": untold["predictor"]} | {s: reps for s, reps in told.items() if len(reps) == n}
+    labels = {"predictor": "the predictor told", "untold": "not told", "evolution": "`evolution`"}
+    labels |= {"random": "random", "ppo": "`ppo`", "reinforce": "`reinforce`", "optuna-tpe": "TPE"}
+    names = {"`predictor` (default), told": "predictor", "`predictor`, not told": "untold"}
+    names |= {k: v for k, v in SE_NAMES.items() if v != "predictor"}
+    rows = table("strategy | 25 |", after="With `--constrained`")
+    assert len(rows) == len(names)
+    short = {}
+    for row in rows:
+        key = next(v for k, v in names.items() if row["strategy"].startswith(k))
+        if key not in full:
+            name = "the Optuna TPE" if key == "optuna-tpe" else labels[key]
+            assert re.search(rf"Not yet re-run: [^.]*{re.escape(name)}", README), key
+            continue
+        for b in SE_BUDGETS:
+            cell = row[str(b)]
+            pick, network = cell.split("(")
+            assert shown(pick, _se_mean(full[key], "accs", b)), (key, b)
+            assert shown(network, _se_mean(full[key], "network_accs", b)), (key, b)
+            reached = sum(_reached(r, b) for r in full[key])
+            assert cell.endswith("*") == (reached < n), (key, b)
+            if reached < n:
+                short[key] = reached
+    secs = {k: sum(r["seconds"] for r in reps) / n for k, reps in full.items()}
+    sentence(
+        rf"a repetition took {secs['predictor']:.1f} s told, {secs['untold']:.1f} s not told, "
+        rf"{secs['evolution']:.1f} s `evolution`, {secs['random']:.1f} s random"
+    )
+    partial = {k: sum(r["seconds"] for r in reps) / len(reps) for k, reps in told.items() if k not in full}
+    for key, sec in partial.items():  # the time that kept those rows out of this round
+        sentence(rf"{sec:.0f} s with {'TPE' if key == 'optuna-tpe' else labels[key]}")
+    text = results_text("sample_efficiency.txt").split("params <= median", 1)[1]
+    limit = re.match(r" ([\d,]+);", text).group(1)
+    sentence(rf"`python benchmarks/sample_efficiency.py --reps {n} --constrained` \(at most {limit} parameters\)")
+    twins = re.search(
+        r"(\d+) isomorphic strings in the table, trained separately: test ([\d.]+)-([\d.]+), mean ([\d.]+)", text
+    )
+    count, low, high, mean = twins.groups()
+    sentence(
+        rf"the best network has {count} isomorphic strings, each trained on its own \(test {low}-{high} %, mean {mean} %\)"
+    )
+    for key, reached in short.items():
+        sentence(rf"Only [^.]*\b{reached} \({labels[key]}\)[^.]* of the {n} repetitions reached 400 distinct networks")
+    worse = {
+        k: [r["network_accs"][-1] for r in full[k] if abs(r["network_accs"][-1] - float(mean)) > 0.005]
+        for k in ("predictor", "random")
+    }
+    sentence(
+        rf"at 400, {len(worse['predictor'])} of the predictor's {n} repetitions, \d+ of TPE's "
+        rf"and {len(worse['random'])} of random search's ended on a slightly worse network"
+    )
