@@ -115,11 +115,12 @@ def _count_costs(texts: list[str], space_args: tuple) -> dict[str, tuple[int, in
     return out
 
 
-def table_costs(table_path: str, workers: int, space) -> dict[str, tuple[int, int]]:
-    """Static cost of every distinct network of the table, counted once for all repetitions
+def table_costs(texts: list[str], workers: int, space) -> dict[str, tuple[int, int]]:
+    """Static cost of every distinct network among the table's cell strings `texts`, counted once
+    for all repetitions
     (each worker would otherwise build and count all ~6,300 on its own, ~7 minutes per worker
-    per table). Kept in the temp directory under a name that hashes the code and versions the
-    counts depend on, so a change to the space or the counter counts again."""
+    per table). Kept in the temp directory under a name that hashes the networks and the code and
+    versions the counts depend on, so a change to the space or the counter counts again."""
     import hashlib
     import tempfile
 
@@ -130,20 +131,14 @@ def table_costs(table_path: str, workers: int, space) -> dict[str, tuple[int, in
     for rel in ("edgenas/spaces/nb201.py", "edgenas/measure/cost.py"):
         h.update((ROOT / rel).read_bytes())
     space_args = (space.input_shape, space.num_classes, space.channels, space.cells_per_stage)
-    h.update(
-        f"{torch.__version__} {getattr(thop, '__version__', '')} {Path(table_path).resolve()} {space_args}".encode()
-    )
+    first: dict[str, str] = {}
+    for text in texts:
+        first.setdefault(NB201Arch.parse(text).key(), text)
+    texts = list(first.values())
+    h.update(f"{torch.__version__} {getattr(thop, '__version__', '')} {space_args} {texts}".encode())
     path = Path(tempfile.gettempdir()) / f"edgenas-se-nb201-costs-{h.hexdigest()[:16]}.json"
     if path.exists():
         return {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
-    first: dict[str, str] = {}
-    with open(table_path) as f:
-        header = f.readline().rstrip("\n").split(",")
-        col = header.index("cellstr")
-        for line in f:
-            text = line.rstrip("\n").split(",")[col]
-            first.setdefault(NB201Arch.parse(text).key(), text)
-    texts = list(first.values())
     t0 = time.perf_counter()
     chunks = [texts[i::workers] for i in range(workers)]
     costs: dict[str, tuple[int, int]] = {}
@@ -333,7 +328,7 @@ def main() -> None:
         print(f"  {len(done)} repetitions read from {args.log}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     _setup(args.table, args.constrained)
-    costs = table_costs(args.table, args.workers, _STATE["prepared"].space) if jobs else None
+    costs = table_costs(list(_STATE["table"].rows), args.workers, _STATE["prepared"].space) if jobs else None
     with ProcessPoolExecutor(
         args.workers, initializer=_setup, initargs=(args.table, args.constrained, not args.no_feasibility, costs)
     ) as pool:
@@ -363,7 +358,6 @@ def main() -> None:
                 print(
                     f"  {i}/{len(jobs)} repetitions done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True
                 )
-    _setup(args.table, args.constrained)
     best_val = max(
         _STATE["table"].rows.items(),
         key=lambda kv: (

@@ -582,8 +582,7 @@ def test_constrained_sample_efficiency_table_is_the_results_file():
     for row in rows:
         key = next(v for k, v in names.items() if row["strategy"].startswith(k))
         if key not in full:
-            name = "the Optuna TPE" if key == "optuna-tpe" else labels[key]
-            assert re.search(rf"Not yet re-run: [^.]*{re.escape(name)}", README), key
+            assert re.search(rf"Not yet re-run: [^.]*{re.escape(labels[key])}", README), key
             continue
         for b in SE_BUDGETS:
             cell = row[str(b)]
@@ -601,7 +600,7 @@ def test_constrained_sample_efficiency_table_is_the_results_file():
     )
     partial = {k: sum(r["seconds"] for r in reps) / len(reps) for k, reps in told.items() if k not in full}
     for key, sec in partial.items():  # the time that kept those rows out of this round
-        sentence(rf"{sec:.0f} s with {'TPE' if key == 'optuna-tpe' else labels[key]}")
+        sentence(rf"{sec:.0f} s with {labels[key]}")
     text = results_text("sample_efficiency.txt").split("params <= median", 1)[1]
     limit = re.match(r" ([\d,]+);", text).group(1)
     sentence(rf"`python benchmarks/sample_efficiency.py --reps {n} --constrained` \(at most {limit} parameters\)")
