@@ -135,6 +135,39 @@ def test_mobile_space_inverted_residuals_masks_and_keys():
     assert last_mask == (True, False, False)
 
 
+def test_mobile_head_convolution_is_a_decision_with_keys_that_read_back():
+    """`heads` with several options adds one last decision: a 1x1 convolution (BN, ReLU6) to that
+    width before pooling, spelled `/h<width>` in the key (absent for 0, so keys of networks without
+    a head are as before); one option is fixed, no decision."""
+    from edgenas.measure.cost import count_params
+    from edgenas.spaces.mobile import HEAD, MobileSpace
+    from edgenas.testing import check_space
+
+    plain = MobileSpace((3, 32, 32), 10)
+    space = MobileSpace((3, 32, 32), 10, heads=(0, 128, 256))
+    ref = "w16:k3e1/w24:k3e6,k3e6/w32:k3e6,k3e6,k3e6/w64:k3e6,k3e6"
+    without, with_head = space.actions_from_text(ref), space.actions_from_text(f"mobile|{ref}/h256")
+    assert without == plain.actions_from_text(ref) + [0]  # the stage decisions are unchanged
+    assert with_head[:-1] == without[:-1] and with_head[-1] == 2
+    assert space.next_decision(without[:-1]).kind == HEAD and plain.next_decision(without[:-1]) is None
+    arch = space.decode(with_head)
+    assert arch.key() == f"mobile|{ref}/h256" and space.decode(without).key() == f"mobile|{ref}"
+    assert space.arch_from_json(arch.to_json()) == arch
+    model, base = space.build(arch), plain.build(plain.parse(ref))
+    # head: 64 x 256 conv + 2 x 256 BN; classifier 256 x 10 + 10 instead of 64 x 10 + 10
+    assert count_params(model) - count_params(base) == 64 * 256 + 2 * 256 + (256 - 64) * 10
+    assert model.classifier.in_features == 256 and model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert space.smallest().head == 0
+    fixed = MobileSpace((3, 32, 32), 10, heads=(128,))
+    assert len(fixed.kinds) == len(plain.kinds) and fixed.decode(without[:-1]).head == 128
+    with pytest.raises(ValueError, match="head 256 is not one of"):
+        plain.actions_from_text(f"{ref}/h256")
+    with pytest.raises(ValueError, match="heads must be"):
+        MobileSpace((3, 32, 32), 10, heads=(0, 0))
+    report = check_space(MobileSpace, input_shape=(3, 16, 16), heads=(0, 32, 64), widths=(8, 16))
+    assert report["distinct_keys"] == report["proposals"]
+
+
 def test_mobile_networks_are_flagged_outside_the_pi5_calibration():
     """The Pi 5 calibration pairs have no depthwise convolutions: a mobile network's prediction
     must say it is outside the fit, under both calibrations cpu-arm uses, never extrapolate silently."""

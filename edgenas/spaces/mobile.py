@@ -9,9 +9,13 @@ Decisions, in this order:
 A block is MobileNetV2's inverted residual: 1x1 expansion to t x C_in (left out when t = 1),
 depthwise k x k with the stage's stride, optional squeeze-and-excite (reduction 4, hard
 sigmoid), 1x1 projection; BatchNorm after each convolution, ReLU6 after the first two; a
-residual connection when the shapes match. Head: global average pooling and a linear layer.
+residual connection when the shapes match. Head: optionally a 1x1 convolution to `head`
+channels (BatchNorm, ReLU6: MobileNetV2's and MnasNet's last feature layer, scaled to small
+budgets), then global average pooling and a linear layer. With more than one option in `heads`
+the head's width is the last decision (0 = no head convolution); with one option it is fixed.
 Masks: kernels wider than the feature map are not offered (the smallest always is).
-The canonical key spells out every stage and block, so equal networks share one key.
+The canonical key spells out every stage and block (and the head, as `/h<width>`, when there is
+one), so equal networks share one key.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch.nn as nn
 
 from edgenas.spaces.base import SPACES, ActionReader, Decision, DecisionKind, SearchSpace
 
-DEPTH, WIDTH, KERNEL, EXPANSION, SE = range(5)
+DEPTH, WIDTH, KERNEL, EXPANSION, SE, HEAD = range(6)
 
 
 @dataclass(frozen=True)
@@ -44,19 +48,25 @@ class MobileStage:
 @dataclass(frozen=True)
 class MobileArch:
     stages: tuple[MobileStage, ...]
+    head: int = 0  # output channels of the 1x1 head convolution before pooling; 0 = none
 
     def key(self) -> str:
         parts = [
             f"w{s.width}:" + ",".join(f"k{b.kernel}e{b.expansion}{'se' if b.se else ''}" for b in s.blocks)
             for s in self.stages
         ]
+        if self.head:
+            parts.append(f"h{self.head}")
         return "mobile|" + "/".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "space": "mobile",
             "stages": [{"width": s.width, "blocks": [vars(b).copy() for b in s.blocks]} for s in self.stages],
         }
+        if self.head:
+            data["head"] = self.head
+        return data
 
     def __str__(self) -> str:
         return self.key().split("|", 1)[1]
@@ -111,6 +121,9 @@ class MobileNet(nn.Module):
             for i, block in enumerate(stage.blocks):
                 layers.append(InvertedResidual(c, stage.width, block, stride if i == 0 else 1))
                 c = stage.width
+        if arch.head:
+            layers += [nn.Conv2d(c, arch.head, 1, bias=False), nn.BatchNorm2d(arch.head), nn.ReLU6()]
+            c = arch.head
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(c, num_classes)
 
@@ -132,6 +145,7 @@ class MobileSpace(SearchSpace):
         kernels: Sequence[int] = (3, 5, 7),
         expansions: Sequence[int] = (1, 3, 6),
         stem: int = 16,
+        heads: Sequence[int] = (0,),
     ) -> None:
         if stages < 1 or max_depth < 1 or stem < 1:
             raise ValueError("stages, max_depth and stem must be >= 1")
@@ -141,6 +155,8 @@ class MobileSpace(SearchSpace):
             raise ValueError("kernels must be a non-empty list of odd positive integers")
         if not expansions or any(t < 1 for t in expansions):
             raise ValueError("expansions must be a non-empty list of positive integers")
+        if not heads or any(h < 0 for h in heads) or len(set(heads)) != len(heads):
+            raise ValueError("heads must be a non-empty list of distinct widths >= 0 (0 = no head convolution)")
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.stages, self.max_depth, self.stem = stages, max_depth, stem
@@ -151,6 +167,9 @@ class MobileSpace(SearchSpace):
             DecisionKind("expansion", tuple(expansions)),
             DecisionKind("se", (False, True)),
         )
+        self.heads = tuple(heads)
+        if len(self.heads) > 1:  # a decision only where there is a choice: other spaces' sequences stay as they were
+            self.kinds += (DecisionKind("head", self.heads),)
 
     def strides(self) -> list[int]:
         """Each stage's first-block stride: 1, then 2 while the map is wider than 1 pixel."""
@@ -161,7 +180,8 @@ class MobileSpace(SearchSpace):
             size = -(-size // stride)
         return out
 
-    def _walk(self, actions: Sequence[int]) -> tuple[list[MobileStage], Decision | None]:
+    def _walk(self, actions: Sequence[int]) -> tuple[list[MobileStage], Decision | int]:
+        """The stages read from `actions` and the next decision, or the head width once complete."""
         stages: list[MobileStage] = []
         reader = ActionReader(actions)
         take = reader.take
@@ -195,27 +215,39 @@ class MobileSpace(SearchSpace):
                     choice.append(self.kinds[kind].options[a])
                 blocks.append(MobileBlock(choice[0], choice[1], bool(choice[2])))
             stages.append(MobileStage(width, tuple(blocks)))
+        head = self.heads[0]
+        if len(self.heads) > 1:
+            d = Decision(HEAD, (True,) * len(self.heads))
+            a = take(d)
+            if a is None:
+                return stages, d
+            head = self.heads[a]
         if not reader.exhausted:
             raise ValueError("actions continue past the last stage")
-        return stages, None
+        return stages, head
 
     def next_decision(self, prefix: Sequence[int]) -> Decision | None:
-        return self._walk(prefix)[1]
+        nxt = self._walk(prefix)[1]
+        return nxt if isinstance(nxt, Decision) else None
 
     def decode(self, actions: Sequence[int]) -> MobileArch:
         stages, nxt = self._walk(actions)
-        if nxt is not None:
+        if isinstance(nxt, Decision):
             raise ValueError(f"incomplete action sequence of length {len(actions)}")
-        return MobileArch(tuple(stages))
+        return MobileArch(tuple(stages), nxt)
 
     def build(self, arch: MobileArch) -> nn.Module:
         return MobileNet(arch, self.input_shape[0], self.num_classes, self.stem, self.strides())
 
     def parse(self, text: str) -> MobileArch:
         """An architecture from its key's text: stages `w<width>:<blocks>` joined by `/`, blocks
-        `k<kernel>e<expansion>[se]` joined by `,` (e.g. `w16:k3e1/w24:k3e6,k5e6se/...`)."""
-        stages = []
-        for part in text.split("/"):
+        `k<kernel>e<expansion>[se]` joined by `,` (e.g. `w16:k3e1/w24:k3e6,k5e6se/...`), then
+        `/h<width>` where the network has a head convolution."""
+        stages, head = [], 0
+        parts = text.split("/")
+        if len(parts) > 1 and (hm := re.fullmatch(r"h(\d+)", parts[-1])):
+            parts, head = parts[:-1], int(hm[1])
+        for part in parts:
             m = re.fullmatch(r"w(\d+):(.+)", part)
             if m is None:
                 raise ValueError(f"stage '{part}' is not w<width>:<blocks>")
@@ -226,7 +258,7 @@ class MobileSpace(SearchSpace):
                     raise ValueError(f"block '{b}' is not k<kernel>e<expansion>, optionally followed by se")
                 blocks.append(MobileBlock(int(bm[1]), int(bm[2]), bm[3] is not None))
             stages.append(MobileStage(int(m[1]), tuple(blocks)))
-        return MobileArch(tuple(stages))
+        return MobileArch(tuple(stages), head)
 
     def encode(self, arch: MobileArch) -> list[int]:
         if len(arch.stages) != self.stages:
@@ -237,11 +269,16 @@ class MobileSpace(SearchSpace):
             actions += [index(DEPTH, len(stage.blocks), "depth"), index(WIDTH, stage.width, "width")]
             for b in stage.blocks:
                 actions += [index(KERNEL, b.kernel, "kernel"), index(EXPANSION, b.expansion, "expansion"), int(b.se)]
+        if len(self.heads) > 1:
+            actions.append(index(HEAD, arch.head, "head"))
+        elif arch.head != self.heads[0]:
+            raise ValueError(f"head {arch.head} is not one of {list(self.heads)}")
         return actions
 
     def smallest(self) -> MobileArch:
         block = MobileBlock(min(self.kinds[KERNEL].options), min(self.kinds[EXPANSION].options), False)
-        return MobileArch(tuple(MobileStage(min(self.kinds[WIDTH].options), (block,)) for _ in range(self.stages)))
+        stages = tuple(MobileStage(min(self.kinds[WIDTH].options), (block,)) for _ in range(self.stages))
+        return MobileArch(stages, min(self.heads))
 
     def arch_from_json(self, data: dict[str, Any]) -> MobileArch:
         return MobileArch(
@@ -251,5 +288,6 @@ class MobileSpace(SearchSpace):
                     tuple(MobileBlock(int(b["kernel"]), int(b["expansion"]), bool(b["se"])) for b in s["blocks"]),
                 )
                 for s in data["stages"]
-            )
+            ),
+            int(data.get("head", 0)),
         )
