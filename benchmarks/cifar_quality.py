@@ -19,6 +19,11 @@ Phases (each resumable: results are appended to --out, a JSON file, and finished
   measurer, no cache, every row in each round), with each row's median ratio to the
   MobileNetV2-style network per round: depthwise networks are timed on this host (outside the Pi 5
   fit), and one such measurement moves by tens of percent on a shared VM.
+- `replicate`: one network (`--replicate NAME`, a reference's name or a mobile-space key) trained
+  again exactly as the `references` phase trains, with another training seed
+  (`--train-seed S`: initialisation and batch order; same data and split), scored on the test split:
+  how much of a difference between two rows one training run's luck can make. Results go to
+  `replicates` in --out.
 - `table`: every row side by side: test accuracy (fp32 and int8), params, MACs, `cpu-arm`
   latency (Pi 5 prediction; `~` outside the calibration's fit), int8 model size, and compute
   (CPU minutes: wall seconds x torch threads; the search row adds its search).
@@ -195,6 +200,44 @@ def phase_references(args, out: Path) -> None:
         print(f"{name}: test {100 * row['test_accuracy']:.2f} %, {row['params']:,} params", flush=True)
 
 
+def phase_replicate(args, out: Path) -> None:
+    from edgenas.evaluate import child_seed
+    from edgenas.measure.cost import static_cost
+    from edgenas.spaces.mobile import MobileSpace
+    from edgenas.training.data import load_pipeline_dataset
+    from edgenas.training.trainer import accuracy, resolve_device, train_child
+
+    pipe = pipeline_for(args)
+    data = load_pipeline_dataset(pipe)
+    refs = references(data.input_shape, data.num_classes)
+    name = args.replicate
+    if name in refs:
+        build = refs[name][0]
+    else:  # a searched network: its mobile-space key
+        space = MobileSpace(data.input_shape, data.num_classes)
+        arch = space.parse(name.removeprefix("mobile|"))
+        build = lambda: space.build(arch)  # noqa: E731
+    x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
+    recipe, device = pipe.final_training, resolve_device(pipe.search.device)
+    seed = child_seed(args.train_seed, name)
+    torch.manual_seed(seed)
+    model = build()
+    print(f"{name} (training seed {args.train_seed}): {recipe.epochs} epochs on {len(y_all)} images ...", flush=True)
+    trained = train_child(model, x_all, y_all, None, None, recipe, seed, device)
+    row = {
+        "network": name,
+        "train_seed": args.train_seed,
+        "epochs": recipe.epochs,
+        "test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "params": static_cost(model, data.input_shape).params,
+        "train_seconds": trained.train_seconds,
+    }
+    results = load_results(out)
+    results.setdefault("replicates", {})[f"{name} | seed {args.train_seed}"] = row
+    save_results(out, results)
+    print(f"{name} (training seed {args.train_seed}): test {100 * row['test_accuracy']:.2f} %", flush=True)
+
+
 def phase_search(args, out: Path) -> None:
     """The search and the export as a user runs them: the `edgenas` CLI, in a subprocess."""
     import subprocess
@@ -316,6 +359,10 @@ def phase_latency(args, out: Path) -> None:
 def phase_table(out: Path) -> None:
     results = load_results(out)
     ds = results.get("dataset", {})
+    if not results.get("rows"):
+        for name, r in results.get("replicates", {}).items():
+            print(f"replicate {name}: test {100 * r['test_accuracy']:.2f} %, {r['params']:,} params")
+        return
     print(
         f"CIFAR-10 JPEGs, {ds.get('max_images')} images: {ds.get('train')} train / {ds.get('val')} val / "
         f"{ds.get('test')} test; every network trained on train + val with the photos pipeline's final recipe"
@@ -324,18 +371,22 @@ def phase_table(out: Path) -> None:
         "| network | test % | int8 test % | params | MACs | cpu-arm ms | int8 KiB | CPU min |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|"
     )
-    for name, r in sorted(results["rows"].items(), key=lambda kv: -kv[1]["test_accuracy"]):
+    for name, r in sorted(results.get("rows", {}).items(), key=lambda kv: -kv[1]["test_accuracy"]):
         mark = "~" if r.get("latency_outside_fit") else ""
         print(
             f"| {name} | {100 * r['test_accuracy']:.2f} | {100 * r['int8_test_accuracy']:.2f} | {r['params']:,} | "
             f"{r['macs'] / 1e6:.1f}M | {mark}{r['latency_ms']:.2f} | {r['int8_bytes'] / 1024:.0f} | "
             f"{r['cpu_minutes']:.0f} |"
         )
+    for name, r in results.get("replicates", {}).items():
+        print(f"replicate {name}: test {100 * r['test_accuracy']:.2f} %, {r['params']:,} params")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--phase", choices=("references", "search", "latency", "table"), required=True)
+    ap.add_argument("--phase", choices=("references", "search", "latency", "replicate", "table"), required=True)
+    ap.add_argument("--replicate", help="replicate phase: a reference's name or a mobile-space key")
+    ap.add_argument("--train-seed", type=int, default=1, help="replicate phase: the training seed")
     ap.add_argument("--latency-reps", type=int, default=7, help="latency phase: rounds of side-by-side timing")
     ap.add_argument("--data", help="CIFAR-10 ImageFolder (the extracted cifar10-jpg-train)")
     ap.add_argument("--out", default="cifar_quality.json", help="results file (JSON), kept between phases")
@@ -366,14 +417,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    if args.phase in ("references", "search") and not args.data:
-        ap.error("--data is needed for the references and search phases")
+    if args.phase in ("references", "search", "replicate") and not args.data:
+        ap.error("--data is needed for the references, search and replicate phases")
+    if args.phase == "replicate" and not args.replicate:
+        ap.error("--replicate NAME is needed for the replicate phase")
     if args.phase == "references":
         phase_references(args, out)
     elif args.phase == "search":
         phase_search(args, out)
     elif args.phase == "latency":
         phase_latency(args, out)
+    elif args.phase == "replicate":
+        phase_replicate(args, out)
     phase_table(out)
 
 
