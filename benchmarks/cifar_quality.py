@@ -111,6 +111,30 @@ def references(input_shape, num_classes):
     }
 
 
+def network(name: str, shape, classes) -> nn.Module:
+    """A table row's network, freshly initialised: a reference by its name, else a mobile-space key."""
+    from edgenas.spaces.mobile import MobileSpace
+
+    refs = references(shape, classes)
+    if name in refs:
+        return refs[name][0]()
+    space = MobileSpace(shape, classes)
+    return space.build(space.parse(name.removeprefix("mobile|")))
+
+
+def train_final(build, seed: int, data, pipe):
+    """`build()` initialised under `seed` and trained as `edgenas export` trains a winner: train +
+    validation, the pipeline's final recipe. Returns the model and the trainer's result."""
+    from edgenas.training.trainer import resolve_device, train_child
+
+    x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
+    recipe, device = pipe.final_training, resolve_device(pipe.search.device)
+    torch.manual_seed(seed)
+    model = build()
+    print(f"training {recipe.epochs} epochs on {len(y_all)} images ({device}) ...", flush=True)
+    return model, train_child(model, x_all, y_all, None, None, recipe, seed, device)
+
+
 def load_results(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"rows": {}}
 
@@ -162,12 +186,11 @@ def phase_references(args, out: Path) -> None:
     from edgenas.evaluate import child_seed
     from edgenas.profiles import load_profile
     from edgenas.training.data import load_pipeline_dataset
-    from edgenas.training.trainer import accuracy, resolve_device, train_child
+    from edgenas.training.trainer import accuracy
 
     pipe = pipeline_for(args)
     data = load_pipeline_dataset(pipe)
     profile = load_profile("cpu-arm")
-    device = resolve_device(pipe.search.device)
     results = load_results(out)
     results["dataset"] = {
         "max_images": args.max_images,
@@ -175,17 +198,14 @@ def phase_references(args, out: Path) -> None:
         "val": len(data.y_val),
         "test": len(data.y_test),
     }
-    x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
     recipe = pipe.final_training
     for name, (build, text) in references(data.input_shape, data.num_classes).items():
         if name in results["rows"] and results["rows"][name].get("epochs") == recipe.epochs:
             print(f"{name}: kept from {out}")
             continue
         seed = child_seed(pipe.search.seed, name)
-        torch.manual_seed(seed)
-        model = build()
-        print(f"{name}: training {recipe.epochs} epochs on {len(y_all)} images ({device}) ...", flush=True)
-        trained = train_child(model, x_all, y_all, None, None, recipe, seed, device)
+        print(f"{name}: ", end="")
+        model, trained = train_final(build, seed, data, pipe)
         row = {
             "kind": "reference",
             "architecture": text,
@@ -203,31 +223,20 @@ def phase_references(args, out: Path) -> None:
 def phase_replicate(args, out: Path) -> None:
     from edgenas.evaluate import child_seed
     from edgenas.measure.cost import static_cost
-    from edgenas.spaces.mobile import MobileSpace
     from edgenas.training.data import load_pipeline_dataset
-    from edgenas.training.trainer import accuracy, resolve_device, train_child
+    from edgenas.training.trainer import accuracy
 
     pipe = pipeline_for(args)
     data = load_pipeline_dataset(pipe)
-    refs = references(data.input_shape, data.num_classes)
     name = args.replicate
-    if name in refs:
-        build = refs[name][0]
-    else:  # a searched network: its mobile-space key
-        space = MobileSpace(data.input_shape, data.num_classes)
-        arch = space.parse(name.removeprefix("mobile|"))
-        build = lambda: space.build(arch)  # noqa: E731
-    x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
-    recipe, device = pipe.final_training, resolve_device(pipe.search.device)
-    seed = child_seed(args.train_seed, name)
-    torch.manual_seed(seed)
-    model = build()
-    print(f"{name} (training seed {args.train_seed}): {recipe.epochs} epochs on {len(y_all)} images ...", flush=True)
-    trained = train_child(model, x_all, y_all, None, None, recipe, seed, device)
+    print(f"{name} (training seed {args.train_seed}): ", end="")
+    model, trained = train_final(
+        lambda: network(name, data.input_shape, data.num_classes), child_seed(args.train_seed, name), data, pipe
+    )
     row = {
         "network": name,
         "train_seed": args.train_seed,
-        "epochs": recipe.epochs,
+        "epochs": pipe.final_training.epochs,
         "test_accuracy": accuracy(model, data.x_test, data.y_test),
         "params": static_cost(model, data.input_shape).params,
         "train_seconds": trained.train_seconds,
@@ -323,19 +332,14 @@ def phase_latency(args, out: Path) -> None:
     from edgenas.measure.export import export_onnx
     from edgenas.measure.latency import Measurer
     from edgenas.profiles import load_profile
-    from edgenas.spaces.mobile import MobileSpace
 
     results = load_results(out)
     shape, classes = (3, 32, 32), 10
     refs = references(shape, classes)
-    space = MobileSpace(shape, classes)
-    graphs = {}
-    for name, r in results["rows"].items():
-        if name in refs:
-            model = refs[name][0]()
-        else:  # a searched winner: its mobile-space key
-            model = space.build(space.parse(r["architecture"].removeprefix("mobile|")))
-        graphs[name] = export_onnx(model.eval(), shape)
+    graphs = {  # a searched winner is built from its mobile-space key
+        name: export_onnx(network(name if name in refs else r["architecture"], shape, classes).eval(), shape)
+        for name, r in results["rows"].items()
+    }
     profile = load_profile("cpu-arm")
     rounds: dict[str, list[float]] = {name: [] for name in graphs}
     for _ in range(args.latency_reps):
@@ -358,20 +362,17 @@ def phase_latency(args, out: Path) -> None:
 
 def phase_table(out: Path) -> None:
     results = load_results(out)
-    ds = results.get("dataset", {})
-    if not results.get("rows"):
-        for name, r in results.get("replicates", {}).items():
-            print(f"replicate {name}: test {100 * r['test_accuracy']:.2f} %, {r['params']:,} params")
-        return
-    print(
-        f"CIFAR-10 JPEGs, {ds.get('max_images')} images: {ds.get('train')} train / {ds.get('val')} val / "
-        f"{ds.get('test')} test; every network trained on train + val with the photos pipeline's final recipe"
-    )
-    print(
-        "| network | test % | int8 test % | params | MACs | cpu-arm ms | int8 KiB | CPU min |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|"
-    )
-    for name, r in sorted(results.get("rows", {}).items(), key=lambda kv: -kv[1]["test_accuracy"]):
+    ds, rows = results.get("dataset", {}), results.get("rows", {})
+    if rows:  # a file of replicates alone has no table
+        print(
+            f"CIFAR-10 JPEGs, {ds.get('max_images')} images: {ds.get('train')} train / {ds.get('val')} val / "
+            f"{ds.get('test')} test; every network trained on train + val with the photos pipeline's final recipe"
+        )
+        print(
+            "| network | test % | int8 test % | params | MACs | cpu-arm ms | int8 KiB | CPU min |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|"
+        )
+    for name, r in sorted(rows.items(), key=lambda kv: -kv[1]["test_accuracy"]):
         mark = "~" if r.get("latency_outside_fit") else ""
         print(
             f"| {name} | {100 * r['test_accuracy']:.2f} | {100 * r['int8_test_accuracy']:.2f} | {r['params']:,} | "
