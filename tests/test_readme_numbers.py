@@ -603,6 +603,9 @@ def test_constrained_sample_efficiency_table_is_the_results_file():
         rf"a repetition took {secs['predictor']:.1f} s told, {secs['untold']:.1f} s not told, "
         rf"{secs['evolution']:.1f} s `evolution`, {secs['random']:.1f} s random"
     )
+    for key in ("optuna-tpe", "reinforce", "ppo"):
+        if key in full:
+            sentence(rf"(?<![\d.]){secs[key]:.1f} s {labels[key]}")
     partial = {k: sum(r["seconds"] for r in reps) / len(reps) for k, reps in told.items() if k not in full}
     for key, sec in partial.items():  # the time that kept those rows out of this round
         sentence(rf"{sec:.0f} s with {labels[key]}")
@@ -620,9 +623,18 @@ def test_constrained_sample_efficiency_table_is_the_results_file():
         sentence(rf"Only [^.]*\b{reached} \({labels[key]}\)[^.]* of the {n} repetitions reached 400 distinct networks")
     worse = {
         k: [r["network_accs"][-1] for r in full[k] if abs(r["network_accs"][-1] - float(mean)) > 0.005]
-        for k in ("predictor", "random")
+        for k in ("predictor", "optuna-tpe", "random")
     }
+    low, high = min(min(w) for w in worse.values()), max(max(w) for w in worse.values())
     sentence(
-        rf"at 400, {len(worse['predictor'])} of the predictor's {n} repetitions, \d+ of TPE's "
-        rf"and {len(worse['random'])} of random search's ended on a slightly worse network"
+        rf"at 400, {len(worse['predictor'])} of the predictor's {n} repetitions, {len(worse['optuna-tpe'])} of TPE's "
+        rf"and {len(worse['random'])} of random search's ended on a slightly worse network, "
+        rf"{low:.2f}-{high:.2f} by network\)"
     )
+    mine, tpe = ({b: _se_mean(full[k], "accs", b) for b in SE_BUDGETS} for k in ("predictor", "optuna-tpe"))
+    assert mine[25] > tpe[25] and mine[50] > tpe[50]
+    sentence(
+        rf"ahead at 25 and 50 evaluations \({mine[25]:.2f} vs TPE's {tpe[25]:.2f}, {mine[50]:.2f} vs {tpe[50]:.2f}\)"
+    )
+    assert all(abs(mine[b] - tpe[b]) < 0.05 for b in (100, 200, 400))
+    sentence(r"level with TPE from 100 on")
