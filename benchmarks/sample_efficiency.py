@@ -22,6 +22,12 @@ predictor then proposes only networks within it, the others learn from the rejec
 
     python benchmarks/sample_efficiency.py --reps 100
     python benchmarks/sample_efficiency.py --reps 100 --constrained --log /tmp/se-constrained.jsonl
+
+--results FILE (with --log) puts the log's repetitions of this setting into the kept results file
+(benchmarks/results/sample_efficiency.json: a header, then one repetition per line), replacing
+that file's repetitions of the same strategies and setting and keeping every other one; the file
+is replaced in one step, so an interrupted write leaves the old one. Its "measured" text (which
+seeds ran where) is edited by hand.
 """
 
 from __future__ import annotations
@@ -279,6 +285,29 @@ def _table(strategies: list[str], results: dict[str, list[list[float]]], seconds
         print("  * mean over the repetitions that reached that many distinct networks: " + ", ".join(short))
 
 
+def _setting(rec: dict) -> tuple:
+    return (rec["m"], rec["max_distinct"], rec["constrained"], rec.get("told", True))
+
+
+def write_results(path: Path, records: list[dict]) -> dict[tuple, int]:
+    """Put `records` (repetitions as --log writes them) into the results file at `path`, replacing
+    its repetitions of the same (strategy, setting) pairs; returns the file's repetition counts by
+    (strategy, m, max_distinct, constrained, told)."""
+    res = json.loads(path.read_text()) if path.exists() else {}
+    replaced = {(r["strategy"],) + _setting(r) for r in records}
+    kept = [r for r in res.pop("repetitions", []) if (r["strategy"],) + _setting(r) not in replaced]
+    reps = kept + sorted(records, key=lambda r: (r["strategy"], r["seed"]))
+    head = json.dumps(res)[:-1] + (", " if res else "") + '"repetitions": ['
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(head + ",\n".join(json.dumps(r) for r in reps) + "]}\n")
+    os.replace(tmp, path)
+    counts: dict[tuple, int] = {}
+    for r in reps:
+        k = (r["strategy"],) + _setting(r)
+        counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table", default=str(TABLE))
@@ -298,22 +327,25 @@ def main() -> None:
         help="append each repetition's result to this JSON-lines file, and skip "
         "the repetitions it already holds (a long run killed half-way goes on where it stopped)",
     )
+    ap.add_argument(
+        "--results",
+        help="with --log: afterwards put the log's repetitions of this setting into this results file "
+        "(benchmarks/results/sample_efficiency.json), replacing its repetitions of the same strategies and setting",
+    )
     args = ap.parse_args()
+    if args.results and not args.log:
+        ap.error("--results needs --log (the repetitions it writes are the log's)")
     strategies = args.strategies.split(";") if ";" in args.strategies else args.strategies.split(",")
     jobs = [(s, seed, args.m, args.max_distinct) for s, seed in itertools.product(strategies, range(args.reps))]
     results: dict[str, list[list[float]]] = {s: [] for s in strategies}
     networks: dict[str, list[list[float]]] = {s: [] for s in strategies}
     seconds: dict[str, float] = {s: 0.0 for s in strategies}
     done: set[tuple[str, int]] = set()
+    records: list[dict] = []  # every repetition of this setting, read from the log or run now
     if args.log and Path(args.log).exists():
         for line in Path(args.log).read_text().splitlines():
             rec = json.loads(line)
-            same = (rec["m"], rec["max_distinct"], rec["constrained"], rec.get("told", True)) == (
-                args.m,
-                args.max_distinct,
-                args.constrained,
-                not args.no_feasibility,
-            )
+            same = _setting(rec) == (args.m, args.max_distinct, args.constrained, not args.no_feasibility)
             if (
                 same
                 and rec["strategy"] in results
@@ -321,6 +353,7 @@ def main() -> None:
                 and (rec["strategy"], rec["seed"]) not in done
             ):
                 done.add((rec["strategy"], rec["seed"]))
+                records.append(rec)
                 results[rec["strategy"]].append(rec["accs"])
                 networks[rec["strategy"]].append(rec.get("network_accs", [float("nan")] * len(BUDGETS)))
                 seconds[rec["strategy"]] += rec["seconds"]
@@ -336,24 +369,21 @@ def main() -> None:
             results[strategy].append(accs)
             networks[strategy].append(network)
             seconds[strategy] += secs
+            rec = {
+                "strategy": strategy,
+                "seed": seed,
+                "m": args.m,
+                "max_distinct": args.max_distinct,
+                "constrained": args.constrained,
+                "told": not args.no_feasibility,
+                "accs": accs,
+                "network_accs": network,
+                "seconds": secs,
+            }
+            records.append(rec)
             if args.log:
                 with open(args.log, "a") as f:
-                    f.write(
-                        json.dumps(
-                            {
-                                "strategy": strategy,
-                                "seed": seed,
-                                "m": args.m,
-                                "max_distinct": args.max_distinct,
-                                "constrained": args.constrained,
-                                "told": not args.no_feasibility,
-                                "accs": accs,
-                                "network_accs": network,
-                                "seconds": secs,
-                            }
-                        )
-                        + "\n"
-                    )
+                    f.write(json.dumps(rec) + "\n")
             if i % 25 == 0 or i == len(jobs):
                 print(
                     f"  {i}/{len(jobs)} repetitions done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True
@@ -387,6 +417,9 @@ def main() -> None:
     print("the same picks, each network's test accuracy averaged over its isomorphic strings in the table:")
     _table(strategies, networks, seconds, args.reps)
     print(f"wall {time.perf_counter() - t0:.0f} s")
+    if args.results:
+        counts = write_results(Path(args.results), records)
+        print(f"{args.results} now holds: " + ", ".join(f"{k[0]} {k[1:]} x{n}" for k, n in sorted(counts.items())))
 
 
 if __name__ == "__main__":
