@@ -42,6 +42,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -289,23 +290,23 @@ def _setting(rec: dict) -> tuple:
     return (rec["m"], rec["max_distinct"], rec["constrained"], rec.get("told", True))
 
 
-def write_results(path: Path, records: list[dict]) -> dict[tuple, int]:
+def _row_key(rec: dict) -> tuple:
+    """(strategy, m, max_distinct, constrained, told): which row of which table a repetition is of."""
+    return (rec["strategy"],) + _setting(rec)
+
+
+def write_results(path: Path, records: list[dict]) -> Counter:
     """Put `records` (repetitions as --log writes them) into the results file at `path`, replacing
-    its repetitions of the same (strategy, setting) pairs; returns the file's repetition counts by
-    (strategy, m, max_distinct, constrained, told)."""
+    its repetitions of the same rows; returns the file's repetition counts by row (`_row_key`)."""
     res = json.loads(path.read_text()) if path.exists() else {}
-    replaced = {(r["strategy"],) + _setting(r) for r in records}
-    kept = [r for r in res.pop("repetitions", []) if (r["strategy"],) + _setting(r) not in replaced]
+    replaced = {_row_key(r) for r in records}
+    kept = [r for r in res.pop("repetitions", []) if _row_key(r) not in replaced]
     reps = kept + sorted(records, key=lambda r: (r["strategy"], r["seed"]))
     head = json.dumps(res)[:-1] + (", " if res else "") + '"repetitions": ['
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(head + ",\n".join(json.dumps(r) for r in reps) + "]}\n")
     os.replace(tmp, path)
-    counts: dict[tuple, int] = {}
-    for r in reps:
-        k = (r["strategy"],) + _setting(r)
-        counts[k] = counts.get(k, 0) + 1
-    return counts
+    return Counter(map(_row_key, reps))
 
 
 def main() -> None:
