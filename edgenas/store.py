@@ -421,6 +421,13 @@ class Store:
             out.append(statistics.median(at) if len(at) >= min_curves else None)
         return tuple(out)
 
+    def most_common_error(self) -> tuple[str | None, int]:
+        """The error of the most failed children, and how many failed with it."""
+        row = self.conn.execute(
+            "SELECT error, COUNT(*) AS n FROM trials WHERE status = 'failed' GROUP BY error ORDER BY n DESC LIMIT 1"
+        ).fetchone()
+        return (row["error"], int(row["n"])) if row is not None else (None, 0)
+
     def status_counts(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT status, COUNT(*) AS n FROM trials GROUP BY status")
         counts = {"ok": 0, "rejected": 0, "failed": 0, "stopped": 0}

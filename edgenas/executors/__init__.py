@@ -143,6 +143,7 @@ class Executor(ABC):
     table executor, which trains nothing, answers every job). `close` releases workers."""
 
     name: str
+    trains = True  # False: results are looked up (a table), so nothing needs a graph or early stopping
 
     @classmethod
     def from_settings(

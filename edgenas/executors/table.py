@@ -43,6 +43,7 @@ class TableExecutor(Executor):
     """Answers training jobs from a table of precomputed results (no training)."""
 
     name = "table"
+    trains = False
 
     def __init__(self, table: Table, space: SearchSpace) -> None:
         self.table, self.space = table, space

@@ -1,0 +1,367 @@
+"""The search as ask / tell (Optuna's shape, one controller update at a time):
+
+    while (batch := session.ask()) is not None:
+        session.evaluate(batch)      # gates, training, every result recorded as it arrives
+        if batch.cut: break          # --max-minutes reached inside the batch
+        session.tell(batch)          # the controller learns; the update is checkpointed
+
+`ask` asks the stop rules, the pruner for promotions due, the enqueued networks (`--start`) and
+then the controller; `evaluate` runs each proposal through the middleware and the rest on the
+executor; `tell` gives the controller the batch's rewards (scalarised for `--objectives`) and the
+rungs reached. The store is written the moment a result exists: a resumed search reuses every
+finished trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from edgenas import controllers, faults, pareto
+from edgenas.config import Pipeline, SearchSettings
+from edgenas.evaluate import (
+    ChildResult,
+    PendingChild,
+    finish_child,
+    pending_from_trial,
+    record_promotion,
+    record_trial,
+)
+from edgenas.executors import Executor, TrainJob, TrainOutcome
+from edgenas.fsutil import atomic_write_bytes
+from edgenas.loop import middleware, pruners, stops
+from edgenas.measure.latency import Measurer
+from edgenas.rundir import PIPELINE_NAME, describe_dataset, load_checkpoint, save_checkpoint, versions
+from edgenas.spaces.base import SearchSpace
+from edgenas.store import Store, Trial
+
+if TYPE_CHECKING:
+    from edgenas.constraints import Constraints
+    from edgenas.profiles import Profile
+    from edgenas.table import Table
+    from edgenas.training.data import Dataset
+
+
+@dataclass
+class Progress:
+    """A snapshot for progress displays; numbers only."""
+
+    sampled: int
+    total: int
+    trained: int
+    rejected: int
+    failed: int
+    reused: int
+    stopped: int
+    best_reward: float | None
+    best_val_accuracy: float | None
+    best_params: int | None
+    last_reward: float | None
+    last_status: str | None
+    elapsed_seconds: float
+    phase: str = "search"
+    took_over_lock_from: int | None = None  # PID of a dead search whose stale lock was taken
+
+
+@dataclass
+class Prepared:
+    """What `edgenas.search.prepare` checked and built from a pipeline, before any run directory."""
+
+    profile: Profile
+    data: Dataset
+    space: SearchSpace
+    device: Any  # torch.device
+    constraints: Constraints
+    table: Table | None = None
+    starts: tuple[tuple[int, ...], ...] = ()  # search.start as action sequences, in order
+    workers: int = 1  # training slots (process executor), after children_per_gpu
+    gpus_per_job: float = 0.0  # GPU share of each Ray task, after children_per_gpu
+
+
+def curriculum_space(space: SearchSpace, cfg: SearchSettings, update_index: int) -> SearchSpace:
+    """Zoph & Le's depth curriculum: the space with its maximum depth capped at
+    curriculum_start + update_index // curriculum_every (the space itself once that reaches it).
+    Same decision kinds, so the controller's policy carries over as the depth grows."""
+    if not cfg.curriculum_start:
+        return space
+    depth = cfg.curriculum_start + update_index // cfg.curriculum_every
+    if depth >= space.max_layers:  # type: ignore[attr-defined]
+        return space
+    capped = copy.copy(space)
+    capped.max_layers = depth  # type: ignore[attr-defined]
+    return capped
+
+
+@dataclass
+class Enqueued:
+    """Networks evaluated before the controller's proposals (`--start`, Optuna's enqueued trials),
+    `per_update` of them per update, in order. Which ones an update takes follows from its index
+    alone, so a resumed search takes the same."""
+
+    actions: tuple[tuple[int, ...], ...]
+    per_update: int
+
+    def take(self, update_index: int, n: int) -> list[list[int]]:
+        start = update_index * self.per_update
+        return [list(a) for a in self.actions[start : start + self.per_update]][:n]
+
+
+@dataclass
+class Batch:
+    """One update's work, as `ask` gives it, and its results as they arrive."""
+
+    update_index: int
+    space: SearchSpace  # the (curriculum-capped) space its proposals are decoded in
+    actions: list[list[int]]  # enqueued networks first, then the controller's proposals
+    promotions: list[tuple[int, int]]  # (trial id, rung) continuing to the next rung
+    trials: list[Trial | None] = field(default_factory=list)  # per position, once answered
+    answers: list[float | None] = field(default_factory=list)  # first-rung reward per position
+    pending: dict[str, tuple[PendingChild, list[int]]] = field(default_factory=dict)  # key -> (child, positions)
+    promoted: dict[str, tuple[Trial, int]] = field(default_factory=dict)  # key -> (trial, rung it trains to)
+    reached: list[tuple[Trial, int, float]] = field(default_factory=list)  # (trial, rung, reward there)
+    cut: bool = False  # --max-minutes stopped a training job of this batch from starting
+
+    def __post_init__(self) -> None:
+        self.trials = [None] * len(self.actions)
+        self.answers = [None] * len(self.actions)
+
+
+class SearchSession:
+    """One search in one run directory, as ask / tell. Owns the update counter, the progress
+    counters and the order of side effects; the controller, the store and the executor are given."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        prepared: Prepared,
+        run_dir: Path,
+        store: Store,
+        executor: Executor,
+        controller: controllers.Controller,
+        measurer: Measurer | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        not_after: float | None = None,
+        took_over_lock_from: int | None = None,
+    ) -> None:
+        cfg = pipeline.search
+        self.pipeline, self.prepared, self.run_dir = pipeline, prepared, run_dir
+        self.store, self.executor, self.measurer = store, executor, measurer
+        self.on_progress, self.not_after, self.took_over_lock_from = on_progress, not_after, took_over_lock_from
+        self.controller = controller
+        self.pruner = pruners.create(pipeline, trains=executor.trains)
+        self.stops = stops.stop_rules(cfg, not_after)
+        self.failures = stops.FailureHandler(cfg.abort_min_evaluated, cfg.abort_failed_fraction)
+        self.middleware: Sequence[middleware.Middleware] = middleware.DEFAULT
+        self.enqueued = Enqueued(prepared.starts, cfg.architectures_per_update)
+        self.update_index, self.sampled = 0, 0
+        self.last: tuple[float | None, str | None] = (None, None)
+        self.stopped_by = "children"  # what ended the search: every child sampled, or a stop rule
+        self.t_start = time.perf_counter()
+
+    # -- the run directory -----------------------------------------------------------------
+    def begin(self, resume: bool, command: str | None) -> None:
+        """A new run writes its settings and an initial checkpoint; a resumed one continues
+        from its last checkpoint (the samples of the update in flight are asked again)."""
+        store, p = self.store, self.prepared
+        if self.took_over_lock_from is not None:
+            store.set_meta("lock_taken_over_from", self.took_over_lock_from)
+        if resume:
+            ckpt = load_checkpoint(self.run_dir)
+            if ckpt is not None:
+                self.controller.load_state_dict(ckpt["controller"])
+                self.update_index = int(ckpt["update_index"])
+            store.drop_samples_from(self.update_index)
+            store.set_meta("resumed_at", datetime.now(timezone.utc).isoformat())
+        else:
+            store.set_meta("pipeline", self.pipeline.to_json())
+            store.set_meta("profile", {**p.profile.settings(), "fingerprint": p.profile.fingerprint()})
+            store.set_meta("dataset", describe_dataset(p.data))
+            store.set_meta("versions", versions())
+            store.set_meta("command", command)
+            store.set_meta("started_at", datetime.now(timezone.utc).isoformat())
+            atomic_write_bytes(self.run_dir / PIPELINE_NAME, self.pipeline.to_toml().encode("utf-8"))
+            save_checkpoint(self.run_dir, 0, self.controller)
+        self.sampled = store.sample_count()
+
+    # -- ask -------------------------------------------------------------------------------
+    def ask(self) -> Batch | None:
+        """The next update's batch, or None when the search is over (`stopped_by` says why)."""
+        for rule in self.stops:
+            if (reason := rule.reason(self.store)) is not None:
+                self.stopped_by = reason
+                return None
+        cfg = self.pipeline.search
+        due = self.pruner.due(self.store, self.update_index)
+        m = min(cfg.architectures_per_update, cfg.children - self.sampled)
+        if m <= 0 and not due:  # every child sampled; with multi-fidelity, every promotion made
+            return None
+        space = self.controller.space = curriculum_space(self.prepared.space, cfg, self.update_index)
+        actions = self.enqueued.take(self.update_index, m)
+        if m > len(actions):
+            actions += self.controller.propose(m - len(actions))
+        return Batch(self.update_index, space, actions, due)
+
+    # -- evaluate --------------------------------------------------------------------------
+    def evaluate(self, batch: Batch) -> None:
+        """Every proposal through the middleware (answered at once or queued), then the queued
+        children and the promotions on the executor; each result recorded as it arrives."""
+        for position, actions in enumerate(batch.actions):
+            arch = batch.space.decode(actions)
+            for piece in self.middleware:
+                if piece(self, batch, position, actions, arch):
+                    break
+        for outcome in self.executor.run(self._jobs(batch)):
+            if outcome.not_started:  # past --max-minutes: nothing recorded for it
+                batch.cut = True
+            elif outcome.key in batch.promoted:
+                self._record_promotion(batch, outcome)
+            else:
+                self._record_trained(batch, outcome)
+
+    def _jobs(self, batch: Batch) -> list[TrainJob]:
+        """The queued children's training jobs, then the promoted children's (continued from
+        their saved state; one that reached its next rung before an interruption keeps it)."""
+        thresholds = self.pruner.thresholds(self.store, batch.update_index)
+        first_stop = self.pruner.first_stop
+        jobs = [
+            TrainJob(key, pre.arch.to_json(), pre.seed, thresholds, first_stop, not_after=self.not_after)
+            for key, (pre, _) in batch.pending.items()
+        ]
+        rungs = self.pruner.rungs
+        for trial_id, rung in batch.promotions:
+            trial = self.store.trial(trial_id)
+            assert trial is not None
+            done = self.store.rung_result(trial_id, rung + 1)
+            if done is not None:
+                batch.reached.append((trial, rung + 1, done.reward))
+                continue
+            below = self.store.rung_result(trial_id, rung)
+            assert below is not None and below.state_path is not None
+            batch.promoted[trial.arch_key] = (trial, rung + 1)
+            stop = rungs[rung + 1] if rung + 2 < len(rungs) else None
+            state = (self.run_dir / below.state_path).read_bytes()
+            jobs.append(TrainJob(trial.arch_key, trial.arch, trial.seed, (), stop, state, not_after=self.not_after))
+        return jobs
+
+    def _finish(self, batch: Batch, pre: PendingChild, outcome: TrainOutcome) -> ChildResult:
+        p = self.prepared
+        return finish_child(batch.space, p.data, self.pipeline.reward, pre, outcome, p.profile.precision)
+
+    def _record_promotion(self, batch: Batch, outcome: TrainOutcome) -> None:
+        trial, rung = batch.promoted[outcome.key]
+        res = self._finish(batch, pending_from_trial(batch.space, trial, self.prepared.profile.statistic), outcome)
+        epochs = self.pruner.rungs[rung]
+        trial = record_promotion(self.store, self.run_dir, trial, res, rung, epochs, batch.update_index, outcome)
+        batch.reached.append((trial, rung, res.reward.total))
+        self.last = (res.reward.total, f"{epochs} epochs")
+        self.report()
+
+    def _record_trained(self, batch: Batch, outcome: TrainOutcome) -> None:
+        pre, positions = batch.pending[outcome.key]
+        res = self._finish(batch, pre, outcome)
+        first_rung = (self.pruner.rungs[0], outcome.train_state) if self.pruner.multi_fidelity else None
+        trial = self.record_new(batch, positions[0], pre.arch, res, first_rung)
+        for p in positions[1:]:  # repeats within the batch: the same trial, reused
+            self.store.add_sample(batch.update_index, p, batch.actions[p], outcome.key, trial.id,
+                                  self.first_rung_reward(trial), True)  # fmt: skip
+            self.answer(batch, p, trial, True)
+
+    def record_new(
+        self,
+        batch: Batch,
+        position: int,
+        arch: Any,
+        res: ChildResult,
+        first_rung: tuple[int, bytes | None] | None = None,
+    ) -> Trial:
+        """A new child's result: its files, trial and sample written; the failure rule asked."""
+        trial = record_trial(self.store, self.run_dir / "children", batch.actions[position], arch, res,
+                             batch.update_index, position, first_rung)  # fmt: skip
+        self.answer(batch, position, trial, False)
+        self.failures.check(self.store)
+        return trial
+
+    def answer(self, batch: Batch, position: int, trial: Trial, reused: bool) -> None:
+        batch.answers[position] = self.first_rung_reward(trial)
+        batch.trials[position] = trial
+        self.sampled += 1
+        self.last = (trial.reward, "reused" if reused else trial.status)
+        self.report()
+
+    def first_rung_reward(self, trial: Trial) -> float:
+        """What the controller is told for a sample: the reward at the first rung (one fidelity
+        for every child of a batch); without multi-fidelity, the trial's reward."""
+        if self.pruner.multi_fidelity:
+            r0 = self.store.rung_result(trial.id, 0)
+            if r0 is not None:
+                return r0.reward
+        return trial.reward
+
+    # -- tell ------------------------------------------------------------------------------
+    def tell(self, batch: Batch) -> None:
+        """The controller learns from the batch (and from the rungs its promotions reached); the
+        update is recorded and checkpointed."""
+        rewards = [a for a in batch.answers if a is not None]
+        assert len(rewards) == len(batch.actions)
+        objectives = self.pipeline.reward.objectives
+        if objectives and batch.actions:
+            rewards = self._scalarised(batch, objectives)
+        stats = self.controller.learn(batch.actions, rewards) if batch.actions else {}
+        if batch.reached:
+            # in the order promotions were decided, not of completion: a resumed search tells the same
+            order = {trial_id: i for i, (trial_id, _) in enumerate(batch.promotions)}
+            reached = sorted(batch.reached, key=lambda item: order[item[0].id])
+            self.controller.learn_rungs([t.actions for t, _, _ in reached], [r for _, r, _ in reached],
+                                        [v for *_, v in reached])  # fmt: skip
+        self.store.add_update(batch.update_index, stats)
+        self.update_index += 1
+        save_checkpoint(self.run_dir, self.update_index, self.controller)
+        faults.point("after-update")
+
+    def _scalarised(self, batch: Batch, objectives: Sequence[str]) -> list[float]:
+        """Multi-objective: the controller is given each child's objective vector, then rewards
+        that scalarise them with one random weight vector per update (ParEGO's augmented
+        Tchebycheff, objectives scaled over every finished trial). The weights come from (seed,
+        update), the scaling from the store: a resumed search tells the same."""
+        vectors = [
+            pareto.goodness(objectives, pareto.trial_values(t)) if t is not None and t.status == "ok" else None
+            for t in batch.trials
+        ]
+        self.controller.learn_objectives(batch.actions, vectors)
+        history = [pareto.goodness(objectives, pareto.trial_values(t)) for t in self.store.trials("ok")]
+        lam = pareto.weights(random.Random(f"{self.pipeline.search.seed}:{batch.update_index}"), len(objectives))
+        scores = pareto.scalarise([v for v in history if v is not None] + vectors, lam)[-len(vectors) :]
+        reject = self.pipeline.reward.reject_reward
+        return [reject if x is None else x for x in scores]
+
+    # -- progress --------------------------------------------------------------------------
+    def report(self, phase: str = "search") -> None:
+        if self.on_progress is None:
+            return
+        counts = self.store.status_counts()
+        top = self.store.top(1)
+        best = top[0] if top else None
+        self.on_progress(
+            Progress(
+                self.sampled,
+                self.pipeline.search.children,
+                counts["ok"],
+                counts["rejected"],
+                counts["failed"],
+                self.store.reused_count(),
+                counts["stopped"],
+                best.reward if best else None,
+                best.val_accuracy if best else None,
+                best.params if best else None,
+                self.last[0],
+                self.last[1],
+                time.perf_counter() - self.t_start,
+                phase,
+                took_over_lock_from=self.took_over_lock_from,
+            )
+        )
