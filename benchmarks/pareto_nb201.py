@@ -2,7 +2,7 @@
 (maximised) and FLOPs from the product's builder (minimised).
 
 Each repetition is one real `edgenas search --space nb201 --table ... --objectives
-accuracy,flops` (`run_search` with the table executor, an untimed profile, a run directory and
+accuracy,flops` (`run_search` with the table evaluator, an untimed profile, a run directory and
 its SQLite store), stopped after B distinct networks were evaluated. Strategies, all through
 that loop: the default controller (predictor: ParEGO, a random Tchebycheff scalarisation of the
 whole history per batch), random search, and Optuna's NSGA-II and multi-objective TPE (a
@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from edgenas import pareto  # noqa: E402
 from edgenas.config import ControllerSettings, Pipeline, SearchSettings, SpaceSettings  # noqa: E402
 from edgenas.controllers.base import CONTROLLERS, Controller  # noqa: E402
-from edgenas.executors.table import TableExecutor  # noqa: E402
+from edgenas.evaluators import TableEvaluator  # noqa: E402
 from edgenas.reward import RewardConfig  # noqa: E402
 from edgenas.rundir import DB_NAME  # noqa: E402
 from edgenas.search import prepare, run_search  # noqa: E402
@@ -190,7 +190,7 @@ def run_one(args: tuple[str, int, int, int]) -> tuple[str, int, list, float]:
         pipe,
         run_name=re.sub(r"[^A-Za-z0-9._-]", "_", f"{strategy}-{seed}"),
         prepared=prepared,
-        executor=TableExecutor(table, prepared.space),
+        evaluator=TableEvaluator(table, prepared.space),
     )
     with Store(result.run_dir / DB_NAME) as store:
         evaluated = store.trials("ok")

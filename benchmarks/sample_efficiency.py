@@ -1,7 +1,7 @@
 """Sample efficiency of every controller on the NAS-Bench-201 table (CIFAR-10, 12 epochs).
 
 Each repetition is one real `edgenas search --space nb201 --table ...` (`run_search` with the
-table executor, an untimed profile, a run directory and its SQLite store): the controller
+table evaluator, an untimed profile, a run directory and its SQLite store): the controller
 proposes batches of m, the product's gate rejects what is over a hard budget before evaluation,
 its dedup cache answers duplicates (by the space's isomorphism-aware key) from what was already
 evaluated, and the search stops once B distinct networks were evaluated (`max_evaluated`) or
@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgenas.config import ControllerSettings, Pipeline, SearchSettings, SpaceSettings  # noqa: E402
 from edgenas.controllers.base import CONTROLLERS, Controller  # noqa: E402
-from edgenas.executors.table import TableExecutor  # noqa: E402
+from edgenas.evaluators import TableEvaluator  # noqa: E402
 from edgenas.reward import RewardConfig  # noqa: E402
 from edgenas.rundir import DB_NAME  # noqa: E402
 from edgenas.search import prepare, run_search  # noqa: E402
@@ -245,7 +245,7 @@ def run_one(args: tuple[str, int, int, int]) -> tuple[str, int, list[float], lis
     )
     t0 = time.perf_counter()
     result = run_search(
-        pipe, run_name=f"{name}-{seed}", prepared=prepared, executor=TableExecutor(table, prepared.space)
+        pipe, run_name=f"{name}-{seed}", prepared=prepared, evaluator=TableEvaluator(table, prepared.space)
     )
     with Store(result.run_dir / DB_NAME) as store:
         evaluated = store.trials("ok")  # in the order they were evaluated

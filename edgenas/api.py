@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edgenas.config import Pipeline, load_pipeline
-from edgenas.errors import BudgetError, ConfigError, DataError, RunDirError
+from edgenas.config import Pipeline, api_settings, load_pipeline
+from edgenas.errors import ConfigError, DataError, RunDirError
 from edgenas.rundir import ARRAYS_NAME, DB_NAME, MANIFEST_NAME, load_run_pipeline, make_run_dir
 from edgenas.store import Store, Trial
 
@@ -110,21 +110,6 @@ def load_run(path: str | Path) -> Run:
     return Run(path, load_run_pipeline(path), manifest)
 
 
-# settings keyword -> pipeline section, for the ones the CLI has flags for
-_SECTIONS = {
-    "search": (
-        "children", "architectures_per_update", "seed", "profile", "device", "max_minutes", "max_evaluated",
-        "runs_dir", "executor", "workers", "children_per_gpu", "early_stopping", "fidelity", "min_epochs",
-        "reduction", "start", "table", "table_metric", "ray_address",
-    ),
-    "dataset": ("val_fraction", "test_fraction", "split_seed", "data_dir", "download", "image_size", "channels",
-                "max_images"),
-    "reward": ("budget_params", "mode", "max_latency_ms", "latency_limit", "params_weight", "flops_weight",
-               "params_threshold", "flops_threshold", "latency_threshold_ms", "latency_target_ms", "mnas_weight",
-               "max_ram_kb", "max_flash_kb", "reject_reward", "objectives"),
-}  # fmt: skip
-
-
 DataArg = Any  # a dataset name, (x, y), {"train": (x, y), "val": ..., "test": ..., "classes": [...]}, or a Dataset
 
 
@@ -149,27 +134,21 @@ def make_pipeline(
 
     from edgenas.config import ControllerSettings, SpaceSettings
 
-    if budget is not None and budget <= 0:
-        raise BudgetError(f"--budget must be a positive number of parameters, got {budget}")
     if budget is not None and no_budget:
         raise ConfigError("--budget and --no-budget contradict each other; give one of them")
     pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline or "default")
-    values: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
-    for key, value in settings.items():
-        section = next((s for s, keys in _SECTIONS.items() if key in keys), None)
-        if section is None:
-            known = sorted(k for keys in _SECTIONS.values() for k in keys)
-            raise ConfigError(f"'{key}' is not a search setting; use one of: {', '.join(known)}")
-        values[section][key] = str(value) if isinstance(value, Path) else value
-    if data is not None:
-        if not isinstance(data, str):
-            raise ConfigError(f"data must be a dataset name here, got {type(data).__name__}")
-        values["dataset"]["name"] = data
-    if budget is not None:
-        values["reward"]["budget_params"] = budget
+    keywords = api_settings()
+    values: dict[str, dict[str, Any]] = {}
+    if data is not None and not isinstance(data, str):
+        raise ConfigError(f"data must be a dataset name here, got {type(data).__name__}")
+    for key, value in {**settings, "data": data, "budget": budget, "epochs": epochs}.items():
+        if key not in keywords:
+            raise ConfigError(f"'{key}' is not a search setting; use one of: {', '.join(sorted(keywords))}")
+        if value is not None:
+            section, name = keywords[key]
+            values.setdefault(section, {})[name] = str(value) if isinstance(value, Path) else value
     for section, vals in values.items():
         pipe = pipe.override(section, **vals)
-    pipe = pipe.override("training", epochs=epochs)
     if no_budget:
         pipe = dataclasses.replace(pipe, reward=dataclasses.replace(pipe.reward, budget_params=None))
     if space is not None:

@@ -18,56 +18,107 @@ from edgenas import schema
 from edgenas.errors import ConfigError
 from edgenas.reward import RewardConfig
 
+S = schema.setting
+
 
 @dataclass(frozen=True)
 class SearchSettings:
-    seed: int = 0
-    children: int = 160  # architectures the controller samples (trained, rejected or reused)
-    architectures_per_update: int = 8  # m: the controller's minibatch per policy update
-    max_minutes: float | None = None  # no child's training starts after this much wall time
-    max_evaluated: int | None = None  # stop sampling new batches once this many children were trained (or looked up)
-    profile: str = "cpu-arm"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    runs_dir: str = "runs"
-    abort_failed_fraction: float = 0.5  # stop when more than this share of evaluated children failed...
-    abort_min_evaluated: int = 8  # ...once at least this many were evaluated (trained or failed)
-    measure_timeout_s: float = 60.0  # a child whose latency measurement takes longer fails
-    executor: str = "local"  # local | process | ray: where children train
-    workers: int = 1  # process executor: worker processes, each pinned to its share of the cores
-    ray_address: str | None = None  # ray executor: HOST:PORT of a cluster (none: a local instance)
-    gpus_per_job: float = 0.0  # ray executor: GPUs (fractions allowed) each child asks for
-    threads_per_job: int = 0  # torch threads per training job (0: cores / workers)
-    children_per_gpu: int = 1  # CUDA: children training at once on each GPU (process: workers; ray: 1/k GPU)
-    early_stopping: str = "none"  # none | median: stop a child below the median curve of earlier children
-    early_stop_min_children: int = 5  # the median rule needs this many earlier curves at an epoch
-    fidelity: str = "none"  # none | asha: successive halving over epochs (rungs up to training.epochs)
-    min_epochs: int = 1  # asha: epochs of the first rung (every new child trains this long)
-    reduction: int = 3  # asha: eta; each rung has `reduction` x the epochs of the one below, its top 1/eta go on
-    curriculum_start: int = 0  # depth curriculum (Zoph & Le): max layers at first (0: off)...
-    curriculum_every: int = 5  # ...raised by one every this many controller updates
-    start: tuple[str, ...] = ()  # networks evaluated first (keys as reports print them), e.g. the one you have
-    table: str | None = None  # CSV of precomputed results: evaluate by lookup instead of training
-    table_metric: str | None = None  # its validation column (the reward); default: the first *val column
-    table_test_metric: str | None = None  # its test column (report only); default: the *test twin
-    table_input: str = "3x32x32"  # CxHxW the table's networks take (params, FLOPs, latency are of this)
-    table_classes: int = 10  # classes of the table's task
+    seed: int = S(0, "Seed of the controller and of every child.", flag=True)
+    children: int = S(160, "Architectures the controller samples (trained, rejected or reused).", flag=True, short="-n")
+    architectures_per_update: int = S(
+        8, "Architectures per controller update (m, the controller's minibatch).", flag="--per-update"
+    )
+    max_minutes: float | None = S(
+        None,
+        "Start no child's training after this many minutes (also inside a batch); the search then picks its "
+        "winner from what finished.",
+        flag=True,
+    )
+    max_evaluated: int | None = S(
+        None, "Stop sampling new batches once this many children were trained (or looked up).", flag=True
+    )
+    profile: str = S("cpu-arm", "Hardware profile name (see `edgenas profiles`) or .toml path.", flag=True, short="-p")
+    device: str = S(
+        "auto",
+        "Where children train: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.",
+        flag=True,
+        check=lambda v: v in ("auto", "cpu") or v.startswith("cuda"),
+        allowed_text="auto, cpu, cuda or cuda:N",
+    )
+    runs_dir: str = S("runs", "Parent folder of run directories.", flag=True)
+    abort_failed_fraction: float = S(
+        0.5, "Stop the search when more than this share of evaluated children failed (in (0, 1])..."
+    )
+    abort_min_evaluated: int = S(8, "...once at least this many were evaluated (trained or failed).")
+    measure_timeout_s: float = S(60.0, "A child whose latency measurement takes longer than this (seconds) fails.")
+    executor: str = S(
+        "local",
+        "Where children train: local (this process), process (a pool of worker processes) or ray "
+        "(the registered executors).",
+        flag=True,
+    )
+    workers: int = S(1, "Worker processes of --executor process, each pinned to its share of the cores.", flag=True)
+    ray_address: str | None = S(
+        None, "Ray executor: HOST:PORT of a running Ray cluster (none: a local instance).", flag=True
+    )
+    gpus_per_job: float = S(0.0, "Ray executor: GPUs (fractions allowed) each child asks for.")
+    threads_per_job: int = S(0, "Torch threads per training job (0: the cores divided by the workers).")
+    children_per_gpu: int = S(
+        1, "CUDA: children that train at once on each GPU (process executor: workers; ray: 1/k GPU each).", flag=True
+    )
+    early_stopping: str = S(
+        "none",
+        "none, or median: stop a child below the median curve of earlier children.",
+        flag=True,
+        choices=("none", "median"),
+    )
+    early_stop_min_children: int = S(5, "The median rule needs this many earlier curves at an epoch.")
+    fidelity: str = S(
+        "none",
+        "none, or asha: children train min_epochs first; the best 1/reduction of each rung continue (from where "
+        "they stopped) to reduction x the epochs, up to training.epochs.",
+        flag=True,
+        choices=("none", "asha"),
+    )
+    min_epochs: int = S(1, "asha: epochs of the first rung (every new child trains this long).", flag=True)
+    reduction: int = S(
+        3, "asha: eta, the epochs ratio between rungs; the top 1/eta of a rung go on to the next.", flag=True
+    )
+    curriculum_start: int = S(0, "Depth curriculum (Zoph & Le): the maximum number of layers at first (0: off)...")
+    curriculum_every: int = S(5, "...raised by one every this many controller updates.")
+    start: tuple[str, ...] = S(
+        (),
+        "Networks to evaluate first, as reports print their keys (e.g. the network you have, "
+        "'mobile|w16:k3e1/...'); the controller goes on from the results. Repeat the flag for several.",
+        flag=True,
+    )
+    table: str | None = S(
+        None,
+        "CSV of precomputed results (architecture strings + metrics): evaluate by lookup instead of training, "
+        "e.g. a NAS-Bench-201 table with --space nb201.",
+        flag=True,
+    )
+    table_metric: str | None = S(
+        None,
+        "The table's validation column (the reward's accuracy); none: the first column ending in 'val'.",
+        flag=True,
+    )
+    table_test_metric: str | None = S(None, "The table's test column (report only); none: the *test twin.")
+    table_input: str = S("3x32x32", "CxHxW the table's networks take (params, FLOPs and latency are of this).")
+    table_classes: int = S(10, "Classes of the table's task.")
 
     def __post_init__(self) -> None:
-        schema.require_finite(self, "search")
+        schema.check_fields(self, "search")
         if not 0 < self.abort_failed_fraction <= 1:
             raise ConfigError(f"search.abort_failed_fraction must be in (0, 1], got {self.abort_failed_fraction}")
         if self.seed < 0:
             raise ConfigError(f"--seed / search.seed must be >= 0, got {self.seed}")
         if self.abort_min_evaluated < 1:
             raise ConfigError(f"search.abort_min_evaluated must be >= 1, got {self.abort_min_evaluated}")
-        if self.executor not in ("local", "process", "ray"):
-            raise ConfigError(f"executor '{self.executor}' is unknown; use local, process or ray")
         if self.gpus_per_job < 0:
             raise ConfigError(f"search.gpus_per_job must be >= 0, got {self.gpus_per_job}")
         if self.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {self.workers}")
-        if self.early_stopping not in ("none", "median"):
-            raise ConfigError(f"search.early_stopping '{self.early_stopping}' is unknown; use none or median")
         if self.early_stop_min_children < 1:
             raise ConfigError(f"search.early_stop_min_children must be >= 1, got {self.early_stop_min_children}")
         if self.children_per_gpu < 1:
@@ -76,8 +127,6 @@ class SearchSettings:
             raise ConfigError(f"search.threads_per_job must be >= 0, got {self.threads_per_job}")
         if self.measure_timeout_s <= 0:
             raise ConfigError(f"search.measure_timeout_s must be > 0, got {self.measure_timeout_s}")
-        if self.fidelity not in ("none", "asha"):
-            raise ConfigError(f"search.fidelity '{self.fidelity}' is unknown; use none or asha")
         if self.min_epochs < 1 or self.reduction < 2:
             raise ConfigError(
                 f"search.min_epochs must be >= 1 and search.reduction >= 2, got {self.min_epochs} and {self.reduction}"
@@ -99,8 +148,6 @@ class SearchSettings:
             raise ConfigError(f"search.max_evaluated must be >= 1, got {self.max_evaluated}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"search.max_minutes must be > 0, got {self.max_minutes}")
-        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ConfigError(f"device '{self.device}' is unknown; use auto, cpu, cuda or cuda:N")
 
     @property
     def table_input_shape(self) -> tuple[int, int, int]:
@@ -116,18 +163,35 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class DatasetSettings:
-    name: str = "digits"  # digits | mnist | fashion-mnist | cifar10 | folder:PATH | arrays:PATH.npz
-    val_fraction: float = 0.15  # the reward's accuracy (of the training pool if the set has its own test split)
-    test_fraction: float = 0.2  # only the final winner (unused where the set has an official test split)
-    split_seed: int = 0
-    data_dir: str | None = None  # torchvision datasets: the folder holding MNIST/raw, cifar-10-batches-py, ...
-    download: bool = False  # let torchvision download into data_dir (needs network)
-    image_size: int | None = None  # folder datasets: resize to this square size (default: the first image's)
-    channels: int | None = None  # folder datasets: 1 or 3 (default: from the first image)
-    max_images: int | None = None  # a stratified, seeded subset (e.g. for CPU runs on CIFAR-10)
+    name: str = S(
+        "digits",
+        "digits (embedded), mnist, fashion-mnist, cifar10 (need --data-dir) or folder:PATH (one sub-folder of "
+        "images per class) or arrays:PATH.npz (numpy arrays x_train, y_train and optionally x_val, y_val, x_test, "
+        "y_test, classes).",
+        flag="--dataset",
+        api="data",
+    )
+    val_fraction: float = S(
+        0.15, "Share held out for the reward's accuracy (of the training pool where the set has its own test split)."
+    )
+    test_fraction: float = S(
+        0.2, "Share held out to score the final winner only (unused where the set has an official test split)."
+    )
+    split_seed: int = S(0, "Seed of the train / validation / test split.")
+    data_dir: str | None = S(
+        None, "Folder holding the torchvision dataset files (MNIST/raw, cifar-10-batches-py, ...).", flag=True
+    )
+    download: bool = S(False, "Let torchvision download the dataset into data_dir (needs network).", flag=True)
+    image_size: int | None = S(
+        None, "folder datasets: resize images to this square size (none: the first image's).", flag=True
+    )
+    channels: int | None = S(None, "folder datasets: 1 (grey) or 3 (RGB) (none: from the first image).", flag=True)
+    max_images: int | None = S(
+        None, "Use a stratified, seeded subset of this many images (e.g. for CPU runs on CIFAR-10).", flag=True
+    )
 
     def __post_init__(self) -> None:
-        schema.require_finite(self, "dataset")
+        schema.check_fields(self, "dataset")
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"dataset.channels must be 1 or 3, got {self.channels}")
         if self.image_size is not None and not 1 <= self.image_size <= 1024:
@@ -138,21 +202,21 @@ class DatasetSettings:
 
 @dataclass(frozen=True)
 class TrainRecipe:
-    epochs: int = 12
-    batch_size: int = 64
-    learning_rate: float = 0.1  # peak of the one-cycle schedule, SGD with Nesterov momentum
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    crop_padding: int = 0  # random crop after zero-padding by this many pixels per side (0: off)
-    horizontal_flip: bool = False  # random left-right flips (off where a flip changes the class, e.g. digits)
-    ema_decay: float = 0.0  # exponential moving average of the weights per step, used as the result (0: off)
-    channels_last: bool = True  # NHWC memory format (faster convolutions on GPUs and recent CPUs)
-    bf16_autocast: bool = True  # bfloat16 autocast on CUDA only; CPU training stays fp32
-    compile: bool = False  # torch.compile the child (pays off only for long trainings)
+    epochs: int = S(12, "Training epochs per child.", flag=True, api="epochs")
+    batch_size: int = S(64, "Images per training step.")
+    learning_rate: float = S(0.1, "Peak of the one-cycle schedule (SGD with Nesterov momentum).")
+    momentum: float = S(0.9, "SGD momentum, in [0, 1).")
+    weight_decay: float = S(5e-4, "L2 weight decay.")
+    label_smoothing: float = S(0.0, "Label smoothing of the cross-entropy, in [0, 1).")
+    crop_padding: int = S(0, "Random crops after zero-padding by this many pixels per side (0: off).")
+    horizontal_flip: bool = S(False, "Random left-right flips (off where a flip changes the class, e.g. digits).")
+    ema_decay: float = S(0.0, "Exponential moving average of the weights per step, used as the result (0: off).")
+    channels_last: bool = S(True, "NHWC memory format (faster convolutions on GPUs and recent CPUs).")
+    bf16_autocast: bool = S(True, "bfloat16 autocast on CUDA only; CPU training stays fp32.")
+    compile: bool = S(False, "torch.compile the child (pays off only for long trainings).")
 
     def __post_init__(self) -> None:
-        schema.require_finite(self, "training")
+        schema.check_fields(self, "training")
         if self.epochs < 1 or self.batch_size < 2:
             raise ConfigError(
                 f"training needs epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}"
@@ -254,6 +318,26 @@ _TYPED_SECTIONS = {
     "reward": RewardConfig,
 }
 _FREE_SECTIONS = {"space": SpaceSettings, "controller": ControllerSettings}
+
+
+def setting_sections() -> dict[str, type]:
+    """The sections whose settings are declared in the schema and given by flag or API keyword
+    ([final_training] has the same keys as [training]; it is set in a pipeline file)."""
+    return {"search": SearchSettings, "dataset": DatasetSettings, "training": TrainRecipe, "reward": RewardConfig}
+
+
+def api_settings() -> dict[str, tuple[str, str]]:
+    """API keyword -> (section, key): every key of [search], [dataset] and [reward] by its own
+    name, and each setting's `api` name where it declares one (budget -> reward.budget_params,
+    epochs -> training.epochs, data -> dataset.name)."""
+    out: dict[str, tuple[str, str]] = {}
+    for section, cls in setting_sections().items():
+        for f in dataclasses.fields(cls):
+            if section != "training" and not (section == "dataset" and f.name == "name"):
+                out[f.name] = (section, f.name)
+            if f.metadata.get("api"):
+                out[f.metadata["api"]] = (section, f.name)
+    return out
 
 
 def parse_pipeline(data: dict[str, Any], source: str) -> Pipeline:

@@ -2,7 +2,7 @@
 
 A child's evaluation is a pure function of (architecture, recipe, profile, reward settings,
 seed) and the data. `prepare_child` (gates, export, timing) runs in the search's own process, one
-child at a time, never while a child trains; training runs on an executor; `finish_child` turns
+child at a time, never while a child trains; training runs on an evaluator (edgenas.evaluators); `finish_child` turns
 its outcome into the result and `record_trial` writes it.
 Gates run before expensive work: a candidate over a hard limit (`Constraints`) is never trained;
 a hard latency limit is checked on the untrained network's graph (latency does not depend on the
@@ -22,7 +22,7 @@ import torch
 
 from edgenas import faults
 from edgenas.constraints import Constraints
-from edgenas.executors import TrainOutcome
+from edgenas.evaluators.base import TrainOutcome
 from edgenas.fsutil import atomic_write_bytes
 from edgenas.measure.cost import StaticCost, count_params, static_cost
 from edgenas.measure.export import export_onnx

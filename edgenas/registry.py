@@ -1,4 +1,4 @@
-"""Name -> class registries for search spaces, controllers and executors (timm's `register_model`).
+"""Name -> class registries for search spaces, controllers and evaluators (timm's `register_model`).
 
 A class registers itself where it is defined, under the `name` it already carries, so every
 name is written exactly once:

@@ -31,30 +31,68 @@ MODES = ("budget", "linear", "piecewise", "mnas", "tunas")
 LATENCY_LIMITS = ("hard", "soft")
 
 
+def _objectives(text: str) -> tuple[str, ...]:
+    from edgenas.pareto import parse_objectives
+
+    return parse_objectives(text)
+
+
+S = schema.setting
+
+
 @dataclass(frozen=True)
 class RewardConfig:
-    mode: str = "budget"
-    budget_params: int | None = 150_000
-    reject_reward: float = 0.0
-    max_latency_ms: float | None = None
-    latency_limit: str = "hard"
-    latency_weight: float = 1.0  # soft limit: penalty per unit of relative excess
-    params_weight: float = 0.0  # linear: penalty per million parameters
-    flops_weight: float = 0.0  # linear: penalty per million FLOPs
-    piecewise_slope: float = 1.0
-    params_threshold: int | None = None
-    flops_threshold: int | None = None
-    latency_threshold_ms: float | None = None
-    max_ram_kb: float | None = None  # hard limit on peak activation RAM (KiB), like a profile's
-    max_flash_kb: float | None = None  # hard limit on flash (KiB): weights + per-op overhead
-    latency_target_ms: float | None = None  # mnas / tunas: the latency target T
-    mnas_weight: float = -0.07  # mnas: the exponent w; tunas: the coefficient beta (both <= 0)
-    # multi-objective search: accuracy and costs (latency, params, flops, ram, flash), e.g.
-    # ["accuracy", "latency"]; the result is the Pareto front (edgenas.pareto). None: one scalar.
-    objectives: tuple[str, ...] | None = None
+    mode: str = S(
+        "budget",
+        "budget (R = accuracy), linear (accuracy - weights x cost), piecewise (penalties past thresholds), "
+        "mnas (accuracy x (latency/target)^w) or tunas (accuracy + w x |latency/target - 1|).",
+        flag="--reward-mode",
+        choices=MODES,
+    )
+    budget_params: int | None = S(
+        150_000,
+        "Hard parameter budget: bigger candidates are rejected before training.",
+        flag="--budget",
+        short="-b",
+        api="budget",
+    )
+    reject_reward: float = S(0.0, "Reward of a rejected candidate (Arora & Krone's fixed r_param).")
+    max_latency_ms: float | None = S(None, "Latency limit in ms (of the profile's statistic).", flag=True)
+    latency_limit: str = S(
+        "hard",
+        "For max_latency_ms: hard (reject before training) or soft (a penalty).",
+        flag=True,
+        choices=LATENCY_LIMITS,
+    )
+    latency_weight: float = S(1.0, "Soft latency limit: penalty per unit of relative excess.")
+    params_weight: float = S(0.0, "linear mode: penalty per million parameters.", flag=True)
+    flops_weight: float = S(0.0, "linear mode: penalty per million FLOPs.", flag=True)
+    piecewise_slope: float = S(1.0, "piecewise mode: penalty per unit of relative excess over a threshold.")
+    params_threshold: int | None = S(None, "piecewise mode: parameters where the penalty starts.", flag=True)
+    flops_threshold: int | None = S(None, "piecewise mode: FLOPs where the penalty starts.", flag=True)
+    latency_threshold_ms: float | None = S(None, "piecewise mode: latency where the penalty starts.", flag=True)
+    max_ram_kb: float | None = S(
+        None,
+        "Peak activation RAM limit in KiB (tensor arena, from the ONNX graph at the profile's precision); "
+        "checked before training.",
+        flag=True,
+    )
+    max_flash_kb: float | None = S(
+        None, "Flash limit in KiB (weights + per-op overhead); checked before training.", flag=True
+    )
+    latency_target_ms: float | None = S(None, "mnas / tunas modes: the latency target T in ms.", flag=True)
+    mnas_weight: float = S(-0.07, "mnas mode: the exponent w; tunas mode: the coefficient beta (both <= 0).", flag=True)
+    objectives: tuple[str, ...] | None = S(
+        None,
+        "Multi-objective search: accuracy and costs, from accuracy, latency, params, flops, ram, flash (on the "
+        "command line comma-separated, e.g. accuracy,latency). The result is the Pareto front; pick from it "
+        "with `edgenas export --pick`.",
+        flag=True,
+        parse=_objectives,
+    )
 
     def __post_init__(self) -> None:
-        schema.require_finite(self, "reward")
+        schema.check_fields(self, "reward")
         if self.objectives is not None:
             from edgenas.pareto import parse_objectives
 
@@ -64,12 +102,6 @@ class RewardConfig:
                     f"--objectives replaces the scalar reward: it cannot be combined with reward mode {self.mode} "
                     "(its penalties fold the same costs into one number); leave one of them out"
                 )
-        if self.mode not in MODES:
-            raise ConfigError(f"reward mode '{self.mode}' is unknown; choose one of {', '.join(MODES)}")
-        if self.latency_limit not in LATENCY_LIMITS:
-            raise ConfigError(
-                f"latency_limit '{self.latency_limit}' is unknown; choose one of {', '.join(LATENCY_LIMITS)}"
-            )
         if self.budget_params is not None and self.budget_params <= 0:
             raise ConfigError(f"budget must be a positive number of parameters, got {self.budget_params}")
         if self.max_latency_ms is not None and self.max_latency_ms <= 0:

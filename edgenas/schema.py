@@ -3,7 +3,11 @@ profiles (hardware_profiles/*.toml).
 
 A settings class is a frozen dataclass; its fields ARE the schema: name, type, default (the one
 place a default lives) and, optionally, `allowed(check, text)` metadata for values that need
-more than a type. `from_table` turns a parsed TOML table into an instance:
+more than a type. Pipeline settings are declared with `setting(default, help, flag=...,
+choices=...)`: the one declaration a setting has. Its command-line flag (`edgenas.cli.settings`),
+the Python API's keyword, the comment in pipelines/default.toml (`default_toml`) and the check of
+its allowed values (`check_fields`, run by each class's `__post_init__`) all read it.
+`from_table` turns a parsed TOML table into an instance:
 
   - an unknown key            "WHERE: unknown key(s) a, b; allowed: ..."
   - a value of the wrong type "WHERE: key 'k' = VALUE must be TEXT" (types checked by pydantic,
@@ -33,6 +37,72 @@ def allowed(check: Callable[[Any], bool] | None, text: str, **extra: Any) -> dic
 
 
 INTERNAL = {"internal": True}  # field metadata: not a key of the file
+
+
+def _words(options: tuple[str, ...]) -> str:
+    return ", ".join(options[:-1]) + f" or {options[-1]}" if len(options) > 1 else options[0]
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    flag: str | bool = False,
+    short: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    check: Callable[[Any], bool] | None = None,
+    allowed_text: str | None = None,
+    api: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+) -> Any:
+    """A pipeline setting, declared once: a dataclass field with its default and metadata.
+
+    `help`: one sentence or two, for `--help`, the settings reference and default.toml.
+    `flag`: True for `--the-key` on `edgenas search`, a string for another flag name, False for
+    none (the setting is still a pipeline key and an API keyword); `short`: e.g. "-n".
+    `choices`: the allowed values of a string setting; `check` / `allowed_text`: any other rule.
+    `api`: the API keyword when it is not the key (e.g. `budget` for `budget_params`).
+    `parse`: turns the flag's text into the value (e.g. a comma-separated list)."""
+    if choices is not None:
+        check, allowed_text = (lambda v, c=choices: v in c), _words(choices)
+    meta = {
+        "help": help,
+        "flag": flag,
+        "short": short,
+        "choices": choices,
+        "check": check,
+        "allowed": allowed_text,
+        "api": api,
+        "parse": parse,
+    }
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("a setting's default must be immutable (a tuple, not a list)")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flag_name(f: dataclasses.Field) -> str | None:  # type: ignore[type-arg]
+    """The command-line flag of a setting (None when it has none)."""
+    flag = f.metadata.get("flag")
+    if not flag:
+        return None
+    return flag if isinstance(flag, str) else "--" + f.name.replace("_", "-")
+
+
+def check_fields(obj: Any, section: str) -> None:
+    """What every settings class's `__post_init__` runs first: no NaN or infinite number, and each
+    setting's declared allowed values (`choices` / `check`), worded with the setting's name and
+    flag ("--fidelity / search.fidelity 'fast' is unknown; use none or asha")."""
+    require_finite(obj, section)
+    for f in dataclasses.fields(obj):
+        check = f.metadata.get("check")
+        value = getattr(obj, f.name)
+        if check is None or value is None or check(value):
+            continue
+        flag = flag_name(f)
+        where = f"{flag} / {section}.{f.name}" if flag else f"{section}.{f.name}"
+        if isinstance(value, str):
+            raise ConfigError(f"{where} '{value}' is unknown; use {f.metadata['allowed']}")
+        raise ConfigError(f"{where} must be {f.metadata['allowed']}, got {value!r}")
 
 
 @functools.lru_cache(maxsize=None)

@@ -4,7 +4,7 @@
 Everything else lives where it belongs: the loop's pieces (ask / tell, middleware, stop rules,
 pruners) in `loop`, the hard limits in `constraints`, one child's evaluation (gates, export,
 timing, reward, recording) in `evaluate`, the run directory (paths, checkpoints, manifest, the
-verified winner) in `rundir`, where children train in `executors`.
+verified winner) in `rundir`, where and how children are evaluated in `evaluators`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any, Callable
 
 import torch
 
-from edgenas import controllers, executors, spaces
+from edgenas import controllers, evaluators, spaces
 from edgenas.config import Pipeline, SearchSettings
 from edgenas.constraints import Constraints
 from edgenas.errors import ConfigError, RunDirError
 from edgenas.evaluate import feasibility, smallest_params
-from edgenas.executors.table import TableExecutor, table_dataset
+from edgenas.evaluators import EvaluatorContext, table_dataset
 from edgenas.fsutil import atomic_write_json
 from edgenas.loop.pruners import search_rungs
 from edgenas.loop.session import Prepared, Progress, SearchSession, curriculum_space
@@ -113,10 +113,11 @@ def prepare(pipeline: Pipeline) -> Prepared:
                 f"limit; profile '{profile.name}' has none: choose a microcontroller profile (e.g. --profile "
                 "stm32f746) or give --max-ram-kb / --max-flash-kb"
             )
+    evaluators.EVALUATORS.get(cfg.executor)  # an unknown name: ConfigError listing the registered ones
     if cfg.executor == "ray" and cfg.ray_address and not cfg.table:
-        executors.check_reachable(cfg.ray_address)
+        evaluators.check_reachable(cfg.ray_address)
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
-    workers, gpus_per_job = executors.training_slots(
+    workers, gpus_per_job = evaluators.training_slots(
         cfg.executor,
         cfg.device if device.type == "cuda" else "cpu",
         cfg.workers,
@@ -173,7 +174,7 @@ def run_search(
     prepared: Prepared | None = None,
     resume: bool = False,
     measurer: Measurer | None = None,
-    executor: executors.Executor | None = None,
+    evaluator: evaluators.Evaluator | None = None,
 ) -> SearchResult:
     """Run a whole search and write its run directory (search.db, children/, controller.ckpt,
     winner.onnx, manifest.json). Raises EdgenasError subclasses on bad input, before training
@@ -199,9 +200,9 @@ def run_search(
     with (
         RunLock(run_dir) as lock,
         Store(run_dir / DB_NAME) as store,
-        _closing(executor or _executor(pipeline, prepared), owned=executor is None) as executor,
+        _closing(evaluator or _evaluator(pipeline, prepared), owned=evaluator is None) as evaluator,
     ):
-        session = SearchSession(pipeline, prepared, run_dir, store, executor, controller, measurer, on_progress,
+        session = SearchSession(pipeline, prepared, run_dir, store, evaluator, controller, measurer, on_progress,
                                 not_after, lock.took_over_from)  # fmt: skip
         session.t_start = t_start
         session.begin(resume, command)
@@ -216,15 +217,14 @@ def run_search(
         return _finish(session, command)
 
 
-def _executor(pipeline: Pipeline, prepared: Prepared) -> executors.Executor:
-    """Where children train: the table's lookups for a tabular search, else the pipeline's executor."""
+def _evaluator(pipeline: Pipeline, prepared: Prepared) -> evaluators.Evaluator:
+    """The registered evaluator of this search: the table's for a tabular search, else the one
+    `search.executor` names."""
     cfg = pipeline.search
-    if prepared.table is not None:
-        return TableExecutor(prepared.table, prepared.space)
     threads = cfg.threads_per_job or max(1, (os.cpu_count() or 1) // prepared.workers)
-    return executors.create(
-        cfg.executor, pipeline.to_json(), prepared.workers, threads, cfg.ray_address, prepared.gpus_per_job
-    )
+    context = EvaluatorContext(pipeline.to_json(), prepared.workers, threads, cfg.ray_address, prepared.gpus_per_job,
+                               prepared.space, prepared.table)  # fmt: skip
+    return evaluators.create("table" if prepared.table is not None else cfg.executor, context)
 
 
 def _finish(session: SearchSession, command: str | None) -> SearchResult:
@@ -244,9 +244,9 @@ def _finish(session: SearchSession, command: str | None) -> SearchResult:
 
 
 @contextlib.contextmanager
-def _closing(executor: executors.Executor, owned: bool):
+def _closing(evaluator: evaluators.Evaluator, owned: bool):
     try:
-        yield executor
+        yield evaluator
     finally:
         if owned:
-            executor.close()
+            evaluator.close()

@@ -46,7 +46,7 @@ def test_search_cli_end_to_end(tiny_pipeline, tmp_path):
         (["search", "--profile", "pi-zero"], "available profiles"),
         (["search", "--budget", "10"], "smallest network"),
         (["search", "--pipeline", "nope"], "unknown pipeline"),
-        (["search", "--reward-mode", "fancy"], "reward mode"),
+        (["search", "--reward-mode", "fancy"], "--reward-mode / reward.mode 'fancy' is unknown"),
         (["search", "--runs-dir", "/proc/edgenas-cannot-write"], "run directory"),
         (["bench", "pyproject.toml"], "not an ONNX model"),
         (["bench", "missing.onnx"], "does not exist"),

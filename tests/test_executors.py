@@ -89,7 +89,7 @@ def test_unreachable_ray_address_is_a_clear_error(tiny_pipeline, tmp_path):
 
 
 def test_gpu_slots_spread_workers_over_gpus():
-    from edgenas.executors import slot_devices, training_slots
+    from edgenas.evaluators import slot_devices, training_slots
 
     # several children per GPU: the process executor starts k workers per visible GPU...
     assert training_slots("process", "auto", 1, 3, 0.0, gpu_count=2) == (6, 0.0)
@@ -113,7 +113,7 @@ def test_gpu_slots_spread_workers_over_gpus():
 @pytest.mark.parametrize(
     "args, match",
     [
-        (["--executor", "dask"], "executor 'dask' is unknown"),
+        (["--executor", "dask"], "unknown executor 'dask'; available: local, process, ray"),
         (["--workers", "0"], "--workers must be >= 1"),
         (["--children-per-gpu", "0"], "--children-per-gpu must be >= 1"),
         (["--children-per-gpu", "2", "--device", "cpu", "--executor", "process"], "training runs on the CPU here"),
@@ -151,14 +151,14 @@ def test_a_job_past_its_deadline_is_not_trained_in_a_worker_process(tiny_pipelin
     import time
 
     from edgenas import spaces
-    from edgenas.executors import ProcessExecutor, TrainJob
+    from edgenas.evaluators import ProcessEvaluator, TrainJob
     from edgenas.training.data import load_pipeline_dataset
 
     pipe = load_pipeline(tiny_pipeline(children=3))
     data = load_pipeline_dataset(pipe)
     space = spaces.from_pipeline(pipe, data.input_shape, data.num_classes)
     arch = space.smallest()
-    ex = ProcessExecutor(pipe.to_json(), 1, 1)
+    ex = ProcessEvaluator(pipe.to_json(), 1, 1)
     try:
         late = TrainJob("late", arch.to_json(), 0, not_after=time.time() - 1)
         on_time = TrainJob("on-time", arch.to_json(), 0, not_after=time.time() + 600)

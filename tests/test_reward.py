@@ -63,7 +63,7 @@ def test_tunas_absolute_reward_peaks_at_the_target():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"mode": "nope"}, "reward mode"),
+        ({"mode": "nope"}, "reward.mode 'nope' is unknown"),
         ({"budget_params": 0}, "positive"),
         ({"budget_params": -5}, "positive"),
         ({"max_latency_ms": 0.0}, "positive"),

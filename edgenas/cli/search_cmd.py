@@ -6,7 +6,7 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Group
@@ -27,6 +27,7 @@ from edgenas.cli.common import (
     fmt_pct,
     handle_errors,
 )
+from edgenas.cli.settings_flags import setting_flags
 from edgenas.rundir import MANIFEST_NAME
 from edgenas.search import Progress as SearchProgress
 
@@ -65,27 +66,22 @@ class _Status:
         return self.text
 
 
+def _registered(kind: str) -> str:
+    """Help for --space / --controller: the registered names, read when the CLI is built."""
+    from edgenas import controllers, spaces
+
+    names = spaces.names() if kind == "space" else controllers.names()
+    return (
+        f"Search {kind}: {', '.join(names)} (another name than the pipeline's starts from that {kind}'s defaults)."
+        if kind == "space"
+        else f"Controller: {', '.join(names)} (another name than the pipeline's starts from that controller's "
+        "defaults)."
+    )
+
+
 @handle_errors
+@setting_flags
 def search(
-    budget: Annotated[
-        Optional[int],
-        typer.Option(
-            "--budget",
-            "-b",
-            help="Hard parameter budget: bigger candidates are rejected before training.",
-            show_default="from the pipeline (150000)",
-        ),
-    ] = None,
-    no_budget: Annotated[bool, typer.Option("--no-budget", help="Search without a hard parameter budget.")] = False,
-    profile: Annotated[
-        Optional[str],
-        typer.Option(
-            "--profile",
-            "-p",
-            help="Hardware profile name (see `edgenas profiles`) or .toml path.",
-            show_default="from the pipeline (cpu-arm)",
-        ),
-    ] = None,
     pipeline: Annotated[
         Optional[str],
         typer.Option(
@@ -100,193 +96,16 @@ def search(
             "settings (flags that contradict them are refused).",
         ),
     ] = None,
-    children: Annotated[
-        Optional[int], typer.Option("--children", "-n", help="Architectures to sample (trained, rejected or reused).")
-    ] = None,
-    per_update: Annotated[
-        Optional[int], typer.Option("--per-update", help="Architectures per controller update (m).")
-    ] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs per child.")] = None,
-    dataset: Annotated[
-        Optional[str],
-        typer.Option(
-            "--dataset",
-            help="digits (embedded), mnist, fashion-mnist, cifar10 (need --data-dir) or "
-            "folder:PATH (one sub-folder of images per class) or arrays:PATH.npz (numpy arrays x_train, "
-            "y_train and optionally x_val, y_val, x_test, y_test, classes).",
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Optional[str], typer.Option("--data-dir", help="Folder holding the torchvision dataset files.")
-    ] = None,
-    download: Annotated[
-        Optional[bool],
-        typer.Option("--download/--no-download", help="Let torchvision download the dataset (needs network)."),
-    ] = None,
-    image_size: Annotated[
-        Optional[int], typer.Option("--image-size", help="folder datasets: resize images to this square size.")
-    ] = None,
-    channels: Annotated[Optional[int], typer.Option("--channels", help="folder datasets: 1 (grey) or 3 (RGB).")] = None,
-    max_images: Annotated[
-        Optional[int], typer.Option("--max-images", help="Use a stratified subset of this many images.")
-    ] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the controller and of every child.")] = None,
-    controller: Annotated[
-        Optional[str],
-        typer.Option(
-            "--controller",
-            help="Controller: predictor, reinforce, ppo, evolution or random "
-            "(another name than the pipeline's starts from that controller's defaults).",
-        ),
-    ] = None,
-    space: Annotated[
-        Optional[str],
-        typer.Option(
-            "--space",
-            help="Search space: layerwise, nb201, cell-small, cell-large, blocks or transform "
-            "(another name than the pipeline's starts from that space's defaults).",
-        ),
-    ] = None,
-    table: Annotated[
-        Optional[str],
-        typer.Option(
-            "--table",
-            help="CSV of precomputed results (architecture strings + metrics): evaluate by "
-            "lookup instead of training, e.g. a NAS-Bench-201 table with --space nb201.",
-        ),
-    ] = None,
-    table_metric: Annotated[
-        Optional[str],
-        typer.Option(
-            "--table-metric",
-            help="The table's validation column (the reward's accuracy).",
-            show_default="the first column ending in 'val'",
-        ),
-    ] = None,
-    reward_mode: Annotated[
-        Optional[str],
-        typer.Option(
-            "--reward-mode",
-            help="budget (R = accuracy), linear (accuracy - weights x cost), piecewise, mnas "
-            "(accuracy x (latency/target)^w) or tunas (accuracy + w x |latency/target - 1|).",
-        ),
-    ] = None,
-    latency_target_ms: Annotated[
-        Optional[float],
-        typer.Option("--latency-target-ms", help="mnas / tunas modes: the latency target T in ms."),
-    ] = None,
-    mnas_weight: Annotated[
-        Optional[float],
-        typer.Option("--mnas-weight", help="mnas / tunas modes: the exponent (coefficient) w, <= 0; default -0.07."),
-    ] = None,
-    params_weight: Annotated[
-        Optional[float], typer.Option("--params-weight", help="linear mode: penalty per million parameters.")
-    ] = None,
-    flops_weight: Annotated[
-        Optional[float], typer.Option("--flops-weight", help="linear mode: penalty per million FLOPs.")
-    ] = None,
-    params_threshold: Annotated[
-        Optional[int], typer.Option("--params-threshold", help="piecewise mode: parameters where the penalty starts.")
-    ] = None,
-    flops_threshold: Annotated[
-        Optional[int], typer.Option("--flops-threshold", help="piecewise mode: FLOPs where the penalty starts.")
-    ] = None,
-    latency_threshold_ms: Annotated[
-        Optional[float],
-        typer.Option("--latency-threshold-ms", help="piecewise mode: latency where the penalty starts."),
-    ] = None,
-    max_latency_ms: Annotated[
-        Optional[float], typer.Option("--max-latency-ms", help="Latency limit in ms (profile statistic).")
-    ] = None,
-    latency_limit: Annotated[
-        Optional[str], typer.Option("--latency-limit", help="hard: reject before training; soft: penalty.")
-    ] = None,
-    max_ram_kb: Annotated[
-        Optional[float],
-        typer.Option(
-            "--max-ram-kb",
-            help="Peak activation RAM limit in KiB (tensor arena, from the ONNX graph at the profile's precision); "
-            "checked before training.",
-        ),
-    ] = None,
-    max_flash_kb: Annotated[
-        Optional[float],
-        typer.Option("--max-flash-kb", help="Flash limit in KiB (weights + per-op overhead); checked before training."),
-    ] = None,
-    objectives: Annotated[
-        Optional[str],
-        typer.Option(
-            "--objectives",
-            help="Multi-objective search: accuracy and costs, comma-separated, from accuracy, latency, params, "
-            "flops, ram, flash (e.g. accuracy,latency). The result is the Pareto front; pick from it with "
-            "`edgenas export --pick`.",
-        ),
-    ] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
-    executor: Annotated[
-        Optional[str],
-        typer.Option("--executor", help="Where children train: local (this process), process (a pool) or ray."),
-    ] = None,
-    ray_address: Annotated[
-        Optional[str], typer.Option("--ray-address", help="ray executor: HOST:PORT of a running Ray cluster.")
-    ] = None,
-    workers: Annotated[
-        Optional[int], typer.Option("--workers", help="Worker processes for --executor process.")
-    ] = None,
-    children_per_gpu: Annotated[
-        Optional[int],
-        typer.Option(
-            "--children-per-gpu", help="CUDA: children that train at once on each GPU (process or ray executor)."
-        ),
-    ] = None,
-    early_stopping: Annotated[
-        Optional[str],
-        typer.Option("--early-stopping", help="none, or median: stop children below earlier children's median curve."),
-    ] = None,
-    fidelity: Annotated[
-        Optional[str],
-        typer.Option(
-            "--fidelity",
-            help="none, or asha: children train --min-epochs first; the best 1/--reduction of each rung "
-            "continue (from where they stopped) to reduction x the epochs, up to --epochs.",
-        ),
-    ] = None,
-    min_epochs: Annotated[
-        Optional[int], typer.Option("--min-epochs", help="--fidelity asha: epochs of the first rung.")
-    ] = None,
-    reduction: Annotated[
-        Optional[int],
-        typer.Option("--reduction", help="--fidelity asha: eta, epochs ratio between rungs and 1/share promoted."),
-    ] = None,
-    start: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--start",
-            help="A network to evaluate first, as reports print its key (e.g. the network you have, "
-            "'mobile|w16:k3e1/...'); repeat for several. The controller goes on from the results.",
-        ),
-    ] = None,
-    max_minutes: Annotated[
-        Optional[float],
-        typer.Option(
-            "--max-minutes",
-            help="Start no child's training after this many minutes (also inside a batch); the search "
-            "then picks its winner from what finished.",
-        ),
-    ] = None,
-    max_evaluated: Annotated[
-        Optional[int],
-        typer.Option(
-            "--max-evaluated", help="Stop sampling new batches once this many children were trained (or looked up)."
-        ),
-    ] = None,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Parent folder of run directories.")] = None,
+    no_budget: Annotated[bool, typer.Option("--no-budget", help="Search without a hard parameter budget.")] = False,
+    space: Annotated[Optional[str], typer.Option("--space", help=_registered("space"))] = None,
+    controller: Annotated[Optional[str], typer.Option("--controller", help=_registered("controller"))] = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Measure every child again instead of reusing cached latencies.")
     ] = False,
     name: Annotated[
         Optional[str], typer.Option("--name", help="Run directory name (default: time and profile).")
     ] = None,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     """Search for an accurate network that fits the device, and write a deployable winner.
 
@@ -294,6 +113,9 @@ def search(
     under onnxruntime as the profile says, trained, scored on the validation split and
     recorded in the run directory's SQLite database. The best feasible child is written as
     winner.onnx, verified against torch, and scored on the test split.
+
+    Every other option is a pipeline setting (pipelines/default.toml lists them all); a flag
+    overrides the pipeline's value.
     """
     from edgenas import api
 
@@ -302,45 +124,6 @@ def search(
             f"the search in {resume} already finished (manifest.json exists); nothing to resume", soft_wrap=True
         )
         return
-    settings = dict(
-        children=children,
-        architectures_per_update=per_update,
-        seed=seed,
-        profile=profile,
-        device=device,
-        max_minutes=max_minutes,
-        max_evaluated=max_evaluated,
-        runs_dir=runs_dir,
-        executor=executor,
-        workers=workers,
-        children_per_gpu=children_per_gpu,
-        early_stopping=early_stopping,
-        fidelity=fidelity,
-        min_epochs=min_epochs,
-        reduction=reduction,
-        start=tuple(start) if start else None,
-        ray_address=ray_address,
-        table=table,
-        table_metric=table_metric,
-        data_dir=data_dir,
-        download=download,
-        image_size=image_size,
-        channels=channels,
-        max_images=max_images,
-        mode=reward_mode,
-        params_weight=params_weight,
-        flops_weight=flops_weight,
-        params_threshold=params_threshold,
-        flops_threshold=flops_threshold,
-        latency_threshold_ms=latency_threshold_ms,
-        latency_target_ms=latency_target_ms,
-        mnas_weight=mnas_weight,
-        max_latency_ms=max_latency_ms,
-        latency_limit=latency_limit,
-        max_ram_kb=max_ram_kb,
-        max_flash_kb=max_flash_kb,
-        objectives=_objectives(objectives),
-    )
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=30),
@@ -379,11 +162,8 @@ def search(
     previous_term = signal.signal(signal.SIGTERM, _terminate)  # `kill PID`: stop as cleanly as Ctrl-C
     try:
         run = api.search(
-            dataset,
             pipeline=pipeline,
-            budget=budget,
             no_budget=no_budget,
-            epochs=epochs,
             space=space,
             controller=controller,
             name=name,
@@ -392,7 +172,7 @@ def search(
             on_start=on_start,
             no_cache=no_cache,
             command="edgenas " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-            **settings,
+            **(settings or {}),
         )
     except KeyboardInterrupt as stop:
         live.stop()
@@ -415,14 +195,6 @@ def search(
             "raise the budget or latency limit, or sample more children"
         )
         raise typer.Exit(EXIT_NO_RESULT)
-
-
-def _objectives(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    from edgenas.pareto import parse_objectives
-
-    return parse_objectives(text)
 
 
 class Terminated(KeyboardInterrupt):

@@ -54,7 +54,7 @@ def gate(session: SearchSession, batch: Batch, position: int, actions: Sequence[
         child_seed(cfg.seed, key),
         cfg.measure_timeout_s,
         session.measurer,
-        lookup=not session.executor.trains,
+        lookup=not session.evaluator.trains,
     )
     if isinstance(pre, ChildResult):
         session.record_new(batch, position, arch, pre)

@@ -7,7 +7,7 @@
 
 `ask` asks the stop rules, the pruner for promotions due, the enqueued networks (`--start`) and
 then the controller; `evaluate` runs each proposal through the middleware and the rest on the
-executor; `tell` gives the controller the batch's rewards (scalarised for `--objectives`) and the
+evaluator; `tell` gives the controller the batch's rewards (scalarised for `--objectives`) and the
 rungs reached. The store is written the moment a result exists: a resumed search reuses every
 finished trial.
 """
@@ -32,7 +32,7 @@ from edgenas.evaluate import (
     record_promotion,
     record_trial,
 )
-from edgenas.executors import Executor, TrainJob, TrainOutcome
+from edgenas.evaluators.base import Evaluator, TrainJob, TrainOutcome
 from edgenas.fsutil import atomic_write_bytes
 from edgenas.loop import middleware, pruners, stops
 from edgenas.measure.latency import Measurer
@@ -79,7 +79,7 @@ class Prepared:
     constraints: Constraints
     table: Table | None = None
     starts: tuple[tuple[int, ...], ...] = ()  # search.start as action sequences, in order
-    workers: int = 1  # training slots (process executor), after children_per_gpu
+    workers: int = 1  # training slots (process evaluator), after children_per_gpu
     gpus_per_job: float = 0.0  # GPU share of each Ray task, after children_per_gpu
 
 
@@ -133,7 +133,7 @@ class Batch:
 
 class SearchSession:
     """One search in one run directory, as ask / tell. Owns the update counter, the progress
-    counters and the order of side effects; the controller, the store and the executor are given."""
+    counters and the order of side effects; the controller, the store and the evaluator are given."""
 
     def __init__(
         self,
@@ -141,7 +141,7 @@ class SearchSession:
         prepared: Prepared,
         run_dir: Path,
         store: Store,
-        executor: Executor,
+        evaluator: Evaluator,
         controller: controllers.Controller,
         measurer: Measurer | None = None,
         on_progress: Callable[[Progress], None] | None = None,
@@ -150,10 +150,10 @@ class SearchSession:
     ) -> None:
         cfg = pipeline.search
         self.pipeline, self.prepared, self.run_dir = pipeline, prepared, run_dir
-        self.store, self.executor, self.measurer = store, executor, measurer
+        self.store, self.evaluator, self.measurer = store, evaluator, measurer
         self.on_progress, self.not_after, self.took_over_lock_from = on_progress, not_after, took_over_lock_from
         self.controller = controller
-        self.pruner = pruners.create(pipeline, trains=executor.trains)
+        self.pruner = pruners.create(pipeline, trains=evaluator.trains)
         self.stops = stops.stop_rules(cfg, not_after)
         self.failures = stops.FailureHandler(cfg.abort_min_evaluated, cfg.abort_failed_fraction)
         self.middleware: Sequence[middleware.Middleware] = middleware.DEFAULT
@@ -209,13 +209,13 @@ class SearchSession:
     # -- evaluate --------------------------------------------------------------------------
     def evaluate(self, batch: Batch) -> None:
         """Every proposal through the middleware (answered at once or queued), then the queued
-        children and the promotions on the executor; each result recorded as it arrives."""
+        children and the promotions on the evaluator; each result recorded as it arrives."""
         for position, actions in enumerate(batch.actions):
             arch = batch.space.decode(actions)
             for piece in self.middleware:
                 if piece(self, batch, position, actions, arch):
                     break
-        for outcome in self.executor.run(self._jobs(batch)):
+        for outcome in self.evaluator.run(self._jobs(batch)):
             if outcome.not_started:  # past --max-minutes: nothing recorded for it
                 batch.cut = True
             elif outcome.key in batch.promoted:

@@ -1,4 +1,4 @@
-"""Tabular evaluation: training jobs answered from a table of precomputed results (no training).
+"""The table evaluator: jobs answered from a table of precomputed results (no training).
 
 `edgenas search --table FILE` (NAS-Bench style): the controller, the dedup cache, the gates and
 the store work exactly as in a trained search; only the accuracy comes from the table.
@@ -12,7 +12,8 @@ from typing import Iterator
 import torch
 
 from edgenas.config import SearchSettings
-from edgenas.executors import Executor, TrainJob, TrainOutcome
+from edgenas.errors import ConfigError
+from edgenas.evaluators.base import EVALUATORS, Evaluator, EvaluatorContext, TrainJob, TrainOutcome
 from edgenas.spaces.base import SearchSpace
 from edgenas.table import Table
 from edgenas.training.data import Dataset
@@ -39,11 +40,19 @@ def table_dataset(cfg: SearchSettings) -> Dataset:
     )
 
 
-class TableExecutor(Executor):
-    """Answers training jobs from a table of precomputed results (no training)."""
+@EVALUATORS.register
+class TableEvaluator(Evaluator):
+    """Answers jobs from a table of precomputed results (no training). A search with
+    `search.table` set uses it whatever `search.executor` says."""
 
     name = "table"
     trains = False
+
+    @classmethod
+    def from_context(cls, context: EvaluatorContext) -> "TableEvaluator":
+        if context.table is None or context.space is None:
+            raise ConfigError("the table evaluator looks results up in a table: give --table FILE (search.table)")
+        return cls(context.table, context.space)
 
     def __init__(self, table: Table, space: SearchSpace) -> None:
         self.table, self.space = table, space
