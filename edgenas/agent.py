@@ -94,121 +94,127 @@ class Agent:
             return self.worker.measure(model, profile.settings(), timeout, self.max_input_bytes)
 
 
-def make_handler(agent: Agent):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = f"edgenas-agent/{__version__}"
-        timeout = 60  # seconds a client may take to send its request
+class AgentHandler(BaseHTTPRequestHandler):
+    """The agent's HTTP endpoints (GET /info, POST /measure), each request signed with the shared
+    token; `make_handler` binds it to one `Agent`."""
 
-        def log_message(self, fmt: str, *args: Any) -> None:
-            sys.stderr.write(f"agent: {self.address_string()} {fmt % args}\n")
+    agent: Agent
+    server_version = f"edgenas-agent/{__version__}"
+    timeout = 60  # seconds a client may take to send its request
 
-        def _reply(self, status: int, payload: dict[str, Any]) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def log_message(self, fmt: str, *args: Any) -> None:
+        sys.stderr.write(f"agent: {self.address_string()} {fmt % args}\n")
 
-        def _refuse(self, why: str) -> bool:
-            self._reply(401, {"ok": False, "error": f"unauthorised: {why}"})
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refuse(self, why: str) -> bool:
+        self._reply(401, {"ok": False, "error": f"unauthorised: {why}"})
+        self.close_connection = True
+        return False
+
+    def _headers_ok(self) -> bool:
+        """What can be checked before reading a byte of the body: the signature headers are
+        there and well formed, the timestamp is fresh and the nonce is new."""
+        ts = self.headers.get("X-Edgenas-Timestamp", "")
+        sig = self.headers.get("X-Edgenas-Signature", "")
+        nonce = self.headers.get("X-Edgenas-Nonce", "")
+        if len(sig) != 64 or not all(c in "0123456789abcdef" for c in sig) or not 16 <= len(nonce) <= 64:
+            return self._refuse("missing or malformed signature headers (X-Edgenas-Timestamp, -Nonce, -Signature)")
+        try:
+            fresh = abs(time.time() - float(ts)) <= MAX_SKEW_S
+        except ValueError:
+            fresh = False
+        if not fresh:
+            return self._refuse("wrong token, or clocks more than 5 minutes apart")
+        if self.agent.seen(nonce):
+            return self._refuse("this request was already served (a replay); sign each request anew")
+        return True
+
+    def _authorised(self, body: bytes) -> bool:
+        ts = self.headers.get("X-Edgenas-Timestamp", "")
+        nonce = self.headers.get("X-Edgenas-Nonce", "")
+        expected = sign(self.agent.token, ts, self.command, self.path, body, nonce)
+        if not hmac.compare_digest(expected.encode(), self.headers.get("X-Edgenas-Signature", "").encode()):
+            return self._refuse("wrong token, or clocks more than 5 minutes apart")
+        self.agent.remember(nonce)
+        return True
+
+    def _body(self) -> bytes | None:
+        length = self.headers.get("Content-Length")
+        if length is None:
+            self._reply(411, {"ok": False, "error": "Content-Length is required"})
+            return None
+        try:
+            n = int(length)
+        except ValueError:
+            self._reply(400, {"ok": False, "error": "bad Content-Length"})
+            return None
+        if n < 0 or n > self.agent.max_bytes:
+            self._reply(
+                413, {"ok": False, "error": f"request of {n} bytes is over the agent's limit of {self.agent.max_bytes}"}
+            )
             self.close_connection = True
-            return False
+            return None
+        if not self.agent.uploads.acquire(blocking=False):
+            self._reply(503, {"ok": False, "error": "the agent is receiving other requests; try again"})
+            self.close_connection = True
+            return None
+        try:
+            return self.rfile.read(n)
+        finally:
+            self.agent.uploads.release()
 
-        def _headers_ok(self) -> bool:
-            """What can be checked before reading a byte of the body: the signature headers are
-            there and well formed, the timestamp is fresh and the nonce is new."""
-            ts = self.headers.get("X-Edgenas-Timestamp", "")
-            sig = self.headers.get("X-Edgenas-Signature", "")
-            nonce = self.headers.get("X-Edgenas-Nonce", "")
-            if len(sig) != 64 or not all(c in "0123456789abcdef" for c in sig) or not 16 <= len(nonce) <= 64:
-                return self._refuse("missing or malformed signature headers (X-Edgenas-Timestamp, -Nonce, -Signature)")
-            try:
-                fresh = abs(time.time() - float(ts)) <= MAX_SKEW_S
-            except ValueError:
-                fresh = False
-            if not fresh:
-                return self._refuse("wrong token, or clocks more than 5 minutes apart")
-            if agent.seen(nonce):
-                return self._refuse("this request was already served (a replay); sign each request anew")
-            return True
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path != "/info":
+            self._reply(404, {"ok": False, "error": "unknown path; use GET /info or POST /measure"})
+            return
+        if self._headers_ok() and self._authorised(b""):
+            self._reply(
+                200,
+                {
+                    "ok": True,
+                    "agent": "edgenas",
+                    "version": __version__,
+                    "identity": self.agent.identity,
+                    "machine": self.agent.machine,
+                    "served": self.agent.served,
+                },
+            )
 
-        def _authorised(self, body: bytes) -> bool:
-            ts = self.headers.get("X-Edgenas-Timestamp", "")
-            nonce = self.headers.get("X-Edgenas-Nonce", "")
-            expected = sign(agent.token, ts, self.command, self.path, body, nonce)
-            if not hmac.compare_digest(expected.encode(), self.headers.get("X-Edgenas-Signature", "").encode()):
-                return self._refuse("wrong token, or clocks more than 5 minutes apart")
-            agent.remember(nonce)
-            return True
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path != "/measure":
+            self._reply(404, {"ok": False, "error": "unknown path; use GET /info or POST /measure"})
+            return
+        if not self._headers_ok():
+            return
+        body = self._body()
+        if body is None or not self._authorised(body):
+            return
+        try:
+            request = json.loads(body)
+            stats = self.agent.measure(request)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._reply(400, {"ok": False, "error": f"the body is not JSON: {exc}"})
+            return
+        except EdgenasError as exc:
+            self._reply(422, {"ok": False, "kind": type(exc).__name__, "error": str(exc)})
+            return
+        except Exception as exc:  # never let one request take the agent down
+            self._reply(500, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            return
+        self.agent.served += 1
+        self._reply(200, {"ok": True, "stats": stats})
 
-        def _body(self) -> bytes | None:
-            length = self.headers.get("Content-Length")
-            if length is None:
-                self._reply(411, {"ok": False, "error": "Content-Length is required"})
-                return None
-            try:
-                n = int(length)
-            except ValueError:
-                self._reply(400, {"ok": False, "error": "bad Content-Length"})
-                return None
-            if n < 0 or n > agent.max_bytes:
-                self._reply(
-                    413, {"ok": False, "error": f"request of {n} bytes is over the agent's limit of {agent.max_bytes}"}
-                )
-                self.close_connection = True
-                return None
-            if not agent.uploads.acquire(blocking=False):
-                self._reply(503, {"ok": False, "error": "the agent is receiving other requests; try again"})
-                self.close_connection = True
-                return None
-            try:
-                return self.rfile.read(n)
-            finally:
-                agent.uploads.release()
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path != "/info":
-                self._reply(404, {"ok": False, "error": "unknown path; use GET /info or POST /measure"})
-                return
-            if self._headers_ok() and self._authorised(b""):
-                self._reply(
-                    200,
-                    {
-                        "ok": True,
-                        "agent": "edgenas",
-                        "version": __version__,
-                        "identity": agent.identity,
-                        "machine": agent.machine,
-                        "served": agent.served,
-                    },
-                )
-
-        def do_POST(self) -> None:  # noqa: N802
-            if self.path != "/measure":
-                self._reply(404, {"ok": False, "error": "unknown path; use GET /info or POST /measure"})
-                return
-            if not self._headers_ok():
-                return
-            body = self._body()
-            if body is None or not self._authorised(body):
-                return
-            try:
-                request = json.loads(body)
-                stats = agent.measure(request)
-            except (ValueError, UnicodeDecodeError) as exc:
-                self._reply(400, {"ok": False, "error": f"the body is not JSON: {exc}"})
-                return
-            except EdgenasError as exc:
-                self._reply(422, {"ok": False, "kind": type(exc).__name__, "error": str(exc)})
-                return
-            except Exception as exc:  # never let one request take the agent down
-                self._reply(500, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
-                return
-            agent.served += 1
-            self._reply(200, {"ok": True, "stats": stats})
-
-    return Handler
+def make_handler(agent: Agent) -> type[AgentHandler]:
+    """The request handler class of an HTTP server serving `agent`."""
+    return type("Handler", (AgentHandler,), {"agent": agent})
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

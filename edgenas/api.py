@@ -342,19 +342,14 @@ def _progress(show: bool):
 def export(
     run: Run | str | Path,
     *,
-    profile: str | None = None,
-    int8: bool = False,
-    max_int8_drop: float = 0.01,
-    top: int = 1,
-    out: str | Path | None = None,
-    pick: str | None = None,
-    tflite: bool = False,
-    max_tflite_diff: float = 0.01,
     progress: bool | Callable[[str], None] = True,
+    **settings: Any,
 ) -> list[Any]:
     """Retrain the winner (or the `top` best, or what `pick` chooses: 'knee', 'latency_ms<=2',
     ... from the front of a multi-objective run) on train + validation and write deployable
     bundles (as `edgenas export`); returns one `BundleResult` (path, manifest) per bundle.
+    `settings`: any of `edgenas.config.ExportSettings` by name (profile, int8, max_int8_drop,
+    top, out, calibration_images, pick, tflite, max_tflite_diff); None means its default.
     `tflite` (needs `pip install 'edgenas[tflite]'`): also a fully int8 model.tflite and its C
     header for TFLite Micro, checked under LiteRT against the int8 ONNX model.
     `progress`: True (rich lines on stderr), False, or a callable given each step's message."""
@@ -370,18 +365,7 @@ def export(
         def step(msg: str) -> None:
             console.print(msg, highlight=False)
 
-    return export_run(
-        path,
-        profile,
-        int8=int8,
-        max_int8_drop=max_int8_drop,
-        top=top,
-        out=Path(out) if out is not None else None,
-        on_step=step,
-        pick=pick,
-        tflite=tflite,
-        max_tflite_diff=max_tflite_diff,
-    )
+    return export_run(path, on_step=step, **settings)
 
 
 def bench(

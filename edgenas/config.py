@@ -232,6 +232,50 @@ class TrainRecipe:
 
 
 @dataclass(frozen=True)
+class ExportSettings:
+    """`edgenas export`: how a run's winner becomes a deployable bundle."""
+
+    profile: str | None = S(None, "Profile to time the bundle under (none: the run's).", flag=True, short="-p")
+    int8: bool = S(False, "Also write a static int8 model (onnxruntime quantization).", flag=True)
+    max_int8_drop: float = S(
+        0.01,
+        "Refuse the int8 model if its test accuracy drops by more than this fraction.",
+        flag=True,
+        check=lambda v: 0 <= v <= 1,
+        allowed_text="between 0 and 1 (a fraction of accuracy)",
+    )
+    top: int = S(
+        1, "Bundle the k best children (rank-1 ... rank-k).", flag=True, check=lambda v: v >= 1, allowed_text=">= 1"
+    )
+    out: str | None = S(None, "Bundle directory (none: RUN_DIR/bundle).", flag=True)
+    calibration_images: int = S(
+        512, "Training images that calibrate the int8 model.", check=lambda v: v >= 1, allowed_text=">= 1"
+    )
+    pick: str | None = S(
+        None,
+        "Choose from the Pareto front of an --objectives run: 'knee', 'latency_ms<=2', 'params<=50000', "
+        "conditions joined by ',' (with --top K: the K best that satisfy it).",
+        flag=True,
+    )
+    tflite: bool = S(
+        False,
+        "Also write a fully int8 model.tflite and model_data.h for TFLite Micro, checked under LiteRT (implies "
+        "--int8; needs pip install 'edgenas[tflite]').",
+        flag=True,
+    )
+    max_tflite_diff: float = S(
+        0.01,
+        "Refuse model.tflite if its test accuracy is more than this fraction below model.int8.onnx's.",
+        flag=True,
+        check=lambda v: 0 <= v <= 1,
+        allowed_text="between 0 and 1 (a fraction of accuracy)",
+    )
+
+    def __post_init__(self) -> None:
+        schema.check_fields(self, "export")
+
+
+@dataclass(frozen=True)
 class SpaceSettings:
     name: str = "layerwise"
     options: dict[str, Any] = field(default_factory=dict)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from edgenas.config import Pipeline
+from edgenas.config import ExportSettings, Pipeline
 from edgenas.errors import ConfigError, EdgenasError, MeasurementError, RunDirError
 from edgenas.evaluate import child_seed
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
@@ -108,19 +108,13 @@ def _describe(t: Trial) -> str:
 
 def export_run(
     run_dir: Path,
-    profile_name: str | None = None,
-    int8: bool = False,
-    max_int8_drop: float = 0.01,
-    top: int = 1,
-    out: Path | None = None,
-    calibration_images: int = 512,
+    settings: ExportSettings | None = None,
     on_step: Callable[[str], None] | None = None,
     calibration_data: np.ndarray | None = None,
-    pick: str | None = None,
-    tflite: bool = False,
-    max_tflite_diff: float = 0.01,
+    **overrides: Any,
 ) -> list[BundleResult]:
-    """Write a bundle for the best finished child (or each of the `top` best) of `run_dir`.
+    """Write a bundle for the best finished child (or each of the `top` best) of `run_dir`, as
+    `settings` say (`ExportSettings`; keyword `overrides` replace single values of it).
 
     `pick` ('knee', 'latency_ms<=2', 'params<=50000, accuracy>=0.95', ...) chooses among the
     front of a multi-objective run (`--objectives`), or among all finished children of a
@@ -135,20 +129,15 @@ def export_run(
     checked on the test images under the LiteRT interpreter against model.int8.onnx (refused when
     its accuracy is more than `max_tflite_diff` below that model's), and run under TFLite Micro, when
     installed, for the tensor arena it needs."""
-    if top < 1:
-        raise EdgenasError(f"--top must be >= 1, got {top}")
-    chosen = parse_pick(pick) if pick is not None else None
-    if not 0 <= max_int8_drop <= 1:
-        raise EdgenasError(f"--max-int8-drop must be between 0 and 1 (a fraction of accuracy), got {max_int8_drop}")
-    if not 0 <= max_tflite_diff <= 1:
-        raise EdgenasError(f"--max-tflite-diff must be between 0 and 1 (a fraction of accuracy), got {max_tflite_diff}")
-    if tflite:
+    cfg = _export_settings(settings, overrides)
+    chosen = parse_pick(cfg.pick) if cfg.pick is not None else None
+    if cfg.tflite:
         tfl.require()  # before any retraining: a missing extra is known at once
-        int8 = True
+        cfg = dataclasses.replace(cfg, int8=True)
     step = on_step or (lambda msg: None)
     run_dir = Path(run_dir)
     pipeline = load_run_pipeline(run_dir)
-    profile = load_profile(profile_name or pipeline.search.profile)
+    profile = load_profile(cfg.profile or pipeline.search.profile)
     # The bundle's files are timed as they are (fp32 and int8 side by side), whatever precision
     # the profile would convert a model to.
     profile = dataclasses.replace(profile, precision="fp32")
@@ -156,30 +145,70 @@ def export_run(
         raise EdgenasError(f"profile '{profile.name}' does not time models; give a timed one with --profile")
     data = load_pipeline_dataset(pipeline)
     space = from_pipeline(pipeline, data.input_shape, data.num_classes)
-    device = resolve_device(pipeline.search.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        device = torch.device("cpu")
     with Store(run_dir / DB_NAME, readonly=True) as store:
-        trials = store.top(top) if chosen is None else picked(store, pipeline, chosen, top)
+        trials = store.top(cfg.top) if chosen is None else picked(store, pipeline, chosen, cfg.top)
         finished = store.get_meta("finished_at") is not None
     if not trials:
         raise RunDirError(f"{run_dir} has no finished child to export yet; let the search train at least one")
-    out = Path(out) if out is not None else run_dir / "bundle"
-    x_all = torch.cat([data.x_train, data.x_val])
-    y_all = torch.cat([data.y_train, data.y_val])
-    recipe = pipeline.final_training
+    out = Path(cfg.out) if cfg.out is not None else run_dir / "bundle"
+    job = _Export(run_dir, cfg, pipeline, profile, data, space, step, calibration_data, finished)
     results = []
     for rank, trial in enumerate(trials, 1):
-        bundle = out if top == 1 else out / f"rank-{rank}"
+        bundle = out if cfg.top == 1 else out / f"rank-{rank}"
+        result, refused = job.bundle(trial, bundle)
+        if chosen is not None:
+            result.manifest["pick"] = {"expression": str(chosen), "rank": rank,
+                                       "from_front": bool(pipeline.reward.objectives)}  # fmt: skip
+        atomic_write_json(bundle / "manifest.json", result.manifest)
+        atomic_write_bytes(bundle / "README.txt", bundle_readme(result.manifest).encode("utf-8"))
+        results.append(result)
+        if refused:
+            raise Int8Refused(refused)
+    return results
+
+
+def _export_settings(settings: ExportSettings | None, overrides: dict[str, Any]) -> ExportSettings:
+    """`settings` with `overrides` (None values ignored); ConfigError for an unknown key."""
+    import dataclasses as dc
+
+    known = [f.name for f in dc.fields(ExportSettings)]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: not an export setting; use one of: {', '.join(known)}")
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items() if v is not None}
+    return dc.replace(settings or ExportSettings(), **values)
+
+
+@dataclass
+class _Export:
+    """One export's shared inputs; `bundle(trial, folder)` writes one bundle's models."""
+
+    run_dir: Path
+    cfg: ExportSettings
+    pipeline: Pipeline
+    profile: Any
+    data: Dataset
+    space: Any
+    step: Callable[[str], None]
+    calibration_data: np.ndarray | None
+    finished: bool
+
+    def bundle(self, trial: Trial, bundle: Path) -> tuple[BundleResult, str | None]:
+        """Retrain `trial` on train + validation, write and check model.onnx (and the int8 and
+        TFLite models asked for) in `bundle`; the result and why a model was refused (or None)."""
+        data, profile, step, recipe = self.data, self.profile, self.step, self.pipeline.final_training
         try:
             bundle.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunDirError(f"cannot create the bundle directory {bundle}: {exc.strerror or exc}") from exc
-        arch = space.arch_from_json(trial.arch)
-        seed = child_seed(pipeline.search.seed, trial.arch_key)
+        seed = child_seed(self.pipeline.search.seed, trial.arch_key)
         step(f"retraining trial {trial.id} ({trial.params:,} params) for {recipe.epochs} epochs on train + validation")
+        device = resolve_device(self.pipeline.search.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            device = torch.device("cpu")
         torch.manual_seed(seed)
-        model = space.build(arch)
+        model = self.space.build(self.space.arch_from_json(trial.arch))
+        x_all, y_all = torch.cat([data.x_train, data.x_val]), torch.cat([data.y_train, data.y_val])
         trained = train_child(model, x_all, y_all, None, None, recipe, seed, device)
         model.eval()
         test_acc = accuracy(model, data.x_test, data.y_test)
@@ -201,53 +230,53 @@ def export_run(
                 "parity_max_abs_diff": max_diff,
             }
         }
-        refused = None
-        if int8:
-            step("quantizing to int8 (static, calibrated on training images)")
-            int8_path = bundle / "model.int8.onnx"
-            calib = calibration_data
+        refused, calib, int8_acc = None, None, None
+        if self.cfg.int8:
+            calib = self.calibration_data
             if calib is None:
-                calib = _calibration_images(data.x_train, calibration_images, seed)
-            n_calib = quantize_bundle_int8(fp32_path, int8_path, data, calibration_images, seed, calib)
-            int8_acc = _onnx_accuracy(int8_path, profile, data)
-            drop = onnx_acc - int8_acc
-            int8_info = {
-                "file": "model.int8.onnx",
-                "bytes": int8_path.stat().st_size,
-                "test_accuracy": int8_acc,
-                "accuracy_drop": drop,
-                "max_accuracy_drop": max_int8_drop,
-                "latency": measure_latency(str(int8_path), profile).to_json(),
-                "calibration_images": n_calib,
-                "calibration_source": "training images" if calibration_data is None else "given by the caller",
-            }
-            if drop > max_int8_drop:
-                int8_path.unlink()
-                int8_info["file"] = None
-                int8_info["refused"] = True
-                refused = (
-                    f"int8 quantization of trial {trial.id} lost {100 * drop:.2f} points of test accuracy "
-                    f"({100 * onnx_acc:.2f} % -> {100 * int8_acc:.2f} %), more than the allowed "
-                    f"{100 * max_int8_drop:.2f}; model.int8.onnx was not kept (the fp32 bundle in {bundle} is "
-                    "complete). Allow more with --max-int8-drop"
-                )
-            variants["int8"] = int8_info
-        if tflite:
+                calib = _calibration_images(data.x_train, self.cfg.calibration_images, seed)
+            variants["int8"], refused = self._int8(fp32_path, bundle, calib, seed, onnx_acc, trial.id)
+            int8_acc = variants["int8"]["test_accuracy"]
+        if self.cfg.tflite:
             variants["tflite"], tflite_refused = _tflite_bundle(
-                model, bundle, data, calib, onnx_bytes, int8_acc, max_tflite_diff, trial.id, step
+                model, bundle, data, calib, onnx_bytes, int8_acc, self.cfg.max_tflite_diff, trial.id, step
             )
             refused = refused or tflite_refused
-        manifest = bundle_manifest(
-            run_dir, trial, pipeline, profile, data, test_acc, trained.train_seconds, variants, finished
+        manifest = bundle_manifest(self.run_dir, trial, self.pipeline, profile, data, test_acc,
+                                   trained.train_seconds, variants, self.finished)  # fmt: skip
+        return BundleResult(bundle, manifest), refused
+
+    def _int8(
+        self, fp32_path: Path, bundle: Path, calib: np.ndarray, seed: int, onnx_acc: float, trial_id: int
+    ) -> tuple[dict[str, Any], str | None]:
+        """model.int8.onnx, calibrated on `calib`; kept only within `max_int8_drop` of the fp32 accuracy."""
+        self.step("quantizing to int8 (static, calibrated on training images)")
+        cfg, profile = self.cfg, self.profile
+        int8_path = bundle / "model.int8.onnx"
+        n_calib = quantize_bundle_int8(fp32_path, int8_path, self.data, cfg.calibration_images, seed, calib)
+        int8_acc = _onnx_accuracy(int8_path, profile, self.data)
+        drop = onnx_acc - int8_acc
+        info = {
+            "file": "model.int8.onnx",
+            "bytes": int8_path.stat().st_size,
+            "test_accuracy": int8_acc,
+            "accuracy_drop": drop,
+            "max_accuracy_drop": cfg.max_int8_drop,
+            "latency": measure_latency(str(int8_path), profile).to_json(),
+            "calibration_images": n_calib,
+            "calibration_source": "training images" if self.calibration_data is None else "given by the caller",
+        }
+        if drop <= cfg.max_int8_drop:
+            return info, None
+        int8_path.unlink()
+        info["file"] = None
+        info["refused"] = True
+        return info, (
+            f"int8 quantization of trial {trial_id} lost {100 * drop:.2f} points of test accuracy "
+            f"({100 * onnx_acc:.2f} % -> {100 * int8_acc:.2f} %), more than the allowed "
+            f"{100 * cfg.max_int8_drop:.2f}; model.int8.onnx was not kept (the fp32 bundle in {bundle} is "
+            "complete). Allow more with --max-int8-drop"
         )
-        if chosen is not None:
-            manifest["pick"] = {"expression": str(chosen), "rank": rank, "from_front": bool(pipeline.reward.objectives)}
-        atomic_write_json(bundle / "manifest.json", manifest)
-        atomic_write_bytes(bundle / "README.txt", bundle_readme(manifest).encode("utf-8"))
-        results.append(BundleResult(bundle, manifest))
-        if refused:
-            raise Int8Refused(refused)
-    return results
 
 
 TFLITE_HEADER_NAME = "edgenas_model"  # the C array's name in model_data.h

@@ -347,15 +347,135 @@ def _ms(v: float | None) -> str:
 
 
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
+    """report.html of a run directory (finished or not): counts, winner, fronts, plots, rungs, top
+    candidates, rejections, how to reproduce. RunDirError when it cannot be written."""
     import matplotlib
 
     matplotlib.use("Agg")
     run_dir = Path(run_dir)
     d = report_data(run_dir)
     out = Path(out) if out else run_dir / REPORT_NAME
-    meta = d["meta"]
+    figures = [
+        ("Reward and accuracy vs children", _plot_progress(d)),
+        ("Pareto front: accuracy vs latency", _plot_pareto(d, "latency")),
+        ("Pareto front: accuracy vs parameters", _plot_pareto(d, "params")),
+        ("Controller entropy over time", _plot_controller(d)),
+    ]
+    parts = _head(run_dir, d)
+    if d["multi_objective"]:
+        parts += _front_section(d)
+        objs = d["multi_objective"]["objectives"]
+        figures = figures[:1] + [("Hypervolume per controller update", _plot_hypervolume(d))] + [
+            (f"Front: {b} vs {a}", _plot_objective_pair(d, a, b))
+            for n, a in enumerate(objs)
+            for b in objs[n + 1 :]
+        ] + figures[1:]  # fmt: skip
+    for title, png in figures:
+        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
+    parts += _rungs_section(d) + _candidates_section(d) + _reproduce_section(run_dir, d)
+    parts.append("</body></html>")
+    try:
+        out.write_text("\n".join(parts), encoding="utf-8")
+    except OSError as exc:
+        raise RunDirError(
+            f"cannot write the report to {out}: {exc.strerror or exc}; give another place with --out"
+        ) from exc
+    return out
+
+
+def _head(run_dir: Path, d: dict[str, Any]) -> list[str]:
+    """The page's head, the run's counts and the winner."""
+    meta, counts = d["meta"], d["counts"]
     profile = meta["profile"] or {}
-    counts = d["counts"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>edgenas report</title><style>",
+        "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px}"
+        "th{background:#f3f3f3}td:last-child{word-break:break-all;font-family:monospace;font-size:12px}code,pre{background:#f6f6f6;padding:2px 5px}img{max-width:100%}"
+        ".kpi{display:inline-block;margin-right:2em}.kpi b{font-size:1.3em;display:block}",
+        "</style></head><body>",
+        f"<h1>edgenas search report</h1><p>run directory <code>{html.escape(str(run_dir))}</code>; "
+        f"profile <b>{html.escape(str(profile.get('name')))}</b> ({html.escape(str(profile.get('target') or ''))}); "
+        f"started {html.escape(str(meta['started_at']))}, finished {html.escape(str(meta['finished_at'] or 'not yet (interrupted or running)'))}</p>",
+        "<div>",
+        f"<span class='kpi'>sampled<b>{len(d['samples'])}</b></span>",
+        f"<span class='kpi'>trained<b>{counts.get('ok', 0)}</b></span>",
+        f"<span class='kpi'>rejected<b>{counts.get('rejected', 0)}</b></span>",
+        f"<span class='kpi'>failed<b>{counts.get('failed', 0)}</b></span>",
+        f"<span class='kpi'>stopped early<b>{counts.get('stopped', 0)}</b></span>",
+        f"<span class='kpi'>reused<b>{d['reused']}</b></span>",
+        "</div>",
+    ]
+    w = d["winner"]
+    if w is not None:
+        lat_where = w.latency_label or ""
+        note = outside_fit_note(w.latency)
+        lat_where += f"; {note}" if note else ""
+        parts.append(
+            f"<h2>Winner: trial {w.id}</h2><p>{w.params:,} parameters, validation accuracy {_pct(w.val_accuracy)}, "
+            f"latency {_ms(w.latency_median_ms)} ms median / {_ms(w.latency_p90_ms)} ms p90 "
+            f"(<b>{html.escape(lat_where)}</b>), reward {w.reward:.4f}</p><p><code>{html.escape(w.arch_key)}</code></p>"
+        )
+    return parts
+
+
+def _front_section(d: dict[str, Any]) -> list[str]:
+    """A multi-objective search's Pareto front: what it optimised, its hypervolume, its members."""
+    from edgenas.pareto import trial_values
+
+    mo = d["multi_objective"]
+    objs = mo["objectives"]
+    refs = ", ".join(f"{k} {v:.4g}" for k, v in mo["reference"].items())
+    parts = [
+        f"<h2>Pareto front ({len(mo['trial_ids'])} members)</h2><p>objectives: {html.escape(', '.join(objs))} "
+        "(accuracy maximised, the rest minimised; validation accuracy, the test split never enters). "
+        f"Hypervolume {mo['hypervolume']:.4f} in the normalised space (accuracy, 1 - cost / reference; "
+        f"reference: {html.escape(refs)}).</p>"
+    ]
+    rows = []
+    for i in mo["trial_ids"]:
+        t, v = d["trials"][i], trial_values(d["trials"][i])
+        rows.append(
+            (
+                t.id,
+                _pct(v["accuracy"]),
+                f"{t.params:,}",
+                f"{v['flops']:,}" if v["flops"] is not None else "-",
+                _ms(v["latency"]),
+                f"{v['ram']:,}" if v["ram"] is not None else "-",
+                f"{v['flash']:,}" if v["flash"] is not None else "-",
+                mo["picked"].get(i, ""),
+                t.arch_text,
+            )
+        )
+    header = ("trial", "val acc", "params", "FLOPs", "latency ms", "peak RAM B", "flash B", "picked", "arch")
+    return parts + [_table(header, rows)]
+
+
+def _rungs_section(d: dict[str, Any]) -> list[str]:
+    if not d["rungs"]:
+        return []
+    rows = [
+        (
+            r["rung"],
+            r["epochs"],
+            r["children"],
+            r["promoted"],
+            _pct(r["best_val_accuracy"]),
+            _pct(r["median_val_accuracy"]),
+        )
+        for r in d["rungs"]
+    ]
+    return [
+        "<h2>Multi-fidelity rungs</h2><p>Every child trains the first rung's epochs; the best of each rung "
+        "continue from where they stopped. Accuracies are compared only within a rung; the winner and the "
+        "Pareto fronts come from the highest rung.</p>",
+        _table(("rung", "epochs", "children", "went on", "best val acc", "median val acc"), rows),
+    ]
+
+
+def _candidates_section(d: dict[str, Any]) -> list[str]:
+    """The top candidates, and why children were rejected, failed or stopped."""
     top_rows = [
         (
             i,
@@ -376,138 +496,23 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
         + [("failed", k, n) for k, n in d["failed_reasons"].most_common()]
         + [("stopped early", k, n) for k, n in d["stopped_reasons"].most_common()]
     )
-    pipeline_toml = run_dir / "pipeline.toml"
-    reproduce = f"edgenas search --pipeline {pipeline_toml}" if pipeline_toml.exists() else None
-    w = d["winner"]
-    figures = [
-        ("Reward and accuracy vs children", _plot_progress(d)),
-        ("Pareto front: accuracy vs latency", _plot_pareto(d, "latency")),
-        ("Pareto front: accuracy vs parameters", _plot_pareto(d, "params")),
-        ("Controller entropy over time", _plot_controller(d)),
-    ]
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>edgenas report</title><style>",
-        "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px}"
-        "th{background:#f3f3f3}td:last-child{word-break:break-all;font-family:monospace;font-size:12px}code,pre{background:#f6f6f6;padding:2px 5px}img{max-width:100%}"
-        ".kpi{display:inline-block;margin-right:2em}.kpi b{font-size:1.3em;display:block}",
-        "</style></head><body>",
-        f"<h1>edgenas search report</h1><p>run directory <code>{html.escape(str(run_dir))}</code>; "
-        f"profile <b>{html.escape(str(profile.get('name')))}</b> ({html.escape(str(profile.get('target') or ''))}); "
-        f"started {html.escape(str(meta['started_at']))}, finished {html.escape(str(meta['finished_at'] or 'not yet (interrupted or running)'))}</p>",
-        "<div>",
-        f"<span class='kpi'>sampled<b>{len(d['samples'])}</b></span>",
-        f"<span class='kpi'>trained<b>{counts.get('ok', 0)}</b></span>",
-        f"<span class='kpi'>rejected<b>{counts.get('rejected', 0)}</b></span>",
-        f"<span class='kpi'>failed<b>{counts.get('failed', 0)}</b></span>",
-        f"<span class='kpi'>stopped early<b>{counts.get('stopped', 0)}</b></span>",
-        f"<span class='kpi'>reused<b>{d['reused']}</b></span>",
-        "</div>",
-    ]
-    if w is not None:
-        lat_where = w.latency_label or ""
-        note = outside_fit_note(w.latency)
-        lat_where += f"; {note}" if note else ""
-        parts.append(
-            f"<h2>Winner: trial {w.id}</h2><p>{w.params:,} parameters, validation accuracy {_pct(w.val_accuracy)}, "
-            f"latency {_ms(w.latency_median_ms)} ms median / {_ms(w.latency_p90_ms)} ms p90 "
-            f"(<b>{html.escape(lat_where)}</b>), reward {w.reward:.4f}</p><p><code>{html.escape(w.arch_key)}</code></p>"
-        )
-    mo = d["multi_objective"]
-    if mo:
-        from edgenas.pareto import trial_values
-
-        objs = mo["objectives"]
-        refs = ", ".join(f"{k} {v:.4g}" for k, v in mo["reference"].items())
-        parts.append(
-            f"<h2>Pareto front ({len(mo['trial_ids'])} members)</h2><p>objectives: {html.escape(', '.join(objs))} "
-            "(accuracy maximised, the rest minimised; validation accuracy, the test split never enters). "
-            f"Hypervolume {mo['hypervolume']:.4f} in the normalised space (accuracy, 1 - cost / reference; "
-            f"reference: {html.escape(refs)}).</p>"
-        )
-        rows = []
-        for i in mo["trial_ids"]:
-            t, v = d["trials"][i], trial_values(d["trials"][i])
-            rows.append(
-                (
-                    t.id,
-                    _pct(v["accuracy"]),
-                    f"{t.params:,}",
-                    f"{v['flops']:,}" if v["flops"] is not None else "-",
-                    _ms(v["latency"]),
-                    f"{v['ram']:,}" if v["ram"] is not None else "-",
-                    f"{v['flash']:,}" if v["flash"] is not None else "-",
-                    mo["picked"].get(i, ""),
-                    t.arch_text,
-                )
-            )
-        parts.append(
-            _table(
-                ("trial", "val acc", "params", "FLOPs", "latency ms", "peak RAM B", "flash B", "picked", "arch"), rows
-            )
-        )
-        figures = figures[:1] + [("Hypervolume per controller update", _plot_hypervolume(d))] + [
-            (f"Front: {b} vs {a}", _plot_objective_pair(d, a, b))
-            for n, a in enumerate(objs)
-            for b in objs[n + 1 :]
-        ] + figures[1:]  # fmt: skip
-    for title, png in figures:
-        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
-    if d["rungs"]:
-        parts.append(
-            "<h2>Multi-fidelity rungs</h2><p>Every child trains the first rung's epochs; the best of each rung "
-            "continue from where they stopped. Accuracies are compared only within a rung; the winner and the "
-            "Pareto fronts come from the highest rung.</p>"
-        )
-        parts.append(
-            _table(
-                ("rung", "epochs", "children", "went on", "best val acc", "median val acc"),
-                [
-                    (
-                        r["rung"],
-                        r["epochs"],
-                        r["children"],
-                        r["promoted"],
-                        _pct(r["best_val_accuracy"]),
-                        _pct(r["median_val_accuracy"]),
-                    )
-                    for r in d["rungs"]
-                ],
-            )
-        )
-    parts.append("<h2>Top candidates</h2>")
+    parts = ["<h2>Top candidates</h2>"]
     if any(outside_fit_note(t.latency) for t in d["top"]):
         parts.append("<p>'~': latency predicted outside what the calibration saw (a rough number).</p>")
-    parts.append(
-        _table(
-            (
-                "#",
-                "trial",
-                "params",
-                "MACs",
-                "val acc",
-                "latency median ms",
-                "p90 ms",
-                "reward",
-                "Pareto (latency)",
-                "architecture",
-            ),
-            top_rows,
-        )
-    )
+    header = ("#", "trial", "params", "MACs", "val acc", "latency median ms", "p90 ms", "reward", "Pareto (latency)",
+              "architecture")  # fmt: skip
+    parts.append(_table(header, top_rows))
     parts.append("<h2>Rejected and failed children</h2>")
     parts.append(_table(("status", "reason", "count"), reasons) if reasons else "<p>none</p>")
-    parts.append("<h2>Reproduce</h2>")
-    if reproduce:
+    return parts
+
+
+def _reproduce_section(run_dir: Path, d: dict[str, Any]) -> list[str]:
+    pipeline_toml = run_dir / "pipeline.toml"
+    parts = ["<h2>Reproduce</h2>"]
+    if pipeline_toml.exists():
+        reproduce = f"edgenas search --pipeline {pipeline_toml}"
         parts.append(f"<p>Same settings and seed (the same search on CPU):</p><pre>{html.escape(reproduce)}</pre>")
-    parts.append(
-        f"<p>Command that started this run:</p><pre>{html.escape(str(meta['command'] or '(library call)'))}</pre>"
-    )
-    parts.append("</body></html>")
-    try:
-        out.write_text("\n".join(parts), encoding="utf-8")
-    except OSError as exc:
-        raise RunDirError(
-            f"cannot write the report to {out}: {exc.strerror or exc}; give another place with --out"
-        ) from exc
-    return out
+    command = d["meta"]["command"] or "(library call)"
+    parts.append(f"<p>Command that started this run:</p><pre>{html.escape(str(command))}</pre>")
+    return parts

@@ -18,7 +18,7 @@ import platform
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, 
 from edgenas.measure.latency import make_session
 from edgenas.profiles import Profile
 from edgenas.spaces.base import SearchSpace
-from edgenas.store import Store
+from edgenas.store import Store, Trial
 from edgenas.table import Table
 from edgenas.training.data import Dataset
 from edgenas.training.trainer import accuracy, predict
@@ -219,66 +219,15 @@ def finalize(
     """Pick the best feasible child, score it on the test split, write and verify winner.onnx.
     In a tabular search the winner's test accuracy comes from the table and there is no
     winner.onnx (nothing was trained)."""
-    counts = store.status_counts()
-    manifest: dict[str, Any] = {
-        "edgenas_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(),
-        "command": command,
-        "run_dir": str(run_dir),
-        "dataset": describe_dataset(data),
-        "profile": {**profile.settings(), "fingerprint": profile.fingerprint(), "latency_label": profile.latency_label},
-        "reward": pipeline.to_json()["reward"],
-        "constraints": Constraints.build(pipeline.reward, profile).describe(),
-        "pipeline": pipeline.to_json(),
-        "search": {
-            "samples": store.sample_count(),
-            "trained": counts["ok"],
-            "rejected": counts["rejected"],
-            "failed": counts["failed"],
-            "stopped_early": counts["stopped"],
-            "reused": store.sample_count() - sum(counts.values()),
-            "wall_seconds": wall_seconds,
-        },
-        "versions": versions(),
-        "winner": None,
-    }
-    objectives = pipeline.reward.objectives
-    if objectives:  # the result is the front; it is kept in the database too
-        from edgenas import pareto
-
-        ok = store.trials("ok")
-        result = pareto.summary(ok, objectives)
-        store.set_meta("pareto", result)
-        by_id = {t.id: t for t in ok}
-        manifest["front"] = {
-            **result,
-            "members": [
-                {"trial_id": i, "arch_key": by_id[i].arch_key, **pareto.trial_values(by_id[i])}
-                for i in result["trial_ids"]
-            ],
-        }
+    manifest = _manifest(store, run_dir, data, profile, pipeline, wall_seconds, command)
+    if pipeline.reward.objectives:  # the result is the front; it is kept in the database too
+        manifest["front"] = _front(store, pipeline.reward.objectives)
     top = store.top(1)
     if not top:
         return manifest
     trial = top[0]
     arch = space.arch_from_json(trial.arch)
-    winner: dict[str, Any] = {
-        "trial_id": trial.id,
-        "arch_key": trial.arch_key,
-        "architecture": trial.arch,
-        "params": trial.params,
-        "macs": trial.macs,
-        "flops": trial.flops,
-        "val_accuracy": trial.val_accuracy,
-        "test_accuracy": None,
-        "latency": trial.latency,
-        "memory": trial.memory,
-        "fp32_val_accuracy": trial.fp32_val_accuracy,
-        "reward": trial.reward,
-        "reward_terms": trial.reward_terms,
-        "onnx": None,
-    }
-    manifest["winner"] = winner
+    winner = manifest["winner"] = _winner_entry(trial)
     if table is not None:
         manifest["table"] = {"path": str(table.path), "val_column": table.val_column, "test_column": table.test_column}
         winner["test_accuracy"] = table.lookup(space, arch)[1]
@@ -311,3 +260,73 @@ def finalize(
         },
     )
     return manifest
+
+
+def _manifest(
+    store: Store,
+    run_dir: Path,
+    data: Dataset,
+    profile: Profile,
+    pipeline: Pipeline,
+    wall_seconds: float,
+    command: str | None,
+) -> dict[str, Any]:
+    """The manifest's settings and counts (no winner yet)."""
+    counts = store.status_counts()
+    return {
+        "edgenas_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "command": command,
+        "run_dir": str(run_dir),
+        "dataset": describe_dataset(data),
+        "profile": {**profile.settings(), "fingerprint": profile.fingerprint(), "latency_label": profile.latency_label},
+        "reward": pipeline.to_json()["reward"],
+        "constraints": Constraints.build(pipeline.reward, profile).describe(),
+        "pipeline": pipeline.to_json(),
+        "search": {
+            "samples": store.sample_count(),
+            "trained": counts["ok"],
+            "rejected": counts["rejected"],
+            "failed": counts["failed"],
+            "stopped_early": counts["stopped"],
+            "reused": store.sample_count() - sum(counts.values()),
+            "wall_seconds": wall_seconds,
+        },
+        "versions": versions(),
+        "winner": None,
+    }
+
+
+def _front(store: Store, objectives: Sequence[str]) -> dict[str, Any]:
+    """The Pareto front of a multi-objective search (also stored in the database's meta)."""
+    from edgenas import pareto
+
+    ok = store.trials("ok")
+    result = pareto.summary(ok, objectives)
+    store.set_meta("pareto", result)
+    by_id = {t.id: t for t in ok}
+    return {
+        **result,
+        "members": [
+            {"trial_id": i, "arch_key": by_id[i].arch_key, **pareto.trial_values(by_id[i])} for i in result["trial_ids"]
+        ],
+    }
+
+
+def _winner_entry(trial: Trial) -> dict[str, Any]:
+    return {
+        "trial_id": trial.id,
+        "arch_key": trial.arch_key,
+        "architecture": trial.arch,
+        "params": trial.params,
+        "macs": trial.macs,
+        "flops": trial.flops,
+        "val_accuracy": trial.val_accuracy,
+        "test_accuracy": None,
+        "latency": trial.latency,
+        "memory": trial.memory,
+        "fp32_val_accuracy": trial.fp32_val_accuracy,
+        "reward": trial.reward,
+        "reward_terms": trial.reward_terms,
+        "onnx": None,
+    }

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from edgenas import controllers, spaces
+from edgenas.errors import ConfigError
 from edgenas.measure.export import INPUT_NAME, export_onnx
 from edgenas.training.data import load_dataset
 
@@ -23,8 +24,16 @@ def digits():
     return load_dataset("digits", 0.15, 0.2, 0)
 
 
-def test_every_space_of_the_literature_is_registered():
-    assert {"layerwise", "nb201", "cell-small", "cell-large", "blocks", "transform"} <= set(spaces.names())
+@pytest.mark.parametrize("name", ["layerwise", "nb201", "cell-small", "cell-large", "blocks", "transform", "mobile"])
+def test_every_space_of_the_literature_is_created_by_its_name(name, digits):
+    """The factory builds each space by name: a space of that name whose smallest network builds
+    and answers the digits' input; an unknown name is one error listing every registered name."""
+    space = spaces.create(name, input_shape=digits.input_shape, num_classes=digits.num_classes, **SMALL.get(name, {}))
+    assert space.name == name
+    model = space.build(space.smallest())
+    assert model(digits.x_train[:2]).shape == (2, digits.num_classes)
+    with pytest.raises(ConfigError, match=f"unknown search space 'nope'; available: .*{name}"):
+        spaces.create("nope", input_shape=digits.input_shape, num_classes=digits.num_classes)
 
 
 @pytest.mark.parametrize("name", spaces.names())

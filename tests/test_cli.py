@@ -68,15 +68,14 @@ def test_bad_profile_file(tmp_path):
 
 
 def test_unwritable_runs_dir(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    res = run("search", "--runs-dir", str(ro / "sub"), "-n", "1")
-    ro.chmod(0o700)
-    # root ignores permission bits; then the directory is simply created
-    assert res.exit_code in (0, 2)
-    if res.exit_code == 2:
-        assert "run directory" in res.output
+    """A --runs-dir that cannot be created (a file stands where a folder must be: refused even
+    as root, unlike permission bits) is one message and exit 2, before anything is trained."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    res = run("search", "--runs-dir", str(blocker / "sub"), "-n", "1")
+    assert res.exit_code == 2, res.output
+    assert "run directory" in res.output and "Traceback" not in res.output
+    assert blocker.read_text() == "not a folder" and not (tmp_path / "runs").exists()
 
 
 def test_profiles_list_and_show():

@@ -10,6 +10,7 @@ import torch
 
 from edgenas import controllers, spaces
 from edgenas.controllers.base import mutate, neighbours
+from edgenas.errors import ConfigError
 from edgenas.spaces.layerwise import LayerwiseSpace
 from edgenas.spaces.nb201 import OPS, NB201Space
 
@@ -54,8 +55,17 @@ def drive(ctl, updates, m=4, reward=lambda seq: float(sum(seq) % 7) / 7):
     return proposals
 
 
-def test_every_controller_of_the_literature_is_registered():
-    assert {"reinforce", "ppo", "predictor", "evolution", "random"} <= set(ALL)
+@pytest.mark.parametrize("name", ["reinforce", "ppo", "predictor", "evolution", "random"])
+def test_every_controller_of_the_literature_is_created_by_its_name(name):
+    """The factory builds each controller by name, and it proposes valid networks of the space it
+    is given; an unknown name is one error listing every registered name."""
+    space = nb201()
+    ctl = controllers.create(name, space, seed=0)
+    assert type(ctl).name == name
+    for seq in ctl.propose(3):
+        space.validate(seq)
+    with pytest.raises(ConfigError, match=f"unknown controller 'nope'; available: .*{name}"):
+        controllers.create("nope", space)
 
 
 @pytest.mark.parametrize("space_name", sorted(SPACES))

@@ -151,4 +151,4 @@ def test_export_bad_input():
     res = CliRunner().invoke(app, ["export", "/nonexistent/run"])
     assert res.exit_code == 2 and "not an edgenas run directory" in res.output
     res = CliRunner().invoke(app, ["export", "/nonexistent/run", "--top", "0"])
-    assert res.exit_code == 2 and "--top must be >= 1" in res.output
+    assert res.exit_code == 2 and "--top / export.top must be >= 1" in res.output

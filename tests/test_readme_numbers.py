@@ -250,16 +250,12 @@ def test_mnas_default_and_what_twice_the_target_costs():
 
 
 def test_default_pipeline_and_calibration_counts():
-    import importlib
-    import inspect
-
     from edgenas import evaluate
-
-    export = importlib.import_module("edgenas.export")  # the module; `edgenas.export` is the API function
+    from edgenas.config import ExportSettings
 
     pipe = tomllib.loads((ROOT / "pipelines" / "default.toml").read_text())
     sentence(rf"no download; {pipe['search']['children']} children trained")
-    n_export = inspect.signature(export.export_run).parameters["calibration_images"].default
+    n_export = ExportSettings().calibration_images
     sentence(rf"calibrated on {n_export} training images")
     sentence(
         rf"calibrated on {evaluate.INT8_CALIBRATION_IMAGES} training images, the implementation `export --int8` uses"

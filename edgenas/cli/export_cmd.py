@@ -3,56 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
 from edgenas.cli.common import candidates_table, console, fmt_int, fmt_ms, fmt_pct, handle_errors
+from edgenas.cli.settings_flags import setting_flags
 
 
 @handle_errors
+@setting_flags(command="export")
 def export(
     run_dir: Annotated[
         Path, typer.Argument(help="A run directory written by `edgenas search` (finished or interrupted).")
     ],
-    profile: Annotated[
-        Optional[str], typer.Option("--profile", "-p", help="Profile to time the bundle under (default: the run's).")
-    ] = None,
-    int8: Annotated[
-        bool, typer.Option("--int8", help="Also write a static int8 model (onnxruntime quantization).")
-    ] = False,
-    max_int8_drop: Annotated[
-        float,
-        typer.Option(
-            "--max-int8-drop", help="Refuse the int8 model if test accuracy drops by more than this fraction."
-        ),
-    ] = 0.01,
-    top: Annotated[int, typer.Option("--top", help="Bundle the k best children (rank-1 ... rank-k).")] = 1,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Bundle directory (default: RUN_DIR/bundle).")] = None,
-    pick: Annotated[
-        Optional[str],
-        typer.Option(
-            "--pick",
-            help="Choose from the Pareto front of an --objectives run: 'knee', 'latency_ms<=2', "
-            "'params<=50000', conditions joined by ',' (with --top K: the K best that satisfy it).",
-        ),
-    ] = None,
-    tflite: Annotated[
-        bool,
-        typer.Option(
-            "--tflite",
-            help="Also write a fully int8 model.tflite and model_data.h for TFLite Micro, checked under LiteRT "
-            "(implies --int8; needs pip install 'edgenas[tflite]').",
-        ),
-    ] = False,
-    max_tflite_diff: Annotated[
-        float,
-        typer.Option(
-            "--max-tflite-diff",
-            help="Refuse model.tflite if its test accuracy is more than this fraction below model.int8.onnx's.",
-        ),
-    ] = 0.01,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     """Write a deployable bundle: the winner retrained at full fidelity on train + validation,
     model.onnx (checked against torch), optional int8 model, manifest.json and README.txt.
@@ -60,20 +26,15 @@ def export(
     The bundle runs with nothing but onnxruntime and numpy.
     """
     from edgenas import api
+
+    results = api.export(run_dir, progress=lambda m: console.print(f"  {m}"), **(settings or {}))
+    _print_bundles(results)
+
+
+def _print_bundles(results: list[Any]) -> None:
+    """Per bundle: its models (size, test accuracy, latency), the TFLite Micro arena, how it was picked."""
     from edgenas.measure.latency import outside_fit_note
 
-    results = api.export(
-        run_dir,
-        profile=profile,
-        int8=int8,
-        max_int8_drop=max_int8_drop,
-        top=top,
-        out=out,
-        pick=pick,
-        tflite=tflite,
-        max_tflite_diff=max_tflite_diff,
-        progress=lambda m: console.print(f"  {m}"),
-    )
     for r in results:
         m = r.manifest
         notes = {outside_fit_note(v.get("latency")) for v in m["models"].values()} - {""}

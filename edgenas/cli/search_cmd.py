@@ -66,6 +66,47 @@ class _Status:
         return self.text
 
 
+class _LiveDisplay:
+    """The progress bar and status line while a search runs; the run directory once it exists."""
+
+    def __init__(self, resuming: bool) -> None:
+        self.resuming = resuming
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            TextColumn("elapsed"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = self.bar.add_task("children", total=None)
+        self.status = _Status()
+        self.live = Live(Group(self.bar, self.status), console=console, refresh_per_second=4)
+        self.run_dir: Path | None = None
+        self.told_lock = False
+
+    def on_start(self, run_dir: Path, prepared) -> None:  # type: ignore[no-untyped-def]
+        self.run_dir = run_dir
+        verb = "resuming" if self.resuming else "run directory:"
+        console.print(
+            f"{verb} [bold]{run_dir}[/]  profile {prepared.profile.name} ({prepared.profile.latency_label})",
+            soft_wrap=True,
+        )
+        self.live.start()
+
+    def on_progress(self, p: SearchProgress) -> None:
+        if p.took_over_lock_from is not None and not self.told_lock:
+            self.told_lock = True
+            err_console.print(
+                f"note: took over the lock of PID {p.took_over_lock_from}, which no longer runs (a search that died)"
+            )
+        desc = "children" if p.phase == "search" else "verifying winner"
+        self.bar.update(self.task, completed=p.sampled, total=p.total, description=desc)
+        self.status.update(p)
+
+
 def _registered(kind: str) -> str:
     """Help for --space / --controller: the registered names, read when the CLI is built."""
     from edgenas import controllers, spaces
@@ -124,41 +165,7 @@ def search(
             f"the search in {resume} already finished (manifest.json exists); nothing to resume", soft_wrap=True
         )
         return
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=30),
-        MofNCompleteColumn(),
-        TextColumn("elapsed"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-    task = bar.add_task("children", total=None)
-    status = _Status()
-    told: list[bool] = []
-    live = Live(Group(bar, status), console=console, refresh_per_second=4)
-    started: list[Path] = []
-
-    def on_start(run_dir: Path, prepared) -> None:  # type: ignore[no-untyped-def]
-        started.append(run_dir)
-        verb = "resuming" if resume is not None else "run directory:"
-        console.print(
-            f"{verb} [bold]{run_dir}[/]  profile {prepared.profile.name} ({prepared.profile.latency_label})",
-            soft_wrap=True,
-        )
-        live.start()
-
-    def on_progress(p: SearchProgress) -> None:
-        if p.took_over_lock_from is not None and not told:
-            told.append(True)
-            err_console.print(
-                f"note: took over the lock of PID {p.took_over_lock_from}, which no longer runs (a search that died)"
-            )
-        desc = "children" if p.phase == "search" else "verifying winner"
-        bar.update(task, completed=p.sampled, total=p.total, description=desc)
-        status.update(p)
-
+    display = _LiveDisplay(resuming=resume is not None)
     previous_term = signal.signal(signal.SIGTERM, _terminate)  # `kill PID`: stop as cleanly as Ctrl-C
     try:
         run = api.search(
@@ -168,25 +175,25 @@ def search(
             controller=controller,
             name=name,
             resume=resume,
-            progress=on_progress,
-            on_start=on_start,
+            progress=display.on_progress,
+            on_start=display.on_start,
             no_cache=no_cache,
             command="edgenas " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             **(settings or {}),
         )
     except KeyboardInterrupt as stop:
-        live.stop()
-        if not started:
+        display.live.stop()
+        if display.run_dir is None:
             raise
         how = "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted"
         err_console.print(
-            f"{how}: every finished child is saved in {started[0] / 'search.db'} and the controller is "
-            f"checkpointed.\nresume with: edgenas search --resume {shlex.quote(str(started[0]))}",
+            f"{how}: every finished child is saved in {display.run_dir / 'search.db'} and the controller is "
+            f"checkpointed.\nresume with: edgenas search --resume {shlex.quote(str(display.run_dir))}",
             soft_wrap=True,
         )
         raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
     finally:
-        live.stop()
+        display.live.stop()
         signal.signal(signal.SIGTERM, previous_term)
     _print_summary(run)
     if run.winner is None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from edgenas import schema
-from edgenas.config import Pipeline, setting_sections
+from edgenas.config import ExportSettings, Pipeline, setting_sections
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Flag:
     annotation: Any
 
 
-def _annotation(f: dataclasses.Field, hint: Any, section: str, default: Any) -> Any:  # type: ignore[type-arg]
+def _annotation(f: dataclasses.Field, hint: Any, shown_as: str, default: Any) -> Any:  # type: ignore[type-arg]
     meta = f.metadata
     flag = schema.flag_name(f)
     assert flag is not None
@@ -42,30 +42,42 @@ def _annotation(f: dataclasses.Field, hint: Any, section: str, default: Any) -> 
         kind = base
     names = [f"{flag}/--no-{flag[2:]}" if kind is bool else flag] + ([meta["short"]] if meta.get("short") else [])
     shown = "not set" if default in (None, ()) else str(default).lower() if isinstance(default, bool) else default
-    option = typer.Option(*names, help=meta["help"], show_default=f"the pipeline's; built in: {shown}")
+    # rich reads "[tflite]" as markup: escaped, the help shows as declared
+    option = typer.Option(*names, help=meta["help"].replace("[", "\\["), show_default=shown_as.format(shown))
     return Annotated[Optional[kind], option]  # type: ignore[valid-type]
 
 
 @functools.lru_cache(maxsize=None)
-def flags() -> tuple[Flag, ...]:
-    """Every setting with a flag, in declaration order ([search], [dataset], [training], [reward])."""
-    defaults = Pipeline()
+def flags(command: str = "search") -> tuple[Flag, ...]:
+    """Every setting with a flag of `command` ("search": the pipeline's [search], [dataset],
+    [training] and [reward]; "export": `ExportSettings`), in declaration order."""
+    if command == "export":
+        sections: dict[str, type] = {"export": ExportSettings}
+        instances: dict[str, Any] = {"export": ExportSettings()}
+        shown_as = "{}"
+    else:
+        sections, pipe = setting_sections(), Pipeline()
+        instances = {name: getattr(pipe, name) for name in sections}
+        shown_as = "the pipeline's; built in: {}"
     out = []
-    for section, cls in setting_sections().items():
+    for section, cls in sections.items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if schema.flag_name(f) is None:
                 continue
-            default = getattr(getattr(defaults, section), f.name)
+            default = getattr(instances[section], f.name)
             param = schema.flag_name(f)[2:].replace("-", "_")  # type: ignore[index]
             api = f.metadata.get("api") or f.name
-            out.append(Flag(param, section, f, api, _annotation(f, hints[f.name], section, default)))
+            out.append(Flag(param, section, f, api, _annotation(f, hints[f.name], shown_as, default)))
     return tuple(out)
 
 
-def setting_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn(..., settings)` as a command with one option per setting flag (see the module doc)."""
-    generated = flags()
+def setting_flags(fn: Callable[..., Any] | None = None, *, command: str = "search") -> Any:
+    """`fn(..., settings)` as a command with one option per setting flag of `command` (see the
+    module doc); `@setting_flags` or `@setting_flags(command="export")`."""
+    if fn is None:
+        return functools.partial(setting_flags, command=command)
+    generated = flags(command)
     signature = inspect.signature(fn)
     hints = typing.get_type_hints(fn, include_extras=True)  # the command's own options, resolved
     own = [p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name != "settings"]

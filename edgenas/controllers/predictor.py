@@ -307,27 +307,49 @@ class PredictorController(ReinforceController):
         ranked = [a for a, _ in sorted(self.scored(), key=lambda item: -item[1])]
         taken = {self._key(a) for a, _ in self.history}
         if self.stale >= self.patience and ranked:
-            # A local optimum: nothing better for `patience` updates. Restart (TuRBO-style): the
-            # region within `radius` decisions of this incumbent is left for good, local search
-            # and exploration continue elsewhere. With `exhaust`, only once every neighbour of the
-            # incumbent has been evaluated (or after `4 * patience` updates): a surrogate that
-            # ranks the one better neighbour low must not get the region closed on it.
-            centre = next((a for a in ranked if self._eligible(a)), None)
-            if centre is None:
-                self.stale = 0
-            elif (
-                not self.exhaust
-                or self.stale >= 4 * self.patience
-                or all(
-                    self._key(s) in taken or not self._ok(s) for s in neighbours(self.space, centre, swaps=self.swaps)
-                )
-            ):
-                self.banned.append(list(centre))
-                self.stale = 0
+            self._restart(ranked, taken)
+        pool, local = self._pool(ranked, taken)
+        if not pool:  # everything the policy proposes is known: let the search reuse results
+            return self.sample_batch(n)
+        keys = list(pool)
+        if len(self.history) < self.initial:
+            if self.feasible is None:
+                return ([pool[k] for k in keys] + self.sample_batch(n))[:n]
+            first: list[list[int]] = []
+            for k in keys:
+                if len(first) == n:
+                    break
+                if self._ok(pool[k]):
+                    first.append(pool[k])
+            return first + self._fill(n - len(first)) if len(first) < n else first
+        out = [pool[k] for k in self._choose(pool, local, n)]
+        if len(out) < n:
+            out += self._fill(n - len(out))
+        return out
+
+    def _restart(self, ranked: list[list[int]], taken: set[str]) -> None:
+        """A local optimum: nothing better for `patience` updates. Restart (TuRBO-style): the
+        region within `radius` decisions of this incumbent is left for good, local search and
+        exploration continue elsewhere. With `exhaust`, only once every neighbour of the incumbent
+        has been evaluated (or after `4 * patience` updates): a surrogate that ranks the one
+        better neighbour low must not get the region closed on it."""
+        centre = next((a for a in ranked if self._eligible(a)), None)
+        if centre is None:
+            self.stale = 0
+        elif (
+            not self.exhaust
+            or self.stale >= 4 * self.patience
+            or all(self._key(s) in taken or not self._ok(s) for s in neighbours(self.space, centre, swaps=self.swaps))
+        ):
+            self.banned.append(list(centre))
+            self.stale = 0
+
+    def _pool(self, ranked: list[list[int]], taken: set[str]) -> tuple[dict[str, list[int]], list[list[str]]]:
+        """The candidates (key -> actions; not yet evaluated) and, per incumbent, best first, the
+        keys of its unevaluated neighbours. Lists, not sets: the order breaks ties and must not
+        depend on Python's per-process string hashing, or a resumed search would propose
+        differently."""
         pool: dict[str, list[int]] = {}
-        # per incumbent, best first: keys of its unevaluated neighbours. Lists, not sets: the
-        # order breaks ties and must not depend on Python's per-process string hashing, or a
-        # resumed search would propose differently.
         local: list[list[str]] = []
 
         def offer(seqs: list[list[int]]) -> list[str]:
@@ -358,25 +380,18 @@ class PredictorController(ReinforceController):
         offer(self.sample_batch(self.candidates))
         # uniform samples keep the pool diverse when the policy has collapsed onto one region
         offer([complete_uniformly(self.space, [], self.rng) for _ in range(self.uniform_candidates)])
-        if not pool:  # everything the policy proposes is known: let the search reuse results
-            return self.sample_batch(n)
+        return pool, local
+
+    def _choose(self, pool: dict[str, list[int]], local: list[list[str]], n: int) -> list[str]:
+        """Up to `n` keys of the pool: part of the batch to the incumbents' most promising
+        neighbours (expected improvement), the rest by optimism over the whole pool."""
         keys = list(pool)
-        if len(self.history) < self.initial:
-            if self.feasible is None:
-                return ([pool[k] for k in keys] + self.sample_batch(n))[:n]
-            first: list[list[int]] = []
-            for k in keys:
-                if len(first) == n:
-                    break
-                if self._ok(pool[k]):
-                    first.append(pool[k])
-            return first + self._fill(n - len(first)) if len(first) < n else first
+        multi = self._lam is not None
         cand_seqs = [pool[k] for k in keys]
         ei, ucb = self._acquisition(cand_seqs)
         scores = dict(zip(keys, ei))
         optimism = dict(zip(keys, ucb if self.explore == "ucb" else self._density_ratio(cand_seqs)))
         chosen: list[str] = []
-        # local search: part of the batch goes to the incumbents' most promising neighbours
         # multi-objective: once `late_after` results are in, more of each batch refines the front
         share = self.late_local_share if multi and len(self.history) >= self.late_after else self.local_share
         n_local = int(math.ceil(n * share))
@@ -400,10 +415,7 @@ class PredictorController(ReinforceController):
                 break
             if k not in chosen and self._eligible(pool[k]) and self._ok(pool[k]):
                 chosen.append(k)
-        out = [pool[k] for k in chosen]
-        if len(out) < n:
-            out += self._fill(n - len(out))
-        return out
+        return chosen
 
     def _features(self, seqs: Sequence[Sequence[int]], width: int) -> np.ndarray:
         """A one-hot encoding of the action at each position (sequences padded to `width`),

@@ -120,48 +120,8 @@ def train_child(
 
     Raises ChildFailure on a non-finite loss or when the device runs out of memory."""
     start = time.perf_counter()
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-    memory_format = (
-        torch.channels_last if recipe.channels_last and channels_last_safe(model, device) else torch.contiguous_format
-    )
-    model.to(device, memory_format=memory_format)
-    xt, yt = x_train.to(device).contiguous(memory_format=memory_format), y_train.to(device)
-    step_model = torch.compile(model) if recipe.compile else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and recipe.bf16_autocast)
-    n = len(yt)
-    steps_per_epoch = max(1, math.ceil(n / recipe.batch_size))
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.learning_rate,
-        momentum=recipe.momentum,
-        nesterov=True,
-        weight_decay=recipe.weight_decay,
-    )
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=recipe.learning_rate, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.25
-    )
-    augment = recipe.crop_padding > 0 or recipe.horizontal_flip
-    aug_gen = torch.Generator(device="cpu").manual_seed(seed + 1)  # its own stream: batch order is unchanged
-    ema = (
-        {k: v.detach().clone() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
-        if recipe.ema_decay
-        else None
-    )
-    ema_steps = 0
-    first_epoch = 0
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        gen.set_state(resume["batch_generator"])
-        aug_gen.set_state(resume["augment_generator"])
-        if ema is not None:
-            ema = {k: v.to(device) for k, v in resume["ema"].items()}
-        ema_steps = int(resume["ema_steps"])
-        first_epoch = int(resume["epoch"])
+    t = _Training(model, x_train, y_train, recipe, seed, device)
+    first_epoch = t.resume(resume) if resume is not None else 0
     last_epoch = recipe.epochs if stop_epoch is None else min(stop_epoch, recipe.epochs)
     if not 0 <= first_epoch < last_epoch:
         raise ValueError(f"cannot train epochs {first_epoch + 1}..{last_epoch} of {recipe.epochs}")
@@ -169,39 +129,10 @@ def train_child(
     curve: list[float] = []
     watch = bool(stop_thresholds) and x_val is not None and y_val is not None
     if watch:
-        xv, yv = x_val.to(device).contiguous(memory_format=memory_format), y_val.to(device)
+        xv, yv = x_val.to(device).contiguous(memory_format=t.memory_format), y_val.to(device)  # type: ignore[union-attr]
     try:
         for epoch in range(first_epoch, last_epoch):
-            model.train()
-            loss_sum = torch.zeros((), device=device)
-            batches = 0
-            perm = torch.randperm(n, generator=gen).to(device)
-            for i in range(0, n, recipe.batch_size):
-                idx = perm[i : i + recipe.batch_size]
-                if len(idx) < 2:  # BatchNorm needs two samples
-                    continue
-                xb = xt[idx]
-                if augment:
-                    xb = augment_batch(xb, recipe.crop_padding, recipe.horizontal_flip, aug_gen).contiguous(
-                        memory_format=memory_format
-                    )
-                with autocast:
-                    loss = F.cross_entropy(step_model(xb), yt[idx], label_smoothing=recipe.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                if ema is not None:
-                    ema_steps += 1
-                    decay = min(recipe.ema_decay, (1 + ema_steps) / (10 + ema_steps))  # warm-up: early weights fade
-                    with torch.no_grad():
-                        state = model.state_dict()
-                        for k, v in ema.items():
-                            v.lerp_(state[k].detach(), 1.0 - decay)
-                loss_sum += loss.detach()
-                batches += 1
-            # One host sync per epoch, not per step.
-            loss_value = float(loss_sum) / max(1, batches)
+            loss_value = t.epoch()
             faults.point("train")
             if watch:
                 curve.append(accuracy(model, xv, yv))
@@ -219,27 +150,126 @@ def train_child(
                 raise ChildFailure(f"training loss became {loss_value} (diverged)")
     except torch.OutOfMemoryError as exc:
         raise ChildFailure(f"out of memory on {device}: {exc}") from exc
-    state = None
-    if last_epoch < recipe.epochs:
+    state = t.state(last_epoch) if last_epoch < recipe.epochs else None
+    if t.ema is not None:
+        model.load_state_dict({**model.state_dict(), **t.ema})  # the averaged weights are the result
+    val = None if x_val is None or y_val is None else accuracy(model, x_val.to(device), y_val.to(device))
+    model.to("cpu", memory_format=torch.contiguous_format)
+    return TrainResult(val, loss_value, time.perf_counter() - start, last_epoch, tuple(curve), state)
+
+
+class _Training:
+    """One child's training run: the model on its device, the optimizer and one-cycle schedule,
+    the batch-order and augmentation generators, the weight average. `epoch()` trains one epoch;
+    `state` / `resume` save and restore all of it between rungs."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        recipe: TrainRecipe,
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        self.model, self.recipe, self.device = model, recipe, device
+        self.gen = torch.Generator(device="cpu").manual_seed(seed)
+        cuda = device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+        self.memory_format = (
+            torch.channels_last
+            if recipe.channels_last and channels_last_safe(model, device)
+            else torch.contiguous_format
+        )
+        model.to(device, memory_format=self.memory_format)
+        self.xt, self.yt = x_train.to(device).contiguous(memory_format=self.memory_format), y_train.to(device)
+        self.step_model = torch.compile(model) if recipe.compile else model
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and recipe.bf16_autocast)
+        self.n = len(self.yt)
+        steps_per_epoch = max(1, math.ceil(self.n / recipe.batch_size))
+        self.opt = torch.optim.SGD(
+            model.parameters(),
+            lr=recipe.learning_rate,
+            momentum=recipe.momentum,
+            nesterov=True,
+            weight_decay=recipe.weight_decay,
+        )
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt, max_lr=recipe.learning_rate, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.25
+        )
+        self.augment = recipe.crop_padding > 0 or recipe.horizontal_flip
+        self.aug_gen = torch.Generator(device="cpu").manual_seed(seed + 1)  # its own stream: batch order is unchanged
+        self.ema = (
+            {k: v.detach().clone() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+            if recipe.ema_decay
+            else None
+        )
+        self.ema_steps = 0
+
+    def resume(self, saved: dict) -> int:
+        """Continue from `state()`'s dict; returns the epoch to start at."""
+        self.model.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["optimizer"])
+        self.sched.load_state_dict(saved["scheduler"])
+        self.gen.set_state(saved["batch_generator"])
+        self.aug_gen.set_state(saved["augment_generator"])
+        if self.ema is not None:
+            self.ema = {k: v.to(self.device) for k, v in saved["ema"].items()}
+        self.ema_steps = int(saved["ema_steps"])
+        return int(saved["epoch"])
+
+    def epoch(self) -> float:
+        """One epoch over a fresh permutation; the mean training loss (one host sync per epoch)."""
+        recipe, model = self.recipe, self.model
+        model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        batches = 0
+        perm = torch.randperm(self.n, generator=self.gen).to(self.device)
+        for i in range(0, self.n, recipe.batch_size):
+            idx = perm[i : i + recipe.batch_size]
+            if len(idx) < 2:  # BatchNorm needs two samples
+                continue
+            xb = self.xt[idx]
+            if self.augment:
+                xb = augment_batch(xb, recipe.crop_padding, recipe.horizontal_flip, self.aug_gen).contiguous(
+                    memory_format=self.memory_format
+                )
+            with self.autocast:
+                loss = F.cross_entropy(self.step_model(xb), self.yt[idx], label_smoothing=recipe.label_smoothing)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            if self.ema is not None:
+                self.ema_steps += 1
+                decay = min(
+                    recipe.ema_decay, (1 + self.ema_steps) / (10 + self.ema_steps)
+                )  # warm-up: early weights fade
+                with torch.no_grad():
+                    state = model.state_dict()
+                    for k, v in self.ema.items():
+                        v.lerp_(state[k].detach(), 1.0 - decay)
+            loss_sum += loss.detach()
+            batches += 1
+        return float(loss_sum) / max(1, batches)
+
+    def state(self, epoch: int) -> dict:
+        """Everything that continues this training after `epoch` epochs, on the CPU."""
 
         def cpu(tensors: dict) -> dict:
             return {k: v.detach().cpu().clone() for k, v in tensors.items()}
 
-        state = {
-            "epoch": last_epoch,
-            "model": cpu(model.state_dict()),
-            "optimizer": _to_cpu(opt.state_dict()),
-            "scheduler": sched.state_dict(),
-            "batch_generator": gen.get_state(),
-            "augment_generator": aug_gen.get_state(),
-            "ema": cpu(ema) if ema is not None else None,
-            "ema_steps": ema_steps,
+        return {
+            "epoch": epoch,
+            "model": cpu(self.model.state_dict()),
+            "optimizer": _to_cpu(self.opt.state_dict()),
+            "scheduler": self.sched.state_dict(),
+            "batch_generator": self.gen.get_state(),
+            "augment_generator": self.aug_gen.get_state(),
+            "ema": cpu(self.ema) if self.ema is not None else None,
+            "ema_steps": self.ema_steps,
         }
-    if ema is not None:
-        model.load_state_dict({**model.state_dict(), **ema})  # the averaged weights are the result
-    val = None if x_val is None or y_val is None else accuracy(model, x_val.to(device), y_val.to(device))
-    model.to("cpu", memory_format=torch.contiguous_format)
-    return TrainResult(val, loss_value, time.perf_counter() - start, last_epoch, tuple(curve), state)
 
 
 def _to_cpu(obj):
