@@ -6,7 +6,7 @@ import inspect
 from pathlib import Path
 
 import edgenas
-from edgenas import search
+from edgenas.search import run_search
 
 PACKAGE = Path(edgenas.__file__).parent
 
@@ -24,6 +24,6 @@ def test_no_function_is_over_100_lines():
 
 
 def test_the_search_loop_reads_in_one_screen():
-    lines = len(inspect.getsource(search.run_search).splitlines())
+    lines = len(inspect.getsource(run_search).splitlines())
     assert lines <= 80, f"run_search is {lines} lines"
-    assert "while (batch := session.ask()) is not None" in inspect.getsource(search.run_search)
+    assert "while (batch := session.ask()) is not None" in inspect.getsource(run_search)
