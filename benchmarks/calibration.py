@@ -39,7 +39,7 @@ def compare_families(fitted, data: str) -> None:
     import numpy as np
     from sklearn.ensemble import GradientBoostingRegressor
 
-    from edgenas.calibrate import GRAPH_FEATURES, _matrix, _nnls_relative, metrics
+    from edgenas.hardware.calibrate import GRAPH_FEATURES, _matrix, _nnls_relative, metrics
 
     x = _matrix(None, fitted.features, GRAPH_FEATURES)
     y = np.asarray(fitted.device_ms)
@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--out-dir", default=None, help="also write cpu-arm.toml and its calibration files here")
     ap.add_argument("--families", action="store_true", help="also compare other graph-only model families")
     args = ap.parse_args()
-    from edgenas.calibrate import calibrate
+    from edgenas.hardware.calibrate import calibrate
 
     t0 = time.time()
 
@@ -125,8 +125,8 @@ def main() -> None:
     if args.families:
         compare_families(fitted, args.data)
     if args.out_dir:
-        from edgenas.calibrate import write_calibrated_profile
-        from edgenas.profiles import load_profile
+        from edgenas.hardware.calibrate import write_calibrated_profile
+        from edgenas.hardware.profiles import load_profile
 
         written = write_calibrated_profile(
             load_profile("cpu-arm-host").source_path, fitted, Path(args.out_dir), "cpu-arm"

@@ -146,7 +146,7 @@ def save_results(path: Path, results: dict) -> None:
 
 
 def pipeline_for(args):
-    from edgenas.config import load_pipeline
+    from edgenas.settings.pipeline import load_pipeline
 
     pipe = load_pipeline(args.pipeline).override(
         "dataset", name=f"folder:{args.data}", max_images=args.max_images, split_seed=args.seed
@@ -160,10 +160,10 @@ def describe(model: nn.Module, data, profile, seed: int, images: int = 512) -> d
     """params, MACs, cpu-arm latency and the int8 model's size and test accuracy of a trained model."""
     import onnxruntime as ort
 
-    from edgenas.measure.cost import static_cost
-    from edgenas.measure.export import INPUT_NAME, export_onnx, onnx_logits
-    from edgenas.measure.latency import measure_latency, outside_fit_note
-    from edgenas.measure.quantize import batched_feeds, calibration_images, quantize_int8
+    from edgenas.hardware.cost import static_cost
+    from edgenas.hardware.latency import measure_latency, outside_fit_note
+    from edgenas.hardware.onnx import INPUT_NAME, export_onnx, onnx_logits
+    from edgenas.hardware.quantize import batched_feeds, calibration_images, quantize_int8
 
     model.eval()
     cost = static_cost(model, data.input_shape)
@@ -184,7 +184,7 @@ def describe(model: nn.Module, data, profile, seed: int, images: int = 512) -> d
 
 def phase_references(args, out: Path) -> None:
     from edgenas.evaluate import child_seed
-    from edgenas.profiles import load_profile
+    from edgenas.hardware.profiles import load_profile
     from edgenas.training.data import load_pipeline_dataset
     from edgenas.training.trainer import accuracy
 
@@ -222,7 +222,7 @@ def phase_references(args, out: Path) -> None:
 
 def phase_replicate(args, out: Path) -> None:
     from edgenas.evaluate import child_seed
-    from edgenas.measure.cost import static_cost
+    from edgenas.hardware.cost import static_cost
     from edgenas.training.data import load_pipeline_dataset
     from edgenas.training.trainer import accuracy
 
@@ -292,7 +292,7 @@ def phase_search(args, out: Path) -> None:
     t0 = time.perf_counter()
     subprocess.run(export, check=True)
     export_s = time.perf_counter() - t0
-    from edgenas.measure.latency import outside_fit_note
+    from edgenas.hardware.latency import outside_fit_note
 
     m = json.loads((run_dir / "bundle" / "manifest.json").read_text())
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -329,9 +329,9 @@ def phase_latency(args, out: Path) -> None:
     VM: the bar's "no higher latency than the reference" is decided on the per-round ratio."""
     import statistics
 
-    from edgenas.measure.export import export_onnx
-    from edgenas.measure.latency import Measurer
-    from edgenas.profiles import load_profile
+    from edgenas.hardware.latency import Measurer
+    from edgenas.hardware.onnx import export_onnx
+    from edgenas.hardware.profiles import load_profile
 
     results = load_results(out)
     shape, classes = (3, 32, 32), 10

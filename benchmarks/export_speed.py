@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from edgenas.controllers import RandomController
-from edgenas.measure.export import export_onnx
+from edgenas.hardware.onnx import export_onnx
 from edgenas.spaces import create
 
 SHAPE = (1, 8, 8)

@@ -29,8 +29,8 @@ def main() -> None:
     ap.add_argument("--probe", action="store_true", help="time a fixed numpy workload around each run")
     args = ap.parse_args()
     from edgenas.controllers import RandomController
-    from edgenas.measure.export import export_onnx
-    from edgenas.profiles import load_profile
+    from edgenas.hardware.onnx import export_onnx
+    from edgenas.hardware.profiles import load_profile
     from edgenas.spaces import create
 
     shape = (3, 32, 32)
@@ -91,7 +91,7 @@ def host_probe(cores: list[int], reps: int = 200) -> list[float]:
 
 
 def measure_pair(models, profile, verbose: bool, probe: bool = False) -> tuple[bool, float]:
-    from edgenas.measure.latency import Measurer
+    from edgenas.hardware.latency import Measurer
 
     runs = []
     probes = []

@@ -22,12 +22,12 @@ def main() -> None:
     ap.add_argument("--children", type=int, default=30)
     ap.add_argument("--run", default=None)
     args = ap.parse_args()
-    from edgenas.config import load_pipeline
     from edgenas.controllers import RandomController
-    from edgenas.measure.cost import count_params
-    from edgenas.measure.export import export_onnx
-    from edgenas.measure.latency import Measurer
-    from edgenas.profiles import load_profile
+    from edgenas.hardware.cost import count_params
+    from edgenas.hardware.latency import Measurer
+    from edgenas.hardware.onnx import export_onnx
+    from edgenas.hardware.profiles import load_profile
+    from edgenas.settings.pipeline import load_pipeline
     from edgenas.spaces import from_pipeline
     from edgenas.training.data import load_digits
 

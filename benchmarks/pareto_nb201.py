@@ -46,14 +46,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgenas import pareto  # noqa: E402
-from edgenas.config import ControllerSettings, Pipeline, SearchSettings, SpaceSettings  # noqa: E402
 from edgenas.controllers.base import CONTROLLERS, Controller  # noqa: E402
 from edgenas.evaluators import TableEvaluator  # noqa: E402
+from edgenas.loop.run import prepare, run_search  # noqa: E402
 from edgenas.reward import RewardConfig  # noqa: E402
-from edgenas.rundir import DB_NAME  # noqa: E402
-from edgenas.search import prepare, run_search  # noqa: E402
+from edgenas.run.rundir import DB_NAME  # noqa: E402
+from edgenas.run.store import Store  # noqa: E402
+from edgenas.settings.pipeline import ControllerSettings, Pipeline, SearchSettings, SpaceSettings  # noqa: E402
 from edgenas.spaces.nb201 import OPS, NB201Arch, live_edges  # noqa: E402
-from edgenas.store import Store  # noqa: E402
 
 TABLE = ROOT.parent / "shared" / "data" / "nb201-cifar-12epoch.csv"
 BUDGETS = (50, 100, 200)
@@ -139,7 +139,7 @@ def _setup(table_path: str) -> None:
 def flops_model(space) -> tuple[float, dict[str, float]]:
     """FLOPs = base + per live edge the cost of its op, fitted on builds of the product's own
     builder (exact: every edge of a cell works at the same width and resolution)."""
-    from edgenas.measure.cost import static_cost
+    from edgenas.hardware.cost import static_cost
 
     def flops(ops):
         return 2 * static_cost(space.build(NB201Arch(tuple(ops))), space.input_shape).macs

@@ -56,14 +56,14 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgenas.config import ControllerSettings, Pipeline, SearchSettings, SpaceSettings  # noqa: E402
 from edgenas.controllers.base import CONTROLLERS, Controller  # noqa: E402
 from edgenas.evaluators import TableEvaluator  # noqa: E402
+from edgenas.loop.run import prepare, run_search  # noqa: E402
 from edgenas.reward import RewardConfig  # noqa: E402
-from edgenas.rundir import DB_NAME  # noqa: E402
-from edgenas.search import prepare, run_search  # noqa: E402
+from edgenas.run.rundir import DB_NAME  # noqa: E402
+from edgenas.run.store import Store  # noqa: E402
+from edgenas.settings.pipeline import ControllerSettings, Pipeline, SearchSettings, SpaceSettings  # noqa: E402
 from edgenas.spaces.nb201 import OPS, NB201Arch  # noqa: E402
-from edgenas.store import Store  # noqa: E402
 
 TABLE = ROOT.parent / "shared" / "data" / "nb201-cifar-12epoch.csv"
 BUDGETS = (25, 50, 100, 200, 400)
@@ -109,7 +109,7 @@ def _count_costs(texts: list[str], space_args: tuple) -> dict[str, tuple[int, in
     """(params, MACs) of each cell string's network, as the product's gate counts them."""
     import torch
 
-    from edgenas.measure.cost import static_cost
+    from edgenas.hardware.cost import static_cost
     from edgenas.spaces.nb201 import NB201Space
 
     torch.set_num_threads(1)
@@ -135,7 +135,7 @@ def table_costs(texts: list[str], workers: int, space) -> dict[str, tuple[int, i
     import torch
 
     h = hashlib.sha256()
-    for rel in ("edgenas/spaces/nb201.py", "edgenas/measure/cost.py"):
+    for rel in ("edgenas/spaces/nb201.py", "edgenas/hardware/cost.py"):
         h.update((ROOT / rel).read_bytes())
     space_args = (space.input_shape, space.num_classes, space.channels, space.cells_per_stage)
     first: dict[str, str] = {}
@@ -165,7 +165,7 @@ def _setup(table_path: str, constrained: bool, tell: bool = True, costs: dict | 
     import torch
 
     from edgenas.evaluate import prime_cost_cache
-    from edgenas.measure.cost import StaticCost
+    from edgenas.hardware.cost import StaticCost
 
     torch.set_num_threads(1)
     if "optuna-tpe" not in CONTROLLERS:

@@ -35,9 +35,9 @@ def main() -> None:
     ap.add_argument("--dataset", default="digits", help="digits, or folder:PATH (an ImageFolder)")
     ap.add_argument("--max-images", type=int, default=None, help="a stratified subset of the dataset")
     args = ap.parse_args()
-    from edgenas.config import load_pipeline
-    from edgenas.measure.latency import Measurer
-    from edgenas.search import run_search
+    from edgenas.hardware.latency import Measurer
+    from edgenas.loop.run import run_search
+    from edgenas.settings.pipeline import load_pipeline
 
     cores = len(os.sched_getaffinity(0))
     base = load_pipeline("default").override("search", children=args.children).override("training", epochs=args.epochs)

@@ -1,4 +1,4 @@
-"""Peak RAM and flash estimated from the ONNX graph (`edgenas.measure.memory`) against TFLite Micro.
+"""Peak RAM and flash estimated from the ONNX graph (`edgenas.hardware.memory`) against TFLite Micro.
 
 For each network: the ONNX graph's estimate (peak activation RAM in the graph's order and in the
 best order found, flash at int8) next to what the real toolchain gives for the same trained-shape
@@ -67,9 +67,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from edgenas.measure import tflite as tfl
-    from edgenas.measure.export import export_onnx
-    from edgenas.measure.memory import memory_estimate
+    from edgenas.deploy import tflite as tfl
+    from edgenas.hardware.memory import memory_estimate
+    from edgenas.hardware.onnx import export_onnx
 
     tfl.require()
     if not tfl.tflm_available():

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edgenas.config import Pipeline, api_settings, load_pipeline
 from edgenas.errors import ConfigError, DataError, RunDirError
-from edgenas.rundir import ARRAYS_NAME, DB_NAME, MANIFEST_NAME, load_run_pipeline, make_run_dir
-from edgenas.store import Store, Trial
+from edgenas.run.rundir import ARRAYS_NAME, DB_NAME, MANIFEST_NAME, load_run_pipeline, make_run_dir
+from edgenas.run.store import Store, Trial
+from edgenas.settings.pipeline import Pipeline, api_settings, load_pipeline
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def make_pipeline(
     None means "as the pipeline says"."""
     import dataclasses
 
-    from edgenas.config import ControllerSettings, SpaceSettings
+    from edgenas.settings.pipeline import ControllerSettings, SpaceSettings
 
     if budget is not None and no_budget:
         raise ConfigError("--budget and --no-budget contradict each other; give one of them")
@@ -176,7 +176,7 @@ def search(
     progress: bool | Callable[[Any], None] = True,
     on_start: Callable[[Path, Any], None] | None = None,
     no_cache: bool = False,
-    command: str = "edgenas.search",
+    command: str = "edgenas.loop.run",
     **settings: Any,
 ) -> Run:
     """Run a search (as `edgenas search` does) and return its run directory, finished.
@@ -194,8 +194,8 @@ def search(
     are checked and the run directory exists, before anything is trained.
     `resume`: continue an interrupted search in that run directory with its own settings; any
     setting given with it must equal the stored one."""
-    from edgenas.measure.latency import Measurer, default_measurer
-    from edgenas.search import prepare, run_search
+    from edgenas.hardware.latency import Measurer, default_measurer
+    from edgenas.loop.run import prepare, run_search
 
     on_progress = _progress(progress) if isinstance(progress, bool) else progress
     options = dict(budget=budget, no_budget=no_budget, epochs=epochs, space=space, controller=controller, **settings)
@@ -348,12 +348,12 @@ def export(
     """Retrain the winner (or the `top` best, or what `pick` chooses: 'knee', 'latency_ms<=2',
     ... from the front of a multi-objective run) on train + validation and write deployable
     bundles (as `edgenas export`); returns one `BundleResult` (path, manifest) per bundle.
-    `settings`: any of `edgenas.config.ExportSettings` by name (profile, int8, max_int8_drop,
+    `settings`: any of `edgenas.settings.pipeline.ExportSettings` by name (profile, int8, max_int8_drop,
     top, out, calibration_images, pick, tflite, max_tflite_diff); None means its default.
     `tflite` (needs `pip install 'edgenas[tflite]'`): also a fully int8 model.tflite and its C
     header for TFLite Micro, checked under LiteRT against the int8 ONNX model.
     `progress`: True (rich lines on stderr), False, or a callable given each step's message."""
-    from edgenas.export import export_run
+    from edgenas.deploy.bundle import export_run
 
     path = run.path if isinstance(run, Run) else Path(run)
     step = progress if callable(progress) else None
@@ -377,8 +377,8 @@ def bench(
     """Latency of ONNX files or of a run's candidates (its `top` best) under each profile (as
     `edgenas bench`): one dict per (model, profile) with the median and the rest of the
     statistics. `no_cache`: time again instead of reusing cached latencies."""
-    from edgenas.bench import bench_models
-    from edgenas.measure.latency import Measurer
+    from edgenas.deploy.bench import bench_models
+    from edgenas.hardware.latency import Measurer
 
     if top is not None and top < 1:
         raise ConfigError(f"--top must be >= 1, got {top}")
@@ -388,7 +388,7 @@ def bench(
 def report(run: Run | str | Path, out: str | Path | None = None) -> Path:
     """Write a run's HTML report (as `edgenas report`; plots embedded) and return its path;
     the numbers behind it are `load_run(run)`'s trials, top and front."""
-    from edgenas.report import write_report
+    from edgenas.run.report import write_report
 
     path = run.path if isinstance(run, Run) else Path(run)
     return write_report(path, Path(out) if out is not None else None)
@@ -396,7 +396,7 @@ def report(run: Run | str | Path, out: str | Path | None = None) -> Path:
 
 def profiles() -> dict[str, Any]:
     """Every hardware profile edgenas finds (as `edgenas profiles`), by name, loaded."""
-    from edgenas.profiles import available_profiles, load_profile
+    from edgenas.hardware.profiles import available_profiles, load_profile
 
     return {name: load_profile(str(path)) for name, path in available_profiles().items()}
 
@@ -417,9 +417,9 @@ def calibrate(
     profile)."""
     import re
 
-    from edgenas.calibrate import calibrate as fit
-    from edgenas.calibrate import write_calibrated_profile
-    from edgenas.profiles import load_profile
+    from edgenas.hardware.calibrate import calibrate as fit
+    from edgenas.hardware.calibrate import write_calibrated_profile
+    from edgenas.hardware.profiles import load_profile
 
     base = load_profile(profile)
     if folds < 2:

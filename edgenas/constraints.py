@@ -10,7 +10,7 @@ from two places, and the tighter one wins:
                         `max_peak_ram_bytes` / `max_flash_bytes` less the profile's headroom
                         (the device's own)
 
-Peak RAM and flash are estimated from the ONNX graph (`edgenas.measure.memory`) at the
+Peak RAM and flash are estimated from the ONNX graph (`edgenas.hardware.memory`) at the
 profile's precision; the RAM gate uses the graph's own execution order (what the runtime runs).
 
 The up-front feasibility check (`check_feasible`), the controller's feasibility callback (it asks
@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgenas.errors import BudgetError
-from edgenas.profiles import Profile
+from edgenas.hardware.profiles import Profile
 from edgenas.reward import RewardConfig
 
 # what -> (label in reasons, unit, how to raise it in an error message)

@@ -8,7 +8,7 @@ import sys
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "agent":
-        from edgenas.agent import main as agent_main
+        from edgenas.hardware.agent import main as agent_main
 
         sys.exit(agent_main(sys.argv[2:]))
     from edgenas.cli import main as cli_main

@@ -24,14 +24,14 @@ from edgenas import faults
 from edgenas.constraints import Constraints
 from edgenas.evaluators.base import TrainOutcome
 from edgenas.fsutil import atomic_write_bytes
-from edgenas.measure.cost import StaticCost, count_params, static_cost
-from edgenas.measure.export import export_onnx
-from edgenas.measure.latency import LatencyStats, Measurer, default_measurer
-from edgenas.measure.memory import MemoryEstimate, memory_estimate
-from edgenas.profiles import Profile
+from edgenas.hardware.cost import StaticCost, count_params, static_cost
+from edgenas.hardware.latency import LatencyStats, Measurer, default_measurer
+from edgenas.hardware.memory import MemoryEstimate, memory_estimate
+from edgenas.hardware.onnx import export_onnx
+from edgenas.hardware.profiles import Profile
 from edgenas.reward import RewardConfig, RewardTerms, compute_reward, rejected_reward
+from edgenas.run.store import Store, Trial
 from edgenas.spaces.base import SearchSpace
-from edgenas.store import Store, Trial
 from edgenas.training.data import Dataset
 
 
@@ -207,8 +207,8 @@ def int8_val_accuracy(onnx_bytes: bytes, data: Dataset, seed: int) -> float:
     `edgenas export --int8` uses)."""
     import onnxruntime as ort
 
-    from edgenas.measure.export import INPUT_NAME, onnx_logits
-    from edgenas.measure.quantize import batched_feeds, calibration_images, quantize_int8
+    from edgenas.hardware.onnx import INPUT_NAME, onnx_logits
+    from edgenas.hardware.quantize import batched_feeds, calibration_images, quantize_int8
 
     calibration = calibration_images(data.x_train, INT8_CALIBRATION_IMAGES, seed)
     int8 = quantize_int8(onnx_bytes, batched_feeds(calibration, INPUT_NAME))

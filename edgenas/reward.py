@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from edgenas import schema
 from edgenas.errors import ConfigError
+from edgenas.settings import schema
 
 MODES = ("budget", "linear", "piecewise", "mnas", "tunas")
 LATENCY_LIMITS = ("hard", "soft")

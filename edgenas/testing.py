@@ -140,7 +140,7 @@ def _trains_and_exports(
 ) -> tuple[int, np.ndarray]:
     import onnxruntime as ort
 
-    from edgenas.measure.export import INPUT_NAME, export_onnx
+    from edgenas.hardware.onnx import INPUT_NAME, export_onnx
 
     torch.manual_seed(0)
     try:

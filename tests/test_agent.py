@@ -13,10 +13,10 @@ import urllib.request
 import pytest
 from typer.testing import CliRunner
 
-from edgenas.agent_protocol import request_headers
 from edgenas.cli import app
-from edgenas.measure.export import export_onnx
-from edgenas.profiles import load_profile
+from edgenas.hardware.agent_protocol import request_headers
+from edgenas.hardware.onnx import export_onnx
+from edgenas.hardware.profiles import load_profile
 
 # Importing any of these in the agent process fails: the agent must not need them.
 HEAVY = (
@@ -29,12 +29,12 @@ HEAVY = (
     "onnx",
     "matplotlib",
     "edgenas.cli",
-    "edgenas.search",
+    "edgenas.loop.run",
 )
 LAUNCH = (
     "import sys\n"
     f"for m in {HEAVY!r}: sys.modules[m] = None\n"
-    "from edgenas.agent import main\n"
+    "from edgenas.hardware.agent import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 
@@ -119,9 +119,10 @@ def test_bench_through_the_agent(agent, tmp_path):
     assert row["machine"]["onnxruntime"]
 
 
+@pytest.mark.slow
 def test_search_with_an_agent_backed_profile(agent, tiny_pipeline):
-    from edgenas.config import load_pipeline
-    from edgenas.search import run_search
+    from edgenas.loop.run import run_search
+    from edgenas.settings.pipeline import load_pipeline
 
     pipe = load_pipeline(tiny_pipeline(children=3)).override("search", profile=agent["profile"])
     result = run_search(pipe, run_name="agent")
@@ -194,7 +195,7 @@ def test_timing_worker_checks_every_answer_is_its_own(tmp_path):
     """The worker protocol cannot desynchronise: an answer left in the pipe by an interrupted
     request is never taken for the next one's; the worker is replaced instead."""
     from edgenas.errors import MeasurementError
-    from edgenas.measure.worker import TimingWorker
+    from edgenas.hardware.worker import TimingWorker
 
     settings = {**load_profile("cpu-arm-host").settings(), "cpu_cores": [], "sessions": 1, "warmup_runs": 0}
     worker = TimingWorker()
@@ -330,7 +331,7 @@ def test_models_cannot_read_files_from_the_agents_disk(agent, tmp_path):
     import tempfile
 
     from edgenas.errors import ModelFileError
-    from edgenas.measure.worker import TimingWorker
+    from edgenas.hardware.worker import TimingWorker
 
     secret = os.path.join(tempfile.gettempdir(), f"edgenas-secret-{secrets.token_hex(4)}.bin")
     with open(secret, "wb") as fh:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from edgenas import controllers, spaces
 from edgenas.errors import ConfigError
-from edgenas.measure.export import INPUT_NAME, export_onnx
+from edgenas.hardware.onnx import INPUT_NAME, export_onnx
 from edgenas.training.data import load_dataset
 
 SMALL = {

@@ -12,6 +12,7 @@ from edgenas.errors import ConfigError, DataError, RunDirError
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     text = README.read_text()
     section = text[text.index("## Python API") :]
@@ -36,6 +37,7 @@ def _trials(run_dir):
         ).fetchall()
 
 
+@pytest.mark.slow
 def test_api_and_cli_make_the_same_trials_for_the_same_seed(tmp_path):
     from test_faults import cli
 

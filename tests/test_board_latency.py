@@ -7,12 +7,12 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-import edgenas.measure.calibration as calibration
+import edgenas.hardware.calibration as calibration
 from edgenas.cli import app
 from edgenas.errors import MeasurementError
-from edgenas.measure.export import export_onnx
-from edgenas.measure.latency import Measurer
-from edgenas.profiles import load_profile
+from edgenas.hardware.latency import Measurer
+from edgenas.hardware.onnx import export_onnx
+from edgenas.hardware.profiles import load_profile
 from edgenas.spaces.nb201 import NB201Arch, NB201Net
 
 # Row 0 of the Pi 5 file (shared/data/pi5-onnxruntime-latency-calibration.csv), measured on the board.
@@ -54,6 +54,7 @@ def _trials(run_dir):
     return [(status, reason, json.loads(lat) if lat else None) for status, reason, lat in rows]
 
 
+@pytest.mark.slow
 def test_max_latency_gates_on_predicted_board_time_not_host_time(tmp_path, monkeypatch):
     """NB201 networks (the size of the Pi 5 data) looked up in a table, timed for real under
     cpu-arm on a host with the fitting CPU (where the prediction needs host timing, so the gate

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgenas.calibrate import Calibration, cross_validate, graph_features, read_pairs
 from edgenas.cli import app
 from edgenas.controllers import RandomController
 from edgenas.errors import ConfigError
-from edgenas.measure.export import export_onnx
-from edgenas.measure.latency import Measurer
-from edgenas.profiles import load_profile
+from edgenas.hardware.calibrate import Calibration, cross_validate, graph_features, read_pairs
+from edgenas.hardware.latency import Measurer
+from edgenas.hardware.onnx import export_onnx
+from edgenas.hardware.profiles import load_profile
 from edgenas.spaces import create
 from edgenas.spaces.nb201 import NB201Arch, NB201Net
 
@@ -49,14 +49,14 @@ def test_graph_features_split_convolutions_by_kernel_kind():
 def test_prediction_falls_back_to_the_factor_outside_what_the_pairs_had():
     import torch.nn as nn
 
-    from edgenas.calibrate import covered_features, fit, fit_scale
+    from edgenas.hardware.calibrate import covered_features, fit, fit_scale
 
     # pairs with 3x3 convolutions only; 'device' = 2 x host + 1e-6 x 3x3 MACs
     nets = [nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU()) for c in (2, 4, 6, 8, 10, 12)]
     feats = [graph_features(export_onnx(n, (1, 8, 8))) for n in nets]
     host = [0.07, 0.03, 0.11, 0.05, 0.13, 0.02]  # not proportional to the work, so the fit is unique
     device = [2 * h + 1e-6 * f["conv3x3_macs"] for h, f in zip(host, feats)]
-    from edgenas.calibrate import FEATURES
+    from edgenas.hardware.calibrate import FEATURES
 
     cal = Calibration(
         "p",
@@ -80,7 +80,7 @@ def test_prediction_falls_back_to_the_factor_outside_what_the_pairs_had():
 def test_graph_only_prediction_prices_unseen_work_as_its_proxy_and_says_so():
     import torch.nn as nn
 
-    from edgenas.calibrate import GRAPH_FEATURES, covered_features, fit
+    from edgenas.hardware.calibrate import GRAPH_FEATURES, covered_features, fit
 
     # 'device' = 1e-6 x 3x3 MACs + 0.01 per conv node, from the graph alone
     nets = [nn.Sequential(nn.Conv2d(1, c, 3, padding=1), nn.ReLU()) for c in (2, 4, 6, 8, 10, 12)]
@@ -150,7 +150,7 @@ def test_calibrate_cli_writes_a_calibrated_profile_that_predicts(pairs_csv, tmp_
 
 
 def test_calibrate_graph_only_times_nothing_and_predicts_the_same_on_another_cpu(pairs_csv, tmp_path, monkeypatch):
-    import edgenas.measure.calibration as calibration
+    import edgenas.hardware.calibration as calibration
 
     res = CliRunner().invoke(
         app, ["calibrate", str(pairs_csv), "--graph-only", "--name", "mine", "--out-dir", str(tmp_path), "--folds", "3"]

@@ -5,11 +5,11 @@ import tomllib
 
 import pytest
 
-from edgenas import schema
-from edgenas.config import Pipeline, load_pipeline, parse_pipeline
 from edgenas.controllers.base import CONTROLLERS
 from edgenas.errors import ConfigError, ProfileError
-from edgenas.profiles import Profile, available_profiles, load_profile, parse_profile
+from edgenas.hardware.profiles import Profile, available_profiles, load_profile, parse_profile
+from edgenas.settings import schema
+from edgenas.settings.pipeline import Pipeline, load_pipeline, parse_pipeline
 from edgenas.spaces.base import SPACES
 
 

@@ -9,8 +9,8 @@ from edgenas import spaces
 from edgenas.constraints import Constraints
 from edgenas.errors import BudgetError
 from edgenas.evaluate import feasibility, smallest_params
-from edgenas.measure.cost import count_params
-from edgenas.profiles import load_profile
+from edgenas.hardware.cost import count_params
+from edgenas.hardware.profiles import load_profile
 from edgenas.reward import RewardConfig
 
 ARM = load_profile("cpu-arm")
@@ -91,7 +91,7 @@ def test_a_parameter_limit_check_builds_each_network_once_and_a_primed_cost_answ
     `prime_cost_cache` (a benchmark's, counted elsewhere) is used without building at all;
     the verdicts stay what counting the built network gives."""
     from edgenas.evaluate import prime_cost_cache
-    from edgenas.measure.cost import StaticCost, static_cost
+    from edgenas.hardware.cost import StaticCost, static_cost
 
     class CountingSpace(type(spaces.create("nb201", input_shape=(3, 8, 8), num_classes=10))):
         builds = 0
@@ -125,14 +125,15 @@ def test_a_parameter_limit_check_builds_each_network_once_and_a_primed_cost_answ
     assert CountingSpace.builds == 0
 
 
+@pytest.mark.slow
 def test_controller_feasibility_knows_a_graph_only_latency_limit_as_the_gate_measures_it():
     """Where the profile predicts latency from the graph alone, the controller is told the latency
     limit too: the check agrees with the gate's real measurement (onnxruntime timing, then the
     calibration) on every network; where the prediction needs host timing it is not told."""
     import random
 
-    from edgenas.measure.export import export_onnx
-    from edgenas.measure.latency import Measurer
+    from edgenas.hardware.latency import Measurer
+    from edgenas.hardware.onnx import export_onnx
 
     graph_only = dataclasses.replace(ARM, host_calibration="")  # the Pi 5 graph-only fit, on any host
     measurer = Measurer(use_cache=False)

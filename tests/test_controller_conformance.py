@@ -150,6 +150,7 @@ def _bans_before_exhaustion(**options):
     return bans, early
 
 
+@pytest.mark.slow
 def test_predictor_with_exhaust_leaves_an_incumbent_only_after_all_its_neighbours():
     bans, early = _bans_before_exhaustion(exhaust=True, radius=0)
     assert bans >= 1 and early == 0
@@ -158,6 +159,7 @@ def test_predictor_with_exhaust_leaves_an_incumbent_only_after_all_its_neighbour
     assert early >= 1
 
 
+@pytest.mark.slow
 def test_predictor_with_a_feasibility_check_proposes_only_what_passes_and_checks_lazily():
     """Like a hard parameter budget: at most three 3x3 convolutions; the toy reward wants six."""
     space = nb201()
@@ -248,6 +250,7 @@ print(ctl.propose(4))
 
 
 @pytest.mark.parametrize("name", ALL)
+@pytest.mark.slow
 def test_proposals_do_not_depend_on_the_process_hash_seed(name):
     """A resumed search runs in a new process: string hashing must not change what is proposed."""
     import os

@@ -21,6 +21,7 @@ def test_proposals_are_valid_and_seeded():
         s.validate(seq)
 
 
+@pytest.mark.slow
 def test_learning_raises_probability_of_rewarded_action():
     """Toy reward: 1 when the first layer has 64 filters (action 4), else 0."""
     s = space()

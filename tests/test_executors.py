@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edgenas.cli import app
-from edgenas.config import load_pipeline
-from edgenas.search import run_search
+from edgenas.loop.run import run_search
+from edgenas.settings.pipeline import load_pipeline
 
 
 def _rows(run_dir):
@@ -18,6 +18,7 @@ def _rows(run_dir):
     )
 
 
+@pytest.mark.slow
 def test_process_pool_matches_local(tiny_pipeline):
     base = load_pipeline(tiny_pipeline(children=6, budget=2500)).override("search", threads_per_job=1)
     local = run_search(base, run_name="local")
@@ -31,6 +32,7 @@ def test_process_pool_matches_local(tiny_pipeline):
     assert local.manifest["winner"]["arch_key"] == pool.manifest["winner"]["arch_key"]
 
 
+@pytest.mark.slow
 def test_process_executor_from_the_cli(tiny_pipeline):
     res = CliRunner().invoke(
         app,
@@ -50,6 +52,7 @@ def test_process_executor_from_the_cli(tiny_pipeline):
     assert "winner.onnx verified" in res.output
 
 
+@pytest.mark.slow
 def test_ray_executor_matches_local(tiny_pipeline):
     pytest.importorskip("ray")
     base = load_pipeline(tiny_pipeline(children=6, budget=2500)).override("search", threads_per_job=1)
@@ -145,6 +148,7 @@ def test_median_rule_stops_children_and_records_why(tiny_pipeline):
     assert result.winner["trial_id"] not in [r for r in stopped]
 
 
+@pytest.mark.slow
 def test_a_job_past_its_deadline_is_not_trained_in_a_worker_process(tiny_pipeline):
     """--max-minutes reaches the worker: a job that gets there after its `not_after` comes back
     `not_started` with nothing trained; one before it trains as usual."""

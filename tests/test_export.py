@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from edgenas.cli import app
-from edgenas.config import load_pipeline
-from edgenas.export import Int8Refused, export_run
-from edgenas.search import run_search
+from edgenas.deploy.bundle import Int8Refused, export_run
+from edgenas.loop.run import run_search
+from edgenas.settings.pipeline import load_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +127,7 @@ def test_bundle_runs_with_only_onnxruntime_and_numpy(finished_run, tmp_path, dig
     assert got["acc"] == pytest.approx(res.manifest["models"]["fp32"]["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_export_of_an_interrupted_run(tmp_path):
     (tmp_path / "p.toml").write_text(
         f'[search]\nchildren = 9\narchitectures_per_update = 3\ndevice = "cpu"\nruns_dir = "{tmp_path / "runs"}"\n'

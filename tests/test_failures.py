@@ -7,10 +7,10 @@ from typer.testing import CliRunner
 
 from edgenas import faults
 from edgenas.cli import app
-from edgenas.config import load_pipeline
 from edgenas.errors import SearchAborted
-from edgenas.measure.latency import Measurer
-from edgenas.search import run_search
+from edgenas.hardware.latency import Measurer
+from edgenas.loop.run import run_search
+from edgenas.settings.pipeline import load_pipeline
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PIPELINE = """
 [search]
 seed = 3
@@ -66,6 +68,7 @@ def snapshot(run_dir):
     return trials, samples, updates, (winner["arch_key"], winner["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_sigkill_anywhere_then_resume_loses_and_duplicates_nothing(tmp_path):
     pipe = tmp_path / "p.toml"
     pipe.write_text(PIPELINE.format(runs=tmp_path / "runs"))
@@ -120,6 +123,7 @@ def test_sigkill_anywhere_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert again.returncode == 0 and "already finished" in again.stdout
 
 
+@pytest.mark.slow
 def test_resume_refuses_contradicting_settings(tmp_path):
     pipe = tmp_path / "p.toml"
     pipe.write_text(PIPELINE.format(runs=tmp_path / "runs"))
@@ -132,6 +136,7 @@ def test_resume_refuses_contradicting_settings(tmp_path):
     assert bad.returncode == 2 and "not an edgenas run directory" in bad.stderr
 
 
+@pytest.mark.slow
 def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
     pipe = tmp_path / "p.toml"
     pipe.write_text(PIPELINE.format(runs=tmp_path / "runs"))
@@ -151,6 +156,7 @@ def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
     assert f"took over the lock of PID {dead.pid}" in res.stderr
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_search_with_a_message_and_resume_finishes_it(tmp_path):
     """A real write limit (RLIMIT_FSIZE: writes past it fail with EFBIG, as they fail with
     ENOSPC on a full disk): one message, exit 1, nothing half-written left, and the run resumes."""

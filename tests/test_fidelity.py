@@ -8,10 +8,10 @@ import sqlite3
 import pytest
 import torch
 
-from edgenas.config import load_pipeline
 from edgenas.errors import ConfigError
-from edgenas.fidelity import Standing, promotions, rung_epochs
-from edgenas.search import prepare, run_search
+from edgenas.loop.fidelity import Standing, promotions, rung_epochs
+from edgenas.loop.run import prepare, run_search
+from edgenas.settings.pipeline import load_pipeline
 
 
 def test_rung_epochs():
@@ -137,6 +137,7 @@ def test_asha_settings_that_cannot_work_are_refused(tmp_path):
         load_pipeline(path).override("search", early_stopping="median")
 
 
+@pytest.mark.slow
 def test_kill_at_a_rung_then_resume_makes_the_same_decisions(tmp_path):
     from test_faults import cli
 

@@ -11,8 +11,8 @@ import sqlite3
 import pytest
 import torch
 
-from edgenas.config import load_pipeline
-from edgenas.search import run_search
+from edgenas.loop.run import run_search
+from edgenas.settings.pipeline import load_pipeline
 from edgenas.spaces.layerwise import Layer, LayerwiseArch, LayerwiseSpace
 from edgenas.training.trainer import TrainRecipe, accuracy, train_child
 

@@ -6,7 +6,7 @@ import inspect
 from pathlib import Path
 
 import edgenas
-from edgenas.search import run_search
+from edgenas.loop.run import run_search
 
 PACKAGE = Path(edgenas.__file__).parent
 

@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 
 from edgenas.errors import MeasurementError, ProfileError
-from edgenas.measure.cost import count_params, static_cost
-from edgenas.measure.export import INPUT_NAME, OUTPUT_NAME, export_onnx
-from edgenas.measure.latency import Measurer, graph_hash, quantize_for_timing
-from edgenas.profiles import load_profile, parse_profile
+from edgenas.hardware.cost import count_params, static_cost
+from edgenas.hardware.latency import Measurer, graph_hash, quantize_for_timing
+from edgenas.hardware.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
+from edgenas.hardware.profiles import load_profile, parse_profile
 from edgenas.spaces.layerwise import Layer, LayerwiseArch, LayerwiseSpace
 
 
@@ -100,7 +100,7 @@ def test_latency_on_a_real_session_in_a_pinned_worker():
 
 
 def test_sessions_take_turns_until_the_minimum_timed_duration():
-    from edgenas.measure.timing import time_model
+    from edgenas.hardware.timing import time_model
 
     tiny = _tiny_onnx()
     settings = _profile(sessions=3, timed_runs=4, warmup_runs=1, min_timed_ms=0, cpu_cores=[]).settings()

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from edgenas.cli import app
 from edgenas.constraints import Constraints
 from edgenas.errors import BudgetError
-from edgenas.measure.export import export_onnx
-from edgenas.measure.memory import FLASH_BYTES_PER_OP, INT8_BYTES_PER_OUTPUT_CHANNEL, memory_estimate
-from edgenas.profiles import load_profile
+from edgenas.hardware.memory import FLASH_BYTES_PER_OP, INT8_BYTES_PER_OUTPUT_CHANNEL, memory_estimate
+from edgenas.hardware.onnx import export_onnx
+from edgenas.hardware.profiles import load_profile
 from edgenas.reward import RewardConfig
 
 
@@ -138,7 +138,7 @@ def test_a_microcontroller_search_never_trains_a_child_over_its_limits(tiny_pipe
 
 
 def test_runs_written_before_the_memory_column_still_open(tmp_path):
-    from edgenas.store import SCHEMA, Store
+    from edgenas.run.store import SCHEMA, Store
 
     db = tmp_path / "search.db"
     with sqlite3.connect(db) as conn:  # a version-2 store: no trials.memory (nor the later rungs)

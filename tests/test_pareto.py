@@ -87,6 +87,7 @@ def _values(run_dir):
     return {t.id: pareto.trial_values(t) for t in edgenas.load_run(run_dir).trials("ok")}
 
 
+@pytest.mark.slow
 def test_front_pick_and_resume_through_the_cli(tmp_path):
     path = tmp_path / "mo.toml"
     path.write_text(MO.format(runs=tmp_path / "runs"))

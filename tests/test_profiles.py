@@ -1,7 +1,7 @@
 import pytest
 
 from edgenas.errors import ProfileError
-from edgenas.profiles import available_profiles, load_profile, load_profile_file, parse_profile
+from edgenas.hardware.profiles import available_profiles, load_profile, load_profile_file, parse_profile
 
 
 def test_shipped_profiles_load():

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgenas import schema
-from edgenas.config import Pipeline, parse_pipeline
 from edgenas.errors import ConfigError, ProfileError
-from edgenas.profiles import Profile, parse_profile
+from edgenas.hardware.profiles import Profile, parse_profile
+from edgenas.settings import schema
+from edgenas.settings.pipeline import Pipeline, parse_pipeline
 from edgenas.spaces.layerwise import LayerwiseSpace
 
 scalars = st.one_of(

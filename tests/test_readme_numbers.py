@@ -251,7 +251,7 @@ def test_mnas_default_and_what_twice_the_target_costs():
 
 def test_default_pipeline_and_calibration_counts():
     from edgenas import evaluate
-    from edgenas.config import ExportSettings
+    from edgenas.settings.pipeline import ExportSettings
 
     pipe = tomllib.loads((ROOT / "pipelines" / "default.toml").read_text())
     sentence(rf"no download; {pipe['search']['children']} children trained")

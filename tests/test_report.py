@@ -4,9 +4,9 @@ import sqlite3
 from typer.testing import CliRunner
 
 from edgenas.cli import app
-from edgenas.config import load_pipeline
-from edgenas.report import pareto_front, report_data
-from edgenas.search import run_search
+from edgenas.loop.run import run_search
+from edgenas.run.report import pareto_front, report_data
+from edgenas.settings.pipeline import load_pipeline
 
 
 def test_pareto_front():

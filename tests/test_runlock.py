@@ -11,12 +11,12 @@ import time
 import pytest
 
 from edgenas.errors import RunDirError
-from edgenas.runlock import RunLock
+from edgenas.run.lock import RunLock
 
 STARTER = """
 import json, os, sys, time
 from edgenas.errors import RunDirError
-from edgenas.runlock import RunLock
+from edgenas.run.lock import RunLock
 run, start, log = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 while time.time() < start:
     pass
@@ -49,7 +49,7 @@ def test_concurrent_starters_never_get_two_owners(tmp_path, round_):
 
 
 def test_a_killed_owner_is_taken_over_and_a_live_one_refused(tmp_path):
-    hold = "import sys, time\nfrom edgenas.runlock import RunLock\nRunLock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(60)\n"
+    hold = "import sys, time\nfrom edgenas.run.lock import RunLock\nRunLock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(60)\n"
     owner = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert owner.stdout.readline().strip() == "held"

@@ -8,9 +8,9 @@ import onnxruntime as ort
 import pytest
 
 import edgenas
-from edgenas.config import load_pipeline
 from edgenas.errors import BudgetError, ConfigError
-from edgenas.search import Progress, run_search
+from edgenas.loop.run import Progress, run_search
+from edgenas.settings.pipeline import load_pipeline
 
 
 def test_tiny_search_end_to_end(tiny_pipeline, digits):
@@ -119,6 +119,7 @@ def test_budget_below_smallest_network_fails_before_training(tiny_pipeline, tmp_
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_depth_curriculum_starts_shallow_and_deepens(tmp_path):
     """Zoph & Le's curriculum: one layer for the first two updates, then up to three."""
     path = tmp_path / "p.toml"
@@ -222,6 +223,7 @@ def test_a_start_over_a_graph_only_latency_limit_is_refused_before_the_run_direc
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_max_minutes_starts_no_training_after_the_limit_not_even_inside_an_update(tiny_pipeline):
     """--max-minutes is a deadline for every training job, not only for starting an update: an
     update that would run past it is cut (its finished children are kept, with their samples),

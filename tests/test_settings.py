@@ -3,25 +3,27 @@ pipelines/default.toml and the check of its allowed values all come from that de
 
 import dataclasses
 import tomllib
+import types
 import typing
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from edgenas import api, schema
+from edgenas import api
 from edgenas.cli import app
+from edgenas.cli.default_toml import default_toml
 from edgenas.cli.settings_flags import flags, setting_flags
-from edgenas.config import Pipeline, api_settings, setting_sections
-from edgenas.defaults import default_toml
 from edgenas.errors import ConfigError
+from edgenas.settings import schema
+from edgenas.settings.pipeline import Pipeline, api_settings, setting_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_default_toml_is_the_generated_one():
     assert (ROOT / "pipelines" / "default.toml").read_text() == default_toml(), (
-        "pipelines/default.toml is out of date: python -m edgenas.defaults > pipelines/default.toml"
+        "pipelines/default.toml is out of date: python -m edgenas.cli.default_toml > pipelines/default.toml"
     )
 
 
@@ -44,8 +46,8 @@ def _sample(flag) -> tuple[list[str], object]:
     f = flag.field
     name = schema.flag_name(f)
     hint = typing.get_type_hints(setting_sections()[flag.section])[f.name]
-    base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    kind = base[0]
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kind = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
     if f.metadata.get("parse"):
         return [name, "accuracy,latency"], ("accuracy", "latency")
     if f.metadata.get("choices"):
@@ -90,7 +92,8 @@ def test_every_flag_sets_its_setting_in_the_pipeline():
         assert list(settings) == [flag.api], words
         pipe = api.make_pipeline(**settings)
         section = getattr(pipe, flag.section)
-        assert getattr(section, flag.field.name) == expected, words
+        value = getattr(section, flag.field.name)
+        assert value == expected and type(value) is type(expected), words
         default = getattr(getattr(api.make_pipeline(), flag.section), flag.field.name)
         assert default != expected, f"{words}: the sample is the default, the test would prove nothing"
 

@@ -98,7 +98,7 @@ def test_registry_errors_are_config_errors():
 def test_mobile_space_inverted_residuals_masks_and_keys():
     import random
 
-    from edgenas.measure.cost import count_params
+    from edgenas.hardware.cost import count_params
     from edgenas.spaces.mobile import InvertedResidual, MobileSpace, SqueezeExcite
 
     space = MobileSpace((3, 32, 32), 10)
@@ -139,7 +139,7 @@ def test_mobile_head_convolution_is_a_decision_with_keys_that_read_back():
     """`heads` with several options adds one last decision: a 1x1 convolution (BN, ReLU6) to that
     width before pooling, spelled `/h<width>` in the key (absent for 0, so keys of networks without
     a head are as before); one option is fixed, no decision."""
-    from edgenas.measure.cost import count_params
+    from edgenas.hardware.cost import count_params
     from edgenas.spaces.mobile import HEAD, MobileSpace
     from edgenas.testing import check_space
 
@@ -171,9 +171,9 @@ def test_mobile_head_convolution_is_a_decision_with_keys_that_read_back():
 def test_mobile_networks_are_flagged_outside_the_pi5_calibration():
     """The Pi 5 calibration pairs have no depthwise convolutions: a mobile network's prediction
     must say it is outside the fit, under both calibrations cpu-arm uses, never extrapolate silently."""
-    from edgenas.measure.calibration import Calibration, graph_features
-    from edgenas.measure.export import export_onnx
-    from edgenas.profiles import load_profile
+    from edgenas.hardware.calibration import Calibration, graph_features
+    from edgenas.hardware.onnx import export_onnx
+    from edgenas.hardware.profiles import load_profile
     from edgenas.spaces.mobile import MobileSpace
 
     space = MobileSpace((3, 32, 32), 10)

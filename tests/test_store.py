@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from edgenas.store import Store
+from edgenas.run.store import Store
 
 
 def _trial(key, reward, params, status="ok"):

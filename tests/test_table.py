@@ -46,6 +46,7 @@ def test_table_detects_columns_and_scales_percentages(table_file):
         Table.load(table_file, space, val_column="acc")
 
 
+@pytest.mark.slow
 def test_tabular_search_finds_the_best_cell_without_training(table_file, tmp_path):
     prof = tmp_path / "untimed.toml"
     prof.write_text(PROFILE)

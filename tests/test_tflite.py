@@ -19,15 +19,15 @@ from hand_networks import Residual
 from typer.testing import CliRunner
 
 from edgenas.cli import app
-from edgenas.config import load_pipeline
-from edgenas.measure.export import export_onnx
-from edgenas.measure.memory import memory_estimate
-from edgenas.search import run_search
+from edgenas.hardware.memory import memory_estimate
+from edgenas.hardware.onnx import export_onnx
+from edgenas.loop.run import run_search
+from edgenas.settings.pipeline import load_pipeline
 
 pytest.importorskip("litert_torch", reason="the TFLite extra is not installed")
 pytest.importorskip("tflite_micro", reason="the TFLite extra is not installed")
 
-from edgenas.measure import tflite as tfl  # noqa: E402
+from edgenas.deploy import tflite as tfl  # noqa: E402
 
 
 def calib(shape, n=8, seed=0):
@@ -215,7 +215,7 @@ def test_export_tflite_through_the_cli(mcu_run, tmp_path):
 
 
 def test_tflite_refused_past_the_limit(digits, tmp_path):
-    from edgenas.export import _tflite_bundle
+    from edgenas.deploy.bundle import _tflite_bundle
 
     # a real (untrained) network converted and scored under LiteRT; told that the int8 ONNX model
     # scored 100 %, the two disagree by far more than 1 point: refused, its files removed

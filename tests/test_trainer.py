@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from edgenas.config import TrainRecipe
+from edgenas.settings.pipeline import TrainRecipe
 from edgenas.training.trainer import channels_last_safe
 
 CRASHER = """
 import sys, torch, torch.nn as nn
-from edgenas.config import TrainRecipe
+from edgenas.settings.pipeline import TrainRecipe
 from edgenas.training.trainer import train_child
 size = int(sys.argv[1])
 torch.manual_seed(0)
@@ -27,6 +27,7 @@ print("ok", res.epochs)
 
 
 @pytest.mark.parametrize("size", [16, 32])
+@pytest.mark.slow
 def test_1x1_stride_2_conv_trains_without_crashing(size):
     res = subprocess.run([sys.executable, "-c", CRASHER, str(size)], capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
@@ -79,7 +80,7 @@ def test_crops_shift_and_flips_mirror_the_image():
 
 
 def test_photo_recipe_is_off_for_digits_and_on_for_photos():
-    from edgenas.config import load_pipeline
+    from edgenas.settings.pipeline import load_pipeline
 
     digits = load_pipeline("default")
     assert digits.training.crop_padding == 0 and not digits.training.horizontal_flip

@@ -52,6 +52,7 @@ def test_a_user_space_class_is_searched_end_to_end_and_exported(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_an_installed_entry_point_names_a_space_for_the_cli(tmp_path, monkeypatch):
     dist = tmp_path / "site" / "my_spaces-1.0.dist-info"
     dist.mkdir(parents=True)
@@ -73,6 +74,7 @@ def test_an_installed_entry_point_names_a_space_for_the_cli(tmp_path, monkeypatc
     assert res.returncode == 2 and "unknown search space 'tinyy'" in res.stderr and "tiny" in res.stderr
 
 
+@pytest.mark.slow
 def test_arrays_in_memory_are_searched_kept_in_the_run_and_exported(tmp_path):
     x, y = _digits_uint8()
     run = edgenas.search((x, y), runs_dir=tmp_path / "runs", name="arr", **FAST)
@@ -119,6 +121,7 @@ def test_given_splits_and_a_torch_dataset(tmp_path):
         ({"val": (np.zeros((20, 1, 8, 8)), np.arange(20) % 2)}, "no training split"),
     ],
 )
+@pytest.mark.slow
 def test_bad_arrays_get_the_same_message_from_the_api_and_the_cli(tmp_path, data, message):
     with pytest.raises(DataError, match=message):
         edgenas.search(data, runs_dir=tmp_path / "runs", **FAST)

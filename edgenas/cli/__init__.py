@@ -27,7 +27,7 @@ def agent(ctx: typer.Context) -> None:
     """Run on the target board: time models sent by a search or bench (needs only onnxruntime
     and numpy). Options: --listen HOST:PORT (default 127.0.0.1:8765), --token-file PATH,
     --max-mb, --timeout-s; `edgenas agent --help` for details."""
-    from edgenas.agent import main as agent_main
+    from edgenas.hardware.agent import main as agent_main
 
     raise typer.Exit(agent_main(list(ctx.args)))
 

@@ -72,7 +72,7 @@ def bench(
     cpu-arm-host is this host's raw time.
     """
     from edgenas import api
-    from edgenas.measure.latency import outside_fit_note
+    from edgenas.hardware.latency import outside_fit_note
 
     rows = api.bench(models, profile, top, no_cache=no_cache)
     if as_json:

@@ -84,7 +84,7 @@ def candidates_table(trials: list, title: str, pareto: dict[str, set[int]] | Non
     `pareto` (front name -> trial ids) adds a column naming the fronts each trial is on."""
     from rich.table import Table
 
-    from edgenas.measure.latency import outside_fit_note
+    from edgenas.hardware.latency import outside_fit_note
 
     flagged = any(outside_fit_note(t.latency) for t in trials)
     if flagged:

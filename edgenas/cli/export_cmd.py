@@ -33,7 +33,7 @@ def export(
 
 def _print_bundles(results: list[Any]) -> None:
     """Per bundle: its models (size, test accuracy, latency), the TFLite Micro arena, how it was picked."""
-    from edgenas.measure.latency import outside_fit_note
+    from edgenas.hardware.latency import outside_fit_note
 
     for r in results:
         m = r.manifest
@@ -97,7 +97,7 @@ def report(
 ) -> None:
     """Summarise a run in the terminal and write its HTML report (plots embedded)."""
     from edgenas import api
-    from edgenas.report import report_data
+    from edgenas.run.report import report_data
 
     d = report_data(run_dir)
     pareto = {"latency": set(d["pareto_latency"]), "params": set(d["pareto_params"])}

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from edgenas.cli.common import console, handle_errors
-from edgenas.profiles import available_profiles, load_profile
+from edgenas.hardware.profiles import available_profiles, load_profile
 
 app = typer.Typer(help="List hardware profiles, or show one profile's settings.", no_args_is_help=False)
 

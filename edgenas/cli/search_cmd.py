@@ -28,8 +28,8 @@ from edgenas.cli.common import (
     handle_errors,
 )
 from edgenas.cli.settings_flags import setting_flags
-from edgenas.rundir import MANIFEST_NAME
-from edgenas.search import Progress as SearchProgress
+from edgenas.loop.run import Progress as SearchProgress
+from edgenas.run.rundir import MANIFEST_NAME
 
 
 class _Status:
@@ -222,7 +222,7 @@ def _stopped_by(reason: str | None, search: dict) -> str:  # type: ignore[type-a
 
 
 def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
-    from edgenas.measure.latency import outside_fit_note
+    from edgenas.hardware.latency import outside_fit_note
 
     m = run.manifest
     label = m["profile"]["latency_label"]

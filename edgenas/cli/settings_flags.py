@@ -1,5 +1,5 @@
 """Command-line options generated from the settings schema: each pipeline setting declared with a
-`flag` (`edgenas.schema.setting`) becomes one typer option, with the setting's help, its
+`flag` (`edgenas.settings.schema.setting`) becomes one typer option, with the setting's help, its
 built-in default shown, and its value parsed as declared. A command decorated with
 `setting_flags` receives them as one `settings` dict (API keyword -> value, only the flags that
 were given), which it passes to the API unchanged."""
@@ -9,14 +9,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import types
 import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from edgenas import schema
-from edgenas.config import ExportSettings, Pipeline, setting_sections
+from edgenas.settings import schema
+from edgenas.settings.pipeline import ExportSettings, Pipeline, setting_sections
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,7 @@ def _annotation(f: dataclasses.Field, hint: Any, shown_as: str, default: Any) ->
     meta = f.metadata
     flag = schema.flag_name(f)
     assert flag is not None
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    base = args[0]
+    base = _without_none(hint)
     if meta.get("parse") is not None:
         kind: Any = str
     elif typing.get_origin(base) is tuple:
@@ -45,6 +45,14 @@ def _annotation(f: dataclasses.Field, hint: Any, shown_as: str, default: Any) ->
     # rich reads "[tflite]" as markup: escaped, the help shows as declared
     option = typer.Option(*names, help=meta["help"].replace("[", "\\["), show_default=shown_as.format(shown))
     return Annotated[Optional[kind], option]  # type: ignore[valid-type]
+
+
+def _without_none(hint: Any) -> Any:
+    """`X` of `X | None` (any other type as it is)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if len(args) == 1 else hint
+    return hint
 
 
 @functools.lru_cache(maxsize=None)

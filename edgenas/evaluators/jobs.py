@@ -16,7 +16,7 @@ WORKER: dict[str, Any] = {}
 def setup(pipeline_json: dict[str, Any], threads: int, cores: list[int] | None, device: str | None = None) -> None:
     """Load the dataset and the space once per worker; `device` overrides the pipeline's."""
     from edgenas import spaces
-    from edgenas.config import Pipeline
+    from edgenas.settings.pipeline import Pipeline
     from edgenas.training.data import load_pipeline_dataset
     from edgenas.training.trainer import resolve_device
 

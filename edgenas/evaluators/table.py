@@ -11,9 +11,9 @@ from typing import Iterator
 
 import torch
 
-from edgenas.config import SearchSettings
 from edgenas.errors import ConfigError
 from edgenas.evaluators.base import EVALUATORS, Evaluator, EvaluatorContext, TrainJob, TrainOutcome
+from edgenas.settings.pipeline import SearchSettings
 from edgenas.spaces.base import SearchSpace
 from edgenas.table import Table
 from edgenas.training.data import Dataset

@@ -5,7 +5,7 @@
 - `MedianStop` (`early_stopping = "median"`): a child stops at the first epoch where its
   validation accuracy is below the median of earlier children's at that epoch;
 - `Asha` (`fidelity = "asha"`): every child trains the first rung's epochs; at the start of each
-  update the best of each rung continue to the next (`edgenas.fidelity`).
+  update the best of each rung continue to the next (`edgenas.loop.fidelity`).
 
 Each decides from results of earlier updates only, so a resumed search decides the same.
 """
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from edgenas.config import Pipeline
-from edgenas.fidelity import Standing, promotions, rung_epochs
-from edgenas.store import Store
+from edgenas.loop.fidelity import Standing, promotions, rung_epochs
+from edgenas.run.store import Store
+from edgenas.settings.pipeline import Pipeline
 
 
 class Pruner:
@@ -60,7 +60,7 @@ class MedianStop(Pruner):
 
 
 class Asha(Pruner):
-    """Asynchronous successive halving over epochs (`edgenas.fidelity`)."""
+    """Asynchronous successive halving over epochs (`edgenas.loop.fidelity`)."""
 
     def __init__(self, rungs: Sequence[int], reduction: int) -> None:
         self.rungs, self.reduction = tuple(rungs), reduction

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from edgenas import controllers, faults, pareto
-from edgenas.config import Pipeline, SearchSettings
 from edgenas.evaluate import (
     ChildResult,
     PendingChild,
@@ -34,15 +33,16 @@ from edgenas.evaluate import (
 )
 from edgenas.evaluators.base import Evaluator, TrainJob, TrainOutcome
 from edgenas.fsutil import atomic_write_bytes
+from edgenas.hardware.latency import Measurer
 from edgenas.loop import middleware, pruners, stops
-from edgenas.measure.latency import Measurer
-from edgenas.rundir import PIPELINE_NAME, describe_dataset, load_checkpoint, save_checkpoint, versions
+from edgenas.run.rundir import PIPELINE_NAME, describe_dataset, load_checkpoint, save_checkpoint, versions
+from edgenas.run.store import Store, Trial
+from edgenas.settings.pipeline import Pipeline, SearchSettings
 from edgenas.spaces.base import SearchSpace
-from edgenas.store import Store, Trial
 
 if TYPE_CHECKING:
     from edgenas.constraints import Constraints
-    from edgenas.profiles import Profile
+    from edgenas.hardware.profiles import Profile
     from edgenas.table import Table
     from edgenas.training.data import Dataset
 

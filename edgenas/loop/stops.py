@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from edgenas.config import SearchSettings
 from edgenas.errors import SearchAborted
-from edgenas.store import Store
+from edgenas.run.store import Store
+from edgenas.settings.pipeline import SearchSettings
 
 
 class StopRule:

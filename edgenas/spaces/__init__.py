@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgenas.config import Pipeline
+    from edgenas.settings.pipeline import Pipeline
 from edgenas.errors import ConfigError
 from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace
 from edgenas.spaces.blocks import BlocksArch, BlocksSpace

@@ -17,7 +17,7 @@ import torch
 from edgenas.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from edgenas.config import Pipeline
+    from edgenas.settings.pipeline import Pipeline
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgenas import faults
-from edgenas.config import TrainRecipe  # noqa: F401  (the recipe type; re-exported)
+from edgenas.settings.pipeline import TrainRecipe  # noqa: F401  (the recipe type; re-exported)
 
 
 class ChildFailure(Exception):

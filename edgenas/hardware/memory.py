@@ -423,7 +423,7 @@ def memory_estimate(model: bytes, precision: str = "int8") -> MemoryEstimate:
 
     Cached by the graph's structure (weight values do not change either number), so the
     controller's feasibility check and the gate on the same architecture estimate it once."""
-    from edgenas.measure.latency import graph_hash
+    from edgenas.hardware.latency import graph_hash
 
     key = (graph_hash(model), precision)
     if key not in _ESTIMATES:

@@ -1,4 +1,4 @@
-"""A separate process that times models: `python -m edgenas.measure.worker`.
+"""A separate process that times models: `python -m edgenas.hardware.worker`.
 
 Protocol: one JSON request per line on stdin ({"id", "model_path", "settings", "timeout_s"}), one
 JSON answer per line on stdout ({"id", "ok": true, "stats": {...}} or {"id", "ok": false, "kind",
@@ -28,7 +28,7 @@ from edgenas.errors import MeasurementError, ModelFileError
 
 
 def _serve() -> None:
-    from edgenas.measure.timing import time_model
+    from edgenas.hardware.timing import time_model
 
     all_cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
     for line in sys.stdin:
@@ -71,7 +71,7 @@ class TimingWorker:
                 self.restarts += 1
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "edgenas.measure.worker"],
+                [sys.executable, "-m", "edgenas.hardware.worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,

@@ -1,7 +1,7 @@
 """`edgenas agent`: runs on the target board and times models sent by a search or `bench`.
 
-Imports only onnxruntime, numpy and the standard library (through edgenas.measure.timing and
-edgenas.measure.worker), so a board needs neither torch nor the rest of edgenas' dependencies:
+Imports only onnxruntime, numpy and the standard library (through edgenas.hardware.timing and
+edgenas.hardware.worker), so a board needs neither torch nor the rest of edgenas' dependencies:
 
     pip install --no-deps edgenas && pip install onnxruntime numpy
     edgenas agent --listen 127.0.0.1:8765 --token-file ~/.config/edgenas/agent.token
@@ -35,8 +35,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from edgenas.agent_protocol import MAX_SKEW_S, read_token, sign
 from edgenas.errors import EdgenasError, MeasurementError, ModelFileError, ProfileError
+from edgenas.hardware.agent_protocol import MAX_SKEW_S, read_token, sign
 from edgenas.version import __version__
 
 MAX_UPLOADS = 2  # request bodies read at the same time
@@ -44,8 +44,8 @@ MAX_UPLOADS = 2  # request bodies read at the same time
 
 class Agent:
     def __init__(self, token: bytes, max_bytes: int, timeout_s: float, max_input_bytes: int = 256 * 2**20) -> None:
-        from edgenas.measure.timing import machine_info
-        from edgenas.measure.worker import TimingWorker
+        from edgenas.hardware.timing import machine_info
+        from edgenas.hardware.worker import TimingWorker
 
         self.token = token
         self.max_bytes = max_bytes
@@ -73,7 +73,7 @@ class Agent:
             self._nonces[nonce] = time.time()
 
     def measure(self, request: dict[str, Any]) -> dict[str, Any]:
-        from edgenas.profiles import parse_profile
+        from edgenas.hardware.profiles import parse_profile
 
         if not isinstance(request, dict) or "settings" not in request or "model_b64" not in request:
             raise MeasurementError("the request needs 'settings' and 'model_b64'")

@@ -21,20 +21,20 @@ from typing import Any, Callable
 import torch
 
 from edgenas import controllers, evaluators, spaces
-from edgenas.config import Pipeline, SearchSettings
 from edgenas.constraints import Constraints
 from edgenas.errors import ConfigError, RunDirError
 from edgenas.evaluate import feasibility, smallest_params
 from edgenas.evaluators import EvaluatorContext, table_dataset
 from edgenas.fsutil import atomic_write_json
+from edgenas.hardware.latency import Measurer, check_providers
+from edgenas.hardware.profiles import Profile, load_profile
 from edgenas.loop.pruners import search_rungs
 from edgenas.loop.session import Prepared, Progress, SearchSession, curriculum_space
-from edgenas.measure.latency import Measurer, check_providers
-from edgenas.profiles import Profile, load_profile
-from edgenas.rundir import DB_NAME, MANIFEST_NAME, finalize, make_run_dir
-from edgenas.runlock import RunLock
+from edgenas.run.lock import RunLock
+from edgenas.run.rundir import DB_NAME, MANIFEST_NAME, finalize, make_run_dir
+from edgenas.run.store import Store, Trial
+from edgenas.settings.pipeline import Pipeline, SearchSettings
 from edgenas.spaces.base import SearchSpace
-from edgenas.store import Store, Trial
 from edgenas.table import Table
 from edgenas.training.data import load_pipeline_dataset
 from edgenas.training.trainer import resolve_device
@@ -236,7 +236,7 @@ def _finish(session: SearchSession, command: str | None) -> SearchResult:
     manifest["search"]["wall_seconds"] = wall
     manifest["search"]["stopped_by"] = session.stopped_by
     store.set_meta("finished_at", datetime.now(timezone.utc).isoformat())
-    from edgenas.report import write_report  # matplotlib is only needed here
+    from edgenas.run.report import write_report  # matplotlib is only needed here
 
     write_report(run_dir)
     atomic_write_json(run_dir / MANIFEST_NAME, manifest)  # last: its presence means "finished"

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.errors import ModelFileError
-from edgenas.measure.latency import Measurer, default_measurer
-from edgenas.profiles import Profile, load_profile
+from edgenas.hardware.latency import Measurer, default_measurer
+from edgenas.hardware.profiles import Profile, load_profile
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ def check_onnx_file(path: str) -> None:
 
 def expand_targets(items: list[str], top: int | None) -> list[BenchTarget]:
     """ONNX files as given; a run directory becomes its trained candidates (best first, top k)."""
-    from edgenas.rundir import DB_NAME
-    from edgenas.store import Store
+    from edgenas.run.rundir import DB_NAME
+    from edgenas.run.store import Store
 
     targets = []
     for item in items:
@@ -92,7 +92,7 @@ def bench_models(
                 row["fits_model_bytes"] = size <= profile.max_model_bytes
             if not profile.timing or profile.max_peak_ram_bytes or profile.max_flash_bytes:
                 from edgenas.constraints import Constraints
-                from edgenas.measure.memory import memory_estimate
+                from edgenas.hardware.memory import memory_estimate
                 from edgenas.reward import RewardConfig
 
                 mem = memory_estimate(t.path.read_bytes(), profile.precision)

@@ -23,16 +23,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from edgenas.config import Pipeline
 from edgenas.constraints import Constraints
 from edgenas.controllers.base import Controller
 from edgenas.errors import EdgenasError, RunDirError
 from edgenas.fsutil import atomic_write_bytes
-from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, onnx_logits
-from edgenas.measure.latency import make_session
-from edgenas.profiles import Profile
+from edgenas.hardware.latency import make_session
+from edgenas.hardware.onnx import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, onnx_logits
+from edgenas.hardware.profiles import Profile
+from edgenas.run.store import Store, Trial
+from edgenas.settings.pipeline import Pipeline
 from edgenas.spaces.base import SearchSpace
-from edgenas.store import Store, Trial
 from edgenas.table import Table
 from edgenas.training.data import Dataset
 from edgenas.training.trainer import accuracy, predict

@@ -305,7 +305,7 @@ def tflm_run(tflite: bytes, x: np.ndarray, timeout_s: float = 600.0) -> dict[str
         def child(*args: str) -> subprocess.CompletedProcess:
             try:
                 return subprocess.run(
-                    [sys.executable, "-m", "edgenas.measure.tflite", *args, str(work)],
+                    [sys.executable, "-m", "edgenas.deploy.tflite", *args, str(work)],
                     capture_output=True,
                     text=True,
                     timeout=timeout_s,

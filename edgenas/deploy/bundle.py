@@ -20,21 +20,21 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from edgenas.config import ExportSettings, Pipeline
+from edgenas.deploy import tflite as tfl
 from edgenas.errors import ConfigError, EdgenasError, MeasurementError, RunDirError
 from edgenas.evaluate import child_seed
 from edgenas.fsutil import atomic_write_bytes, atomic_write_json
-from edgenas.measure import tflite as tfl
-from edgenas.measure.export import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_logits
-from edgenas.measure.latency import make_session, measure_latency, outside_fit_note
-from edgenas.measure.memory import memory_estimate
-from edgenas.measure.quantize import batched_feeds, quantize_int8
-from edgenas.measure.quantize import calibration_images as _calibration_images
+from edgenas.hardware.latency import make_session, measure_latency, outside_fit_note
+from edgenas.hardware.memory import memory_estimate
+from edgenas.hardware.onnx import INPUT_NAME, OPSET, OUTPUT_NAME, onnx_logits
+from edgenas.hardware.profiles import Profile, load_profile
+from edgenas.hardware.quantize import batched_feeds, quantize_int8
+from edgenas.hardware.quantize import calibration_images as _calibration_images
 from edgenas.pareto import Pick, front, goodness, knee_order, parse_pick, trial_values
-from edgenas.profiles import Profile, load_profile
-from edgenas.rundir import DB_NAME, load_run_pipeline, onnx_metadata, versions, write_verified_onnx
+from edgenas.run.rundir import DB_NAME, load_run_pipeline, onnx_metadata, versions, write_verified_onnx
+from edgenas.run.store import Store, Trial
+from edgenas.settings.pipeline import ExportSettings, Pipeline
 from edgenas.spaces import from_pipeline
-from edgenas.store import Store, Trial
 from edgenas.training.data import Dataset, load_pipeline_dataset
 from edgenas.training.trainer import accuracy, resolve_device, train_child
 from edgenas.version import __version__

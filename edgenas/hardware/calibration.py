@@ -1,5 +1,5 @@
 """The latency calibration model: predict a board's latency from the ONNX graph, and optionally
-from this host's measurement too. `edgenas.calibrate` fits it; `edgenas.measure.latency` applies it.
+from this host's measurement too. `edgenas.calibrate` fits it; `edgenas.hardware.latency` applies it.
 
 The model is
 
@@ -268,6 +268,6 @@ class Calibration:
 
 
 def host_cpu() -> str:
-    from edgenas.measure.timing import machine_info
+    from edgenas.hardware.timing import machine_info
 
     return machine_info()["cpu"] or platform.machine()

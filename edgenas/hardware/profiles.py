@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from edgenas import schema
 from edgenas.errors import ProfileError
-from edgenas.schema import INTERNAL, allowed
+from edgenas.settings import schema
+from edgenas.settings.schema import INTERNAL, allowed
 
 GRAPH_OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
 MEASURED_ON = ("host", "agent", "calibrated")
@@ -38,7 +38,7 @@ def _non_negative(v: Any) -> bool:
 @dataclass(frozen=True)
 class Profile:
     """How a model is timed (or only checked) for one kind of device. The fields are the schema of
-    a profile file (`edgenas.schema`): type, default and what is allowed, in one place.
+    a profile file (`edgenas.settings.schema`): type, default and what is allowed, in one place.
 
     measured_on: "host" (this machine, whatever `target` says: labelled host-measured), "agent"
     (an `edgenas agent` on the device at `agent_url`: device-measured) or "calibrated" (timed on
@@ -226,7 +226,7 @@ def profile_dirs() -> list[Path]:
     env = os.environ.get("EDGENAS_PROFILE_DIR")
     if env:
         dirs.append(Path(env))
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the edgenas package
     dirs.append(here.parent / "hardware_profiles")
     dirs.append(here / "_data" / "hardware_profiles")
     return [d for d in dirs if d.is_dir()]

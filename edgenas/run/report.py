@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgenas.errors import RunDirError
-from edgenas.measure.latency import outside_fit_note
-from edgenas.rundir import DB_NAME
-from edgenas.store import Store
+from edgenas.hardware.latency import outside_fit_note
+from edgenas.run.rundir import DB_NAME
+from edgenas.run.store import Store
 
 REPORT_NAME = "report.html"
 
@@ -25,14 +25,11 @@ REPORT_NAME = "report.html"
 def pareto_front(points: Sequence[tuple[float, float, int]]) -> list[int]:
     """Ids of the points no other point beats: lower x (cost) and higher y (accuracy).
 
-    Ties in both coordinates keep the first id."""
-    front = []
-    best_y = float("-inf")
-    for x, y, pid in sorted(points, key=lambda p: (p[0], -p[1], p[2])):
-        if y > best_y:
-            front.append(pid)
-            best_y = y
-    return front
+    Ties in both coordinates keep the first id; the ids come in order of cost."""
+    from edgenas.pareto import non_dominated
+
+    ordered = sorted(points, key=lambda p: (p[0], -p[1], p[2]))
+    return [ordered[i][2] for i in non_dominated([(-x, y) for x, y, _ in ordered])]
 
 
 def _reason_kind(text: str | None) -> str:

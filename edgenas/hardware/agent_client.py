@@ -10,9 +10,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from edgenas.agent_protocol import read_token, request_headers
 from edgenas.errors import MeasurementError, ProfileError
-from edgenas.profiles import Profile
+from edgenas.hardware.agent_protocol import read_token, request_headers
+from edgenas.hardware.profiles import Profile
 
 
 class AgentClient:

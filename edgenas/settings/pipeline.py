@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgenas import schema
 from edgenas.errors import ConfigError
 from edgenas.reward import RewardConfig
+from edgenas.settings import schema
 
 S = schema.setting
 
@@ -408,7 +408,7 @@ def parse_pipeline(data: dict[str, Any], source: str) -> Pipeline:
 
 
 def pipeline_dirs() -> list[Path]:
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the edgenas package
     return [d for d in (here.parent / "pipelines", here / "_data" / "pipelines") if d.is_dir()]
 
 

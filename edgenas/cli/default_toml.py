@@ -1,9 +1,9 @@
 """pipelines/default.toml, generated from the settings schema: every key of every section with its
 built-in default and its help as a comment, and the default space's and controller's options
-with the defaults their classes declare. `tests/test_config.py` checks the shipped file is
+with the defaults their classes declare. `tests/test_settings.py` checks the shipped file is
 current; regenerate it with
 
-    python -m edgenas.defaults > pipelines/default.toml
+    python -m edgenas.cli.default_toml > pipelines/default.toml
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import inspect
 import textwrap
 from typing import Any
 
-from edgenas import controllers, schema, spaces
-from edgenas.config import Pipeline, setting_sections
+from edgenas import controllers, spaces
+from edgenas.settings import schema
+from edgenas.settings.pipeline import Pipeline, setting_sections
 
 HEADER = """\
 The default search: layer-wise CNNs on scikit-learn's digits (embedded, no download), the
@@ -23,7 +24,7 @@ a hard budget of 150,000 parameters, latency per hardware profile.
 Every key of every section is listed with its built-in default; a pipeline file gives only the
 keys it changes. Any key with a flag can be overridden from the command line (see
 `edgenas search --help`).
-Generated from the settings schema: python -m edgenas.defaults > pipelines/default.toml"""
+Generated from the settings schema: python -m edgenas.cli.default_toml > pipelines/default.toml"""
 
 
 def _value(key: str, value: Any) -> str:

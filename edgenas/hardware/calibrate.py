@@ -20,7 +20,7 @@ model and the one-factor baseline (host x factor) on the same folds.
 
 A network with work in a feature group that no calibration pair had (say depthwise convolutions
 when every pair used 1x1 and 3x3) is outside what the fit saw, and its prediction says so
-(`edgenas.measure.calibration`).
+(`edgenas.hardware.calibration`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgenas.errors import ConfigError
-from edgenas.measure.calibration import (  # noqa: F401  (re-exported: the calibrate API)
+from edgenas.hardware.calibration import (  # noqa: F401  (re-exported: the calibrate API)
     FEATURES,
     GRAPH_FEATURES,
     Calibration,
@@ -134,7 +134,7 @@ class Pair:
                 return self.source.read_bytes()
             except OSError as exc:
                 raise ConfigError(f"cannot read model {self.source}: {exc.strerror or exc}") from exc
-        from edgenas.measure.export import export_onnx
+        from edgenas.hardware.onnx import export_onnx
         from edgenas.spaces.nb201 import NB201Net
 
         return export_onnx(NB201Net(self.source, 3, 100, prune=False).eval(), (3, 32, 32))
@@ -204,7 +204,7 @@ def calibrate(
     """Fit and cross-validate the graph-only calibration on the pairs of `pairs_csv`; with
     `host_timing`, also time every model on this host under the (host-timed) profile, through the
     latency cache, and fit the host-timing calibration and the one-factor baseline."""
-    from edgenas.profiles import load_profile
+    from edgenas.hardware.profiles import load_profile
 
     profile = load_profile(profile_name)
     if host_timing and (not profile.timing or profile.measured_on != "host"):
@@ -215,7 +215,7 @@ def calibrate(
     pairs = read_pairs(pairs_csv, limit)
     measurer = None
     if host_timing:
-        from edgenas.measure.latency import default_measurer
+        from edgenas.hardware.latency import default_measurer
 
         measurer = default_measurer()
     host: list[float] | None = [] if host_timing else None
@@ -289,7 +289,7 @@ def write_calibrated_profile(
         base["host_calibration"] = host_path.name
         quality += f"; with host timing on {fitted.host.host_cpu}: MAPE {fitted.host.cv['mape_pct']:.1f} %"
     base["description"] = f"{base.get('description', '')}; latency predicted by edgenas calibrate ({quality})"
-    from edgenas.schema import to_toml
+    from edgenas.settings.schema import to_toml
 
     text = to_toml(
         base, f"Written by edgenas calibrate from {fitted.graph.source}: latencies are predicted, not measured."

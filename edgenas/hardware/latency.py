@@ -1,7 +1,7 @@
 """Latency of an ONNX model under a hardware profile, from wherever the profile says.
 
 - host: timed on this machine, in a separate worker process pinned to the profile's cores
-  (`edgenas.measure.worker`), labelled host-measured.
+  (`edgenas.hardware.worker`), labelled host-measured.
 - agent: sent to an `edgenas agent` on the device, labelled device-measured.
 - calibrated: timed on this machine, then mapped to the device by the profile's calibration
   model (`edgenas calibrate`), labelled predicted. A graph-only calibration gives the same number
@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgenas.measure.timing import check_providers as _check_providers
-from edgenas.measure.timing import input_feed, machine_info  # noqa: F401
-from edgenas.measure.timing import make_session as _make_session
-from edgenas.profiles import Profile
+from edgenas.hardware.profiles import Profile
+from edgenas.hardware.timing import check_providers as _check_providers
+from edgenas.hardware.timing import input_feed, machine_info  # noqa: F401
+from edgenas.hardware.timing import make_session as _make_session
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def quantize_for_timing(model: bytes) -> bytes:
     depend on the calibration, only on the int8 graph."""
     import onnxruntime as ort
 
-    from edgenas.measure.quantize import quantize_int8
+    from edgenas.hardware.quantize import quantize_int8
 
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     return quantize_int8(model, [input_feed(sess, 4)])
@@ -129,7 +129,7 @@ class Measurer:
     """Measures models for profiles, with the latency cache. One per process is enough."""
 
     def __init__(self, use_cache: bool = True) -> None:
-        from edgenas.measure.worker import TimingWorker
+        from edgenas.hardware.worker import TimingWorker
 
         self.worker = TimingWorker()
         self.use_cache = use_cache
@@ -140,13 +140,13 @@ class Measurer:
     @property
     def cache(self):
         if self._cache is None and self.use_cache:
-            from edgenas.measure.cache import LatencyCache
+            from edgenas.hardware.cache import LatencyCache
 
             self._cache = LatencyCache.default()
         return self._cache
 
     def _agent(self, profile: Profile):
-        from edgenas.agent_client import AgentClient
+        from edgenas.hardware.agent_client import AgentClient
 
         key = (profile.agent_url, profile.token_file)
         if key not in self._agents:
@@ -209,7 +209,7 @@ class Measurer:
     def _calibration(self, profile: Profile):
         """The calibration that predicts for `profile` on this host: its `host_calibration` where
         this host has the CPU that one was fitted on, else its `calibration`."""
-        from edgenas.measure.calibration import Calibration
+        from edgenas.hardware.calibration import Calibration
 
         chosen = None
         for which in ("host_calibration", "calibration"):
@@ -230,7 +230,7 @@ class Measurer:
         The search tells the controller this, as it tells it the parameter budget."""
         if not self.predicts_from_graph(profile):
             return None
-        from edgenas.measure.calibration import graph_features
+        from edgenas.hardware.calibration import graph_features
 
         return self._calibration(profile)[0].predict_explained(None, graph_features(model))[0]
 
@@ -242,7 +242,7 @@ class Measurer:
         return cal is not None and not cal.uses_host
 
     def _predict(self, profile: Profile, model: bytes, host: LatencyStats) -> LatencyStats:
-        from edgenas.measure.calibration import graph_features
+        from edgenas.hardware.calibration import graph_features
 
         cal, name = self._calibration(profile)
         ratio_p90 = host.p90_ms / host.median_ms if host.median_ms > 0 else 1.0

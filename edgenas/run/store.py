@@ -152,7 +152,7 @@ class Trial:
     origin_position: int
     curve: list[float] | None  # validation accuracy per epoch, when early stopping watched it
     finished_at: float
-    memory: dict[str, Any] | None = None  # peak RAM / flash estimate (edgenas.measure.memory), when made
+    memory: dict[str, Any] | None = None  # peak RAM / flash estimate (edgenas.hardware.memory), when made
     fp32_val_accuracy: float | None = None  # int8 profiles: val_accuracy is the int8 model's, this the float's
     rung: int | None = None  # multi-fidelity: the highest rung reached (its accuracy and reward are these)
 
