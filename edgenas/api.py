@@ -128,8 +128,9 @@ def make_pipeline(
     file, or a Pipeline; default 'default') with the dataset name `data` (digits, mnist,
     fashion-mnist, cifar10, folder:PATH, arrays:PATH.npz), `budget` (or `no_budget=True`),
     `epochs`, `space` (a registered name, 'module:Class', or a SearchSpace subclass),
-    `controller` and any of the pipeline's keys given by name (children=..., profile=...).
-    None means "as the pipeline says"."""
+    `controller` and every key of the pipeline's [search], [dataset], [training] and [reward]
+    sections by name (children=..., profile=..., batch_size=...; see
+    `edgenas.settings.pipeline.api_settings`). None means "as the pipeline says"."""
     import dataclasses
 
     from edgenas.settings.pipeline import ControllerSettings, SpaceSettings

@@ -107,14 +107,17 @@ def test_search_help_shows_every_flag_with_its_declared_help():
         assert " ".join(flag.field.metadata["help"].split()[:6]) in " ".join(res.output.split()), name
 
 
-def test_every_search_dataset_and_reward_key_is_an_api_keyword_in_one_section():
+def test_every_search_dataset_training_and_reward_key_is_an_api_keyword_in_one_section():
     keywords = api_settings()
     seen: dict[str, str] = {}
-    for section in ("search", "dataset", "reward"):
+    for section in ("search", "dataset", "training", "reward"):
         for f in dataclasses.fields(setting_sections()[section]):
             assert f.name not in seen or section == "dataset" and f.name == "name", (f.name, seen.get(f.name))
             seen[f.name] = section
-    pipe = api.make_pipeline(threads_per_job=2, curriculum_start=1, latency_weight=2.0, val_fraction=0.25)
+    pipe = api.make_pipeline(
+        threads_per_job=2, curriculum_start=1, latency_weight=2.0, val_fraction=0.25, grad_clip_norm=1.5
+    )
+    assert pipe.training.grad_clip_norm == 1.5 and pipe.final_training.grad_clip_norm == 0.0
     assert (pipe.search.threads_per_job, pipe.search.curriculum_start) == (2, 1)
     assert (pipe.reward.latency_weight, pipe.dataset.val_fraction) == (2.0, 0.25)
     assert keywords["budget"] == ("reward", "budget_params") and keywords["epochs"] == ("training", "epochs")

@@ -112,3 +112,32 @@ def test_training_with_augmentation_and_ema():
     assert torch.equal(w_aug, w_again)  # seeded: the same child trains the same way
     assert not torch.equal(w_plain, w_aug) and not torch.equal(w_aug, w_ema)
     assert aug.val_accuracy > 0.6 and ema.val_accuracy > 0.6
+
+
+def test_grad_clip_norm_scales_a_step_down_to_the_clipped_gradient():
+    """training.grad_clip_norm: one training step (one batch) moves the weights in proportion to
+    the gradient, so with the gradient's norm clipped from |g| to c the step is c / |g| of the
+    unclipped one, in the same direction; 0 leaves it alone."""
+    from edgenas.errors import ConfigError
+    from edgenas.training.trainer import train_child
+
+    torch.manual_seed(0)
+    start = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.randn(8, 1, 2, 2) * 10, torch.randint(0, 3, (8,))
+    nn.functional.cross_entropy(start(x), y).backward()
+    grad_norm = float(torch.sqrt(sum((p.grad**2).sum() for p in start.parameters())))
+    clip = grad_norm / 4
+
+    def step(clip_norm: float) -> torch.Tensor:
+        model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        model.load_state_dict(start.state_dict())
+        # one step of a one-cycle schedule runs at max_lr / 250,000: a large max_lr gives a visible step
+        recipe = TrainRecipe(epochs=1, batch_size=8, learning_rate=1e4, weight_decay=0.0, grad_clip_norm=clip_norm)
+        train_child(model, x, y, None, None, recipe, seed=0, device=torch.device("cpu"))
+        return torch.cat([(p.detach() - q.detach()).flatten() for p, q in zip(model.parameters(), start.parameters())])
+
+    free, clipped = step(0.0), step(clip)
+    assert free.norm() > 0
+    assert torch.allclose(clipped, free * (clip / grad_norm), rtol=1e-4, atol=1e-12)
+    with pytest.raises(ConfigError, match="training.grad_clip_norm must be >= 0"):
+        TrainRecipe(grad_clip_norm=-1.0)

@@ -214,6 +214,12 @@ class TrainRecipe:
     channels_last: bool = S(True, "NHWC memory format (faster convolutions on GPUs and recent CPUs).")
     bf16_autocast: bool = S(True, "bfloat16 autocast on CUDA only; CPU training stays fp32.")
     compile: bool = S(False, "torch.compile the child (pays off only for long trainings).")
+    grad_clip_norm: float = S(
+        0.0,
+        "Clip the gradients' global norm to this before each step (0: off).",
+        check=lambda v: v >= 0,
+        allowed_text=">= 0 (0: off)",
+    )
 
     def __post_init__(self) -> None:
         schema.check_fields(self, "training")
@@ -371,13 +377,14 @@ def setting_sections() -> dict[str, type]:
 
 
 def api_settings() -> dict[str, tuple[str, str]]:
-    """API keyword -> (section, key): every key of [search], [dataset] and [reward] by its own
-    name, and each setting's `api` name where it declares one (budget -> reward.budget_params,
-    epochs -> training.epochs, data -> dataset.name)."""
+    """API keyword -> (section, key): every key of [search], [dataset], [training] (the children's
+    recipe; [final_training] is set in a pipeline file) and [reward] by its own name, and each
+    setting's `api` name where it declares one (budget -> reward.budget_params, epochs ->
+    training.epochs, data -> dataset.name)."""
     out: dict[str, tuple[str, str]] = {}
     for section, cls in setting_sections().items():
         for f in dataclasses.fields(cls):
-            if section != "training" and not (section == "dataset" and f.name == "name"):
+            if not (section == "dataset" and f.name == "name"):
                 out[f.name] = (section, f.name)
             if f.metadata.get("api"):
                 out[f.metadata["api"]] = (section, f.name)

@@ -239,6 +239,8 @@ class _Training:
                 loss = F.cross_entropy(self.step_model(xb), self.yt[idx], label_smoothing=recipe.label_smoothing)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            if recipe.grad_clip_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip_norm)
             self.opt.step()
             self.sched.step()
             if self.ema is not None:
