@@ -77,24 +77,31 @@ class PendingChild:
     memory: MemoryEstimate | None = None
 
 
-_COST_CACHE: dict[tuple[int, str], tuple[Any, Any]] = {}  # (id(space), key) -> (space, StaticCost)
-_PARAMS_CACHE: dict[tuple[int, str], tuple[Any, Any]] = {}  # (id(space), key) -> (space, params)
+_CACHE_LIMIT = 50_000  # entries per space and kind; then the cache starts again
 
 
-def _remember(cache: dict, space: SearchSpace, key: str, value: Any) -> None:
-    if len(cache) > 50_000:
+def _cache(space: SearchSpace, kind: str) -> dict[str, Any]:
+    """The space's own cache of `kind` ("cost": StaticCost, "params": int) by architecture key. It
+    lives on the space object, so it goes when the space goes; a space's shallow copy (the depth
+    curriculum's capped space) shares it: the same key builds the same network in both."""
+    caches = vars(space).setdefault("_edgenas_caches", {})
+    return caches.setdefault(kind, {})
+
+
+def _remember(space: SearchSpace, kind: str, key: str, value: Any) -> None:
+    cache = _cache(space, kind)
+    if len(cache) > _CACHE_LIMIT:
         cache.clear()
-    cache[(id(space), key)] = (space, value)  # the space object is kept: its id stays its own
+    cache[key] = value
 
 
-def _cached(cache: dict, space: SearchSpace, key: str) -> Any:
-    hit = cache.get((id(space), key))
-    return hit[1] if hit is not None and hit[0] is space else None
+def _cached(space: SearchSpace, kind: str, key: str) -> Any:
+    return _cache(space, kind).get(key)
 
 
 def _known_params(space: SearchSpace, key: str) -> int | None:
-    cost = _cached(_COST_CACHE, space, key)
-    return cost.params if cost is not None else _cached(_PARAMS_CACHE, space, key)
+    cost = _cached(space, "cost", key)
+    return cost.params if cost is not None else _cached(space, "params", key)
 
 
 def prime_cost_cache(space: SearchSpace, costs: dict[str, StaticCost]) -> None:
@@ -102,7 +109,7 @@ def prime_cost_cache(space: SearchSpace, costs: dict[str, StaticCost]) -> None:
     elsewhere, e.g. once for the many tabular searches of a benchmark; they must be what
     `static_cost(space.build(arch), space.input_shape)` gives, as the cache's entries are."""
     for key, cost in costs.items():
-        _remember(_COST_CACHE, space, key, cost)
+        _remember(space, "cost", key, cost)
 
 
 def prepare_child(
@@ -127,13 +134,13 @@ def prepare_child(
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     graph_free = lookup and not profile.timing and not constraints.needs_memory
-    cost = _cached(_COST_CACHE, space, arch.key()) if graph_free else None
+    cost = _cached(space, "cost", arch.key()) if graph_free else None
     if cost is None:
         torch.manual_seed(seed)
         model = space.build(arch)
         cost = static_cost(model, data.input_shape)
         if graph_free:
-            _remember(_COST_CACHE, space, arch.key(), cost)
+            _remember(space, "cost", arch.key(), cost)
     reason = constraints.check_params(cost.params)
     if reason:
         seconds["total"] = time.perf_counter() - t_start
@@ -341,7 +348,7 @@ def feasibility(
             if params is None:
                 with torch.random.fork_rng(devices=[]):  # building initialises weights
                     params = count_params(space.build(arch))
-                _remember(_PARAMS_CACHE, space, arch.key(), params)
+                _remember(space, "params", arch.key(), params)
             return params <= limit
         with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the seed alone
             model = space.build(arch)
