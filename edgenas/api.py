@@ -207,12 +207,12 @@ def search(
         base = load_run_pipeline(run_dir)
         if pipeline is not None:
             _refuse_contradictions(run_dir, base, load_pipeline(pipeline))
-        if (run_dir / MANIFEST_NAME).is_file():
-            return load_run(run_dir)
         if data is not None and not isinstance(data, str):
             raise ConfigError("resume reads the run's own data; give no data with it")
         pipe = make_pipeline(data, pipeline=base, **options)
-        _refuse_contradictions(run_dir, base, pipe)
+        _refuse_contradictions(run_dir, base, pipe)  # finished or not: a contradiction is refused
+        if (run_dir / MANIFEST_NAME).is_file():
+            return load_run(run_dir)
         prepared = prepare(pipe)
         arrays = None
     else:

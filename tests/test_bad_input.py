@@ -154,6 +154,10 @@ def files(tmp_path_factory):
     for child in (d / "runs" / "missing-child" / "children").glob("*.onnx"):
         child.unlink()
     f["run_missing_child"] = str(d / "runs" / "missing-child")
+    # the same run as if finished (its manifest is what marks a finished run)
+    shutil.copytree(d / "runs" / "run", d / "runs" / "finished", ignore=shutil.ignore_patterns("search.lock"))
+    (d / "runs" / "finished" / "manifest.json").write_text("{}")
+    f["finished_run"] = str(d / "runs" / "finished")
     (d / "stillborn" / "children").mkdir(parents=True)  # what a search killed in its first instant leaves
     f["stillborn_run"] = str(d / "stillborn")
     for c, n in (("many", 6), ("lonely", 1)):

@@ -160,11 +160,7 @@ def search(
     """
     from edgenas import api
 
-    if resume is not None and (resume / MANIFEST_NAME).exists() and name is None:
-        console.print(
-            f"the search in {resume} already finished (manifest.json exists); nothing to resume", soft_wrap=True
-        )
-        return
+    finished = resume is not None and (resume / MANIFEST_NAME).exists()
     display = _LiveDisplay(resuming=resume is not None)
     previous_term = signal.signal(signal.SIGTERM, _terminate)  # `kill PID`: stop as cleanly as Ctrl-C
     try:
@@ -195,6 +191,11 @@ def search(
     finally:
         display.live.stop()
         signal.signal(signal.SIGTERM, previous_term)
+    if finished:  # the settings given agree with the run's (api.search refuses those that do not)
+        console.print(
+            f"the search in {resume} already finished (manifest.json exists); nothing to resume", soft_wrap=True
+        )
+        return
     _print_summary(run)
     if run.winner is None:
         err_console.print(
