@@ -11,14 +11,13 @@ import hashlib
 import json
 import os
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from edgenas.errors import ProfileError
 from edgenas.settings import schema
-from edgenas.settings.schema import INTERNAL, allowed
+from edgenas.settings.schema import INTERNAL, allowed, read_toml
 
 GRAPH_OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
 MEASURED_ON = ("host", "agent", "calibrated")
@@ -203,17 +202,7 @@ def parse_profile(data: dict[str, Any], source: str) -> Profile:
 
 def load_profile_file(path: str | os.PathLike[str]) -> Profile:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ProfileError(f"{path} is not a text file (not UTF-8 TOML); give a profile .toml file") from None
-    except OSError as exc:
-        raise ProfileError(f"cannot read profile file {path}: {exc.strerror or exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: not valid TOML ({exc}); fix the file's syntax") from exc
-    return parse_profile(data, str(path))
+    return parse_profile(read_toml(path, "profile", ProfileError), str(path))
 
 
 def profile_dirs() -> list[Path]:

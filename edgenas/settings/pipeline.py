@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -429,14 +428,4 @@ def load_pipeline(name_or_path: str | os.PathLike[str] | None = None) -> Pipelin
             available = sorted({p.stem for d in pipeline_dirs() for p in d.glob("*.toml")})
             raise ConfigError(f"unknown pipeline '{name}'; available: {', '.join(available) or '(none)'}")
         path = found[0]
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a text file (not UTF-8 TOML); give a pipeline .toml file") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read pipeline file {path}: {exc.strerror or exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file's syntax") from exc
-    return parse_pipeline(data, str(path))
+    return parse_pipeline(schema.read_toml(path, "pipeline"), str(path))

@@ -26,6 +26,7 @@ import functools
 import math
 import types
 import typing
+from pathlib import Path
 from typing import Any, Callable
 
 from edgenas.errors import ConfigError
@@ -180,6 +181,23 @@ def from_table(
             raise error(f"{where}: key '{f.name}' = {value!r} is not allowed; it must be {text}")
         values[f.name] = checked
     return cls(**values, **internal)
+
+
+def read_toml(path: Path, what: str, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """A settings file's parsed tables; `error` naming the file for one that cannot be read, is
+    not text, or is not TOML (`what`: "pipeline", "profile", in the messages)."""
+    import tomllib
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path} is not a text file (not UTF-8 TOML); give a {what} .toml file") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} file {path}: {exc.strerror or exc}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML ({exc}); fix the file's syntax") from exc
 
 
 def to_table(obj: Any) -> dict[str, Any]:
