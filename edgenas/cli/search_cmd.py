@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
@@ -28,6 +28,7 @@ from edgenas.cli.common import (
     handle_errors,
 )
 from edgenas.cli.settings_flags import setting_flags
+from edgenas.errors import ConfigError
 from edgenas.loop.run import Progress as SearchProgress
 from edgenas.run.rundir import MANIFEST_NAME
 
@@ -96,6 +97,9 @@ class _LiveDisplay:
         )
         self.live.start()
 
+    def stop(self) -> None:
+        self.live.stop()
+
     def on_progress(self, p: SearchProgress) -> None:
         if p.took_over_lock_from is not None and not self.told_lock:
             self.told_lock = True
@@ -105,6 +109,49 @@ class _LiveDisplay:
         desc = "children" if p.phase == "search" else "verifying winner"
         self.bar.update(self.task, completed=p.sampled, total=p.total, description=desc)
         self.status.update(p)
+
+
+class _PlainDisplay:
+    """A line per finished child and per controller update (what search.log holds), flushed as it
+    happens: for output that goes to a file or a pipe. `quiet`: nothing until the summary."""
+
+    def __init__(self, resuming: bool, quiet: bool) -> None:
+        self.resuming, self.quiet = resuming, quiet
+        self.run_dir: Path | None = None
+        self.told_lock = False
+
+    def on_start(self, run_dir: Path, prepared) -> None:  # type: ignore[no-untyped-def]
+        self.run_dir = run_dir
+        if not self.quiet:
+            verb = "resuming" if self.resuming else "run directory:"
+            print(f"{verb} {run_dir}  profile {prepared.profile.name} ({prepared.profile.latency_label})", flush=True)
+
+    def on_progress(self, p: SearchProgress) -> None:
+        from edgenas.loop.log import event_line
+
+        if p.took_over_lock_from is not None and not self.told_lock:
+            self.told_lock = True
+            err_console.print(
+                f"note: took over the lock of PID {p.took_over_lock_from}, which no longer runs (a search that died)"
+            )
+        line = event_line(p)
+        if line is not None and not self.quiet:
+            print(line, flush=True)
+
+    def stop(self) -> None:
+        """Nothing to take down (the live display's counterpart)."""
+
+
+LOG_FORMATS = ("auto", "rich", "plain")
+
+
+def _display(log_format: str, quiet: bool, resuming: bool) -> _LiveDisplay | _PlainDisplay:
+    """rich on a terminal (or when asked), plain lines otherwise; quiet: only the summary."""
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"--log-format '{log_format}' is unknown; use auto, rich or plain")
+    if quiet or log_format == "plain" or (log_format == "auto" and not console.is_terminal):
+        return _PlainDisplay(resuming, quiet)
+    return _LiveDisplay(resuming)
 
 
 def _registered(kind: str) -> str:
@@ -146,6 +193,17 @@ def search(
     name: Annotated[
         Optional[str], typer.Option("--name", help="Run directory name (default: time and profile).")
     ] = None,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="auto: a live display on a terminal, else a line per finished child and per controller update "
+            "(as RUN_DIR/search.log holds them); rich; plain.",
+        ),
+    ] = "auto",
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the final summary (search.log still gets every line).")
+    ] = False,
     settings: dict[str, Any] | None = None,
 ) -> None:
     """Search for an accurate network that fits the device, and write a deployable winner.
@@ -161,7 +219,7 @@ def search(
     from edgenas import api
 
     finished = resume is not None and (resume / MANIFEST_NAME).exists()
-    display = _LiveDisplay(resuming=resume is not None)
+    display = _display(log_format, quiet, resuming=resume is not None)
     previous_term = signal.signal(signal.SIGTERM, _terminate)  # `kill PID`: stop as cleanly as Ctrl-C
     try:
         run = api.search(
@@ -178,7 +236,7 @@ def search(
             **(settings or {}),
         )
     except KeyboardInterrupt as stop:
-        display.live.stop()
+        display.stop()
         if display.run_dir is None:
             raise
         how = "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted"
@@ -189,7 +247,7 @@ def search(
         )
         raise typer.Exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED) from None
     finally:
-        display.live.stop()
+        display.stop()
         signal.signal(signal.SIGTERM, previous_term)
     if finished:  # the settings given agree with the run's (api.search refuses those that do not)
         console.print(
@@ -223,15 +281,17 @@ def _stopped_by(reason: str | None, search: dict) -> str:  # type: ignore[type-a
 
 
 def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
+    # Output to a file or a pipe: wide enough for whole cells (no "104,5…"), no terminal to fit.
+    out = console if console.is_terminal else Console(width=240, highlight=False)
     from edgenas.hardware.latency import outside_fit_note
 
     m = run.manifest
     label = m["profile"]["latency_label"]
     table = candidates_table(run.top(5), f"top candidates (latency: profile {m['profile']['name']}, {label})")
-    console.print(table)
+    out.print(table)
     s = m["search"]
     limits = ", ".join(m.get("constraints") or []) or "no hard limits"
-    console.print(
+    out.print(
         f"sampled {s['samples']}: {'looked up' if m.get('table') else 'trained'} {s['trained']}, rejected {s['rejected']} "
         f"({limits}), failed {s['failed']}, stopped early "
         f"{s.get('stopped_early', 0)}, reused {s['reused']}; "
@@ -256,7 +316,7 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
             if mem
             else ""
         )
-        console.print(
+        out.print(
             f"[bold green]winner[/] trial {w['trial_id']}: {fmt_int(w['params'])} params, "
             f"val {fmt_pct(w['val_accuracy'])}"
             + (f" (int8; fp32 {fmt_pct(w['fp32_val_accuracy'])})" if w.get("fp32_val_accuracy") is not None else "")
@@ -265,9 +325,9 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
             + f", {timing}{memory}"
         )
         if w["onnx"]:
-            console.print(f"winner.onnx verified against torch (max |diff| {w['onnx']['parity_max_abs_diff']:.2g})")
+            out.print(f"winner.onnx verified against torch (max |diff| {w['onnx']['parity_max_abs_diff']:.2g})")
         else:
-            console.print(
+            out.print(
                 f"tabular search: accuracies looked up in {m['table']['path']} (val column {m['table']['val_column']}, "
                 f"test column {m['table']['test_column']}); nothing was trained, so there is no winner.onnx",
                 soft_wrap=True,
@@ -280,10 +340,10 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
             + ")"
             for x in front["members"]
         )
-        console.print(
+        out.print(
             f"Pareto front ({', '.join(front['objectives'])}), {len(front['members'])} members: {members}; "
             f"hypervolume {front['hypervolume']:.4f}. Choose one with: edgenas export {run.path} --pick knee "
             "(or e.g. --pick 'latency_ms<=2')",
             soft_wrap=True,
         )
-    console.print(f"run directory: [bold]{run.path}[/]", soft_wrap=True)
+    out.print(f"run directory: [bold]{run.path}[/]", soft_wrap=True)

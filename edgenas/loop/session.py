@@ -35,6 +35,7 @@ from edgenas.evaluators.base import Evaluator, TrainJob, TrainOutcome
 from edgenas.fsutil import atomic_write_bytes
 from edgenas.hardware.latency import Measurer
 from edgenas.loop import middleware, pruners, stops
+from edgenas.loop.log import RunLog
 from edgenas.run.rundir import PIPELINE_NAME, describe_dataset, load_checkpoint, save_checkpoint, versions
 from edgenas.run.store import Store, Trial
 from edgenas.settings.pipeline import Pipeline, SearchSettings
@@ -66,6 +67,13 @@ class Progress:
     elapsed_seconds: float
     phase: str = "search"
     took_over_lock_from: int | None = None  # PID of a dead search whose stale lock was taken
+    # what this snapshot is about (None: a plain refresh)
+    trial: Trial | None = None  # the child that just finished (or was reused, or reached a rung)
+    epochs: int | None = None  # the epochs it was trained to (None: not trained: rejected, failed early, looked up)
+    was_reused: bool = False  # answered from an earlier trial of the same network
+    rung: int | None = None  # a promotion: the rung (1, 2, ...) the child just trained to
+    update: int | None = None  # the controller update that just finished (0-based)
+    update_stats: dict[str, float] | None = None  # what the controller reported for it
 
 
 @dataclass
@@ -162,6 +170,7 @@ class SearchSession:
         self.last: tuple[float | None, str | None] = (None, None)
         self.stopped_by = "children"  # what ended the search: every child sampled, or a stop rule
         self.t_start = time.perf_counter()
+        self.log = RunLog(run_dir)
 
     # -- the run directory -----------------------------------------------------------------
     def begin(self, resume: bool, command: str | None) -> None:
@@ -259,7 +268,7 @@ class SearchSession:
         trial = record_promotion(self.store, self.run_dir, trial, res, rung, epochs, batch.update_index, outcome)
         batch.reached.append((trial, rung, res.reward.total))
         self.last = (res.reward.total, f"{epochs} epochs")
-        self.report()
+        self.report(trial=trial, epochs=epochs, rung=rung)
 
     def _record_trained(self, batch: Batch, outcome: TrainOutcome) -> None:
         pre, positions = batch.pending[outcome.key]
@@ -291,7 +300,9 @@ class SearchSession:
         batch.trials[position] = trial
         self.sampled += 1
         self.last = (trial.reward, "reused" if reused else trial.status)
-        self.report()
+        trained = trial.status in ("ok", "stopped") and not reused and self.evaluator.trains
+        epochs = (len(trial.curve or ()) if trial.status == "stopped" else self.pruner.rungs[0]) if trained else None
+        self.report(trial=trial, epochs=epochs, was_reused=reused)
 
     def first_rung_reward(self, trial: Trial) -> float:
         """What the controller is told for a sample: the reward at the first rung (one fidelity
@@ -321,6 +332,7 @@ class SearchSession:
         self.store.add_update(batch.update_index, stats)
         self.update_index += 1
         save_checkpoint(self.run_dir, self.update_index, self.controller)
+        self.report(update=batch.update_index, update_stats=stats)
         faults.point("after-update")
 
     def _scalarised(self, batch: Batch, objectives: Sequence[str]) -> list[float]:
@@ -340,28 +352,33 @@ class SearchSession:
         return [reject if x is None else x for x in scores]
 
     # -- progress --------------------------------------------------------------------------
-    def report(self, phase: str = "search") -> None:
-        if self.on_progress is None:
+    def report(self, phase: str = "search", **event: Any) -> None:
+        """A progress snapshot for `on_progress`; events (a finished child, a finished update) also
+        go to the run directory's search.log as one plain line each."""
+        if self.on_progress is None and not event:
             return
         counts = self.store.status_counts()
         top = self.store.top(1)
         best = top[0] if top else None
-        self.on_progress(
-            Progress(
-                self.sampled,
-                self.pipeline.search.children,
-                counts["ok"],
-                counts["rejected"],
-                counts["failed"],
-                self.store.reused_count(),
-                counts["stopped"],
-                best.reward if best else None,
-                best.val_accuracy if best else None,
-                best.params if best else None,
-                self.last[0],
-                self.last[1],
-                time.perf_counter() - self.t_start,
-                phase,
-                took_over_lock_from=self.took_over_lock_from,
-            )
+        progress = Progress(
+            self.sampled,
+            self.pipeline.search.children,
+            counts["ok"],
+            counts["rejected"],
+            counts["failed"],
+            self.store.reused_count(),
+            counts["stopped"],
+            best.reward if best else None,
+            best.val_accuracy if best else None,
+            best.params if best else None,
+            self.last[0],
+            self.last[1],
+            time.perf_counter() - self.t_start,
+            phase,
+            took_over_lock_from=self.took_over_lock_from,
+            **event,
         )
+        if event:
+            self.log.write(progress)
+        if self.on_progress is not None:
+            self.on_progress(progress)
