@@ -53,3 +53,44 @@ def test_report_written_by_every_search_and_reproducible(tiny_pipeline):
 def test_report_bad_input(tmp_path):
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "not an edgenas run directory" in res.output
+
+
+def test_an_asha_report_never_compares_across_rungs(tiny_pipeline, tmp_path):
+    """A real ASHA run's report data: fronts only among the highest rung's children, the reward and
+    accuracy series at one fidelity (the first rung, what the controller was told), and each
+    higher rung's best-so-far line made of that rung's results alone."""
+    import dataclasses
+
+    from edgenas.run.store import Store
+
+    pipe = load_pipeline(tiny_pipeline(children=6))
+    pipe = pipe.override("search", fidelity="asha", min_epochs=1, reduction=2)
+    pipe = dataclasses.replace(pipe, training=dataclasses.replace(pipe.training, epochs=4))
+    run = run_search(pipe, run_name="asha").run_dir
+    d = report_data(run)
+    with Store(run / "search.db", readonly=True) as store:
+        results = store.rung_results()
+    assert {r.rung for r in results} == {0, 1, 2}
+    top = max(r.rung for r in results)
+    assert d["front_rung"] == top
+    for front in (d["pareto_latency"], d["pareto_params"]):
+        assert front and all((d["trials"][i].rung or 0) == top for i in front)
+    first = {r.trial_id: r for r in results if r.rung == 0}
+    best = None
+    with Store(run / "search.db", readonly=True) as store:
+        samples = list(store.samples())
+    assert len(samples) == len(d["samples"]) == 6
+    for s, sample in zip(d["samples"], samples):
+        if s["status"] == "ok":
+            r0 = first[sample["trial_id"]]
+            assert s["val_accuracy"] == r0.val_accuracy and s["reward"] == r0.reward
+            best = s["reward"] if best is None else max(best, s["reward"])
+        assert s["best_reward"] == best
+    assert set(d["rung_best"]) == {1, 2}
+    for rung, steps in d["rung_best"].items():
+        own = {r.reward for r in results if r.rung == rung and r.val_accuracy is not None}
+        values = [b for _, b in steps]
+        assert values and set(values) <= own, f"rung {rung}'s line uses another rung's rewards"
+        assert values == sorted(values) and values[-1] == max(own)
+    page = (run / "report.html").read_text()
+    assert "Multi-fidelity rungs" in page

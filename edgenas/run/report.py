@@ -53,28 +53,15 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         rung_results = store.rung_results()
     ok = [t for t in trials.values() if t.status == "ok"]
     rungs = rung_summary(rung_results)
+    front_rung = None
     if rungs:  # multi-fidelity: accuracies of different rungs are not compared, fronts are the top rung's
-        top_rung = max(t.rung or 0 for t in ok)
-        ok = [t for t in ok if (t.rung or 0) == top_rung]
+        front_rung = max((t.rung or 0 for t in ok), default=0)
+        ok = [t for t in ok if (t.rung or 0) == front_rung]
     lat_front = pareto_front(
         [(t.latency_median_ms, t.val_accuracy, t.id) for t in ok if t.latency_median_ms is not None]
     )
     par_front = pareto_front([(float(t.params), t.val_accuracy, t.id) for t in ok])
-    series = []
-    best = None
-    for i, s in enumerate(samples, 1):
-        t = trials[s["trial_id"]]
-        if t.status == "ok" and (best is None or s["reward"] > best):
-            best = s["reward"]
-        series.append(
-            {
-                "index": i,
-                "reward": s["reward"],
-                "status": "reused" if s["reused"] else t.status,
-                "val_accuracy": t.val_accuracy,
-                "best_reward": best,
-            }
-        )
+    series = _sample_series(samples, trials, rung_results)
     objectives = ((meta["pipeline"] or {}).get("reward") or {}).get("objectives")
     multi = None
     if objectives:
@@ -99,7 +86,53 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         "failed_reasons": Counter(_reason_kind(t.error) for t in trials.values() if t.status == "failed"),
         "stopped_reasons": Counter("median rule" for t in trials.values() if t.status == "stopped"),
         "rungs": rungs,
+        "front_rung": front_rung,  # multi-fidelity: the rung the fronts are drawn at (the highest reached)
+        "rung_best": _rung_best(samples, rung_results),
     }
+
+
+def _sample_series(samples: list[dict[str, Any]], trials: dict[int, Any], rung_results: Sequence[Any]) -> list:
+    """Per sample, in order: the reward the controller was told, the validation accuracy at the
+    same fidelity (the first rung's, in a multi-fidelity search; the trial's otherwise), and the
+    best such reward so far (of trained children)."""
+    first = {r.trial_id: r for r in rung_results if r.rung == 0}
+    series = []
+    best = None
+    for i, s in enumerate(samples, 1):
+        t = trials[s["trial_id"]]
+        if t.status == "ok" and (best is None or s["reward"] > best):
+            best = s["reward"]
+        r0 = first.get(t.id)
+        series.append(
+            {
+                "index": i,
+                "reward": s["reward"],
+                "status": "reused" if s["reused"] else t.status,
+                "val_accuracy": r0.val_accuracy if r0 is not None else t.val_accuracy,
+                "best_reward": best,
+            }
+        )
+    return series
+
+
+def _rung_best(samples: list[dict[str, Any]], rung_results: Sequence[Any]) -> dict[int, list[tuple[int, float]]]:
+    """Multi-fidelity: per rung above the first, the best reward reached at that rung so far, as
+    (children sampled by the end of the update that reached it, best reward) steps. Each rung's
+    line is of its own results only."""
+    sampled_by: dict[int, int] = {}
+    for s in samples:
+        sampled_by[s["update_index"]] = sampled_by.get(s["update_index"], 0) + 1
+    out: dict[int, list[tuple[int, float]]] = {}
+    for rung in sorted({r.rung for r in rung_results if r.rung > 0}):
+        best, steps = None, []
+        for r in sorted((r for r in rung_results if r.rung == rung), key=lambda r: (r.update_index, r.trial_id)):
+            if r.val_accuracy is None:  # a promotion that failed
+                continue
+            best = r.reward if best is None else max(best, r.reward)
+            x = sum(n for u, n in sampled_by.items() if u <= r.update_index)
+            steps.append((x, best))
+        out[rung] = steps
+    return out
 
 
 def _picked(run_dir: Path) -> dict[int, str]:
@@ -168,6 +201,7 @@ def _plot_hypervolume(d: dict[str, Any]) -> str:
     if hv:
         ax.step([u + 1 for u, _ in hv], [v for _, v in hv], where="post", color="#1f77b4")
     ax.set_xlabel("controller update")
+    _integer_ticks(ax)
     ax.set_ylabel("hypervolume")
     ax.set_title("Hypervolume of the front after each update")
     ax.grid(alpha=0.3)
@@ -211,6 +245,13 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _integer_ticks(ax) -> None:
+    """Updates are counted: whole numbers on the x axis (no 1.25, 1.75)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _legend(ax) -> None:
     """A legend, or a note when there is nothing to plot (every child rejected or failed)."""
     if ax.get_legend_handles_labels()[0]:
@@ -219,30 +260,51 @@ def _legend(ax) -> None:
         ax.text(0.5, 0.5, "no trained children", transform=ax.transAxes, ha="center", color="grey")
 
 
+def _n_epochs(n: int | None) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
+def _epochs_of(d: dict[str, Any]) -> dict[int, int]:
+    """Rung -> epochs, of a multi-fidelity run (empty otherwise)."""
+    return {r["rung"]: r["epochs"] for r in d["rungs"]}
+
+
 def _plot_progress(d: dict[str, Any]) -> str:
+    """Rewards as the controller saw them (the first rung's, in a multi-fidelity search), the
+    validation accuracy at that same fidelity, and the best so far of each rung on its own line."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     s = d["samples"]
+    epochs = _epochs_of(d)
+    at = f" at {_n_epochs(epochs[0])} (first rung)" if epochs else ""
     for status, color in _COLORS.items():
         pts = [(p["index"], p["reward"]) for p in s if p["status"] == status]
         if pts:
-            ax.scatter(*zip(*pts), s=14, color=color, label=f"reward ({status})", zorder=3)
+            ax.scatter(*zip(*pts), s=14, color=color, label=f"reward{at} ({status})", zorder=3)
     acc = [(p["index"], p["val_accuracy"]) for p in s if p["status"] == "ok" and p["val_accuracy"] is not None]
     if acc:
-        ax.scatter(*zip(*acc), s=30, facecolors="none", edgecolors="#2ca02c", label="val accuracy", zorder=2)
+        ax.scatter(*zip(*acc), s=30, facecolors="none", edgecolors="#2ca02c", label=f"val accuracy{at}", zorder=2)
     best = [(p["index"], p["best_reward"]) for p in s if p["best_reward"] is not None]
     if best:
-        ax.step(*zip(*best), where="post", color="black", lw=1.5, label="best reward so far")
+        ax.step(*zip(*best), where="post", color="black", lw=1.5, label=f"best reward so far{at}")
+    shades = ["#7f7f7f", "#bcbd22", "#17becf", "#e377c2"]
+    for i, (rung, steps) in enumerate(sorted(d.get("rung_best", {}).items())):
+        if steps:
+            xs, ys = zip(*steps)
+            ax.step(xs, ys, where="post", color=shades[i % len(shades)], lw=1.5,
+                    label=f"best reward at rung {rung} ({_n_epochs(epochs.get(rung))})")  # fmt: skip
     ax.set_xlabel("children sampled")
     ax.set_ylabel("reward / accuracy")
-    ax.set_title("Reward and validation accuracy over the search")
+    ax.set_title("Reward and validation accuracy over the search" + (" (rewards of one rung per line)" if at else ""))
     ax.grid(alpha=0.3)
     _legend(ax)
     return _png(fig)
 
 
 def _plot_pareto(d: dict[str, Any], axis: str) -> str:
+    """Trained children (coloured by the epochs they were trained to, in a multi-fidelity search),
+    the front among the children of one fidelity (the highest rung reached), limits, the winner."""
     import matplotlib.pyplot as plt
 
     ok = [t for t in d["trials"].values() if t.status == "ok"]
@@ -260,13 +322,28 @@ def _plot_pareto(d: dict[str, Any], axis: str) -> str:
         xlabel = "parameters"
         limit, limit_label = reward.get("budget_params"), "parameter budget"
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    pts = [(xs(t), t.val_accuracy) for t in ok if xs(t) is not None]
-    if pts:
-        ax.scatter(*zip(*pts), s=14, color="#9ecae1", label="trained children")
-    front = sorted((xs(d["trials"][i]), d["trials"][i].val_accuracy) for i in front_ids)
+    epochs = _epochs_of(d)
+    groups = sorted({t.rung or 0 for t in ok}) if epochs else [None]
+    shades = ["#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5"]
+    any_points = False
+    for i, rung in enumerate(groups):
+        pts = [(xs(t), t.val_accuracy) for t in ok if xs(t) is not None and (rung is None or (t.rung or 0) == rung)]
+        if pts:
+            any_points = True
+            what = "trained children" if rung is None else f"trained to {_n_epochs(epochs.get(rung))} (rung {rung})"
+            ax.scatter(*zip(*pts), s=14, color=shades[min(i, len(shades) - 1)] if rung is not None else "#9ecae1",
+                       label=what)  # fmt: skip
+    front = sorted(
+        (xs(d["trials"][i]), d["trials"][i].val_accuracy) for i in front_ids if xs(d["trials"][i]) is not None
+    )
     if front:
         ax.step(*zip(*front), where="post", color="#1f77b4", lw=1.5)
-        ax.scatter(*zip(*front), s=28, color="#1f77b4", label="Pareto front", zorder=3)
+        top = d.get("front_rung")
+        where = (
+            f" among the {_n_epochs(epochs.get(top))} children (the highest rung reached)" if top is not None else ""
+        )
+        ax.scatter(*zip(*front), s=28, facecolors="none", edgecolors="#08306b", linewidths=1.2,
+                   label=f"Pareto front{where}", zorder=3)  # fmt: skip
     if axis == "params":
         rejected = [t.params for t in d["trials"].values() if t.status == "rejected"]
         if rejected:
@@ -277,17 +354,9 @@ def _plot_pareto(d: dict[str, Any], axis: str) -> str:
         ax.axvline(limit, color="#d62728", ls="--", lw=1.2, label=limit_label)
     w = d["winner"]
     if w is not None and xs(w) is not None:
-        ax.scatter(
-            [xs(w)],
-            [w.val_accuracy],
-            marker="*",
-            s=220,
-            color="gold",
-            edgecolors="black",
-            zorder=4,
-            label=f"winner (trial {w.id})",
-        )
-    if axis == "params" and pts:
+        ax.scatter([xs(w)], [w.val_accuracy], marker="*", s=220, color="gold", edgecolors="black", zorder=4,
+                   label=f"winner (trial {w.id})")  # fmt: skip
+    if axis == "params" and any_points:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("validation accuracy")
@@ -320,6 +389,7 @@ def _plot_controller(d: dict[str, Any]) -> str:
         h2, l2 = ax2.get_legend_handles_labels()
         ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
     ax.set_xlabel("policy update")
+    _integer_ticks(ax)
     ax.set_ylabel("entropy")
     ax.set_title("Controller over time")
     ax.grid(alpha=0.3)
