@@ -111,3 +111,35 @@ def test_multi_objective_predictor_refines_the_front_late():
     assert near_front(early, front) < 8
     with pytest.raises(ConfigError, match="late_local_share"):
         create("predictor", s, late_local_share=2.0)
+
+
+def test_the_predictors_surrogate_record_says_how_well_it_ranked_its_choices():
+    """The predictor reports, per update, Spearman's rho between what its surrogate predicted for
+    the networks it chose and the rewards they got: nothing before it has a surrogate, clearly
+    positive on a reward its features can learn (the number of 3x3 convolutions of an NB201 cell),
+    about zero on a reward that is noise."""
+    import statistics
+
+    import numpy as np
+
+    from edgenas import controllers
+    from edgenas.spaces.nb201 import OPS, NB201Space
+
+    space = NB201Space(input_shape=(3, 8, 8), num_classes=10, channels=4, cells_per_stage=1)
+    conv3 = OPS.index("nor_conv_3x3")
+
+    def record(reward) -> list:
+        ctl = controllers.create("predictor", space, seed=0, candidates=200, uniform_candidates=200)
+        out = []
+        for _ in range(7):
+            batch = ctl.propose(8)
+            out.append(ctl.learn(batch, [reward(s) for s in batch]).get("surrogate_spearman"))
+        return out
+
+    easy = record(lambda seq: sum(a == conv3 for a in seq) / len(seq))
+    scored = [r for r in easy[1:] if r is not None]
+    assert easy[0] is None and len(scored) >= 4 and all(-1 <= r <= 1 for r in scored), easy
+    assert statistics.mean(scored) > 0.4, easy
+    noise = np.random.default_rng(0)
+    random_rewards = [r for r in record(lambda seq: float(noise.random()))[1:] if r is not None]
+    assert len(random_rewards) >= 4 and abs(statistics.mean(random_rewards)) < 0.4, random_rewards

@@ -1,6 +1,7 @@
 import re
 import sqlite3
 
+import pytest
 from typer.testing import CliRunner
 
 from edgenas.cli import app
@@ -94,3 +95,25 @@ def test_an_asha_report_never_compares_across_rungs(tiny_pipeline, tmp_path):
         assert values == sorted(values) and values[-1] == max(own)
     page = (run / "report.html").read_text()
     assert "Multi-fidelity rungs" in page
+
+
+@pytest.mark.slow
+def test_the_predictor_report_shows_its_surrogates_record(tiny_pipeline):
+    """A real search with the predictor: from the update where its surrogate chooses (after
+    `initial` results), each update keeps how many networks it predicted and how they ranked;
+    the report draws that record."""
+    import dataclasses
+
+    from edgenas.settings.pipeline import ControllerSettings
+
+    pipe = load_pipeline(tiny_pipeline(children=15))
+    pipe = dataclasses.replace(pipe, controller=ControllerSettings("predictor", {"initial": 6}))
+    run = run_search(pipe, run_name="pred").run_dir
+    d = report_data(run)
+    stats = [u["stats"] for u in d["updates"]]
+    assert len(stats) == 5
+    assert all("surrogate_predicted" not in s for s in stats[:2])  # 6 results before the surrogate chooses
+    assert all(s.get("surrogate_predicted") == 3 and s.get("candidates", 0) > 3 for s in stats[2:])
+    rhos = [s["surrogate_spearman"] for s in stats[2:] if "surrogate_spearman" in s]
+    assert rhos and all(-1 <= r <= 1 for r in rhos)
+    assert "The predictor&#x27;s surrogate: predicted against what it got" in (run / "report.html").read_text()

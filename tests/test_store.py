@@ -54,3 +54,26 @@ def test_same_architecture_cannot_be_stored_twice(tmp_path):
             store.add_trial(**_trial("a", 0.8, 5))
         with pytest.raises(KeyError):
             store.add_trial(**_trial("b", 0.8, 5), nonsense=1)
+
+
+def test_a_version_4_store_gains_update_stats(tmp_path):
+    """Databases written before controller statistics were kept whole open, migrate, and read
+    their old updates with empty stats; new updates keep everything the controller reported."""
+    import sqlite3
+
+    from edgenas.run.store import SCHEMA, Store
+
+    db = tmp_path / "search.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(SCHEMA.replace(",\n    stats TEXT", ""))
+        conn.execute("INSERT INTO updates(update_index, loss, finished_at) VALUES (0, 0.5, 1.0)")
+        conn.execute("PRAGMA user_version = 4")
+    with Store(db, readonly=True) as ro:
+        assert [(u["loss"], u["stats"]) for u in ro.updates()] == [(0.5, {})]
+    with Store(db) as rw:
+        rw.add_update(1, {"loss": 0.25, "surrogate_spearman": 0.75, "candidates": 12.0})
+        assert [u["stats"] for u in rw.updates()] == [
+            {},
+            {"loss": 0.25, "surrogate_spearman": 0.75, "candidates": 12.0},
+        ]
+        assert rw.conn.execute("PRAGMA user_version").fetchone()[0] == 5

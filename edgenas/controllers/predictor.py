@@ -214,6 +214,10 @@ class PredictorController(ReinforceController):
         self._keys: dict[tuple[int, ...], str] = {}  # canonical keys already computed (a cache)
         self._feasible: dict[str, bool] = {}  # feasibility by canonical key (a cache)
         self.last_stats: dict[str, float] = {}
+        # the surrogate's prediction for each network it chose for the batch in flight (key -> mean),
+        # set by `propose`, scored against the results in `learn`; a diagnostic, not state
+        self._predicted: dict[str, float] = {}
+        self._last_mean: np.ndarray | None = None
 
     def _key(self, actions: Sequence[int]) -> str:
         seq = tuple(actions)
@@ -415,6 +419,9 @@ class PredictorController(ReinforceController):
                 break
             if k not in chosen and self._eligible(pool[k]) and self._ok(pool[k]):
                 chosen.append(k)
+        if self._last_mean is not None:
+            index = {k: i for i, k in enumerate(keys)}
+            self._predicted = {k: float(self._last_mean[index[k]]) for k in chosen}
         return chosen
 
     def _features(self, seqs: Sequence[Sequence[int]], width: int) -> np.ndarray:
@@ -439,6 +446,7 @@ class PredictorController(ReinforceController):
         gp = DistanceGP(self._features(seqs, width), y - y.mean())
         mean, std = gp.predict(self._features(cands, width))
         self.last_stats = {"surrogate_length": gp.length, "candidates": float(len(cands))}
+        self._last_mean = mean
         return expected_improvement(mean, std, float((y - y.mean()).max())), mean + self.explore_kappa * std
 
     def _density_ratio(self, cands: list[list[int]]) -> np.ndarray:
@@ -482,7 +490,23 @@ class PredictorController(ReinforceController):
         stats = super().learn(actions, rewards)
         self._mo_scored = None
         self.history.extend((list(a), float(r)) for a, r in zip(actions, rewards))
-        return {**stats, **self.last_stats}
+        return {**stats, **self.last_stats, **self._surrogate_record(actions, rewards)}
+
+    def _surrogate_record(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
+        """How well the surrogate's predictions for this batch's chosen networks ranked the results
+        they then got (Spearman's rho; absent before the surrogate chooses, with fewer than three
+        scored networks, or where predictions or results are all equal), and how many it predicted."""
+        predicted = [(self._predicted[k], float(r)) for a, r in zip(actions, rewards)
+                     if (k := self._key(a)) in self._predicted]  # fmt: skip
+        self._predicted, self.last_stats = {}, {}
+        if len(predicted) < 3:
+            return {}
+        from scipy.stats import spearmanr
+
+        out = {"surrogate_predicted": float(len(predicted))}
+        if len({p for p, _ in predicted}) > 1 and len({r for _, r in predicted}) > 1:  # else no ranking to compare
+            out["surrogate_spearman"] = float(spearmanr([p for p, _ in predicted], [r for _, r in predicted]).statistic)
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {

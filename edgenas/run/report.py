@@ -396,6 +396,34 @@ def _plot_controller(d: dict[str, Any]) -> str:
     return _png(fig)
 
 
+def _plot_surrogate(d: dict[str, Any]) -> str:
+    """The predictor's record per update: how well its surrogate ranked the networks it chose
+    (Spearman's rho between prediction and reward) and how many candidates it chose them from."""
+    import matplotlib.pyplot as plt
+
+    rows = [(u["update_index"] + 1, u["stats"]) for u in d["updates"] if "surrogate_spearman" in u["stats"]]
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    ax.plot([i for i, _ in rows], [st["surrogate_spearman"] for _, st in rows], marker="o", ms=4, color="#d62728",
+            label="rank correlation, predicted vs reward (Spearman)")  # fmt: skip
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylim(-1.05, 1.05)
+    ax2 = ax.twinx()
+    ax2.bar([i for i, _ in rows], [st.get("candidates", 0) for _, st in rows], color="#c7c7c7", alpha=0.5,
+            label="candidates it chose from")  # fmt: skip
+    ax2.set_ylabel("candidates")
+    ax.set_zorder(ax2.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower right")
+    ax.set_xlabel("controller update")
+    _integer_ticks(ax)
+    ax.set_ylabel("Spearman's rho")
+    ax.set_title("The predictor's surrogate: did it rank the networks it chose as they turned out?")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
 # -- HTML -------------------------------------------------------------------------------------
 
 
@@ -428,6 +456,8 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
         ("Pareto front: accuracy vs parameters", _plot_pareto(d, "params")),
         ("Controller entropy over time", _plot_controller(d)),
     ]
+    if any("surrogate_spearman" in u["stats"] for u in d["updates"]):
+        figures.append(("The predictor's surrogate: predicted against what it got", _plot_surrogate(d)))
     parts = _head(run_dir, d)
     if d["multi_objective"]:
         parts += _front_section(d)

@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE TABLE IF NOT EXISTS updates (
     update_index INTEGER PRIMARY KEY,
     loss REAL, entropy REAL, baseline REAL, mean_reward REAL,
-    finished_at REAL NOT NULL
+    finished_at REAL NOT NULL,
+    stats TEXT
 );
 """
 
@@ -166,10 +167,10 @@ class Trial:
 _JSON_COLUMNS = ("actions", "arch", "latency", "reward_terms", "curve", "memory")
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # 2: before trials.memory / fp32_val_accuracy; 3: before trials.rung and the rungs table. Opened for
 # writing, an older database gains them; read-only, it is read as it is.
-READABLE_VERSIONS = (2, 3, 4)
+READABLE_VERSIONS = (2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,8 @@ class Store:
             self.conn.execute("ALTER TABLE trials ADD COLUMN fp32_val_accuracy REAL")
         if has_tables and version in (2, 3):
             self.conn.execute("ALTER TABLE trials ADD COLUMN rung INTEGER")
+        if has_tables and version in (2, 3, 4):
+            self.conn.execute("ALTER TABLE updates ADD COLUMN stats TEXT")
         self.conn.executescript(SCHEMA)
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -473,8 +476,8 @@ class Store:
 
     def add_update(self, update_index: int, stats: dict[str, float]) -> None:
         self.conn.execute(
-            "INSERT INTO updates(update_index, loss, entropy, baseline, mean_reward, finished_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO updates(update_index, loss, entropy, baseline, mean_reward, finished_at, stats) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 update_index,
                 stats.get("loss"),
@@ -482,8 +485,16 @@ class Store:
                 stats.get("baseline"),
                 stats.get("mean_reward"),
                 time.time(),
+                json.dumps(
+                    {k: None if v is None else float(v) for k, v in stats.items()}
+                ),  # all it reported, e.g. the predictor's surrogate record
             ),
         )
 
-    def updates(self) -> list[sqlite3.Row]:
-        return list(self.conn.execute("SELECT * FROM updates ORDER BY update_index"))
+    def updates(self) -> list[dict[str, Any]]:
+        """Each controller update's row, its `stats` (what the controller reported) decoded ({}
+        in databases written before they were kept)."""
+        rows = [dict(r) for r in self.conn.execute("SELECT * FROM updates ORDER BY update_index")]
+        for row in rows:
+            row["stats"] = json.loads(row["stats"]) if row.get("stats") else {}
+        return rows
