@@ -143,3 +143,20 @@ def test_the_predictors_surrogate_record_says_how_well_it_ranked_its_choices():
     noise = np.random.default_rng(0)
     random_rewards = [r for r in record(lambda seq: float(noise.random()))[1:] if r is not None]
     assert len(random_rewards) >= 4 and abs(statistics.mean(random_rewards)) < 0.4, random_rewards
+
+
+def test_evolution_reports_its_populations_spread():
+    """Evolution's own evidence, per update: how many decisions two members of its population
+    differ in, on average (0 once the population is one network again and again)."""
+    from edgenas import controllers
+    from edgenas.controllers.evolution import spread
+    from edgenas.spaces.nb201 import NB201Space
+
+    assert spread([[0, 1, 2], [0, 1, 3], [1, 1, 3, 0]]) == 2.0  # pairs differ in 1, 3 (one longer) and 2
+    assert spread([[4, 2]]) == 0.0
+    space = NB201Space(input_shape=(3, 8, 8), num_classes=10, channels=4, cells_per_stage=1)
+    ctl = controllers.create("evolution", space, seed=0, population_size=6, sample_size=2)
+    first = ctl.propose(6)
+    assert ctl.learn(first, [0.5] * 6)["population_spread"] > 0
+    same = [first[0]] * 6
+    assert ctl.learn(same, [0.5] * 6)["population_spread"] == 0.0

@@ -17,6 +17,15 @@ from edgenas.controllers.base import CONTROLLERS, Controller, complete_uniformly
 from edgenas.spaces.base import SearchSpace
 
 
+def spread(population: Sequence[Sequence[int]]) -> float:
+    """How diverse a population is: the mean number of decisions in which two members differ
+    (positions past the shorter sequence count as different); 0 for fewer than two members."""
+    pairs = [(a, b) for i, a in enumerate(population) for b in population[i + 1 :]]
+    if not pairs:
+        return 0.0
+    return float(np.mean([sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b)) for a, b in pairs]))
+
+
 @CONTROLLERS.register
 class EvolutionController(Controller):
     name = "evolution"
@@ -59,6 +68,7 @@ class EvolutionController(Controller):
             "mean_reward": float(np.mean(rewards)),
             "population_best": max(values),
             "population_mean": float(np.mean(values)),
+            "population_spread": spread([a for a, _ in self.population]),
         }
 
     def state_dict(self) -> dict[str, Any]:

@@ -367,30 +367,35 @@ def _plot_pareto(d: dict[str, Any], axis: str) -> str:
 
 
 def _plot_controller(d: dict[str, Any]) -> str:
+    """What the controller reports per update: a policy's entropy (REINFORCE, PPO, the
+    predictor's policy) or a population's spread (evolution), with the batch's mean reward and
+    the policy's baseline."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 3.2))
     u = d["updates"]
+    spread = [r["stats"].get("population_spread") for r in u]
+    left_label = "entropy"
     if u:
         idx = [r["update_index"] + 1 for r in u]
-        ax.plot(
-            idx,
-            [r["entropy"] for r in u],
-            marker="o",
-            ms=3,
-            color="#9467bd",
-            label="policy entropy per architecture (nats)",
-        )
+        if any(v is not None for v in spread) and all(r["entropy"] is None for r in u):
+            ax.plot(idx, spread, marker="o", ms=3, color="#9467bd",
+                    label="population spread (decisions two members differ in, mean)")  # fmt: skip
+            left_label = "decisions"
+        else:
+            ax.plot(idx, [r["entropy"] for r in u], marker="o", ms=3, color="#9467bd",
+                    label="policy entropy per architecture (nats)")  # fmt: skip
         ax2 = ax.twinx()
         ax2.plot(idx, [r["mean_reward"] for r in u], color="#2ca02c", lw=1, label="mean reward of the batch")
-        ax2.plot(idx, [r["baseline"] for r in u], color="grey", lw=1, ls="--", label="baseline")
+        if any(r["baseline"] is not None for r in u):
+            ax2.plot(idx, [r["baseline"] for r in u], color="grey", lw=1, ls="--", label="baseline")
         ax2.set_ylabel("reward")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
         ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
-    ax.set_xlabel("policy update")
+    ax.set_xlabel("controller update")
     _integer_ticks(ax)
-    ax.set_ylabel("entropy")
+    ax.set_ylabel(left_label)
     ax.set_title("Controller over time")
     ax.grid(alpha=0.3)
     return _png(fig)
