@@ -577,11 +577,14 @@ def _rungs_section(d: dict[str, Any]) -> list[str]:
 
 
 def _candidates_section(d: dict[str, Any]) -> list[str]:
-    """The top candidates, and why children were rejected, failed or stopped."""
+    """The top candidates (in a multi-fidelity search with the epochs each was trained to: their
+    accuracies are of different fidelities), and why children were rejected, failed or stopped."""
+    epochs = _epochs_of(d)
     top_rows = [
         (
             i,
             t.id,
+            *([_n_epochs(epochs.get(t.rung or 0))] if epochs else []),
             f"{t.params:,}",
             f"{t.macs:,}" if t.macs is not None else "-",
             _pct(t.val_accuracy),
@@ -601,8 +604,8 @@ def _candidates_section(d: dict[str, Any]) -> list[str]:
     parts = ["<h2>Top candidates</h2>"]
     if any(outside_fit_note(t.latency) for t in d["top"]):
         parts.append("<p>'~': latency predicted outside what the calibration saw (a rough number).</p>")
-    header = ("#", "trial", "params", "MACs", "val acc", "latency median ms", "p90 ms", "reward", "Pareto (latency)",
-              "architecture")  # fmt: skip
+    header = ("#", "trial", *(["trained"] if epochs else []), "params", "MACs", "val acc", "latency median ms",
+              "p90 ms", "reward", "Pareto (latency)", "architecture")  # fmt: skip
     parts.append(_table(header, top_rows))
     parts.append("<h2>Rejected and failed children</h2>")
     parts.append(_table(("status", "reason", "count"), reasons) if reasons else "<p>none</p>")
