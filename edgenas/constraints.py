@@ -21,11 +21,13 @@ Immutable: safe to share between threads.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from edgenas.errors import BudgetError
 from edgenas.hardware.profiles import Profile
 from edgenas.reward import RewardConfig
+from edgenas.settings import schema
 
 # what -> (label in reasons, unit, how to raise it in an error message)
 _KINDS = {
@@ -95,8 +97,11 @@ class Constraints:
             v = getattr(profile, f"max_{what}")
             return None if v is None else Limit(what, v, device, f"choose another profile than {profile.name}")
 
-        def flag(kb: float | None, what: str, name: str) -> Limit | None:
-            return None if kb is None else Limit(what, kb * 1024, f"--{name}", f"raise --{name}")
+        def flag(key: str, what: str) -> Limit | None:
+            """A KiB limit given by the reward setting `key`, named by its declared flag."""
+            kb = getattr(reward, key)
+            name = schema.flag_name(next(f for f in dataclasses.fields(reward) if f.name == key))
+            return None if kb is None else Limit(what, kb * 1024, name, f"raise {name}")
 
         def memory(what: str, key: str, headroom: int) -> Limit | None:
             v = getattr(profile, key)
@@ -112,11 +117,11 @@ class Constraints:
             dev("model_bytes"),
             _tightest(lat, dev("latency_ms")),
             _tightest(
-                flag(reward.max_ram_kb, "ram_bytes", "max-ram-kb"),
+                flag("max_ram_kb", "ram_bytes"),
                 memory("ram_bytes", "max_peak_ram_bytes", profile.ram_headroom_bytes),
             ),
             _tightest(
-                flag(reward.max_flash_kb, "flash_bytes", "max-flash-kb"),
+                flag("max_flash_kb", "flash_bytes"),
                 memory("flash_bytes", "max_flash_bytes", profile.flash_headroom_bytes),
             ),
             profile.precision,
