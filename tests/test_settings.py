@@ -16,7 +16,7 @@ from edgenas.cli.default_toml import default_toml
 from edgenas.cli.settings_flags import flags, setting_flags
 from edgenas.errors import ConfigError
 from edgenas.settings import schema
-from edgenas.settings.pipeline import Pipeline, api_settings, setting_sections
+from edgenas.settings.pipeline import ExportSettings, Pipeline, api_settings, setting_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,37 +41,46 @@ def test_default_toml_lists_every_key_with_its_help():
                 assert written == (list(value) if isinstance(value, tuple) else value), f"{section}.{f.name}"
 
 
+SECTIONS = {**setting_sections(), "export": ExportSettings}
+
+
+def _default(flag):
+    return getattr(ExportSettings() if flag.section == "export" else getattr(Pipeline(), flag.section), flag.field.name)
+
+
 def _sample(flag) -> tuple[list[str], object]:
     """Command-line words giving a valid non-default value for `flag`, and the value expected."""
     f = flag.field
     name = schema.flag_name(f)
-    hint = typing.get_type_hints(setting_sections()[flag.section])[f.name]
+    hint = typing.get_type_hints(SECTIONS[flag.section])[f.name]
     optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
     kind = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    check = f.metadata.get("check") or (lambda v: True)
+    default = _default(flag)
     if f.metadata.get("parse"):
         return [name, "accuracy,latency"], ("accuracy", "latency")
     if f.metadata.get("choices"):
         value = f.metadata["choices"][1]
         return [name, value], value
-    if f.metadata.get("check"):  # device: the one string with a rule that is not a list of choices
-        return [name, "cpu"], "cpu"
     if kind is bool:
         return [name], True
     if typing.get_origin(kind) is tuple:
         return [name, "a", name, "b"], ("a", "b")
-    default = getattr(getattr(Pipeline(), flag.section), f.name)
     if kind is int:
         value = 3 if default is None else default + 2
         return [name, str(value)], value
     if kind is float:
-        value = 2.5 if default is None else default + 1.5
+        value = next(v for v in ([2.5] if default is None else [default + 1.5, default / 2]) if check(v))
         return [name, str(value)], value
-    return [name, "somewhere"], "somewhere"
+    value = next(v for v in ("somewhere", "cpu") if check(v))  # device: a string with a rule
+    return [name, value], value
 
 
-def test_every_flag_sets_its_setting_in_the_pipeline():
-    """For every generated flag: the command receives it under its API keyword, and the API puts
-    the value into the pipeline key that declared the flag (and nowhere else)."""
+@pytest.mark.parametrize("command", ["search", "export"])
+def test_every_flag_sets_its_setting(command):
+    """For every generated flag of `edgenas search` and `edgenas export`: the command receives it
+    under its API keyword, and the value lands in the setting that declared the flag, with its
+    type (search: through `api.make_pipeline`; export: `ExportSettings`)."""
     got: list[dict] = []
 
     def probe(settings=None) -> None:
@@ -80,28 +89,28 @@ def test_every_flag_sets_its_setting_in_the_pipeline():
     import typer
 
     probe_app = typer.Typer()
-    probe_app.command()(setting_flags(probe))
+    probe_app.command()(setting_flags(probe, command=command))
     runner = CliRunner()
-    assert len(flags()) >= 40
-    for flag in flags():
+    assert len(flags(command)) >= (40 if command == "search" else 8)
+    for flag in flags(command):
         words, expected = _sample(flag)
         got.clear()
         res = runner.invoke(probe_app, words)
         assert res.exit_code == 0, (words, res.output)
         settings = got[0]
         assert list(settings) == [flag.api], words
-        pipe = api.make_pipeline(**settings)
-        section = getattr(pipe, flag.section)
-        value = getattr(section, flag.field.name)
+        if command == "export":
+            value = getattr(dataclasses.replace(ExportSettings(), **settings), flag.field.name)
+        else:
+            value = getattr(getattr(api.make_pipeline(**settings), flag.section), flag.field.name)
         assert value == expected and type(value) is type(expected), words
-        default = getattr(getattr(api.make_pipeline(), flag.section), flag.field.name)
-        assert default != expected, f"{words}: the sample is the default, the test would prove nothing"
+        assert _default(flag) != expected, f"{words}: the sample is the default, the test would prove nothing"
 
 
 def test_search_help_shows_every_flag_with_its_declared_help():
     res = CliRunner().invoke(app, ["search", "--help"], env={"COLUMNS": "400"}, terminal_width=400)
     assert res.exit_code == 0
-    for flag in flags():
+    for flag in flags("search"):
         name = schema.flag_name(flag.field)
         assert name in res.output
         assert " ".join(flag.field.metadata["help"].split()[:6]) in " ".join(res.output.split()), name
