@@ -125,7 +125,8 @@ def make_pipeline(
     **settings: Any,
 ) -> Pipeline:
     """The pipeline a search with these settings runs: `pipeline` (a name from pipelines/, a
-    file, or a Pipeline; default 'default') with the dataset name `data` (digits, mnist,
+    file, or a Pipeline; without one, 'photos' for a dataset of photos, else 'default': see
+    `setup_for`) with the dataset name `data` (digits, mnist,
     fashion-mnist, cifar10, folder:PATH, arrays:PATH.npz), `budget` (or `no_budget=True`),
     `epochs`, `space` (a registered name, 'module:Class', or a SearchSpace subclass),
     `controller` and every key of the pipeline's [search], [dataset], [training] and [reward]
@@ -137,7 +138,8 @@ def make_pipeline(
 
     if budget is not None and no_budget:
         raise ConfigError("--budget and --no-budget contradict each other; give one of them")
-    pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline or "default")
+    chosen, _ = setup_for(data, pipeline, settings)
+    pipe = chosen if isinstance(chosen, Pipeline) else load_pipeline(chosen)
     keywords = api_settings()
     values: dict[str, dict[str, Any]] = {}
     if data is not None and not isinstance(data, str):
@@ -161,6 +163,25 @@ def make_pipeline(
     if controller is not None and controller != pipe.controller.name:
         pipe = dataclasses.replace(pipe, controller=ControllerSettings(controller, {}))
     return pipe
+
+
+def setup_for(
+    data: Any, pipeline: str | Path | Pipeline | None, settings: dict[str, Any]
+) -> tuple[str | Path | Pipeline, str | None]:
+    """The pipeline a new search starts from, and why when it was chosen for the data: the one
+    asked for; without one, `photos` (pipelines/photos.toml) for a dataset of photos (RGB, at
+    least 16 px a side: `cifar10`, a folder or arrays of such images), `default` otherwise."""
+    if pipeline is not None:
+        return pipeline, None
+    from edgenas.training.data import photos_reason
+
+    x = data[0] if isinstance(data, tuple) and len(data) == 2 else None
+    if isinstance(data, dict) and isinstance(data.get("train"), (tuple, list)):
+        x = data["train"][0]
+    shape = getattr(x, "shape", None)
+    name = data if isinstance(data, str) else None
+    why = photos_reason(name, settings.get("image_size"), settings.get("channels"), shape)
+    return ("photos", why) if why else ("default", None)
 
 
 def search(
@@ -216,13 +237,15 @@ def search(
         prepared = prepare(pipe)
         arrays = None
     else:
-        pipe = make_pipeline(data if isinstance(data, str) else None, pipeline=pipeline, **options)
+        chosen, why = setup_for(data, pipeline, options)
+        pipe = make_pipeline(data if isinstance(data, str) else None, pipeline=chosen, **options)
         arrays = None if data is None or isinstance(data, str) else _arrays_file(data, pipe)
         if arrays is not None:
             pipe = pipe.override("dataset", name=f"arrays:{arrays}")
     try:
         if resume is None:
             prepared = prepare(pipe)  # bad input fails here, before any directory or training
+            prepared.setup = f"photos (pipelines/photos.toml), because {why}" if why else None
             run_dir = make_run_dir(pipe.search.runs_dir, prepared.profile.name, name)
             if arrays is not None:  # the run keeps its data: export and resume read it there
                 import shutil

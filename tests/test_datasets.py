@@ -3,6 +3,7 @@
 The files are written from scikit-learn's real handwritten digits: an ImageFolder of PNGs, MNIST
 IDX files and CIFAR-10 pickle batches."""
 
+import json
 import pickle
 import struct
 import time
@@ -178,3 +179,55 @@ def test_folder_cache_follows_relabelling(tmp_path, monkeypatch):
     (root / "a" / "b3.png").rename(root / "b" / "b3.png")
     (means, counts) = _class_means(load_dataset(f"folder:{root}", 0.2, 0.2, 0))
     assert counts == [9, 11]
+
+
+def _image_folder(root, size, mode):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(10):
+            shape = (size, size, 3) if mode == "RGB" else (size, size)
+            Image.fromarray((rng.random(shape) * 255).astype("uint8"), mode).save(root / c / f"{i}.png")
+    return f"folder:{root}"
+
+
+def test_photos_get_the_photos_setup_without_flags(tmp_path):
+    """A dataset of photos (RGB, at least 16 px a side) starts from pipelines/photos.toml without
+    --pipeline, and the reason is given; grey or small images, --channels 1 and an explicit
+    --pipeline keep what they had."""
+    from edgenas import api
+
+    rgb = _image_folder(tmp_path / "rgb", 32, "RGB")
+    grey = _image_folder(tmp_path / "grey", 32, "L")
+    small = _image_folder(tmp_path / "small", 8, "RGB")
+    photos = api.make_pipeline(rgb)
+    assert photos.source.endswith("photos.toml") and photos.space.name == "mobile"
+    assert photos.training.crop_padding == 4 and photos.training.horizontal_flip and photos.dataset.name == rgb
+    assert api.setup_for(rgb, None, {}) == ("photos", "the folder's images are RGB, 32x32 px")
+    assert api.setup_for("cifar10", None, {})[0] == "photos"
+    for data, settings in ((grey, {}), (small, {}), (rgb, {"channels": 1}), (rgb, {"image_size": 12}), ("digits", {})):
+        assert api.setup_for(data, None, settings) == ("default", None), (data, settings)
+        assert api.make_pipeline(data, **settings).source.endswith("default.toml")
+    assert api.make_pipeline(rgb, pipeline="default").space.name == "layerwise"
+    x = np.zeros((4, 3, 16, 16), dtype=np.uint8)
+    assert api.setup_for((x, np.zeros(4)), None, {}) == ("photos", "the images are RGB, 16x16 px")
+    assert api.setup_for({"train": (x[:, :1], np.zeros(4))}, None, {}) == ("default", None)
+
+
+@pytest.mark.slow
+def test_the_search_says_which_setup_it_chose(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgenas.cli import app
+
+    rgb = _image_folder(tmp_path / "rgb", 32, "RGB")
+    res = CliRunner().invoke(
+        app, ["search", "--dataset", rgb, "--children", "1", "--epochs", "1", "--runs-dir", str(tmp_path / "r")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "setup: photos (pipelines/photos.toml), because the folder's images are RGB, 32x32 px" in res.output
+    (run,) = (tmp_path / "r").iterdir()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["winner"]["arch_key"].startswith("mobile|")  # a network of the photos setup's space

@@ -95,6 +95,8 @@ class _LiveDisplay:
             f"{verb} [bold]{run_dir}[/]  profile {prepared.profile.name} ({prepared.profile.latency_label})",
             soft_wrap=True,
         )
+        if prepared.setup:
+            console.print(_setup_line(prepared.setup), soft_wrap=True, markup=False)
         self.live.start()
 
     def stop(self) -> None:
@@ -125,6 +127,8 @@ class _PlainDisplay:
         if not self.quiet:
             verb = "resuming" if self.resuming else "run directory:"
             print(f"{verb} {run_dir}  profile {prepared.profile.name} ({prepared.profile.latency_label})", flush=True)
+            if prepared.setup:
+                print(_setup_line(prepared.setup), flush=True)
 
     def on_progress(self, p: SearchProgress) -> None:
         from edgenas.loop.log import event_line
@@ -140,6 +144,10 @@ class _PlainDisplay:
 
     def stop(self) -> None:
         """Nothing to take down (the live display's counterpart)."""
+
+
+def _setup_line(setup: str) -> str:
+    return f"setup: {setup}; give --pipeline default for the digits setup, or --pipeline FILE"
 
 
 LOG_FORMATS = ("auto", "rich", "plain")

@@ -89,6 +89,7 @@ class Prepared:
     starts: tuple[tuple[int, ...], ...] = ()  # search.start as action sequences, in order
     workers: int = 1  # training slots (process evaluator), after children_per_gpu
     gpus_per_job: float = 0.0  # GPU share of each Ray task, after children_per_gpu
+    setup: str | None = None  # why the pipeline was chosen for the data (photos), said at the start of the run
 
 
 def curriculum_space(space: SearchSpace, cfg: SearchSettings, update_index: int) -> SearchSpace:

@@ -285,6 +285,7 @@ TORCHVISION = {
     ),
 }
 NAMES = ("digits", *TORCHVISION, "folder:PATH", "arrays:PATH.npz")
+GREY_MODES = ("L", "1", "I;16", "I")  # PIL modes read as one channel (the rest as RGB)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -415,7 +416,7 @@ def _folder(path: str, image_size: int | None, channels: int | None):
         try:
             with Image.open(first) as im:
                 size = (image_size, image_size) if image_size else im.size
-                chans = channels or (1 if im.mode in ("L", "1", "I;16", "I") else 3)
+                chans = channels or (1 if im.mode in GREY_MODES else 3)
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise DataError(f"cannot read image {first}: {exc}") from exc
         need = len(files) * chans * size[0] * size[1] * (1 + 4 + 4)  # uint8 decode, float32 copy, normalised
@@ -558,3 +559,51 @@ def load_pipeline_dataset(pipeline: "Pipeline") -> Dataset:
         ds.channels,
         ds.max_images,
     )
+
+
+PHOTO_MIN_PIXELS = 16  # the smallest side of an image that gets the photos setup
+
+
+def photos_reason(
+    name: str | None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    shape: Sequence[int] | None = None,
+) -> str | None:
+    """Why a dataset is photos (RGB, at least PHOTO_MIN_PIXELS on a side), or None when it is not
+    or cannot be told without loading it (the loader then reports any problem). `name` as
+    `--dataset` takes it; `shape` (N x C x H x W) for images given in memory; `image_size` and
+    `channels` as the folder loader would apply them. Reads one image at most."""
+    if shape is not None:
+        if len(shape) == 4 and shape[1] == 3 and min(shape[2], shape[3]) >= PHOTO_MIN_PIXELS:
+            return f"the images are RGB, {shape[3]}x{shape[2]} px"
+        return None
+    if name == "cifar10":
+        return "CIFAR-10 is RGB photos of 32x32 px"
+    if name and name.startswith("arrays:"):
+        try:
+            with np.load(Path(name[len("arrays:") :]).expanduser()) as arrays:
+                x = arrays["x_train"]
+                return photos_reason(None, shape=x.shape)
+        except Exception:  # the loader says what is wrong with the file
+            return None
+    if not (name and name.startswith("folder:")):
+        return None
+    root = Path(name[len("folder:") :]).expanduser()
+    try:
+        first = next(
+            f
+            for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+            for f in sorted(d.rglob("*"))
+            if f.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        from PIL import Image
+
+        with Image.open(first) as im:
+            grey = im.mode in GREY_MODES
+            w, h = (image_size, image_size) if image_size else im.size
+    except Exception:  # no images, not a folder, not an image: the loader says so
+        return None
+    if (channels or (1 if grey else 3)) == 3 and min(w, h) >= PHOTO_MIN_PIXELS:
+        return f"the folder's images are RGB, {w}x{h} px"
+    return None
