@@ -33,6 +33,11 @@ def rows(run: str) -> tuple[list, list, list, list]:
 
 
 def main() -> int:
+    from pathlib import Path
+
+    if len(sys.argv) != 3 or not all((Path(p) / "search.db").is_file() for p in sys.argv[1:]):
+        print("usage: python benchmarks/compare_runs.py RUN_A RUN_B (two run directories, each with a search.db)")
+        return 2
     a, b = sys.argv[1], sys.argv[2]
     (ta, sa, ra, ua), (tb, sb, rb, ub) = rows(a), rows(b)
     print(f"trials {len(ta)} vs {len(tb)}; samples {len(sa)} vs {len(sb)}; rung results {len(ra)} vs {len(rb)}")
