@@ -169,14 +169,12 @@ def export_run(
 
 def _export_settings(settings: ExportSettings | None, overrides: dict[str, Any]) -> ExportSettings:
     """`settings` with `overrides` (None values ignored); ConfigError for an unknown key."""
-    import dataclasses as dc
-
-    known = [f.name for f in dc.fields(ExportSettings)]
+    known = [f.name for f in dataclasses.fields(ExportSettings)]
     unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise ConfigError(f"{', '.join(unknown)}: not an export setting; use one of: {', '.join(known)}")
     values = {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items() if v is not None}
-    return dc.replace(settings or ExportSettings(), **values)
+    return dataclasses.replace(settings or ExportSettings(), **values)
 
 
 @dataclass

@@ -27,7 +27,6 @@ from typing import Any, Iterator
 
 import torch
 
-from edgenas.errors import ConfigError
 from edgenas.registry import Registry
 
 
@@ -96,7 +95,6 @@ EVALUATORS: Registry[Evaluator] = Registry("executor")  # each registers itself 
 
 
 def create(name: str, context: EvaluatorContext) -> Evaluator:
-    """The registered evaluator `name` for a search; ConfigError for an unknown name."""
-    if context.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {context.workers}")
+    """The registered evaluator `name` for a search; ConfigError for an unknown name. The
+    context's numbers come checked (`SearchSettings`)."""
     return EVALUATORS.get(name).from_context(context)

@@ -88,8 +88,6 @@ def training_slots(
 
     process: workers = children_per_gpu x GPUs (or `cuda:N`: children_per_gpu); ray: each task
     asks for 1 / children_per_gpu of a GPU. children_per_gpu = 1 changes nothing."""
-    if children_per_gpu < 1:
-        raise ConfigError(f"--children-per-gpu must be >= 1, got {children_per_gpu}")
     if children_per_gpu == 1:
         return workers, gpus_per_job
     if device == "cpu" or gpu_count == 0:

@@ -356,7 +356,8 @@ class SearchSession:
     def report(self, phase: str = "search", **event: Any) -> None:
         """A progress snapshot for `on_progress`; events (a finished child, a finished update) also
         go to the run directory's search.log as one plain line each."""
-        if self.on_progress is None and not event:
+        logged = bool(event) and not event.get("was_reused")  # search.log has no line for a reuse
+        if self.on_progress is None and not logged:
             return
         counts = self.store.status_counts()
         top = self.store.top(1)
@@ -379,7 +380,7 @@ class SearchSession:
             took_over_lock_from=self.took_over_lock_from,
             **event,
         )
-        if event:
+        if logged:
             self.log.write(progress)
         if self.on_progress is not None:
             self.on_progress(progress)

@@ -7,6 +7,7 @@ too); `write_report` renders report.html next to it. matplotlib is imported only
 from __future__ import annotations
 
 import base64
+import bisect
 import html
 import io
 import re
@@ -119,9 +120,13 @@ def _rung_best(samples: list[dict[str, Any]], rung_results: Sequence[Any]) -> di
     """Multi-fidelity: per rung above the first, the best reward reached at that rung so far, as
     (children sampled by the end of the update that reached it, best reward) steps. Each rung's
     line is of its own results only."""
-    sampled_by: dict[int, int] = {}
+    sampled_by: dict[int, int] = {}  # update -> children sampled by its end
     for s in samples:
         sampled_by[s["update_index"]] = sampled_by.get(s["update_index"], 0) + 1
+    total = 0
+    for u in sorted(sampled_by):
+        total = sampled_by[u] = total + sampled_by[u]
+    updates = sorted(sampled_by)
     out: dict[int, list[tuple[int, float]]] = {}
     for rung in sorted({r.rung for r in rung_results if r.rung > 0}):
         best, steps = None, []
@@ -129,7 +134,8 @@ def _rung_best(samples: list[dict[str, Any]], rung_results: Sequence[Any]) -> di
             if r.val_accuracy is None:  # a promotion that failed
                 continue
             best = r.reward if best is None else max(best, r.reward)
-            x = sum(n for u, n in sampled_by.items() if u <= r.update_index)
+            i = bisect.bisect_right(updates, r.update_index)
+            x = sampled_by[updates[i - 1]] if i else 0
             steps.append((x, best))
         out[rung] = steps
     return out
