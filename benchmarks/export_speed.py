@@ -17,7 +17,7 @@ import warnings
 
 import torch
 
-from edgenas.controllers import RandomController
+from edgenas.controllers import History, RandomController
 from edgenas.hardware.onnx import export_onnx
 from edgenas.spaces import create
 
@@ -52,7 +52,7 @@ def timed(fn, models) -> list[float]:
 
 def main() -> None:
     space = create("layerwise", input_shape=SHAPE, num_classes=10)
-    models = [space.build(space.decode(a)) for a in RandomController(space, seed=0).propose(20)]
+    models = [space.build(space.decode(a)) for a in RandomController(space, seed=0).propose(20, History())]
     ts = timed(lambda m: export_onnx(m, SHAPE), models)
     print(f"torchscript exporter: median {statistics.median(ts):.4f} s per child ({len(ts)} children)")
     try:

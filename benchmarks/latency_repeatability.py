@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=1)
     ap.add_argument("--probe", action="store_true", help="time a fixed numpy workload around each run")
     args = ap.parse_args()
-    from edgenas.controllers import RandomController
+    from edgenas.controllers import History, RandomController
     from edgenas.hardware.onnx import export_onnx
     from edgenas.hardware.profiles import load_profile
     from edgenas.spaces import create
@@ -39,7 +39,7 @@ def main() -> None:
     seen = set()
     ctl = RandomController(space, seed=11)
     while len(models) < args.children:
-        arch = space.decode(ctl.propose(1)[0])
+        arch = space.decode(ctl.propose(1, History())[0])
         if arch.key() not in seen:
             seen.add(arch.key())
             models.append(export_onnx(space.build(arch), shape))

@@ -22,7 +22,7 @@ def main() -> None:
     ap.add_argument("--children", type=int, default=30)
     ap.add_argument("--run", default=None)
     args = ap.parse_args()
-    from edgenas.controllers import RandomController
+    from edgenas.controllers import History, RandomController
     from edgenas.hardware.cost import count_params
     from edgenas.hardware.latency import Measurer
     from edgenas.hardware.onnx import export_onnx
@@ -39,7 +39,7 @@ def main() -> None:
     ctl = RandomController(space, seed=5)
     totals, exports, measures = [], [], []
     while len(totals) < args.children:
-        model = space.build(space.decode(ctl.propose(1)[0]))
+        model = space.build(space.decode(ctl.propose(1, History())[0]))
         if count_params(model) > 150_000:
             continue
         t0 = time.perf_counter()

@@ -64,7 +64,7 @@ _STATE: dict = {}
 class OptunaMO(Controller):
     """An Optuna multi-objective sampler behind the controller interface: each proposal is one
     `ask`, each result one `tell` with (validation accuracy, -log FLOPs), both maximised (the
-    vectors the search gives `learn_objectives`)."""
+    vectors the search keeps in the history)."""
 
     sampler = "nsga2"
 
@@ -80,17 +80,14 @@ class OptunaMO(Controller):
         )
         self.study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
         self.asked: list = []
-        self.vectors: list = []
 
-    def propose(self, n: int) -> list[list[int]]:
+    def propose(self, n: int, history) -> list[list[int]]:
         self.asked = [self.study.ask() for _ in range(n)]
         return [[OPS.index(t.suggest_categorical(f"edge{i}", OPS)) for i in range(6)] for t in self.asked]
 
-    def learn_objectives(self, actions, vectors) -> None:
-        self.vectors = list(vectors)
-
-    def learn(self, actions, rewards):
-        for trial, vec in zip(self.asked, self.vectors):
+    def learn(self, history):
+        actions, _ = history.last()
+        for trial, vec in zip(self.asked, [history.vectors.get(tuple(a)) for a in actions]):
             if vec is None:
                 self.study.tell(trial, state=__import__("optuna").trial.TrialState.FAIL)
             else:

@@ -84,12 +84,12 @@ class TPEController(Controller):
         self.study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
         self.asked: list = []
 
-    def propose(self, n: int) -> list[list[int]]:
+    def propose(self, n: int, history) -> list[list[int]]:
         self.asked = [self.study.ask() for _ in range(n)]
         return [[OPS.index(t.suggest_categorical(f"edge{i}", OPS)) for i in range(6)] for t in self.asked]
 
-    def learn(self, actions, rewards):
-        for trial, reward in zip(self.asked, rewards):
+    def learn(self, history):
+        for trial, reward in zip(self.asked, history.last()[1]):
             self.study.tell(trial, reward)
         return {}
 

@@ -117,7 +117,7 @@ def _require(ok: bool, where: str, what: str) -> None:
 def _walks(space: SearchSpace, label: str, n: int, seed: int, controllers: Any) -> list[list[int]]:
     """`n` random proposals, each also replayed decision by decision (masks non-empty, walks end)."""
     try:
-        seqs = controllers.create("random", space, seed=seed).propose(n)
+        seqs = controllers.create("random", space, seed=seed).propose(n, controllers.History())
     except Exception as exc:
         raise SpaceCheckError(f"{label}: random proposals fail: {exc}") from exc
     for seq in seqs:

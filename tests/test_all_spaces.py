@@ -39,7 +39,7 @@ def test_every_space_of_the_literature_is_created_by_its_name(name, digits):
 @pytest.mark.parametrize("name", spaces.names())
 def test_space_builds_exports_and_trains_one_batch(name, digits):
     space = spaces.create(name, input_shape=digits.input_shape, num_classes=digits.num_classes, **SMALL.get(name, {}))
-    seqs = controllers.create("random", space, seed=0).propose(3)
+    seqs = controllers.create("random", space, seed=0).propose(3, controllers.History())
     x, y = digits.x_train[:32], digits.y_train[:32]
     for seq in seqs:
         arch = space.decode(seq)
@@ -107,7 +107,7 @@ def test_a_network_is_read_back_from_its_key(name):
     random networks of each space that reads text (NB201 reads its standard cell string)."""
     space = spaces.create(name, input_shape=(3, 32, 32), num_classes=10)
     ctl = controllers.create("random", space, seed=3)
-    for actions in ctl.propose(20):
+    for actions in ctl.propose(20, controllers.History()):
         arch = space.decode(actions)
         text = str(arch) if name == "nb201" else arch.key()
         back = space.actions_from_text(text)

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgenas.cli import app
-from edgenas.controllers import RandomController
+from edgenas.controllers import History, RandomController
 from edgenas.errors import ConfigError
 from edgenas.hardware.calibrate import Calibration, cross_validate, graph_features, read_pairs
 from edgenas.hardware.latency import Measurer
@@ -117,7 +117,7 @@ def pairs_csv(tmp_path_factory):
     with open(d / "pairs.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["model", "device_ms"])
-        for i, actions in enumerate(RandomController(space, seed=4).propose(12)):
+        for i, actions in enumerate(RandomController(space, seed=4).propose(12, History())):
             blob = export_onnx(space.build(space.decode(actions)), (1, 8, 8))
             (d / f"m{i}.onnx").write_bytes(blob)
             w.writerow([f"m{i}.onnx", m.measure(blob, device).median_ms])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from edgenas import controllers, spaces
-from edgenas.controllers.base import mutate, neighbours
+from edgenas.controllers.base import History, mutate, neighbours
 from edgenas.errors import ConfigError
 from edgenas.spaces.layerwise import LayerwiseSpace
 from edgenas.spaces.nb201 import OPS, NB201Space
@@ -46,13 +46,20 @@ def toy_reward(seq):
     return sum(a == CONV3 for a in seq) / 6
 
 
-def drive(ctl, updates, m=4, reward=lambda seq: float(sum(seq) % 7) / 7):
+def drive_from(ctl, history, updates, m=4, reward=lambda seq: float(sum(seq) % 7) / 7):
+    """`updates` rounds of propose / tell / learn as a search runs them, from `history`; the
+    proposals and the history after them."""
     proposals = []
     for _ in range(updates):
-        batch = ctl.propose(m)
+        batch = ctl.propose(m, history)
         proposals.append(batch)
-        ctl.learn(batch, [reward(s) for s in batch])
-    return proposals
+        history = history.extended(batch, [reward(s) for s in batch])
+        ctl.learn(history)
+    return proposals, history
+
+
+def drive(ctl, updates, m=4, reward=lambda seq: float(sum(seq) % 7) / 7):
+    return drive_from(ctl, History(), updates, m, reward)[0]
 
 
 @pytest.mark.parametrize("name", ["reinforce", "ppo", "predictor", "evolution", "random"])
@@ -62,7 +69,7 @@ def test_every_controller_of_the_literature_is_created_by_its_name(name):
     space = nb201()
     ctl = controllers.create(name, space, seed=0)
     assert type(ctl).name == name
-    for seq in ctl.propose(3):
+    for seq in ctl.propose(3, History()):
         space.validate(seq)
     with pytest.raises(ConfigError, match=f"unknown controller 'nope'; available: .*{name}"):
         controllers.create("nope", space)
@@ -94,12 +101,27 @@ def test_same_seed_same_history_same_proposals(name):
 def test_state_round_trip_through_a_checkpoint_continues_identically(name, space_name, tmp_path):
     space = SPACES[space_name]()
     ctl = controllers.create(name, space, seed=2)
-    drive(ctl, 3)
+    _, history = drive_from(ctl, History(), 3)
     path = tmp_path / "controller.ckpt"
     torch.save({"controller": ctl.state_dict()}, path)
     restored = controllers.create(name, SPACES[space_name](), seed=99)  # another seed: the state must win
     restored.load_state_dict(torch.load(path, weights_only=True)["controller"])
-    assert drive(restored, 3) == drive(ctl, 3)
+    assert drive_from(restored, history, 3)[0] == drive_from(ctl, history, 3)[0]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_checkpoint_holds_no_history(name):
+    """A controller's state is what it learned (weights, generator, counters), not what it was
+    told: the checkpoint is as large after 12 updates as after 2 (the store holds the history)."""
+
+    def size(updates):
+        ctl = controllers.create(name, nb201(), seed=0)
+        drive(ctl, updates, m=5)
+        buf = io.BytesIO()
+        torch.save(ctl.state_dict(), buf)
+        return len(buf.getvalue())
+
+    assert size(12) == size(2)
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if n != "random"])
@@ -138,15 +160,17 @@ def _bans_before_exhaustion(**options):
     space = nb201()
     ctl = controllers.create("predictor", space, seed=0, patience=3, **options)
     evaluated, early, bans = set(), 0, 0
+    history = History()
     for _ in range(20):
         before = len(ctl.banned)
-        batch = ctl.propose(8)
+        batch = ctl.propose(8, history)
         for centre in ctl.banned[before:]:
             bans += 1
             around = {space.decode(s).key() for s in neighbours(space, centre, swaps=True)}
             early += not around <= evaluated
         evaluated |= {space.decode(s).key() for s in batch}
-        ctl.learn(batch, [toy_reward(s) for s in batch])
+        history = history.extended(batch, [toy_reward(s) for s in batch])
+        ctl.learn(history)
     return bans, early
 
 
@@ -186,7 +210,7 @@ def test_predictor_with_a_feasibility_check_proposes_only_what_passes_and_checks
 def test_mutation_and_neighbours_stay_in_the_space():
     space = layerwise()
     rng = np.random.default_rng(0)
-    seq = controllers.create("random", space, seed=0).propose(1)[0]
+    seq = controllers.create("random", space, seed=0).propose(1, History())[0]
     for _ in range(50):
         child = mutate(space, seq, rng)
         space.validate(child)
@@ -208,23 +232,21 @@ def test_mutation_and_neighbours_stay_in_the_space():
 
 def test_reinforce_replay_keeps_the_best_results():
     ctl = controllers.create("reinforce", nb201(), seed=0, replay_size=3, replay_count=2)
-    drive(ctl, 3, m=4, reward=toy_reward)
-    kept = [v for _, v in ctl.replay]
-    assert len(kept) == 3 and kept == sorted(kept, reverse=True)
-    buf = io.BytesIO()
-    torch.save(ctl.state_dict(), buf)
-    buf.seek(0)
-    other = controllers.create("reinforce", nb201(), seed=0, replay_size=3, replay_count=2)
-    other.load_state_dict(torch.load(buf, weights_only=True))
-    assert other.replay == ctl.replay
+    _, history = drive_from(ctl, History(), 3, m=4, reward=toy_reward)
+    kept = ctl.replayed(history)
+    values = [v for _, v in kept]
+    assert len(kept) == 3 and values == sorted(values, reverse=True)
+    told = sorted({tuple(a): r for a, r in history.told()}.values(), reverse=True)
+    assert values == told[:3]  # the best three distinct results told
+    assert len({tuple(a) for a, _ in kept}) == 3
 
 
 def test_ppo_takes_several_clipped_steps_per_batch():
     space = nb201()
     ppo = controllers.create("ppo", space, seed=0, ppo_epochs=4)
     one = controllers.create("ppo", space, seed=0, ppo_epochs=1)
-    batch = ppo.propose(8)
-    assert batch == one.propose(8)
+    batch = ppo.propose(8, History())
+    assert batch == one.propose(8, History())
     rewards = [toy_reward(s) for s in batch]
     adv = np.array(rewards) - np.mean(rewards)  # the first update's baseline is the batch mean
 
@@ -232,8 +254,8 @@ def test_ppo_takes_several_clipped_steps_per_batch():
         return float(sum(a * ctl.log_prob(s) for a, s in zip(adv, batch)))
 
     before = objective(ppo)
-    ppo.learn(batch, rewards)
-    one.learn(batch, rewards)
+    ppo.learn(History().extended(batch, rewards))
+    one.learn(History().extended(batch, rewards))
     # more clipped epochs on the same batch of rewards push the advantage-weighted likelihood further
     assert objective(ppo) > objective(one) > before
 
@@ -242,10 +264,12 @@ SCRIPT = """
 from edgenas import controllers
 from edgenas.spaces.nb201 import NB201Space
 ctl = controllers.create("{name}", NB201Space((3, 8, 8), 10, channels=4, cells_per_stage=1), seed=0)
+history = controllers.History()
 for _ in range(6):
-    batch = ctl.propose(4)
-    ctl.learn(batch, [round(sum(s) / 24, 1) for s in batch])  # coarse rewards: many ties
-print(ctl.propose(4))
+    batch = ctl.propose(4, history)
+    history = history.extended(batch, [round(sum(s) / 24, 1) for s in batch])  # coarse rewards: many ties
+    ctl.learn(history)
+print(ctl.propose(4, history))
 """
 
 

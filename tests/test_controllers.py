@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from edgenas.controllers import RandomController, ReinforceController, create
+from edgenas.controllers import History, RandomController, ReinforceController, create
 from edgenas.errors import ConfigError
 from edgenas.spaces.layerwise import LayerwiseSpace
 
@@ -13,9 +13,9 @@ def space():
 
 def test_proposals_are_valid_and_seeded():
     s = space()
-    a = ReinforceController(s, seed=5).propose(10)
-    b = ReinforceController(s, seed=5).propose(10)
-    c = ReinforceController(s, seed=6).propose(10)
+    a = ReinforceController(s, seed=5).propose(10, History())
+    b = ReinforceController(s, seed=5).propose(10, History())
+    c = ReinforceController(s, seed=6).propose(10, History())
     assert a == b and a != c
     for seq in a:
         s.validate(seq)
@@ -31,9 +31,11 @@ def test_learning_raises_probability_of_rewarded_action():
         return math.exp(ctl.log_prob_prefix([4]))
 
     before = p_first_64()
+    history = History()
     for _ in range(30):
-        batch = ctl.propose(8)
-        ctl.learn(batch, [1.0 if seq[0] == 4 else 0.0 for seq in batch])
+        batch = ctl.propose(8, history)
+        history = history.extended(batch, [1.0 if seq[0] == 4 else 0.0 for seq in batch])
+        ctl.learn(history)
     after = p_first_64()
     assert before == pytest.approx(0.2, abs=0.05)
     assert after > 0.6 > before
@@ -44,31 +46,33 @@ def test_learning_raises_probability_of_rewarded_action():
 def test_state_dict_round_trip_continues_identically():
     s = space()
     a = ReinforceController(s, seed=1)
-    batch = a.propose(4)
-    a.learn(batch, [0.1, 0.5, 0.9, 0.2])
+    batch = a.propose(4, History())
+    history = History().extended(batch, [0.1, 0.5, 0.9, 0.2])
+    a.learn(history)
     b = ReinforceController(s, seed=99)
     b.load_state_dict(a.state_dict())
-    assert a.propose(6) == b.propose(6)
+    assert a.propose(6, history) == b.propose(6, history)
     assert a.baseline == b.baseline
 
 
 def test_baseline_is_moving_average():
     ctl = ReinforceController(space(), seed=0, baseline_decay=0.5)
-    ctl.learn(ctl.propose(2), [1.0, 1.0])
+    history = History().extended(ctl.propose(2, History()), [1.0, 1.0])
+    ctl.learn(history)
     assert ctl.baseline == pytest.approx(1.0)
-    ctl.learn(ctl.propose(1), [0.0])
+    ctl.learn(history.extended(ctl.propose(1, history), [0.0]))
     assert ctl.baseline == pytest.approx(0.5)
 
 
 def test_random_controller_covers_options_and_round_trips():
     s = space()
     r = RandomController(s, seed=0)
-    firsts = {seq[0] for seq in r.propose(60)}
+    firsts = {seq[0] for seq in r.propose(60, History())}
     assert firsts == {0, 1, 2, 3, 4}
     state = r.state_dict()
-    x = r.propose(3)
+    x = r.propose(3, History())
     r.load_state_dict(state)
-    assert r.propose(3) == x
+    assert r.propose(3, History()) == x
 
 
 def test_bad_controller_options_are_config_errors():
@@ -88,7 +92,7 @@ def test_multi_objective_predictor_refines_the_front_late():
     s = space()
     rng = random.Random(0)
     seen = {}
-    for seq in RandomController(s, seed=0).propose(200):
+    for seq in RandomController(s, seed=0).propose(200, History()):
         if len(seen) < 24:
             seen.setdefault(tuple(seq), (rng.random(), -rng.random()))
     assert len(seen) == 24
@@ -96,10 +100,11 @@ def test_multi_objective_predictor_refines_the_front_late():
     def batch(late_after: int) -> tuple[list[list[int]], list[list[int]]]:
         c = create("predictor", s, seed=0, local_share=0.0, late_local_share=1.0, late_after=late_after, initial=4)
         actions = [list(a) for a in seen]
-        c.learn_objectives(actions, list(seen.values()))
-        c.learn(actions, [v[0] for v in seen.values()])
+        history = History().extended(actions, [v[0] for v in seen.values()], list(seen.values()))
+        c.learn(history)
+        proposals = c.propose(8, history)
         front = [list(a) for a in seen if c._key(list(a)) in c._front_keys()]
-        return c.propose(8), front
+        return proposals, front
 
     def near_front(props, front):
         near = {tuple(n) for f in front for n in neighbours(s, f, swaps=True)}
@@ -130,10 +135,11 @@ def test_the_predictors_surrogate_record_says_how_well_it_ranked_its_choices():
 
     def record(reward) -> list:
         ctl = controllers.create("predictor", space, seed=0, candidates=200, uniform_candidates=200)
-        out = []
+        out, history = [], History()
         for _ in range(7):
-            batch = ctl.propose(8)
-            out.append(ctl.learn(batch, [reward(s) for s in batch]).get("surrogate_spearman"))
+            batch = ctl.propose(8, history)
+            history = history.extended(batch, [reward(s) for s in batch])
+            out.append(ctl.learn(history).get("surrogate_spearman"))
         return out
 
     easy = record(lambda seq: sum(a == conv3 for a in seq) / len(seq))
@@ -156,7 +162,8 @@ def test_evolution_reports_its_populations_spread():
     assert spread([[4, 2]]) == 0.0
     space = NB201Space(input_shape=(3, 8, 8), num_classes=10, channels=4, cells_per_stage=1)
     ctl = controllers.create("evolution", space, seed=0, population_size=6, sample_size=2)
-    first = ctl.propose(6)
-    assert ctl.learn(first, [0.5] * 6)["population_spread"] > 0
+    first = ctl.propose(6, History())
+    history = History().extended(first, [0.5] * 6)
+    assert ctl.learn(history)["population_spread"] > 0
     same = [first[0]] * 6
-    assert ctl.learn(same, [0.5] * 6)["population_spread"] == 0.0
+    assert ctl.learn(history.extended(same, [0.5] * 6))["population_spread"] == 0.0

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from edgenas.controllers import RandomController
+from edgenas.controllers import History, RandomController
 from edgenas.errors import ConfigError
 from edgenas.spaces import create
 from edgenas.spaces.layerwise import FILTERS, KERNEL, SKIP, STOP, STRIDE, Layer, LayerwiseArch, LayerwiseSpace
@@ -54,7 +54,7 @@ def test_random_sequences_decode_build_and_round_trip():
     s = space()
     ctl = RandomController(s, seed=3)
     x = torch.randn(2, 1, 8, 8)
-    for actions in ctl.propose(40):
+    for actions in ctl.propose(40, History()):
         s.validate(actions)
         arch = s.decode(actions)
         assert s.encode(arch) == actions
@@ -82,7 +82,7 @@ def test_smallest_is_smallest():
     s = space()
     small = sum(p.numel() for p in s.build(s.smallest()).parameters())
     ctl = RandomController(s, seed=0)
-    for actions in ctl.propose(30):
+    for actions in ctl.propose(30, History()):
         assert sum(p.numel() for p in s.build(s.decode(actions)).parameters()) >= small
 
 

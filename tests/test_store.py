@@ -65,7 +65,7 @@ def test_a_version_4_store_gains_update_stats(tmp_path):
 
     db = tmp_path / "search.db"
     with sqlite3.connect(db) as conn:
-        conn.executescript(SCHEMA.replace(",\n    stats TEXT", ""))
+        conn.executescript(SCHEMA.replace(",\n    stats TEXT", "").replace(",\n    told REAL", ""))
         conn.execute("INSERT INTO updates(update_index, loss, finished_at) VALUES (0, 0.5, 1.0)")
         conn.execute("PRAGMA user_version = 4")
     with Store(db, readonly=True) as ro:
@@ -76,4 +76,33 @@ def test_a_version_4_store_gains_update_stats(tmp_path):
             {},
             {"loss": 0.25, "surrogate_spearman": 0.75, "candidates": 12.0},
         ]
-        assert rw.conn.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert rw.conn.execute("PRAGMA user_version").fetchone()[0] == 6
+
+
+def test_a_version_5_store_gains_what_the_controller_was_told(tmp_path):
+    """Samples written before the told reward was kept read back with their reward as what was
+    told; a new update's told rewards (the scalarisation under --objectives) are kept; a sample
+    asked again at its (update, position) replaces the one there."""
+    import sqlite3
+
+    from edgenas.run.store import SCHEMA, Store
+
+    db = tmp_path / "search.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(SCHEMA.replace(",\n    told REAL", ""))
+        conn.execute("PRAGMA user_version = 5")
+    with Store(db) as store:
+        trial_id = store.add_trial(**_trial("a", 0.5, 5))
+        store.conn.execute(
+            "INSERT INTO samples(update_index, position, actions, arch_key, trial_id, reward, reused) "
+            "VALUES (0, 0, '[1, 2]', 'a', ?, 0.5, 0)",
+            (trial_id,),
+        )
+        assert [(r["actions"], r["told"]) for r in store.told(1)] == [("[1, 2]", 0.5)]
+        store.add_sample(1, 0, [3], "a", trial_id, 0.5, True)
+        store.add_sample(1, 1, [4], "a", trial_id, 0.5, True)
+        store.set_told(1, [0.25, 0.75])
+        assert [r["told"] for r in store.told(2)] == [0.5, 0.25, 0.75]
+        assert store.told(1)[-1]["update_index"] == 0  # only the updates before the one asked for
+        store.add_sample(1, 1, [4], "a", trial_id, 0.5, True)  # asked again after a crash
+        assert store.sample_count() == 3 and store.sample_count(before_update=1) == 1

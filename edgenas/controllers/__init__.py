@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgenas.controllers.base import CONTROLLERS, Controller
+from edgenas.controllers.base import CONTROLLERS, Controller, History
 from edgenas.controllers.evolution import EvolutionController
 from edgenas.controllers.ppo import PPOController
 from edgenas.controllers.predictor import PredictorController
@@ -26,6 +26,7 @@ __all__ = [
     "CONTROLLERS",
     "Controller",
     "EvolutionController",
+    "History",
     "PPOController",
     "PredictorController",
     "RandomController",

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,10 +18,85 @@ from edgenas.registry import Registry
 from edgenas.spaces.base import SearchSpace
 
 
+@dataclass(frozen=True)
+class History:
+    """What a search has told its controller, oldest first; read-only. The search reads it from
+    its store before each `propose` and `learn` (so a controller keeps no copy of it, and a
+    resumed search has it back without replaying anything); `extended` builds one by hand.
+
+    `rewards` are what each sample was told: the reward at the first rung (one fidelity per
+    update), scalarised with the update's weights under `--objectives`. `rungs` and `vectors` are
+    keyed by action sequence (every sequence told has its own entry, so two sequences that build
+    one network share what it reached)."""
+
+    actions: tuple[tuple[int, ...], ...] = ()
+    rewards: tuple[float, ...] = ()
+    updates: tuple[int, ...] = ()  # the update each sample was told in
+    rungs: Mapping[tuple[int, ...], tuple[int, float]] = field(default_factory=dict)  # multi-fidelity: the
+    # highest rung above the first that the network reached, and its reward there
+    vectors: Mapping[tuple[int, ...], tuple[float, ...]] = field(default_factory=dict)  # --objectives: the
+    # network's objective vector (every entry maximised); none for a rejected or failed one
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def told(self) -> list[tuple[list[int], float]]:
+        """(actions, reward) of every sample, in the order told."""
+        return [(list(a), r) for a, r in zip(self.actions, self.rewards)]
+
+    def batches(self) -> list[tuple[list[list[int]], list[float]]]:
+        """The samples grouped by update, in order: (actions, rewards) of each."""
+        out: list[tuple[list[list[int]], list[float]]] = []
+        last = None
+        for a, r, u in zip(self.actions, self.rewards, self.updates):
+            if u != last:
+                out.append(([], []))
+                last = u
+            out[-1][0].append(list(a))
+            out[-1][1].append(r)
+        return out
+
+    def last(self) -> tuple[list[list[int]], list[float]]:
+        """The latest update's samples and rewards (what `learn` learns from)."""
+        batches = self.batches()
+        return batches[-1] if batches else ([], [])
+
+    def before_last(self) -> History:
+        """The history without its latest update's samples (`rungs` and `vectors` kept)."""
+        n = len(self.actions) - len(self.last()[0])
+        return replace(self, actions=self.actions[:n], rewards=self.rewards[:n], updates=self.updates[:n])
+
+    def extended(
+        self,
+        actions: Sequence[Sequence[int]],
+        rewards: Sequence[float],
+        vectors: Sequence[Sequence[float] | None] | None = None,
+        rungs: Mapping[tuple[int, ...], tuple[int, float]] | None = None,
+    ) -> History:
+        """One more update told: these samples with their rewards (and objective vectors; and
+        rungs reached since), as a search would record it."""
+        if len(actions) != len(rewards):
+            raise ValueError("one reward per action sequence")
+        update = self.updates[-1] + 1 if self.updates else 0
+        new_vectors = dict(self.vectors)
+        for a, v in zip(actions, vectors or [None] * len(actions)):
+            if v is not None:
+                new_vectors[tuple(a)] = tuple(float(x) for x in v)
+        return History(
+            self.actions + tuple(tuple(int(x) for x in a) for a in actions),
+            self.rewards + tuple(float(r) for r in rewards),
+            self.updates + (update,) * len(actions),
+            {**self.rungs, **(rungs or {})},
+            new_vectors,
+        )
+
+
 class Controller(ABC):
-    """Contract: `propose` is deterministic given the seed and the history of `learn` calls;
-    `state_dict`/`load_state_dict` round-trip everything needed to continue identically.
-    Not thread-safe: one search loop owns a controller."""
+    """Contract: `propose(n, history)` is deterministic given the seed, the controller's own
+    learned state (policy weights, random generator, counters) and the history; `learn(history)`
+    updates that state from the history's latest update. `state_dict`/`load_state_dict` round-trip
+    the learned state, never the history (the search's store holds that). Not thread-safe: one
+    search loop owns a controller."""
 
     # Which architectures the search will accept (e.g. parameters under a hard budget), when the
     # search knows before evaluating: set by `set_feasibility`. Controllers that can use it
@@ -32,27 +108,16 @@ class Controller(ABC):
         self.seed = seed
 
     @abstractmethod
-    def propose(self, n: int) -> list[list[int]]:
-        """Sample `n` complete action sequences."""
+    def propose(self, n: int, history: History) -> list[list[int]]:
+        """Sample `n` complete action sequences, given what was told so far."""
 
-    def learn(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
-        """Update from the results of one batch; returns statistics to record. Default: nothing."""
+    def learn(self, history: History) -> dict[str, float]:
+        """Update from the history's latest update (`history.last()`; under multi-fidelity
+        `history.rungs` also holds the rungs reached up to now, under `--objectives`
+        `history.vectors` the objective vectors; the rewards are the update's scalarisation of them,
+        one weight vector per update, ParEGO's augmented Tchebycheff, which is all REINFORCE, PPO,
+        evolution and random search use); returns statistics to record. Default: nothing."""
         return {}
-
-    def learn_rungs(self, actions: Sequence[Sequence[int]], rungs: Sequence[int], rewards: Sequence[float]) -> None:
-        """Multi-fidelity: children already learned from (at the first rung) reached higher rungs
-        with these rewards. Rewards of different rungs are not comparable; a controller that uses
-        this ranks a child by (highest rung, reward there). Default (REINFORCE, PPO, evolution,
-        random): nothing, they learn from every child's first rung, one fidelity per batch."""
-
-    def learn_objectives(self, actions: Sequence[Sequence[int]], vectors: Sequence[tuple[float, ...] | None]) -> None:
-        """Multi-objective search (`--objectives`): each child's objective vector (every entry
-        to maximise; None for a child that was rejected or failed), given before `learn`. The
-        rewards `learn` then gets are a random scalarisation of these vectors, one weight vector
-        per batch (ParEGO's augmented Tchebycheff), which is all REINFORCE, PPO, evolution and
-        random search use: a different trade-off each batch covers the front over the search.
-        Default: nothing. The predictor keeps the vectors and scalarises the whole history anew
-        with a fresh weight vector for every batch it proposes (ParEGO)."""
 
     def set_feasibility(self, check: Callable[[Sequence[int]], bool] | None) -> None:
         """`check(actions)` is False for an architecture the search would reject without

@@ -8,12 +8,19 @@ leaves, so good networks must keep being rediscovered.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Sequence
 
 import numpy as np
 
-from edgenas.controllers.base import CONTROLLERS, Controller, complete_uniformly, mutate, rng_from_state, rng_state
+from edgenas.controllers.base import (
+    CONTROLLERS,
+    Controller,
+    History,
+    complete_uniformly,
+    mutate,
+    rng_from_state,
+    rng_state,
+)
 from edgenas.spaces.base import SearchSpace
 
 
@@ -39,42 +46,38 @@ class EvolutionController(Controller):
         self.population_size = population_size
         self.sample_size = sample_size
         self.rng = np.random.default_rng(seed)
-        self.population: deque[tuple[list[int], float]] = deque()
-        self.seen = 0  # results learnt from
 
-    def propose(self, n: int) -> list[list[int]]:
+    def population(self, history: History) -> list[tuple[list[int], float]]:
+        """The latest `population_size` results told, oldest first (aging: the oldest leaves)."""
+        return history.told()[-self.population_size :]
+
+    def propose(self, n: int, history: History) -> list[list[int]]:
+        population = self.population(history)
         out = []
         for i in range(n):
-            if self.seen + i < self.population_size or not self.population:
+            if len(history) + i < self.population_size or not population:
                 out.append(complete_uniformly(self.space, [], self.rng))
                 continue
-            members = self.rng.choice(
-                len(self.population), size=min(self.sample_size, len(self.population)), replace=False
-            )
-            parent = max((self.population[int(k)] for k in members), key=lambda m: m[1])
+            members = self.rng.choice(len(population), size=min(self.sample_size, len(population)), replace=False)
+            parent = max((population[int(k)] for k in members), key=lambda m: m[1])
             out.append(mutate(self.space, parent[0], self.rng))
         return out
 
-    def learn(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
-        if len(actions) != len(rewards) or not actions:
-            raise ValueError("learn() needs one reward per action sequence, at least one")
-        for seq, r in zip(actions, rewards):
-            self.population.append((list(seq), float(r)))
-            if len(self.population) > self.population_size:
-                self.population.popleft()
-            self.seen += 1
-        values = [r for _, r in self.population]
+    def learn(self, history: History) -> dict[str, float]:
+        _, rewards = history.last()
+        if not rewards:
+            raise ValueError("learn() needs a history whose latest update told at least one result")
+        population = self.population(history)
+        values = [r for _, r in population]
         return {
             "mean_reward": float(np.mean(rewards)),
             "population_best": max(values),
             "population_mean": float(np.mean(values)),
-            "population_spread": spread([a for a, _ in self.population]),
+            "population_spread": spread([a for a, _ in population]),
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": rng_state(self.rng), "population": [list(m) for m in self.population], "seen": self.seen}
+        return {"rng": rng_state(self.rng)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng = rng_from_state(state["rng"])
-        self.population = deque((list(a), float(r)) for a, r in state["population"])
-        self.seen = int(state["seen"])

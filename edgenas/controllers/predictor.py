@@ -2,7 +2,7 @@
 
 The LSTM policy (trained by REINFORCE on every real result, as in Zoph & Le) is the cheap
 proposal generator; a surrogate fitted to the results so far decides which proposals are worth
-a training run. Each `propose(n)`:
+a training run. Each `propose(n, history)` (the history read from the search's store):
 
 1. candidates: `candidates` sequences sampled from the policy in one batched pass, plus every
    one-decision neighbour of the `local_top` best results so far (local search around the
@@ -32,7 +32,7 @@ a neighbour that is not feasible counts as done for `exhaust`. On NB201 under a 
 parameter budget, this found the best feasible network within 50 evaluations far more often than
 proposing everything and learning from the rejections.
 
-Multi-objective (the search passes objective vectors, `learn_objectives`): the history is ranked
+Multi-objective (the history carries objective vectors, `History.vectors`): the history is ranked
 by Pareto rank, this batch's random Tchebycheff scalarisation within a rank (ParEGO); every front
 member is an incumbent in turn, and once `late_after` results are in, `late_local_share` of each
 batch (instead of `local_share`) refines the front around its members. On the NAS-Bench-201
@@ -51,7 +51,7 @@ from scipy.linalg import solve_triangular
 from scipy.spatial.distance import cdist
 from scipy.special import ndtr
 
-from edgenas.controllers.base import CONTROLLERS, complete_uniformly, neighbours, rng_from_state, rng_state
+from edgenas.controllers.base import CONTROLLERS, History, complete_uniformly, neighbours, rng_from_state, rng_state
 from edgenas.controllers.reinforce import ReinforceController
 from edgenas.spaces.base import SearchSpace
 
@@ -206,6 +206,7 @@ class PredictorController(ReinforceController):
         self.banned: list[list[int]] = []  # centres of abandoned regions
         self.stale = 0  # updates since the best reward last improved
         self.rng = np.random.default_rng(seed)
+        # views of the history `propose` / `learn` were given (`_read`), not state:
         self.history: list[tuple[list[int], float]] = []  # (actions, reward at the first rung)
         self.promoted: dict[str, tuple[int, float]] = {}  # multi-fidelity: key -> (highest rung, reward there)
         self.vectors: dict[str, tuple[float, ...]] = {}  # multi-objective: key -> objective vector (maximised)
@@ -257,14 +258,13 @@ class PredictorController(ReinforceController):
         good = [s for s in self.sample_batch(4 * n) if self._ok(s)][:n]
         return good + self.sample_batch(n - len(good)) if len(good) < n else good
 
-    def learn_rungs(self, actions, rungs, rewards) -> None:  # type: ignore[no-untyped-def]
-        for a, rung, reward in zip(actions, rungs, rewards):
-            self.promoted[self._key(a)] = (int(rung), float(reward))
-
-    def learn_objectives(self, actions, vectors) -> None:  # type: ignore[no-untyped-def]
-        for a, v in zip(actions, vectors):
-            if v is not None:
-                self.vectors[self._key(a)] = tuple(float(x) for x in v)
+    def _read(self, history: History) -> None:
+        """The history as this controller ranks it: results by network key (two sequences that
+        build one network share its rung and objective vector)."""
+        self.history = history.told()
+        self.promoted = {self._key(a): (int(rung), float(r)) for a, (rung, r) in history.rungs.items()}
+        self.vectors = {self._key(a): tuple(v) for a, v in history.vectors.items()}
+        self._mo_scored = None
 
     def _front_keys(self) -> set[str]:
         from edgenas.pareto import non_dominated
@@ -302,7 +302,8 @@ class PredictorController(ReinforceController):
             out.append((a, rung * span + (reward - low)))
         return out
 
-    def propose(self, n: int) -> list[list[int]]:
+    def propose(self, n: int, history: History) -> list[list[int]]:
+        self._read(history)
         if self.vectors:  # multi-objective: a new trade-off for this batch (ParEGO)
             from edgenas.pareto import weights
 
@@ -476,7 +477,9 @@ class PredictorController(ReinforceController):
         """Outside every abandoned region (more than `radius` decisions from its centre)."""
         return all(_distance(seq, c) > self.radius for c in self.banned)
 
-    def learn(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
+    def learn(self, history: History) -> dict[str, float]:
+        actions, rewards = history.last()
+        self._read(history.before_last())
         best = max((r for _, r in self.history), default=None)
         if self.vectors:  # multi-objective: stale while no new child joins the front
             from edgenas.pareto import dominates
@@ -487,9 +490,8 @@ class PredictorController(ReinforceController):
             self.stale = 0 if joined or best is None else self.stale + 1
         else:
             self.stale = 0 if best is None or max(rewards) > best else self.stale + 1
-        stats = super().learn(actions, rewards)
+        stats = super().learn(history)
         self._mo_scored = None
-        self.history.extend((list(a), float(r)) for a, r in zip(actions, rewards))
         return {**stats, **self.last_stats, **self._surrogate_record(actions, rewards)}
 
     def _surrogate_record(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
@@ -511,19 +513,13 @@ class PredictorController(ReinforceController):
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
-            "history": [[a, r] for a, r in self.history],
             "rng": rng_state(self.rng),
             "banned": [list(c) for c in self.banned],
             "stale": self.stale,
-            "promoted": [[k, rung, r] for k, (rung, r) in self.promoted.items()],
-            "vectors": [[k, list(v)] for k, v in self.vectors.items()],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.history = [(list(a), float(r)) for a, r in state["history"]]
         self.rng = rng_from_state(state["rng"])
         self.banned = [list(c) for c in state["banned"]]
         self.stale = int(state["stale"])
-        self.promoted = {k: (int(rung), float(r)) for k, rung, r in state.get("promoted", [])}
-        self.vectors = {k: tuple(float(x) for x in v) for k, v in state.get("vectors", [])}

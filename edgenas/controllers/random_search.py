@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from edgenas.controllers.base import CONTROLLERS, Controller
+from edgenas.controllers.base import CONTROLLERS, Controller, History
 from edgenas.spaces.base import SearchSpace
 
 
@@ -18,7 +18,7 @@ class RandomController(Controller):
         super().__init__(space, seed)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def propose(self, n: int) -> list[list[int]]:
+    def propose(self, n: int, history: History) -> list[list[int]]:
         out = []
         for _ in range(n):
             actions: list[int] = []

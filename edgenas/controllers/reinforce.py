@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from edgenas.controllers.base import CONTROLLERS, Controller
+from edgenas.controllers.base import CONTROLLERS, Controller, History
 from edgenas.spaces.base import SearchSpace
 
 
@@ -72,7 +72,6 @@ class ReinforceController(Controller):
         # `replay_count` of them join every update's batch.
         self.replay_size = replay_size
         self.replay_count = replay_count
-        self.replay: list[tuple[list[int], float]] = []
 
     # -- the policy, step by step -----------------------------------------------------------
     def _distribution(self, h: torch.Tensor, kind: int, mask: Sequence[bool]) -> torch.Tensor:
@@ -117,7 +116,7 @@ class ReinforceController(Controller):
             raise ValueError("action sequence does not match the search space")
         return out, log_prob, entropy
 
-    def propose(self, n: int) -> list[list[int]]:
+    def propose(self, n: int, history: History) -> list[list[int]]:
         with torch.no_grad():
             return [self._run(None)[0] for _ in range(n)]
 
@@ -160,12 +159,11 @@ class ReinforceController(Controller):
         with torch.no_grad():
             return float(self._run(prefix, prefix_only=True)[1])
 
-    def learn(self, actions: Sequence[Sequence[int]], rewards: Sequence[float]) -> dict[str, float]:
-        if len(actions) != len(rewards) or not actions:
-            raise ValueError("learn() needs one reward per action sequence, at least one")
-        batch = [list(a) for a in actions]
-        values = [float(v) for v in rewards]
-        replayed = self.replay[: self.replay_count]
+    def learn(self, history: History) -> dict[str, float]:
+        batch, values = history.last()
+        if not batch:
+            raise ValueError("learn() needs a history whose latest update told at least one result")
+        replayed = self.replayed(history.before_last())[: self.replay_count]
         batch_r = torch.tensor(values + [v for _, v in replayed], dtype=torch.float32)
         if self.baseline is None:
             self.baseline = float(torch.tensor(values).mean())
@@ -174,7 +172,6 @@ class ReinforceController(Controller):
         baseline_used = self.baseline
         for value in values:
             self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * value
-        self._remember(batch, values)
         self.updates += 1
         return {
             "loss": loss,
@@ -201,12 +198,17 @@ class ReinforceController(Controller):
         self.optimizer.step()
         return float(loss.detach()), float(ent.detach().mean())
 
-    def _remember(self, batch: list[list[int]], values: list[float]) -> None:
+    def replayed(self, history: History) -> list[tuple[list[int], float]]:
+        """The experience-replay buffer after `history`: the best `replay_size` distinct sequences
+        told, best first (ties: the one told first, within an update the earlier position)."""
+        replay: list[tuple[list[int], float]] = []
         if self.replay_size == 0:
-            return
-        known = {tuple(a) for a, _ in self.replay}
-        fresh = [(a, v) for a, v in zip(batch, values) if tuple(a) not in known]
-        self.replay = sorted(self.replay + fresh, key=lambda item: -item[1])[: self.replay_size]
+            return replay
+        for batch, values in history.batches():
+            known = {tuple(a) for a, _ in replay}
+            fresh = [(a, v) for a, v in zip(batch, values) if tuple(a) not in known]
+            replay = sorted(replay + fresh, key=lambda item: -item[1])[: self.replay_size]
+        return replay
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -215,7 +217,6 @@ class ReinforceController(Controller):
             "generator": self.generator.get_state(),
             "baseline": self.baseline,
             "updates": self.updates,
-            "replay": [[a, v] for a, v in self.replay],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -224,4 +225,3 @@ class ReinforceController(Controller):
         self.generator.set_state(state["generator"])
         self.baseline = state["baseline"]
         self.updates = state["updates"]
-        self.replay = [(list(a), float(v)) for a, v in state.get("replay", [])]

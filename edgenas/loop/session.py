@@ -7,9 +7,10 @@
 
 `ask` asks the stop rules, the pruner for promotions due, the enqueued networks (`--start`) and
 then the controller; `evaluate` runs each proposal through the middleware and the rest on the
-evaluator; `tell` gives the controller the batch's rewards (scalarised for `--objectives`) and the
-rungs reached. The store is written the moment a result exists: a resumed search reuses every
-finished trial.
+evaluator; `tell` records what the controller is told for the batch (rewards, scalarised for
+`--objectives`) and has it learn. The controller reads its history (every sample told, the rungs
+reached, the objective vectors) from the store through `history()`; it keeps no copy. The store
+is written the moment a result exists: a resumed search reuses every finished trial.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from edgenas.evaluators.base import Evaluator, TrainJob, TrainOutcome
 from edgenas.fsutil import atomic_write_bytes
 from edgenas.hardware.latency import Measurer
 from edgenas.loop import middleware, pruners, stops
+from edgenas.loop.history import read_history
 from edgenas.loop.log import RunLog
 from edgenas.run.rundir import PIPELINE_NAME, describe_dataset, load_checkpoint, save_checkpoint, versions
 from edgenas.run.store import Store, Trial
@@ -132,7 +134,6 @@ class Batch:
     answers: list[float | None] = field(default_factory=list)  # first-rung reward per position
     pending: dict[str, tuple[PendingChild, list[int]]] = field(default_factory=dict)  # key -> (child, positions)
     promoted: dict[str, tuple[Trial, int]] = field(default_factory=dict)  # key -> (trial, rung it trains to)
-    reached: list[tuple[Trial, int, float]] = field(default_factory=list)  # (trial, rung, reward there)
     cut: bool = False  # --max-minutes stopped a training job of this batch from starting
 
     def __post_init__(self) -> None:
@@ -176,7 +177,9 @@ class SearchSession:
     # -- the run directory -----------------------------------------------------------------
     def begin(self, resume: bool, command: str | None) -> None:
         """A new run writes its settings and an initial checkpoint; a resumed one continues
-        from its last checkpoint (the samples of the update in flight are asked again)."""
+        from its last checkpoint: the controller's learned state (the history it reads is in the
+        store) and the update in flight, asked again (it gets the same proposals, and the samples
+        already recorded for it are replaced, not added)."""
         store, p = self.store, self.prepared
         if self.took_over_lock_from is not None:
             store.set_meta("lock_taken_over_from", self.took_over_lock_from)
@@ -185,7 +188,6 @@ class SearchSession:
             if ckpt is not None:
                 self.controller.load_state_dict(ckpt["controller"])
                 self.update_index = int(ckpt["update_index"])
-            store.drop_samples_from(self.update_index)
             store.set_meta("resumed_at", datetime.now(timezone.utc).isoformat())
         else:
             store.set_meta("pipeline", self.pipeline.to_json())
@@ -196,7 +198,7 @@ class SearchSession:
             store.set_meta("started_at", datetime.now(timezone.utc).isoformat())
             atomic_write_bytes(self.run_dir / PIPELINE_NAME, self.pipeline.to_toml().encode("utf-8"))
             save_checkpoint(self.run_dir, 0, self.controller)
-        self.sampled = store.sample_count()
+        self.sampled = store.sample_count(before_update=self.update_index)
 
     # -- ask -------------------------------------------------------------------------------
     def ask(self) -> Batch | None:
@@ -213,7 +215,7 @@ class SearchSession:
         space = self.controller.space = curriculum_space(self.prepared.space, cfg, self.update_index)
         actions = self.enqueued.take(self.update_index, m)
         if m > len(actions):
-            actions += self.controller.propose(m - len(actions))
+            actions += self.controller.propose(m - len(actions), self.history(self.update_index))
         return Batch(self.update_index, space, actions, due)
 
     # -- evaluate --------------------------------------------------------------------------
@@ -247,8 +249,7 @@ class SearchSession:
             trial = self.store.trial(trial_id)
             assert trial is not None
             done = self.store.rung_result(trial_id, rung + 1)
-            if done is not None:
-                batch.reached.append((trial, rung + 1, done.reward))
+            if done is not None:  # reached before an interruption: in the store, nothing to train
                 continue
             below = self.store.rung_result(trial_id, rung)
             assert below is not None and below.state_path is not None
@@ -267,7 +268,6 @@ class SearchSession:
         res = self._finish(batch, pending_from_trial(batch.space, trial, self.prepared.profile.statistic), outcome)
         epochs = self.pruner.rungs[rung]
         trial = record_promotion(self.store, self.run_dir, trial, res, rung, epochs, batch.update_index, outcome)
-        batch.reached.append((trial, rung, res.reward.total))
         self.last = (res.reward.total, f"{epochs} epochs")
         self.report(trial=trial, epochs=epochs, rung=rung)
 
@@ -315,21 +315,23 @@ class SearchSession:
         return trial.reward
 
     # -- tell ------------------------------------------------------------------------------
+    def history(self, before_update: int) -> controllers.History:
+        """What the controller was told before `before_update`, read from the store."""
+        return read_history(self.store, before_update, self.pipeline.reward.objectives)
+
     def tell(self, batch: Batch) -> None:
-        """The controller learns from the batch (and from the rungs its promotions reached); the
-        update is recorded and checkpointed."""
+        """What the controller is told for the batch (rewards, scalarised for `--objectives`) goes
+        to the store; the controller learns from the history through this update (with the rungs
+        its promotions reached); the update is recorded and checkpointed."""
         rewards = [a for a in batch.answers if a is not None]
         assert len(rewards) == len(batch.actions)
         objectives = self.pipeline.reward.objectives
         if objectives and batch.actions:
             rewards = self._scalarised(batch, objectives)
-        stats = self.controller.learn(batch.actions, rewards) if batch.actions else {}
-        if batch.reached:
-            # in the order promotions were decided, not of completion: a resumed search tells the same
-            order = {trial_id: i for i, (trial_id, _) in enumerate(batch.promotions)}
-            reached = sorted(batch.reached, key=lambda item: order[item[0].id])
-            self.controller.learn_rungs([t.actions for t, _, _ in reached], [r for _, r, _ in reached],
-                                        [v for *_, v in reached])  # fmt: skip
+        stats = {}
+        if batch.actions:
+            self.store.set_told(batch.update_index, rewards)
+            stats = self.controller.learn(self.history(batch.update_index + 1))
         self.store.add_update(batch.update_index, stats)
         self.update_index += 1
         save_checkpoint(self.run_dir, self.update_index, self.controller)
@@ -337,15 +339,14 @@ class SearchSession:
         faults.point("after-update")
 
     def _scalarised(self, batch: Batch, objectives: Sequence[str]) -> list[float]:
-        """Multi-objective: the controller is given each child's objective vector, then rewards
-        that scalarise them with one random weight vector per update (ParEGO's augmented
-        Tchebycheff, objectives scaled over every finished trial). The weights come from (seed,
+        """Multi-objective: rewards that scalarise each child's objective vector with one random
+        weight vector per update (ParEGO's augmented Tchebycheff, objectives scaled over every
+        finished trial); the vectors themselves are in the history. The weights come from (seed,
         update), the scaling from the store: a resumed search tells the same."""
         vectors = [
             pareto.goodness(objectives, pareto.trial_values(t)) if t is not None and t.status == "ok" else None
             for t in batch.trials
         ]
-        self.controller.learn_objectives(batch.actions, vectors)
         history = [pareto.goodness(objectives, pareto.trial_values(t)) for t in self.store.trials("ok")]
         lam = pareto.weights(random.Random(f"{self.pipeline.search.seed}:{batch.update_index}"), len(objectives))
         scores = pareto.scalarise([v for v in history if v is not None] + vectors, lam)[-len(vectors) :]

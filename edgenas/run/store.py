@@ -76,8 +76,10 @@ CREATE TABLE IF NOT EXISTS samples (
     arch_key TEXT NOT NULL,
     trial_id INTEGER NOT NULL REFERENCES trials(id),
     reward REAL NOT NULL,
-    reused INTEGER NOT NULL
+    reused INTEGER NOT NULL,
+    told REAL
 );
+CREATE INDEX IF NOT EXISTS samples_at ON samples(update_index, position);
 CREATE TABLE IF NOT EXISTS updates (
     update_index INTEGER PRIMARY KEY,
     loss REAL, entropy REAL, baseline REAL, mean_reward REAL,
@@ -167,10 +169,11 @@ class Trial:
 _JSON_COLUMNS = ("actions", "arch", "latency", "reward_terms", "curve", "memory")
 
 
-SCHEMA_VERSION = 5
-# 2: before trials.memory / fp32_val_accuracy; 3: before trials.rung and the rungs table. Opened for
-# writing, an older database gains them; read-only, it is read as it is.
-READABLE_VERSIONS = (2, 3, 4, 5)
+SCHEMA_VERSION = 6
+# 2: before trials.memory / fp32_val_accuracy; 3: before trials.rung and the rungs table; 4: before
+# updates.stats; 5: before samples.told. Opened for writing, an older database gains them;
+# read-only, it is read as it is.
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,8 @@ class Store:
             self.conn.execute("ALTER TABLE trials ADD COLUMN rung INTEGER")
         if has_tables and version in (2, 3, 4):
             self.conn.execute("ALTER TABLE updates ADD COLUMN stats TEXT")
+        if has_tables and version in (2, 3, 4, 5):
+            self.conn.execute("ALTER TABLE samples ADD COLUMN told REAL")
         self.conn.executescript(SCHEMA)
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -448,35 +453,63 @@ class Store:
         reward: float,
         reused: bool,
     ) -> None:
-        self.conn.execute(
-            "INSERT INTO samples(update_index, position, actions, arch_key, trial_id, reward, reused) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (update_index, position, json.dumps(actions), arch_key, trial_id, reward, int(reused)),
+        """The sample at (update, position); one recorded there before (a resumed search asks its
+        update in flight again and gets the same proposals) is replaced, atomically."""
+        own = not self.conn.in_transaction
+        if own:
+            self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("DELETE FROM samples WHERE update_index = ? AND position = ?", (update_index, position))
+            self.conn.execute(
+                "INSERT INTO samples(update_index, position, actions, arch_key, trial_id, reward, reused) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (update_index, position, json.dumps(actions), arch_key, trial_id, reward, int(reused)),
+            )
+            if own:
+                self.conn.execute("COMMIT")
+        except BaseException:
+            if own:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def set_told(self, update_index: int, rewards: list[float]) -> None:
+        """What the controller was told for each sample of an update, by position (the reward, or
+        under --objectives its scalarisation), before it learns from them."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.executemany(
+            "UPDATE samples SET told = ? WHERE update_index = ? AND position = ?",
+            [(float(r), update_index, i) for i, r in enumerate(rewards)],
         )
+        self.conn.execute("COMMIT")
+
+    def told(self, before_update: int) -> list[sqlite3.Row]:
+        """The samples of the updates before `before_update`, in the order told, with what the
+        controller was told (`told`; the reward in databases written before it was kept)."""
+        return self.conn.execute(
+            "SELECT update_index, position, actions, trial_id, COALESCE(told, reward) AS told FROM samples "
+            "WHERE update_index < ? ORDER BY update_index, position",
+            (before_update,),
+        ).fetchall()
 
     def samples(self) -> Iterator[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM samples ORDER BY update_index, position")
 
-    def sample_count(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+    def sample_count(self, before_update: int | None = None) -> int:
+        """Samples recorded (of the updates before `before_update` when given)."""
+        if before_update is None:
+            return int(self.conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+        row = self.conn.execute("SELECT COUNT(*) FROM samples WHERE update_index < ?", (before_update,)).fetchone()
+        return int(row[0])
 
     def reused_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM samples WHERE reused = 1").fetchone()[0])
-
-    def drop_samples_from(self, update_index: int) -> int:
-        """Forget the samples of `update_index` and later (a resumed search replays them)."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        cur = self.conn.execute("DELETE FROM samples WHERE update_index >= ?", (update_index,))
-        self.conn.execute("DELETE FROM updates WHERE update_index >= ?", (update_index,))
-        self.conn.execute("COMMIT")
-        return cur.rowcount
 
     def integrity_check(self) -> str:
         return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
 
     def add_update(self, update_index: int, stats: dict[str, float]) -> None:
         self.conn.execute(
-            "INSERT INTO updates(update_index, loss, entropy, baseline, mean_reward, finished_at, stats) "
+            "INSERT OR REPLACE INTO updates(update_index, loss, entropy, baseline, mean_reward, finished_at, stats) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 update_index,
