@@ -143,7 +143,7 @@ def test_runs_written_before_the_memory_column_still_open(tmp_path):
     db = tmp_path / "search.db"
     with sqlite3.connect(db) as conn:  # a version-2 store: no trials.memory (nor the later rungs)
         old = SCHEMA.replace(",\n    memory TEXT,\n    fp32_val_accuracy REAL,\n    rung INTEGER", "")
-        old = old.replace(",\n    stats TEXT", "")
+        old = old.replace(",\n    stats TEXT", "").replace(",\n    told REAL", "")
         conn.executescript(
             old[: old.index("CREATE TABLE IF NOT EXISTS rungs")]
             + old[old.index("CREATE TABLE IF NOT EXISTS samples") :]
@@ -155,4 +155,4 @@ def test_runs_written_before_the_memory_column_still_open(tmp_path):
         cols = [r[1] for r in rw.conn.execute("PRAGMA table_info(trials)")]
         assert {"memory", "fp32_val_accuracy"} <= set(cols) and rw.conn.execute("PRAGMA user_version").fetchone()[
             0
-        ] == 5
+        ] == 6
