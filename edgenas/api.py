@@ -435,10 +435,14 @@ def calibrate(
     limit: int | None = None,
     folds: int = 5,
     progress: Callable[[int, int], None] | None = None,
+    board: str | None = None,
+    framework: str | None = None,
+    target: str | None = None,
 ) -> tuple[Any, list[Path], Any]:
-    """Fit a latency predictor from board timings and write the calibrated profile (as `edgenas
-    calibrate`): returns (the fit with its cross-validated quality, the files written, the base
-    profile)."""
+    """Fit a latency predictor (and, where the file has energies, an energy predictor) from board
+    timings and write the calibrated profile (as `edgenas calibrate`): returns (the fit with its
+    cross-validated quality, the files written, the base profile). `board` / `framework` choose
+    the rows of a boards file; `target` names the device in the profile written."""
     import re
 
     from edgenas.hardware.calibrate import calibrate as fit
@@ -450,7 +454,10 @@ def calibrate(
         raise ConfigError(f"--folds must be >= 2, got {folds}")
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ConfigError(f"--name {name!r} is not a plain profile name; use letters, digits, '.', '_' and '-'")
-    fitted = fit(profile, Path(pairs), limit, folds, on_progress=progress, host_timing=not graph_only)
-    target = Path(out_dir) if out_dir is not None else Path(base.source_path).parent
-    written = write_calibrated_profile(base.source_path, fitted, target, name)
+    fitted = fit(
+        profile, Path(pairs), limit, folds, on_progress=progress, host_timing=not graph_only, board=board,
+        framework=framework,
+    )  # fmt: skip
+    where = Path(out_dir) if out_dir is not None else Path(base.source_path).parent
+    written = write_calibrated_profile(base.source_path, fitted, where, name, target=target)
     return fitted, written, base

@@ -5,7 +5,8 @@ from two places, and the tighter one wins:
 
   the reward settings   `--budget` / `[reward] budget_params`, `--max-latency-ms` /
                         `[reward] max_latency_ms` when `latency_limit = "hard"`, and
-                        `--max-ram-kb` / `--max-flash-kb` (`[reward] max_ram_kb`, `max_flash_kb`)
+                        `--max-ram-kb` / `--max-flash-kb` (`[reward] max_ram_kb`, `max_flash_kb`),
+                        `--max-energy-mj` (`[reward] max_energy_mj`; profiles that predict energy)
   the profile           `max_params`, `max_model_bytes`, `max_latency_ms`, and
                         `max_peak_ram_bytes` / `max_flash_bytes` less the profile's headroom
                         (the device's own)
@@ -24,8 +25,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from edgenas.errors import BudgetError
-from edgenas.hardware.profiles import Profile
+from edgenas.errors import BudgetError, ConfigError
+from edgenas.hardware.profiles import Profile, load_profile
 from edgenas.reward import RewardConfig
 from edgenas.settings import schema
 
@@ -36,6 +37,7 @@ _KINDS = {
     "latency_ms": ("latency", " ms", "ms of latency"),
     "ram_bytes": ("peak RAM", " bytes", "bytes of RAM"),
     "flash_bytes": ("flash", " bytes", "bytes of flash"),
+    "energy_mj": ("energy", " mJ", "mJ of energy per inference"),
 }
 FP32_BYTES_PER_PARAM = 4  # an fp32 ONNX file stores every parameter in 4 bytes, at least
 
@@ -44,7 +46,7 @@ FP32_BYTES_PER_PARAM = 4  # an fp32 ONNX file stores every parameter in 4 bytes,
 class Limit:
     """One hard limit: `what` <= `value`, and where it came from (`source`, as a user wrote it)."""
 
-    what: str  # params | model_bytes | latency_ms | ram_bytes | flash_bytes
+    what: str  # params | model_bytes | latency_ms | ram_bytes | flash_bytes | energy_mj
     value: float
     source: str  # e.g. "budget", "profile mcu-m7"
     fix: str  # how to loosen it, for error messages
@@ -78,9 +80,11 @@ class Constraints:
     ram_bytes: Limit | None = None
     flash_bytes: Limit | None = None
     precision: str = "fp32"  # the profile's: the element size memory is counted at
+    energy_mj: Limit | None = None  # predicted energy per inference (profiles with energy data)
 
     @classmethod
     def build(cls, reward: RewardConfig, profile: Profile) -> "Constraints":
+        check_energy_known(reward, profile)
         device = f"profile {profile.name}"
         budget = (
             Limit("params", reward.budget_params, "budget", "raise --budget")
@@ -125,6 +129,9 @@ class Constraints:
                 memory("flash_bytes", "max_flash_bytes", profile.flash_headroom_bytes),
             ),
             profile.precision,
+            Limit("energy_mj", reward.max_energy_mj, "max energy", "raise --max-energy-mj")
+            if reward.max_energy_mj is not None
+            else None,
         )
 
     @property
@@ -140,7 +147,7 @@ class Constraints:
     def describe(self) -> list[str]:
         """Each limit in force, e.g. "params <= 100,000 (profile mcu-m7)"."""
         out = []
-        for lim in (self.params, self.model_bytes, self.latency_ms, self.ram_bytes, self.flash_bytes):
+        for lim in (self.params, self.model_bytes, self.latency_ms, self.ram_bytes, self.flash_bytes, self.energy_mj):
             if lim is not None:
                 label, unit, _ = _KINDS[lim.what]
                 out.append(f"{label} <= {_fmt(lim.value)}{unit} ({lim.source})")
@@ -154,6 +161,9 @@ class Constraints:
 
     def check_latency(self, latency_ms: float) -> str | None:
         return self.latency_ms.reason(latency_ms) if self.latency_ms else None
+
+    def check_energy(self, energy_mj: float | None) -> str | None:
+        return self.energy_mj.reason(energy_mj) if self.energy_mj and energy_mj is not None else None
 
     def check_memory(self, peak_ram_bytes: int, flash_bytes: int) -> str | None:
         """Why an estimate breaks the RAM or flash limit (the first that does), or None."""
@@ -200,3 +210,26 @@ class Constraints:
                 f"in the '{space_name}' space ({smallest_params:,} parameters = at least "
                 f"{FP32_BYTES_PER_PARAM * smallest_params:,} bytes in fp32); {lim.fix}"
             )
+
+
+def check_energy_known(reward: RewardConfig, profile: Profile) -> None:
+    """ConfigError when the settings use energy (`--objectives ...,energy`, `--max-energy-mj`) and
+    the profile has no energy data to predict it from."""
+    uses = [name for name, used in (("--objectives ...energy", "energy" in (reward.objectives or ())),
+                                    ("--max-energy-mj", reward.max_energy_mj is not None)) if used]  # fmt: skip
+    if uses and not profile.has_energy:
+        from edgenas.hardware.profiles import available_profiles
+
+        with_energy = [n for n in sorted(available_profiles()) if _has_energy(n)]
+        raise ConfigError(
+            f"{' and '.join(uses)} needs energy per inference, and profile '{profile.name}' has no energy data "
+            f"(no energy_calibration); use a profile that predicts energy ({', '.join(with_energy) or 'none installed'}) "
+            "or leave energy out"
+        )
+
+
+def _has_energy(name: str) -> bool:
+    try:
+        return bool(load_profile(name).has_energy)
+    except Exception:  # a broken profile file says so where it is used
+        return False

@@ -175,6 +175,8 @@ def prepare_child(
             lat_ms = latency.statistic(profile.statistic) if latency is not None else None
             if lat_ms is not None:
                 reason = constraints.check_latency(lat_ms)
+            if reason is None and latency is not None:
+                reason = constraints.check_energy(latency.energy_mj)
     except Exception as exc:  # a bad child is recorded, never fatal to the search
         seconds["total"] = time.perf_counter() - t_start
         return ChildResult(
@@ -325,8 +327,8 @@ def feasibility(
 ) -> Callable[[Sequence[int]], bool] | None:
     """What the controller may ask before proposing: is this architecture within the parameter
     limit, the RAM / flash limits and (given the `profile`, where it predicts latency from the
-    graph alone: `Measurer.graph_only_ms`) the latency limit, counted as the gate counts them
-    (built and exported, not trained)? None when there is no such limit."""
+    graph alone: `Measurer.graph_only_ms`) the latency limit and the energy limit, counted as the
+    gate counts them (built and exported, not trained)? None when there is no such limit."""
     limit = constraints.max_params
     latency_limit = constraints.latency_ms
     if latency_limit is not None and profile is not None and profile.measured_on == "calibrated":
@@ -335,12 +337,15 @@ def feasibility(
             latency_limit = None
     else:
         latency_limit = None
-    if limit is None and not constraints.needs_memory and latency_limit is None:
+    energy_limit = constraints.energy_mj if profile is not None and profile.has_energy else None
+    if energy_limit is not None:
+        measurer = measurer or default_measurer()
+    if limit is None and not constraints.needs_memory and latency_limit is None and energy_limit is None:
         return None
 
     def check(actions: Sequence[int]) -> bool:
         arch = space.decode(actions)
-        if limit is not None and not constraints.needs_memory and latency_limit is None:
+        if limit is not None and not constraints.needs_memory and latency_limit is None and energy_limit is None:
             # A parameter limit alone: the count of a (space, key) never changes, and a
             # controller asks about the same networks again and again (the predictor scores
             # ~1,000 candidates per update), so it is built and counted once per process.
@@ -361,7 +366,11 @@ def feasibility(
                     return False
             if latency_limit is not None:
                 ms = measurer.graph_only_ms(graph, profile)  # type: ignore[union-attr,arg-type]
-                return ms is None or constraints.check_latency(ms) is None
+                if ms is not None and constraints.check_latency(ms) is not None:
+                    return False
+            if energy_limit is not None:
+                mj = measurer.graph_only_energy_mj(graph, profile)  # type: ignore[union-attr,arg-type]
+                return constraints.check_energy(mj) is None
             return True
 
     return check

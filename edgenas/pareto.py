@@ -3,7 +3,8 @@ scalarisations (ParEGO) and the `--pick` expressions that choose a member of a f
 
 Objectives (`--objectives accuracy,latency`): accuracy is maximised (validation accuracy, the
 test split never enters), the others are costs and minimised: latency (ms, the profile's
-statistic), params, flops, ram (peak activation bytes) and flash (bytes). Internally every
+statistic), params, flops, ram (peak activation bytes), flash (bytes) and energy (mJ per
+inference, predicted by profiles with energy data). Internally every
 objective is turned into a "goodness" to maximise: accuracy as it is, a cost c as -log(c)
 (costs span orders of magnitude, and a 2x saving should weigh the same at any size).
 
@@ -22,7 +23,7 @@ from typing import Any, Sequence
 
 from edgenas.errors import ConfigError
 
-OBJECTIVES = ("accuracy", "latency", "params", "flops", "ram", "flash")
+OBJECTIVES = ("accuracy", "latency", "params", "flops", "ram", "flash", "energy")
 COSTS = OBJECTIVES[1:]
 AUGMENT = 0.05  # augmented Tchebycheff: rho, the weight of the sum term (ParEGO uses 0.05)
 
@@ -94,8 +95,10 @@ def _hv(pts: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
 
 def trial_values(trial: Any) -> dict[str, float | None]:
     """What the objectives and --pick read from a trial (a `Store` row): accuracy (validation),
-    latency (ms), params, flops, ram and flash (bytes), and for --pick macs, ram_kb, flash_kb."""
+    latency (ms), params, flops, ram and flash (bytes), energy (mJ), and for --pick macs, ram_kb,
+    flash_kb."""
     mem = getattr(trial, "memory", None) or {}
+    lat = getattr(trial, "latency", None) or {}
     macs = getattr(trial, "macs", None)
     flops = getattr(trial, "flops", None) or (2 * macs if macs is not None else None)
     ram, flash = mem.get("peak_ram_bytes"), mem.get("flash_bytes")
@@ -109,6 +112,7 @@ def trial_values(trial: Any) -> dict[str, float | None]:
         "flash": flash,
         "ram_kb": ram / 1024 if ram is not None else None,
         "flash_kb": flash / 1024 if flash is not None else None,
+        "energy": lat.get("energy_mj"),
     }
 
 
@@ -174,6 +178,8 @@ PICK_METRICS = {
     "flash_kb": "flash_kb",
     "accuracy": "accuracy",
     "val_accuracy": "accuracy",
+    "energy_mj": "energy",
+    "energy": "energy",
 }
 _COND = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>|==)\s*([-+0-9.eE_,]+)\s*(%?)\s*$")
 

@@ -58,6 +58,12 @@ class RewardConfig:
     )
     reject_reward: float = S(0.0, "Reward of a rejected candidate (Arora & Krone's fixed r_param).")
     max_latency_ms: float | None = S(None, "Latency limit in ms (of the profile's statistic).", flag=True)
+    max_energy_mj: float | None = S(
+        None,
+        "Energy limit in mJ per inference, predicted from the graph (profiles with energy data: cpu-arm, "
+        "pi5-litert, pi5-torchmobile); a hard limit, checked before training.",
+        flag=True,
+    )
     latency_limit: str = S(
         "hard",
         "For max_latency_ms: hard (reject before training) or soft (a penalty).",
@@ -84,8 +90,8 @@ class RewardConfig:
     mnas_weight: float = S(-0.07, "mnas mode: the exponent w; tunas mode: the coefficient beta (both <= 0).", flag=True)
     objectives: tuple[str, ...] | None = S(
         None,
-        "Multi-objective search: accuracy and costs, from accuracy, latency, params, flops, ram, flash (on the "
-        "command line comma-separated, e.g. accuracy,latency). The result is the Pareto front; pick from it "
+        "Multi-objective search: accuracy and costs, from accuracy, latency, params, flops, ram, flash, energy "
+        "(on the command line comma-separated, e.g. accuracy,latency; energy needs a profile with energy data). The result is the Pareto front; pick from it "
         "with `edgenas export --pick`.",
         flag=True,
         parse=_objectives,
@@ -104,6 +110,8 @@ class RewardConfig:
                 )
         if self.budget_params is not None and self.budget_params <= 0:
             raise ConfigError(f"budget must be a positive number of parameters, got {self.budget_params}")
+        if self.max_energy_mj is not None and self.max_energy_mj <= 0:
+            raise ConfigError(f"max energy must be a positive number of mJ, got {self.max_energy_mj}")
         if self.max_latency_ms is not None and self.max_latency_ms <= 0:
             raise ConfigError(f"max latency must be a positive number of milliseconds, got {self.max_latency_ms}")
         for name in ("max_ram_kb", "max_flash_kb"):

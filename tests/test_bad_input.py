@@ -101,6 +101,12 @@ def files(tmp_path_factory):
     f["binary_toml"] = str(d / "binary_toml.toml")
     write("calib_wrong_columns", "a,b\n1,2\n", suffix=".csv")
     write("calib_missing_model", "model,device_ms\nnope.onnx,1.5\n", suffix=".csv")
+    boards = "cellstr,board,framework,lat_ms_median,energy_mj\n"
+    cells = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|",
+             "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|")  # fmt: skip
+    write("calib_boards", boards + "".join(f"{c},pi,onnx,2.0,5.0\n{c},phone,litert,1.0,\n" for c in cells), ".csv")
+    write("calib_energy_gap", boards + f"{cells[0]},pi,onnx,2.0,5.0\n{cells[1]},pi,onnx,1.0,\n", ".csv")
+    write("calib_energy_negative", boards + f"{cells[0]},pi,onnx,2.0,5.0\n{cells[1]},pi,onnx,1.0,-2\n", ".csv")
     write("short_token", "short", suffix=".txt")
     cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
     write("table_ok", f"cellstr,cifar10-val,cifar10-test\n{cell},84.9,89.0\n", suffix=".csv")

@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from edgenas.cli import app
 from edgenas.controllers import History, RandomController
 from edgenas.errors import ConfigError
 from edgenas.hardware.calibrate import Calibration, cross_validate, graph_features, read_pairs
+from edgenas.hardware.calibration import GROUPS
 from edgenas.hardware.latency import Measurer
 from edgenas.hardware.onnx import export_onnx
 from edgenas.hardware.profiles import load_profile
@@ -258,3 +260,68 @@ def test_bench_marks_a_prediction_outside_the_calibration(tmp_path):
     assert "convkxk" in by_model["seven.onnx"]["prediction"]
     table = CliRunner().invoke(app, ["bench", str(seven), "-p", prof, "--no-cache"])
     assert table.exit_code == 0 and "~" in table.output
+
+
+@pytest.fixture(scope="module")
+def boards_csv(pairs_csv):
+    """The twelve networks as a boards file (HW-NAS-Bench-360's layout): 'pi/onnx' with their
+    measured latencies and energies of a 2.5 W board (2.5 mJ per ms), 'phone/litert' at half the
+    time and without energy data."""
+    rows = list(csv.DictReader(open(pairs_csv, newline="")))
+    out = pairs_csv.parent / "boards.csv"
+    with open(out, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["model", "board", "framework", "device_ms", "energy_mj"])
+        for r in rows:
+            ms = float(r["device_ms"])
+            w.writerow([r["model"], "pi", "onnx", ms, 2.5 * ms])
+            w.writerow([r["model"], "phone", "litert", ms / 2, ""])
+    return out
+
+
+def test_calibrate_a_boards_file_fits_latency_and_energy_and_the_profile_predicts_both(boards_csv, tmp_path):
+    def run(*args):
+        return CliRunner().invoke(app, ["calibrate", str(boards_csv), "--graph-only", "--out-dir", str(tmp_path),
+                                        "--folds", "3", "--target", "Pi", *args])  # fmt: skip
+
+    res = run("--board", "pi", "--framework", "onnx", "--name", "pi-ort")
+    assert res.exit_code == 0, res.output
+    assert "energy per inference" in res.output and "what carries the predicted latency" in res.output
+    prof = load_profile(str(tmp_path / "pi-ort.toml"))
+    assert prof.has_energy and prof.target == "Pi" and prof.measured_on == "calibrated"
+    energy = Calibration.load(tmp_path / "pi-ort.energy-calibration.json")
+    latency = Calibration.load(tmp_path / "pi-ort.calibration.json")
+    assert energy.unit == "mJ" and latency.unit == "ms" and energy.pairs == latency.pairs == 12
+    assert "board pi, framework onnx" in latency.source
+    # which work carries the prediction: shares of operator groups, about the whole
+    assert set(latency.contributions) <= {*GROUPS} and sum(latency.contributions.values()) == pytest.approx(1, abs=0.01)
+    # energy here is 2.5 mJ per ms: the energy model is the latency model x 2.5, prediction for prediction
+    m = Measurer(use_cache=False)
+    stats = m.measure((boards_csv.parent / "m0.onnx").read_bytes(), prof)
+    assert stats.energy_mj == pytest.approx(2.5 * stats.median_ms, rel=1e-6)
+    assert stats.energy_prediction == "calibration" and stats.to_json()["energy_mj"] == stats.energy_mj
+    m.close()
+    # the phone's rows have no energy: a latency-only profile
+    res = run("--board", "phone", "--framework", "litert", "--name", "phone")
+    assert res.exit_code == 0, res.output
+    phone = load_profile(str(tmp_path / "phone.toml"))
+    assert not phone.has_energy and not (tmp_path / "phone.energy-calibration.json").exists()
+    # bench across the two runtimes of board "Pi": which is fastest, which spends least
+    res = CliRunner().invoke(app, ["bench", str(boards_csv.parent / "m0.onnx"), "-p", str(tmp_path / "pi-ort.toml"),
+                                   "-p", str(tmp_path / "phone.toml"), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = {r["profile"]: r for r in json.loads(res.output)}
+    assert rows["phone"].get("fastest_on_board") and not rows["pi-ort"].get("fastest_on_board")
+    assert rows["pi-ort"]["energy_mj"] > 0 and "energy_mj" in rows["phone"] and rows["phone"]["energy_mj"] is None
+
+
+def test_a_boards_file_reads_only_the_chosen_rows(boards_csv):
+    pairs = read_pairs(boards_csv, board="phone", framework="litert")
+    assert len(pairs) == 12 and all(p.energy_mj is None for p in pairs)
+    pi = read_pairs(boards_csv, board="pi", framework="onnx")
+    assert [p.energy_mj for p in pi] == pytest.approx([2.5 * p.device_ms for p in pi])
+    assert [2 * p.device_ms for p in pairs] == pytest.approx([p.device_ms for p in pi])
+    with pytest.raises(ConfigError, match="holds timings of 2 board/framework pairs"):
+        read_pairs(boards_csv)
+    with pytest.raises(ConfigError, match="no board and framework columns"):
+        read_pairs(boards_csv.parent / "pairs.csv", board="pi")

@@ -151,3 +151,33 @@ def test_front_pick_and_resume_through_the_cli(tmp_path):
         return trials, samples, front["trial_ids"], front["hypervolume"]
 
     assert snapshot(crash) == snapshot(run_dir)
+
+
+@pytest.mark.slow
+def test_an_energy_front_on_the_pi5_under_litert(tmp_path):
+    """`--objectives accuracy,energy --profile pi5-litert`: every trained child has a predicted
+    energy, the front trades accuracy for energy, `--pick energy_mj<=X` exports the most accurate
+    member under X, the report shows energies; a profile without energy data is refused."""
+    path = tmp_path / "mo.toml"
+    path.write_text(MO.format(runs=tmp_path / "runs").replace('"params", "flops"', '"energy"'))
+    ref = cli(["search", "--pipeline", str(path), "--name", "e", "--profile", "pi5-litert"], tmp_path)
+    assert ref.returncode == 0, ref.stderr
+    run_dir = tmp_path / "runs" / "e"
+    values = _values(run_dir)
+    assert values and all(v["energy"] is not None and v["energy"] > 0 for v in values.values())
+    members = {t.id for t in edgenas.load_run(run_dir).front}
+    vec = {i: pareto.goodness(("accuracy", "energy"), v) for i, v in values.items()}
+    assert members and all(not any(pareto.dominates(vec[j], vec[i]) for j in values) for i in members)
+    energies = sorted(values[i]["energy"] for i in members)
+    limit = energies[len(energies) // 2]
+    want = max((i for i in members if values[i]["energy"] <= limit), key=lambda i: (values[i]["accuracy"], -i))
+    res = cli(["export", str(run_dir), "--pick", f"energy_mj<={limit}"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    bundle = json.loads((run_dir / "bundle" / "manifest.json").read_text())
+    assert bundle["source"]["trial_id"] == want
+    assert bundle["models"]["fp32"]["energy_mj"] == pytest.approx(values[want]["energy"], rel=1e-6)
+    assert cli(["report", str(run_dir)], tmp_path).returncode == 0
+    html = (run_dir / "report.html").read_text()
+    assert "energy per inference, mJ" in html and "energy mJ" in html
+    refused = cli(["search", "--objectives", "accuracy,energy", "--profile", "cpu-x86", "-n", "2"], tmp_path)
+    assert refused.returncode == 2 and "has no energy data" in refused.stderr

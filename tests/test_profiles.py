@@ -13,10 +13,15 @@ def test_shipped_profiles_load():
     assert arm.measured_on == "calibrated" and arm.latency_label == "predicted"
     assert arm.calibration_path().is_file() and arm.calibration_path("host_calibration").is_file()
     assert "Cortex-A76" in arm.target
+    assert arm.has_energy and arm.calibration_path("energy_calibration").is_file()
     host = load_profile("cpu-arm-host")  # the raw host time, labelled as such
     assert host.measured_on == "host" and host.latency_label == "host-measured"
     assert {k: v for k, v in host.settings().items() if k not in ("name", "description")} == {
-        **{k: v for k, v in arm.settings().items() if k not in ("name", "description", "host_calibration")},
+        **{
+            k: v
+            for k, v in arm.settings().items()
+            if k not in ("name", "description", "host_calibration", "energy_calibration")
+        },
         "measured_on": "host",
         "calibration": "",
     }

@@ -22,6 +22,10 @@ CSV_FIELDS = (
     "host_median_ms",
     "median_ms",
     "p90_ms",
+    "energy_mj",
+    "board",
+    "fastest_on_board",
+    "most_frugal_on_board",
     "spread",
     "unstable",
     "sessions",
@@ -69,7 +73,9 @@ def bench(
     (a calibrated profile). '*' marks the fastest model per profile; '!' an unstable measurement;
     '~' a prediction outside what the calibration saw (work of a kind its pairs did not have;
     see --json). cpu-arm predicts Raspberry Pi 5 milliseconds from the graph on any host;
-    cpu-arm-host is this host's raw time.
+    cpu-arm-host is this host's raw time. Profiles with energy data (cpu-arm, pi5-litert,
+    pi5-torchmobile) also show energy per inference in mJ; where several profiles are runtimes of
+    one board, a line per board says which is fastest and which spends least for each model.
     """
     from edgenas import api
     from edgenas.hardware.latency import outside_fit_note
@@ -99,7 +105,8 @@ def bench(
             if "median_ms" in r:
                 mark = ("*" if r.get("fastest") else "") + ("!" if r.get("unstable") else "")
                 mark += "~" if outside_fit_note(r) else ""
-                cells.append(f"{fmt_ms(r['median_ms'])} / {fmt_ms(r['p90_ms'])}{mark}")
+                energy = f"\n{r['energy_mj']:.3g} mJ" if r.get("energy_mj") is not None else ""
+                cells.append(f"{fmt_ms(r['median_ms'])} / {fmt_ms(r['p90_ms'])}{mark}{energy}")
             else:
                 fits = r.get("fits_model_bytes")
                 cell = "not timed" + ("" if fits is None else ", fits" if fits else ", too big")
@@ -110,3 +117,22 @@ def bench(
                 cells.append(cell)
         table.add_row(model, *cells)
     console.print(table)
+    for line in board_lines(rows):
+        console.print(line, soft_wrap=True)
+
+
+def board_lines(rows: list[dict]) -> list[str]:
+    """Per board timed by several profiles (runtimes), per model: the fastest and the most frugal."""
+    out = []
+    for board in dict.fromkeys(r["board"] for r in rows):
+        for model in dict.fromkeys(r["model"] for r in rows):
+            here = [r for r in rows if r["board"] == board and r["model"] == model]
+            fast = next((r for r in here if r.get("fastest_on_board")), None)
+            if fast is None:
+                continue
+            line = f"{board}, {model}: fastest {fast['profile']} ({fmt_ms(fast['median_ms'])} ms)"
+            frugal = next((r for r in here if r.get("most_frugal_on_board")), None)
+            if frugal is not None:
+                line += f", most frugal {frugal['profile']} ({frugal['energy_mj']:.3g} mJ)"
+            out.append(line)
+    return out

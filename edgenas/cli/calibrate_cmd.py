@@ -17,8 +17,10 @@ def calibrate(
     pairs: Annotated[
         Path,
         typer.Argument(
-            help="CSV of device timings: 'model,device_ms' (ONNX paths relative to the CSV) or "
-            "'cellstr,lat_ms_median' (NAS-Bench-201 cells, as in the Pi 5 file)."
+            help="CSV of device timings: 'model,device_ms' (ONNX paths relative to the CSV), "
+            "'cellstr,lat_ms_median' (NAS-Bench-201 cells, as in the Pi 5 file) or "
+            "'cellstr,board,framework,lat_ms_median' (cells timed on several boards and runtimes); an "
+            "'energy_mj' column also fits energy per inference."
         ),
     ],
     profile: Annotated[
@@ -43,6 +45,15 @@ def calibrate(
         typer.Option("--out-dir", help="Where to write the calibrated profile (default: next to the profile)."),
     ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N pairs.")] = None,
+    board: Annotated[
+        Optional[str], typer.Option("--board", help="Boards file: the board whose rows to fit (e.g. raspberry-pi-5).")
+    ] = None,
+    framework: Annotated[
+        Optional[str], typer.Option("--framework", help="Boards file: the runtime whose rows to fit (e.g. litert).")
+    ] = None,
+    target: Annotated[
+        Optional[str], typer.Option("--target", help="The device's name in the profile written (default: the base's).")
+    ] = None,
     folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds.")] = 5,
 ) -> None:
     """Fit models that predict the device's latency from the ONNX graph (any host) and, unless
@@ -64,11 +75,16 @@ def calibrate(
             limit=limit,
             folds=folds,
             progress=lambda i, n: bar.update(task, completed=i, total=n),
+            board=board,
+            framework=framework,
+            target=target,
         )
     table = Table(title=f"calibration from {base.name}: {fitted.graph.pairs} pairs, {folds}-fold cross-validation")
     for col in ("model", "Spearman", "MAPE", "within 10 %", "within 5 %"):
         table.add_column(col, justify="left" if col == "model" else "right")
     rows = [("graph only (any host)", fitted.graph.cv)]
+    if fitted.energy is not None:
+        rows.append(("energy per inference, graph only", fitted.energy.cv))
     if fitted.host is not None:
         rows = [
             ("host x one factor (baseline)", fitted.host.baseline_cv),
@@ -84,6 +100,8 @@ def calibrate(
             f"{100 * m['within_5pct']:.1f} %",
         )
     console.print(table)
+    shares = ", ".join(f"{g} {100 * v:.0f} %" for g, v in list(fitted.graph.contributions.items())[:5])
+    console.print(f"what carries the predicted latency (mean share over the pairs): {shares}", soft_wrap=True)
     console.print(
         f"wrote {', '.join(str(p) for p in written)}; use it with --profile {written[0].stem} "
         "(its latencies are labelled 'predicted')",

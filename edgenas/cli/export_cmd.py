@@ -41,10 +41,20 @@ def _print_bundles(results: list[Any]) -> None:
         title = f"bundle {r.path} (latency: {m['profile']['name']}, {m['latency_measured_on']})"
         title += " ('~': " + "; ".join(sorted(notes)) + ")" if notes else ""
         table = Table(title=title)
-        for col in ("model", "file", "KB", "test acc", "latency median ms", "p90 ms"):
+        energy = any((v.get("latency") or {}).get("energy_mj") is not None for v in m["models"].values())
+        for col in (
+            "model",
+            "file",
+            "KB",
+            "test acc",
+            "latency median ms",
+            "p90 ms",
+            *(["energy mJ"] if energy else []),
+        ):
             table.add_column(col, justify="left" if col in ("model", "file") else "right")
         for name, v in m["models"].items():
             lat = v.get("latency") or {}
+            mj = lat.get("energy_mj")
             table.add_row(
                 name,
                 v.get("file") or "(refused)",
@@ -52,6 +62,7 @@ def _print_bundles(results: list[Any]) -> None:
                 fmt_pct(v["test_accuracy"]),
                 fmt_ms(lat.get("median_ms")) + ("~" if outside_fit_note(lat) else ""),
                 fmt_ms(lat.get("p90_ms")),
+                *([f"{mj:.4g}" if mj is not None else "-"] if energy else []),
             )
         console.print(table)
         lite = m["models"].get("tflite")

@@ -72,7 +72,10 @@ def bench_models(
 ) -> list[dict[str, Any]]:
     """Every target under every profile; all inputs are checked before anything is timed.
 
-    One row per (model, profile); `fastest` marks the lowest median per profile."""
+    One row per (model, profile); `fastest` marks the lowest median per profile. Where several
+    profiles time one board (`target`: the Pi 5 under onnxruntime, LiteRT and PyTorch Mobile),
+    `fastest_on_board` / `most_frugal_on_board` mark, per model, the runtime with the lowest
+    median / predicted energy on that board."""
     loaded: list[Profile] = [load_profile(p) for p in profiles]
     targets = expand_targets(items, top)
     measurer = measurer or default_measurer()
@@ -86,6 +89,7 @@ def bench_models(
                 "trial": t.trial,
                 "profile": profile.name,
                 "label": profile.latency_label,
+                "board": profile.target or profile.name,
                 "model_bytes": size,
             }
             if profile.max_model_bytes is not None:
@@ -108,4 +112,12 @@ def bench_models(
         timed = [r for r in rows if r["profile"] == profile.name and "median_ms" in r]
         if timed:
             min(timed, key=lambda r: r["median_ms"])["fastest"] = True
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for board in dict.fromkeys(r["board"] for r in rows):
+            here = [r for r in rows if r["model"] == model and r["board"] == board and "median_ms" in r]
+            if len(here) > 1:
+                min(here, key=lambda r: r["median_ms"])["fastest_on_board"] = True
+            spent = [r for r in here if r.get("energy_mj") is not None]
+            if len(spent) > 1:
+                min(spent, key=lambda r: r["energy_mj"])["most_frugal_on_board"] = True
     return rows

@@ -225,6 +225,7 @@ class _Export:
                 "bytes": len(onnx_bytes),
                 "test_accuracy": onnx_acc,
                 "latency": fp32_lat.to_json(),
+                "energy_mj": fp32_lat.energy_mj,  # predicted energy per inference (profiles with energy data)
                 "parity_max_abs_diff": max_diff,
             }
         }
@@ -460,6 +461,8 @@ def bundle_readme(m: dict[str, Any]) -> str:
     note = outside_fit_note(fp32["latency"])
     if note:
         lines.append(f"  {note}")
+    if fp32.get("energy_mj") is not None:
+        lines.append(f"  energy per inference (fp32, predicted from the graph): {fp32['energy_mj']:.4g} mJ")
     lines += [
         "",
         "Run it (needs only: pip install onnxruntime numpy)",

@@ -25,6 +25,7 @@ when every pair used 1x1 and 3x3) is outside what the fit saw, and its predictio
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from edgenas.errors import ConfigError
 from edgenas.hardware.calibration import (  # noqa: F401  (re-exported: the calibrate API)
     FEATURES,
     GRAPH_FEATURES,
+    HOST,
     Calibration,
     _matrix,
     _nnls_relative,
@@ -127,6 +129,7 @@ class Pair:
     name: str
     device_ms: float
     source: Any  # a Path to an ONNX file, or an NB201Arch to build
+    energy_mj: float | None = None  # energy per inference on the device, where the file has it
 
     def model(self) -> bytes:
         if isinstance(self.source, Path):
@@ -140,10 +143,20 @@ class Pair:
         return export_onnx(NB201Net(self.source, 3, 100, prune=False).eval(), (3, 32, 32))
 
 
-def read_pairs(path: str | Path, limit: int | None = None) -> list[Pair]:
-    """Pairs from a CSV: either `model,device_ms` (ONNX paths, relative to the CSV) or an NB201
-    file with `cellstr,lat_ms_median` (networks built as ../shared/data/README.md describes:
-    C=16, N=5, 100 classes, input 1x3x32x32)."""
+def read_pairs(
+    path: str | Path, limit: int | None = None, board: str | None = None, framework: str | None = None
+) -> list[Pair]:
+    """Pairs from a CSV, in one of three layouts:
+
+    - `model,device_ms[,energy_mj]`: ONNX files (paths relative to the CSV) and their latency;
+    - `cellstr,lat_ms_median`: NAS-Bench-201 cells (networks built as ../shared/data/README.md
+      describes: C=16, N=5, 100 classes, input 1x3x32x32);
+    - `cellstr,board,framework,lat_ms_median[,energy_mj]`: NB201 cells timed on several boards and
+      runtimes (HW-NAS-Bench-360's layout); `board` and `framework` choose the rows (needed when
+      the file holds more than one pair of them).
+
+    An `energy_mj` column is read as energy per inference in mJ: every chosen row must have a
+    positive one, or none of them (a board without energy data)."""
     import csv
 
     path = Path(path)
@@ -151,34 +164,103 @@ def read_pairs(path: str | Path, limit: int | None = None) -> list[Pair]:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             columns = reader.fieldnames or []
-            rows = list(reader)[:limit]
+            rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"cannot read the calibration file {path}: {exc}") from exc
+    if {"board", "framework"} <= set(columns):
+        rows = _board_rows(path, rows, board, framework)
+    elif board or framework:
+        raise ConfigError(
+            f"{path} has no board and framework columns (it has {columns}); leave --board and --framework out"
+        )
+    rows = rows[:limit]
     if {"model", "device_ms"} <= set(columns):
         out = []
         for r in rows:
             mp = (path.parent / r["model"]).resolve()
             if not mp.is_file():
                 raise ConfigError(f"{path}: model file {mp} does not exist")
-            try:
-                out.append(Pair(r["model"], float(r["device_ms"]), mp))
-            except ValueError as exc:
-                raise ConfigError(f"{path}: device_ms '{r['device_ms']}' is not a number") from exc
-        return out
+            out.append(Pair(r["model"], _number(path, r, "device_ms"), mp))
+        return _with_energy(path, rows, out)
     if {"cellstr", "lat_ms_median"} <= set(columns):
         from edgenas.spaces.nb201 import NB201Arch
 
         out = []
         for r in rows:
             try:
-                out.append(Pair(r["cellstr"], float(r["lat_ms_median"]), NB201Arch.parse(r["cellstr"])))
+                arch = NB201Arch.parse(r["cellstr"])
             except ValueError as exc:
                 raise ConfigError(f"{path}: {exc}") from exc
-        return out
+            out.append(Pair(r["cellstr"], _number(path, r, "lat_ms_median"), arch))
+        return _with_energy(path, rows, out)
     raise ConfigError(
         f"{path} has columns {columns}; a calibration file needs either 'model,device_ms' (ONNX files and "
-        "their latency on the device) or 'cellstr,lat_ms_median' (NAS-Bench-201 cells)"
+        "their latency on the device), 'cellstr,lat_ms_median' (NAS-Bench-201 cells) or "
+        "'cellstr,board,framework,lat_ms_median' (cells timed on several boards)"
     )
+
+
+def board_pairs(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """The (board, framework) pairs a boards file holds, in file order."""
+    return list(dict.fromkeys((r["board"], r["framework"]) for r in rows))
+
+
+def _board_rows(path: Path, rows: list[dict[str, str]], board: str | None, framework: str | None) -> list:
+    have = board_pairs(rows)
+    listed = ", ".join(f"{b}/{f}" for b, f in have)
+    if board is None and framework is None:
+        if len(have) == 1:
+            return rows
+        raise ConfigError(
+            f"{path} holds timings of {len(have)} board/framework pairs ({listed}); choose one with --board and "
+            "--framework"
+        )
+    chosen = [
+        r for r in rows if (board is None or r["board"] == board) and (framework is None or r["framework"] == framework)
+    ]
+    if not chosen:
+        raise ConfigError(
+            f"{path} has no rows for board {board or 'any'} and framework {framework or 'any'}; it holds {listed}"
+        )
+    if len(board_pairs(chosen)) > 1:
+        raise ConfigError(f"--board {board} --framework {framework} still matches several pairs of {listed}; give both")
+    return chosen
+
+
+def _number(path: Path, row: dict[str, str], column: str) -> float:
+    try:
+        value = float(row[column])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {column} '{row[column]}' is not a number") from exc
+    if not value > 0:
+        raise ConfigError(f"{path}: {column} must be positive, a row has {row[column]}")
+    return value
+
+
+def _with_energy(path: Path, rows: list[dict[str, str]], pairs: list[Pair]) -> list[Pair]:
+    """`pairs` with their energies where the file has an energy_mj column with values: all or none
+    of the chosen rows must have one, and each must be a positive number."""
+    if not rows or "energy_mj" not in rows[0]:
+        return pairs
+    missing = [i for i, r in enumerate(rows) if not (r.get("energy_mj") or "").strip()]
+    if len(missing) == len(rows):
+        return pairs  # a board without energy data (the phone)
+    if missing:
+        raise ConfigError(
+            f"{path}: {len(missing)} of {len(rows)} chosen rows have no energy_mj (the first: data row "
+            f"{missing[0] + 1}); give every row its energy per inference, or leave the column empty throughout"
+        )
+    for p, r in zip(pairs, rows):
+        try:
+            p.energy_mj = float(r["energy_mj"])
+        except ValueError as exc:
+            raise ConfigError(f"{path}: energy_mj '{r['energy_mj']}' is not a number") from exc
+        if not p.energy_mj > 0:
+            raise ConfigError(
+                f"{path}: energy_mj must be a positive number of mJ per inference, the row of {p.name} has "
+                f"{r['energy_mj']}"
+            )
+    return pairs
 
 
 @dataclass
@@ -191,6 +273,61 @@ class Fitted:
     host_ms: list[float] | None
     device_ms: list[float]
     features: list[dict[str, float]]  # per pair, from its ONNX graph
+    energy: Calibration | None = None  # graph only, energy per inference (mJ), where the pairs had energies
+    energy_mj: list[float] | None = None
+
+
+def _energy_calibration(
+    graph: Calibration, feats: list[dict[str, float]], energies: list[float], folds: int
+) -> Calibration:
+    """The graph-only energy predictor (mJ per inference) on the latency calibration's pairs and
+    features (the same graph, folded or not, as the runtime runs it)."""
+    weights = fit(None, feats, energies, GRAPH_FEATURES)
+    return dataclasses.replace(
+        graph,
+        method=graph.method.replace("per-operator", "energy per inference (mJ) from per-operator"),
+        weights=weights,
+        cv=cross_validate(None, feats, energies, folds=folds, names=GRAPH_FEATURES)[0],
+        baseline_cv={},
+        device_ms_range=[min(energies), max(energies)],
+        unit="mJ",
+        contributions=contributions(weights, feats, GRAPH_FEATURES),
+    )
+
+
+def _choose_features(
+    both: list[dict[str, dict[str, float]]], device: list[float], folds: int
+) -> tuple[bool, list[dict[str, float]]]:
+    """Whether the device runs the graph as exported (onnxruntime, PyTorch Mobile) or as a
+    constant-folding converter leaves it (LiteRT removes NB201's x * 0 edges and all they fed),
+    decided by which features predict these pairs better out of fold (MAPE); where folding
+    removes nothing, as exported."""
+    plain = [b["plain"] for b in both]
+    folded = [b["folded"] for b in both]
+    if plain == folded or len(device) < 2 * folds:
+        return False, plain
+    as_exported = cross_validate(None, plain, device, folds=folds, names=GRAPH_FEATURES)[0]["mape_pct"]
+    as_folded = cross_validate(None, folded, device, folds=folds, names=GRAPH_FEATURES)[0]["mape_pct"]
+    return (True, folded) if as_folded < as_exported else (False, plain)
+
+
+def contributions(
+    weights: Sequence[float], feats: Sequence[dict[str, float]], names: Sequence[str]
+) -> dict[str, float]:
+    """Which work carries the weight: per feature group (conv3x3, act, ...; "host" for host
+    timing), its mean share of the fitted prediction over the pairs, largest first; groups
+    below 0.1 % left out."""
+    from edgenas.hardware.calibration import _group
+
+    x = _matrix(None if HOST not in names else [f.get(HOST, 0.0) for f in feats], feats, names)
+    parts = x * np.asarray(weights)[None, :]
+    total = parts.sum(1)
+    total[total <= 0] = 1.0
+    shares: dict[str, float] = {}
+    for j, name in enumerate(names):
+        group = "host" if name == HOST else _group(name)
+        shares[group] = shares.get(group, 0.0) + float((parts[:, j] / total).mean())
+    return {g: round(v, 4) for g, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v >= 0.001}
 
 
 def calibrate(
@@ -200,10 +337,15 @@ def calibrate(
     folds: int = 5,
     on_progress=None,
     host_timing: bool = True,
+    board: str | None = None,
+    framework: str | None = None,
+    features: dict[str, dict[str, float]] | None = None,
 ) -> Fitted:
-    """Fit and cross-validate the graph-only calibration on the pairs of `pairs_csv`; with
-    `host_timing`, also time every model on this host under the (host-timed) profile, through the
-    latency cache, and fit the host-timing calibration and the one-factor baseline."""
+    """Fit and cross-validate the graph-only calibration on the pairs of `pairs_csv` (its rows of
+    `board` / `framework` for a boards file); where the pairs have energies, the graph-only energy
+    calibration too; with `host_timing`, also time every model on this host under the (host-timed)
+    profile, through the latency cache, and fit the host-timing calibration and the one-factor
+    baseline. `features` (pair name -> graph features) skips building graphs already read."""
     from edgenas.hardware.profiles import load_profile
 
     profile = load_profile(profile_name)
@@ -212,30 +354,36 @@ def calibrate(
             f"calibrate needs a host-timed profile to time the host side; '{profile.name}' is "
             f"{profile.latency_label} (use cpu-arm-host, or calibrate from the graph alone with --graph-only)"
         )
-    pairs = read_pairs(pairs_csv, limit)
+    pairs = read_pairs(pairs_csv, limit, board, framework)
     measurer = None
     if host_timing:
         from edgenas.hardware.latency import default_measurer
 
         measurer = default_measurer()
     host: list[float] | None = [] if host_timing else None
-    feats = []
+    both: list[dict[str, dict[str, float]]] = []  # per pair: its features as exported and as folded
     for i, p in enumerate(pairs):
-        model = p.model()
+        known = features.get(p.name) if features is not None and measurer is None else None
+        model = p.model() if known is None else b""
         if measurer is not None:
             host.append(measurer.measure(model, profile).median_ms)
-        feats.append(graph_features(model))
+        both.append(known or {"plain": graph_features(model), "folded": graph_features(model, fold_constants=True)})
         if on_progress:
             on_progress(i + 1, len(pairs))
     device = [p.device_ms for p in pairs]
-    source = f"{Path(pairs_csv).name} ({file_digest(pairs_csv)})"
+    fold, feats = _choose_features(both, device, folds)
+    chosen = f", board {board or '-'}, framework {framework or '-'}" if board or framework else ""
+    source = f"{Path(pairs_csv).name} ({file_digest(pairs_csv)}{chosen})"
     covered = covered_features(feats)
     graph_cv, base = cross_validate(host, feats, device, folds=folds, names=GRAPH_FEATURES)
+    weights = fit(None, feats, device, GRAPH_FEATURES)
+    how = "constants folded as the runtime's converter does" if fold else "the graph as exported"
     graph = Calibration(
         profile=profile.name,
-        method="nnls-relative, graph only: per-operator MACs/elements/count, convolutions by kernel kind",
+        method=f"nnls-relative, graph only ({how}): per-operator MACs/elements/count, convolutions by kernel kind",
+        fold_constants=fold,
         features=list(GRAPH_FEATURES),
-        weights=fit(None, feats, device, GRAPH_FEATURES),
+        weights=weights,
         host_cpu="",
         pairs=len(pairs),
         cv=graph_cv,
@@ -243,7 +391,10 @@ def calibrate(
         source=source,
         covered=covered,
         device_ms_range=[min(device), max(device)],
+        contributions=contributions(weights, feats, GRAPH_FEATURES),
     )
+    energies = [float(p.energy_mj) for p in pairs] if pairs and all(p.energy_mj is not None for p in pairs) else None
+    energy = _energy_calibration(graph, feats, energies, folds) if energies is not None else None
     cal = None
     if host is not None:
         cv, _ = cross_validate(host, feats, device, folds=folds)
@@ -261,11 +412,16 @@ def calibrate(
             baseline_scale=fit_scale(host, device),
             device_ms_range=[min(device), max(device)],
         )
-    return Fitted(graph, cal, host, device, feats)
+    return Fitted(graph, cal, host, device, feats, energy, energies)
 
 
 def write_calibrated_profile(
-    base_profile_path: str, fitted: Fitted, out_dir: Path, name: str | None = None
+    base_profile_path: str,
+    fitted: Fitted,
+    out_dir: Path,
+    name: str | None = None,
+    target: str | None = None,
+    description: str | None = None,
 ) -> list[Path]:
     """Write profile `name` (default `<profile>-calibrated`) with its calibration files next to it:
     `NAME.calibration.json` (graph only, any host) and, if fitted, `NAME.host-calibration.json`
@@ -288,7 +444,17 @@ def write_calibrated_profile(
         written.append(host_path)
         base["host_calibration"] = host_path.name
         quality += f"; with host timing on {fitted.host.host_cpu}: MAPE {fitted.host.cv['mape_pct']:.1f} %"
-    base["description"] = f"{base.get('description', '')}; latency predicted by edgenas calibrate ({quality})"
+    base.pop("energy_calibration", None)
+    if fitted.energy is not None:
+        energy_path = out_dir / f"{name}.energy-calibration.json"
+        fitted.energy.save(energy_path)
+        written.append(energy_path)
+        base["energy_calibration"] = energy_path.name
+        ecv = fitted.energy.cv
+        quality += f"; energy per inference: Spearman {ecv['spearman']:.3f}, MAPE {ecv['mape_pct']:.1f} %"
+    if target:
+        base["target"] = target
+    base["description"] = f"{description or base.get('description', '')}; predicted by edgenas calibrate ({quality})"
     from edgenas.settings.schema import to_toml
 
     text = to_toml(

@@ -56,7 +56,10 @@ OP_GROUPS = {
     "BatchNormalization": "bn",
     "Concat": "concat",
 }
-GROUPS = ("conv1x1", "conv3x3", "convkxk", "dwconv", "gemm", "act", "eltwise", "pool", "gpool", "bn", "concat", "other")
+GROUPS = (
+    "conv1x1", "conv3x3", "convkxk", "dwconv", "gemm", "act", "eltwise", "pool", "gpool", "bn", "concat", "other",
+    "invoke",  # one per inference (invoke_count = 1): the runtime's fixed cost of a call
+)  # fmt: skip
 FIELDS = ("macs", "elements", "count")
 
 
@@ -72,8 +75,13 @@ def _conv_group(weight_shape: list[int], group: int) -> str:
     return "convkxk"
 
 
-def graph_features(model: bytes) -> dict[str, float]:
+def graph_features(model: bytes, fold_constants: bool = False) -> dict[str, float]:
     """Per-operator-group work of one forward pass at batch 1, from the ONNX graph alone.
+
+    With `fold_constants`, the work a converter that folds constants leaves (LiteRT's does;
+    onnxruntime and PyTorch Mobile run the graph as exported): nodes computed from constants
+    only, multiplications by an all-zero constant (NB201's 'none' edge is x * 0) and everything
+    whose result then no longer reaches the output are not counted (`live_nodes`).
 
     Also returns the totals over all convolutions as `conv_*`, the features of calibrations
     written before convolutions were split, so those files keep predicting as they did."""
@@ -97,7 +105,12 @@ def graph_features(model: bytes) -> dict[str, float]:
     for init in proto.graph.initializer:
         shapes[init.name] = list(init.dims)
     feats = {f"{g}_{k}": 0.0 for g in GROUPS + ("conv",) for k in FIELDS}
-    for node in proto.graph.node:
+    feats["invoke_count"] = 1.0
+    nodes = list(proto.graph.node)
+    if fold_constants:
+        live = live_nodes(proto)
+        nodes = [n for i, n in enumerate(nodes) if i in live]
+    for node in nodes:
         group = OP_GROUPS.get(node.op_type, "other")
         out = shapes.get(node.output[0], [])
         elements = float(np.prod(out)) if out else 0.0
@@ -122,6 +135,49 @@ def graph_features(model: bytes) -> dict[str, float]:
         feats[f"{group}_elements"] += elements
         feats[f"{group}_count"] += 1.0
     return feats
+
+
+# operators whose output is zeros when their (first) input is: zeros flow through them for free
+_ZERO_IN_ZERO_OUT = {"Relu", "Identity", "AveragePool", "MaxPool", "GlobalAveragePool", "Flatten", "Reshape", "Clip"}
+
+
+def live_nodes(proto) -> set[int]:  # type: ignore[no-untyped-def]
+    """Indices of the nodes (topologically ordered, as ONNX stores them) that still run after a
+    converter simplifies and folds constants, as LiteRT's does: a multiplication by an all-zero
+    constant is zeros (NB201's 'none' edge, x * 0), and zeros cost nothing (y + 0 is y; what
+    zeros flow through stays zeros); a result computed from constants only is folded away when
+    nothing that depends on the input uses it (the whole network when its output no longer
+    depends on the input), but computed at run time where live work consumes it (a converter
+    does not store large folded tensors); and nothing runs that no live node needs."""
+    from onnx import numpy_helper
+
+    const = {i.name for i in proto.graph.initializer}
+    zero = {i.name for i in proto.graph.initializer if not numpy_helper.to_array(i).any()}
+    for node in proto.graph.node:
+        ins = [i for i in node.input if i]
+        outs = set(node.output)
+        if node.op_type == "Constant":
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            if value is not None and not numpy_helper.to_array(value).any():
+                zero |= outs
+        elif (
+            (node.op_type == "Mul" and any(i in zero for i in ins))
+            or (node.op_type in ("Add", "Sum") and ins and all(i in zero for i in ins))
+            or (node.op_type in _ZERO_IN_ZERO_OUT and ins and ins[0] in zero)
+        ):
+            zero |= outs
+        elif not all(i in const for i in ins):
+            continue
+        const |= outs
+    needed = {o.name for o in proto.graph.output if o.name not in const}
+    live: set[int] = set()
+    for idx in range(len(proto.graph.node) - 1, -1, -1):
+        node = proto.graph.node[idx]
+        if node.op_type == "Constant" or not any(o in needed and o not in zero for o in node.output):
+            continue
+        live.add(idx)
+        needed |= {i for i in node.input if i and i not in zero}
+    return live
 
 
 HOST = "host_ms"
@@ -176,6 +232,12 @@ class Calibration:
     covered: list[str] | None = None  # feature groups the pairs had work in (None: files of before)
     baseline_scale: float | None = None  # the one-factor model on the same pairs, for the fallback
     device_ms_range: list[float] | None = None  # [fastest, slowest] device latency among the pairs
+    # what it predicts: "ms" (latency) or "mJ" (energy per inference; device_ms_range is then in mJ)
+    unit: str = "ms"
+    contributions: dict[str, float] = field(default_factory=dict)  # per feature group: its mean share
+    # of the fitted prediction over the pairs (which work carries the weight on this runtime)
+    fold_constants: bool = False  # features of the graph as a constant-folding converter leaves it
+    # (LiteRT): chosen by cross-validation when fitted
 
     @property
     def uses_host(self) -> bool:
@@ -190,7 +252,8 @@ class Calibration:
         if self.covered is None:
             return []
         covered = {_group(name) for name in self.covered}
-        return sorted({_group(name) for name in GRAPH_FEATURES if feats.get(name) and _group(name) not in covered})
+        used = [name for name in self.features if name in GRAPH_FEATURES]  # a file of before has no invoke_*
+        return sorted({_group(name) for name in used if feats.get(name) and _group(name) not in covered})
 
     def out_of_range(self, predicted_ms: float) -> bool:
         """Is a prediction more than RANGE_MARGIN x beyond the latencies the pairs had? (A linear
@@ -233,9 +296,10 @@ class Calibration:
         value = float(x @ np.asarray(self.weights))
         if self.out_of_range(value):
             lo, hi = self.device_ms_range
+            took = "took" if self.unit == "ms" else "used"
             return value, (
-                f"outside the fit (the calibration networks took {lo:.3g} to {hi:.3g} ms on the device, "
-                f"this one is predicted at {value:.3g} ms): extrapolated"
+                f"outside the fit (the calibration networks {took} {lo:.3g} to {hi:.3g} {self.unit} on the device, "
+                f"this one is predicted at {value:.3g} {self.unit}): extrapolated"
             )
         return value, "calibration"
 
@@ -244,7 +308,7 @@ class Calibration:
 
     def predict_model(self, model: bytes, host_ms: float | None) -> tuple[float, str]:
         self.check_host()
-        return self.predict_explained(host_ms, graph_features(model))
+        return self.predict_explained(host_ms, graph_features(model, self.fold_constants))
 
     def check_host(self) -> None:
         """MeasurementError unless this calibration applies on this host."""

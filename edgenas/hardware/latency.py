@@ -53,6 +53,8 @@ class LatencyStats:
     prediction: str = ""  # calibrated profiles: "calibration", or "outside the fit (...)" and what was done
     calibration: str = ""  # calibrated profiles: which calibration file predicted (its name)
     outside_fit: tuple[str, ...] = ()  # work groups the calibration never saw (the number is rough)
+    energy_mj: float | None = None  # profiles with an energy calibration: predicted energy per inference
+    energy_prediction: str = ""  # how energy_mj was predicted ("calibration", or "outside the fit (...)")
 
     def statistic(self, name: str) -> float:
         return self.p90_ms if name == "p90" else self.median_ms
@@ -232,7 +234,8 @@ class Measurer:
             return None
         from edgenas.hardware.calibration import graph_features
 
-        return self._calibration(profile)[0].predict_explained(None, graph_features(model))[0]
+        cal = self._calibration(profile)[0]
+        return cal.predict_explained(None, graph_features(model, cal.fold_constants))[0]
 
     def predicts_from_graph(self, profile: Profile) -> bool:
         """Does `graph_only_ms` know this profile's latency on this host?"""
@@ -247,8 +250,9 @@ class Measurer:
         cal, name = self._calibration(profile)
         ratio_p90 = host.p90_ms / host.median_ms if host.median_ms > 0 else 1.0
         cal.check_host()
-        feats = graph_features(model)
+        feats = graph_features(model, cal.fold_constants)
         predicted, how = cal.predict_explained(host.median_ms, feats)
+        energy, energy_how = self._energy(profile, model, feats if not cal.fold_constants else None)
         return replace(
             host,
             median_ms=predicted,
@@ -261,7 +265,29 @@ class Measurer:
             prediction=how,
             calibration=name,
             outside_fit=tuple(cal.outside(feats, predicted)),
+            energy_mj=energy,
+            energy_prediction=energy_how,
         )
+
+    def _energy(
+        self, profile: Profile, model: bytes, plain: dict[str, float] | None = None
+    ) -> tuple[float | None, str]:
+        """Predicted energy per inference (mJ) and how, for a profile with an energy calibration
+        (`plain`: the graph's features without folding, where already read)."""
+        if not profile.energy_calibration:
+            return None, ""
+        from edgenas.hardware.calibration import Calibration, graph_features
+
+        path = str(profile.calibration_path("energy_calibration"))
+        if path not in self._calibrations:
+            self._calibrations[path] = Calibration.load(path)
+        cal = self._calibrations[path]
+        feats = plain if plain is not None and not cal.fold_constants else graph_features(model, cal.fold_constants)
+        return cal.predict_explained(None, feats)
+
+    def graph_only_energy_mj(self, model: bytes, profile: Profile) -> float | None:
+        """Energy per inference (mJ) from the graph alone; None for a profile without energy data."""
+        return self._energy(profile, model)[0]
 
     def close(self) -> None:
         self.worker.close()

@@ -77,6 +77,14 @@ class Profile:
             "it was fitted on",
         ),
     )
+    energy_calibration: str = field(
+        default="",
+        metadata=allowed(
+            None,
+            "the path of a calibration file that predicts energy per inference in mJ from the graph (edgenas "
+            "calibrate writes one from a file with an energy_mj column)",
+        ),
+    )
     timing: bool = True
     execution_providers: tuple[str, ...] = field(
         default=("CPUExecutionProvider",),
@@ -143,7 +151,7 @@ class Profile:
         """Every setting (no file path), JSON-ready."""
         data = asdict(self)
         data.pop("source_path")
-        for key in ("host_calibration", "max_peak_ram_bytes", "max_flash_bytes"):
+        for key in ("host_calibration", "energy_calibration", "max_peak_ram_bytes", "max_flash_bytes"):
             if not data[key]:
                 del data[key]  # added later: unset, agents of before still accept the settings
         for key in ("ram_headroom_bytes", "flash_headroom_bytes"):
@@ -153,8 +161,14 @@ class Profile:
         data["cpu_cores"] = list(self.cpu_cores)
         return data
 
+    @property
+    def has_energy(self) -> bool:
+        """Does this profile predict energy per inference (an `energy_calibration`)?"""
+        return bool(self.energy_calibration)
+
     def calibration_path(self, which: str = "calibration") -> Path:
-        """The resolved path of `calibration` (or of `host_calibration`), relative to the profile file."""
+        """The resolved path of `calibration` (or `host_calibration`, `energy_calibration`), relative
+        to the profile file."""
         base = Path(self.source_path).parent if self.source_path else Path.cwd()
         return (base / getattr(self, which)).resolve()
 
@@ -171,7 +185,7 @@ class Profile:
         if not settings["min_timed_ms"]:
             del settings["min_timed_ms"]  # added later: off, it keeps the fingerprints (and caches) of before
         parts: dict[str, Any] = {"settings": settings, "onnxruntime": onnxruntime.__version__, "who": identity}
-        for which in ("calibration", "host_calibration"):
+        for which in ("calibration", "host_calibration", "energy_calibration"):
             if self.measured_on == "calibrated" and getattr(self, which):
                 try:
                     parts[which] = hashlib.sha256(self.calibration_path(which).read_bytes()).hexdigest()
@@ -191,8 +205,9 @@ def parse_profile(data: dict[str, Any], source: str) -> Profile:
                 raise ProfileError(f"{source}: missing key '{f.name}' ({f.metadata['allowed']})")
     if profile.measured_on == "agent" and not profile.agent_url:
         raise ProfileError(f'{source}: measured_on = "agent" needs agent_url (http://HOST:PORT of an edgenas agent)')
-    if profile.host_calibration and profile.measured_on != "calibrated":
-        raise ProfileError(f'{source}: host_calibration needs measured_on = "calibrated"')
+    for which in ("host_calibration", "energy_calibration"):
+        if getattr(profile, which) and profile.measured_on != "calibrated":
+            raise ProfileError(f'{source}: {which} needs measured_on = "calibrated"')
     if profile.measured_on == "calibrated" and not profile.calibration:
         raise ProfileError(
             f'{source}: measured_on = "calibrated" needs calibration (a file written by edgenas calibrate)'

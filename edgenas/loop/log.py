@@ -35,6 +35,8 @@ def child_line(p: Progress) -> str:
     parts.append(f"params {t.params:,}")
     if t.latency_median_ms is not None:
         parts.append(f"latency {t.latency_median_ms:.4f} ms")
+        if (t.latency or {}).get("energy_mj") is not None:
+            parts.append(f"energy {t.latency['energy_mj']:.4g} mJ")
     if t.status in ("rejected", "failed") and t.reason:
         parts.append(f"({t.reason})")
     parts.append(f"elapsed {_duration(p.elapsed_seconds)}")

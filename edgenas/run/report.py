@@ -164,6 +164,7 @@ OBJECTIVE_LABELS = {
     "flops": "FLOPs",
     "ram": "peak RAM, bytes",
     "flash": "flash, bytes",
+    "energy": "energy per inference, mJ",
 }
 
 
@@ -452,6 +453,11 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
+def _mj(trial: Any) -> float | None:
+    """A trial's predicted energy per inference (mJ), where its profile has energy data."""
+    return (trial.latency or {}).get("energy_mj")
+
+
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
     """report.html of a run directory (finished or not): counts, winner, fronts, plots, rungs, top
     candidates, rejections, how to reproduce. RunDirError when it cannot be written."""
@@ -519,10 +525,12 @@ def _head(run_dir: Path, d: dict[str, Any]) -> list[str]:
         lat_where = w.latency_label or ""
         note = outside_fit_note(w.latency)
         lat_where += f"; {note}" if note else ""
+        energy = f", energy {_mj(w):.4g} mJ per inference (predicted)" if _mj(w) is not None else ""
         parts.append(
             f"<h2>Winner: trial {w.id}</h2><p>{w.params:,} parameters, validation accuracy {_pct(w.val_accuracy)}, "
             f"latency {_ms(w.latency_median_ms)} ms median / {_ms(w.latency_p90_ms)} ms p90 "
-            f"(<b>{html.escape(lat_where)}</b>), reward {w.reward:.4f}</p><p><code>{html.escape(w.arch_key)}</code></p>"
+            f"(<b>{html.escape(lat_where)}</b>){energy}, reward {w.reward:.4f}</p>"
+            f"<p><code>{html.escape(w.arch_key)}</code></p>"
         )
     return parts
 
@@ -552,11 +560,13 @@ def _front_section(d: dict[str, Any]) -> list[str]:
                 _ms(v["latency"]),
                 f"{v['ram']:,}" if v["ram"] is not None else "-",
                 f"{v['flash']:,}" if v["flash"] is not None else "-",
+                f"{v['energy']:.4g}" if v["energy"] is not None else "-",
                 mo["picked"].get(i, ""),
                 t.arch_text,
             )
         )
-    header = ("trial", "val acc", "params", "FLOPs", "latency ms", "peak RAM B", "flash B", "picked", "arch")
+    header = ("trial", "val acc", "params", "FLOPs", "latency ms", "peak RAM B", "flash B", "energy mJ", "picked",
+              "arch")  # fmt: skip
     return parts + [_table(header, rows)]
 
 
@@ -586,6 +596,7 @@ def _candidates_section(d: dict[str, Any]) -> list[str]:
     """The top candidates (in a multi-fidelity search with the epochs each was trained to: their
     accuracies are of different fidelities), and why children were rejected, failed or stopped."""
     epochs = _epochs_of(d)
+    energy = any(_mj(t) is not None for t in d["top"])
     top_rows = [
         (
             i,
@@ -596,6 +607,7 @@ def _candidates_section(d: dict[str, Any]) -> list[str]:
             _pct(t.val_accuracy),
             _ms(t.latency_median_ms) + ("~" if outside_fit_note(t.latency) else ""),
             _ms(t.latency_p90_ms),
+            *([f"{_mj(t):.4g}" if _mj(t) is not None else "-"] if energy else []),
             f"{t.reward:.4f}",
             "yes" if t.id in d["pareto_latency"] else "",
             t.arch_text,
@@ -611,7 +623,7 @@ def _candidates_section(d: dict[str, Any]) -> list[str]:
     if any(outside_fit_note(t.latency) for t in d["top"]):
         parts.append("<p>'~': latency predicted outside what the calibration saw (a rough number).</p>")
     header = ("#", "trial", *(["trained"] if epochs else []), "params", "MACs", "val acc", "latency median ms",
-              "p90 ms", "reward", "Pareto (latency)", "architecture")  # fmt: skip
+              "p90 ms", *(["energy mJ"] if energy else []), "reward", "Pareto (latency)", "architecture")  # fmt: skip
     parts.append(_table(header, top_rows))
     parts.append("<h2>Rejected and failed children</h2>")
     parts.append(_table(("status", "reason", "count"), reasons) if reasons else "<p>none</p>")
