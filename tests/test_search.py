@@ -170,7 +170,7 @@ def test_start_networks_are_evaluated_first_then_the_controller_goes_on(tiny_pip
     here), before the controller proposes; a resumed search would replay them the same way."""
     starts = ("layerwise|0:c8k3s1<in|1:c16k3s2<0", "layerwise|0:c4k1s1<in", "layerwise|0:c16k3s2<in", "0:c4k3s1<in")
     pipe = load_pipeline(tiny_pipeline(children=7, budget=5000))
-    pipe = dataclasses.replace(pipe, search=dataclasses.replace(pipe.search, start=starts))
+    pipe = dataclasses.replace(pipe, search=dataclasses.replace(pipe.search, start=starts, templates=False))
     result = run_search(pipe, run_name="s")
     conn = sqlite3.connect(result.run_dir / "search.db")
     keys = [k for (k,) in conn.execute("SELECT arch_key FROM samples ORDER BY update_index, position")]

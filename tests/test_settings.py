@@ -62,8 +62,8 @@ def _sample(flag) -> tuple[list[str], object]:
     if f.metadata.get("choices"):
         value = f.metadata["choices"][1]
         return [name, value], value
-    if kind is bool:
-        return [name], True
+    if kind is bool:  # --x / --no-x: the one that is not the default
+        return ([name], True) if not default else (["--no-" + name[2:]], False)
     if typing.get_origin(kind) is tuple:
         return [name, "a", name, "b"], ("a", "b")
     if kind is int:

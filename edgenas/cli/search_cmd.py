@@ -314,6 +314,11 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
             + (f"; this host measured {fmt_ms(lat['host_median_ms'])} ms" if lat.get("host_median_ms") else "")
             + (f"; {outside_fit_note(lat)}" if outside_fit_note(lat) else "")
             + ")"
+            + (
+                f", energy {lat['energy_mj']:.3g} mJ per inference (predicted)"
+                if lat.get("energy_mj") is not None
+                else ""
+            )
             if lat
             else f"latency not timed (profile {m['profile']['name']} does not time models)"
         )
@@ -340,6 +345,21 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
                 f"test column {m['table']['test_column']}); nothing was trained, so there is no winner.onnx",
                 soft_wrap=True,
             )
+    for t in m.get("templates") or []:
+        if t["trial_id"] is None:
+            continue
+        won = m.get("winner") and m["winner"]["trial_id"] == t["trial_id"]
+        out.print(
+            f"template {t['name']}: trial {t['trial_id']}, {t['status']}"
+            + (
+                f", val {fmt_pct(t['val_accuracy'])}, {fmt_int(t['params'])} params"
+                if t["val_accuracy"] is not None
+                else ""
+            )
+            + (f", {fmt_ms(t['latency_ms'])} ms" if t["latency_ms"] is not None else "")
+            + (" (the winner)" if won else ""),
+            soft_wrap=True,
+        )
     front = m.get("front")
     if front:
         members = ", ".join(
@@ -351,7 +371,18 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
         out.print(
             f"Pareto front ({', '.join(front['objectives'])}), {len(front['members'])} members: {members}; "
             f"hypervolume {front['hypervolume']:.4f}. Choose one with: edgenas export {run.path} --pick knee "
-            "(or e.g. --pick 'latency_ms<=2')",
+            f"(or e.g. --pick '{_pick_example(front)}')",
             soft_wrap=True,
         )
     out.print(f"run directory: [bold]{run.path}[/]", soft_wrap=True)
+
+
+def _pick_example(front: dict) -> str:
+    """A --pick condition on the front's first cost, at its middle member's value."""
+    cost = front["objectives"][1]
+    values = sorted(x[cost] for x in front["members"] if x.get(cost) is not None)
+    metric = {"latency": "latency_ms", "energy": "energy_mj", "ram": "ram_kb", "flash": "flash_kb"}.get(cost, cost)
+    if not values:
+        return "latency_ms<=2"
+    middle = values[len(values) // 2] / (1024 if cost in ("ram", "flash") else 1)
+    return f"{metric}<={middle:.3g}"

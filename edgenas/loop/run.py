@@ -30,6 +30,7 @@ from edgenas.hardware.latency import Measurer, check_providers
 from edgenas.hardware.profiles import Profile, load_profile
 from edgenas.loop.pruners import search_rungs
 from edgenas.loop.session import Prepared, Progress, SearchSession, curriculum_space
+from edgenas.loop.templates import templates
 from edgenas.run.lock import RunLock
 from edgenas.run.rundir import DB_NAME, MANIFEST_NAME, finalize, make_run_dir
 from edgenas.run.store import Store, Trial
@@ -87,6 +88,7 @@ def prepare(pipeline: Pipeline) -> Prepared:
         )
     cfg = pipeline.search
     starts = start_actions(space, constraints, cfg, profile)
+    chosen = templates(space, constraints, profile) if cfg.templates and not cfg.curriculum_start else ()
     if cfg.fidelity == "asha":
         if cfg.table:
             raise ConfigError(
@@ -125,7 +127,7 @@ def prepare(pipeline: Pipeline) -> Prepared:
         cfg.gpus_per_job,
         gpus,
     )
-    return Prepared(profile, data, space, device, constraints, table, starts, workers, gpus_per_job)
+    return Prepared(profile, data, space, device, constraints, table, starts, workers, gpus_per_job, templates=chosen)
 
 
 def start_actions(

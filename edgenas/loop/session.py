@@ -92,6 +92,7 @@ class Prepared:
     workers: int = 1  # training slots (process evaluator), after children_per_gpu
     gpus_per_job: float = 0.0  # GPU share of each Ray task, after children_per_gpu
     setup: str | None = None  # why the pipeline was chosen for the data (photos), said at the start of the run
+    templates: tuple[Any, ...] = ()  # loop.templates.Template: evaluated first, before the --start networks
 
 
 def curriculum_space(space: SearchSpace, cfg: SearchSettings, update_index: int) -> SearchSpace:
@@ -167,7 +168,9 @@ class SearchSession:
         self.stops = stops.stop_rules(cfg, not_after)
         self.failures = stops.FailureHandler(cfg.abort_min_evaluated, cfg.abort_failed_fraction)
         self.middleware: Sequence[middleware.Middleware] = middleware.DEFAULT
-        self.enqueued = Enqueued(prepared.starts, cfg.architectures_per_update)
+        self.enqueued = Enqueued(
+            tuple(t.actions for t in prepared.templates) + prepared.starts, cfg.architectures_per_update
+        )
         self.update_index, self.sampled = 0, 0
         self.last: tuple[float | None, str | None] = (None, None)
         self.stopped_by = "children"  # what ended the search: every child sampled, or a stop rule
@@ -196,6 +199,7 @@ class SearchSession:
             store.set_meta("versions", versions())
             store.set_meta("command", command)
             store.set_meta("started_at", datetime.now(timezone.utc).isoformat())
+            store.set_meta("templates", [{"name": t.name, "key": t.key} for t in p.templates])
             atomic_write_bytes(self.run_dir / PIPELINE_NAME, self.pipeline.to_toml().encode("utf-8"))
             save_checkpoint(self.run_dir, 0, self.controller)
         self.sampled = store.sample_count(before_update=self.update_index)

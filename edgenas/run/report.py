@@ -50,6 +50,7 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         samples = [dict(r) for r in store.samples()]
         updates = [dict(r) for r in store.updates()]
         meta = {k: store.get_meta(k) for k in ("pipeline", "profile", "command", "started_at", "finished_at")}
+        meta["templates"] = store.get_meta("templates") or []
         top = store.top(10)
         rung_results = store.rung_results()
     ok = [t for t in trials.values() if t.status == "ok"]
@@ -532,7 +533,27 @@ def _head(run_dir: Path, d: dict[str, Any]) -> list[str]:
             f"(<b>{html.escape(lat_where)}</b>){energy}, reward {w.reward:.4f}</p>"
             f"<p><code>{html.escape(w.arch_key)}</code></p>"
         )
-    return parts
+    return parts + _templates_section(d)
+
+
+def _templates_section(d: dict[str, Any]) -> list[str]:
+    """The known-good networks the search evaluated first, next to the winner."""
+    by_key = {t.arch_key: t for t in d["trials"].values()}
+    w = d["winner"]
+    rows = []
+    for tmpl in d["meta"].get("templates") or []:
+        t = by_key.get(tmpl["key"])
+        if t is None:
+            continue
+        rows.append((tmpl["name"], t.id, t.status, _pct(t.val_accuracy), f"{t.params:,}",
+                     _ms(t.latency_median_ms), f"{t.reward:.4f}", "winner" if w is not None and w.id == t.id else ""))  # fmt: skip
+    if not rows:
+        return []
+    if w is not None:
+        rows.append(("the search's winner", w.id, w.status, _pct(w.val_accuracy), f"{w.params:,}",
+                     _ms(w.latency_median_ms), f"{w.reward:.4f}", ""))  # fmt: skip
+    header = ("template (scaled to the limits)", "trial", "status", "val acc", "params", "latency ms", "reward", "")
+    return ["<h2>Templates, evaluated first</h2>", _table(header, rows)]
 
 
 def _front_section(d: dict[str, Any]) -> list[str]:

@@ -293,8 +293,29 @@ def _manifest(
             "wall_seconds": wall_seconds,
         },
         "versions": versions(),
+        "templates": template_results(store),
         "winner": None,
     }
+
+
+def template_results(store: Store) -> list[dict[str, Any]]:
+    """The templates the search evaluated first (`loop.templates`) with what each got."""
+    out = []
+    for t in store.get_meta("templates") or []:
+        trial = store.trial_by_key(t["key"])
+        out.append(
+            {
+                "name": t["name"],
+                "key": t["key"],
+                "trial_id": trial.id if trial else None,
+                "status": trial.status if trial else "not evaluated",
+                "val_accuracy": trial.val_accuracy if trial else None,
+                "params": trial.params if trial else None,
+                "reward": trial.reward if trial else None,
+                "latency_ms": trial.latency_median_ms if trial else None,
+            }
+        )
+    return out
 
 
 def _front(store: Store, objectives: Sequence[str]) -> dict[str, Any]:

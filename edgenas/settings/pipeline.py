@@ -91,6 +91,14 @@ class SearchSettings:
         "'mobile|w16:k3e1/...'); the controller goes on from the results. Repeat the flag for several.",
         flag=True,
     )
+    templates: bool = S(
+        True,
+        "Evaluate the space's known-good networks first (MobileNetV2-style and MCUNet-like in the mobile space, "
+        "VGG-style in the layer-wise one, NB201's ResNet cell), each scaled by width and depth multipliers to the "
+        "largest that fits the hard limits; the search's answer is never worse than the best of them. Off under the "
+        "depth curriculum.",
+        flag=True,
+    )
     table: str | None = S(
         None,
         "CSV of precomputed results (architecture strings + metrics): evaluate by lookup instead of training, "

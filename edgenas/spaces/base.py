@@ -96,6 +96,17 @@ class SearchSpace(ABC):
         """The action sequence that decodes to `arch` (inverse of `decode`)."""
         raise ValueError(f"the {self.name} space cannot encode architectures")
 
+    def references(self) -> dict[str, Any]:
+        """Known-good networks of this space (name -> architecture): the templates a search
+        evaluates first, scaled to its limits with `scaled`. Default: none."""
+        return {}
+
+    def scaled(self, arch: Any, width: float, depth: float) -> Any | None:
+        """`arch` with every width times `width` and every depth times `depth`, each rounded to an
+        allowed value (EON's and MCUNet's width and depth multipliers); None where this space cannot
+        scale it. Default: only `arch` itself (1, 1)."""
+        return arch if width == 1 and depth == 1 else None
+
     def option_index(self, kind: int, value: Any, what: str) -> int:
         """The action that picks `value` for decisions of `kinds[kind]`; ValueError if none does."""
         options = self.kinds[kind].options
@@ -127,3 +138,9 @@ class SearchSpace(ABC):
 
 
 SPACES: Registry[SearchSpace] = Registry("search space")  # each space registers itself with @SPACES.register
+
+
+def snap(value: float, options: Sequence[int]) -> int:
+    """The largest allowed option at or below `value` (the smallest option where none is)."""
+    below = [o for o in options if o <= value + 1e-9]
+    return max(below) if below else min(options)

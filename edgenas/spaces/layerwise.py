@@ -22,6 +22,7 @@ wide, and kernels whose reach (k // 2) is not smaller than the map would only se
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -30,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgenas.spaces.base import SPACES, ActionReader, Decision, DecisionKind, SearchSpace
+from edgenas.spaces.base import SPACES, ActionReader, Decision, DecisionKind, SearchSpace, snap
 
 STOP, SKIP, FILTERS, KERNEL, STRIDE = range(5)
 
@@ -224,6 +225,30 @@ class LayerwiseSpace(SearchSpace):
             actions.append(1)
         self.validate(actions)
         return actions
+
+    def references(self) -> dict[str, LayerwiseArch]:
+        """The 4-layer VGG-style network (32-64-64-128 filters, 3x3, two stride-2 layers), its
+        widths snapped to this space's filters and its depth to max_layers."""
+        vgg = ((32, 1), (64, 2), (64, 1), (128, 2))
+        f = self.kinds[FILTERS].options
+        k = 3 if 3 in self.kinds[KERNEL].options else self.kinds[KERNEL].options[0]
+        s2 = 2 if 2 in self.kinds[STRIDE].options else 1
+        layers = tuple(
+            Layer(snap(c, f), k, s2 if s == 2 else 1, (i - 1,) if i and self.skip_connections else ())
+            for i, (c, s) in enumerate(vgg[: self.max_layers])
+        )
+        return {"VGG-style": LayerwiseArch(layers)}
+
+    def scaled(self, arch: LayerwiseArch, width: float, depth: float) -> LayerwiseArch | None:
+        keep = max(1, math.ceil(len(arch.layers) * depth - 1e-9))
+        f = self.kinds[FILTERS].options
+        layers = tuple(
+            Layer(
+                snap(layer.filters * width, f), layer.kernel, layer.stride, tuple(j for j in layer.inputs if j < keep)
+            )
+            for layer in arch.layers[:keep]
+        )
+        return LayerwiseArch(layers)
 
     def smallest(self) -> LayerwiseArch:
         return LayerwiseArch((Layer(min(self.kinds[FILTERS].options), min(self.kinds[KERNEL].options), 1, ()),))

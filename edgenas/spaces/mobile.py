@@ -20,6 +20,7 @@ one), so equal networks share one key.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -27,7 +28,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from edgenas.spaces.base import SPACES, ActionReader, Decision, DecisionKind, SearchSpace
+from edgenas.spaces.base import SPACES, ActionReader, Decision, DecisionKind, SearchSpace, snap
 
 DEPTH, WIDTH, KERNEL, EXPANSION, SE, HEAD = range(6)
 
@@ -274,6 +275,44 @@ class MobileSpace(SearchSpace):
         elif arch.head != self.heads[0]:
             raise ValueError(f"head {arch.head} is not one of {list(self.heads)}")
         return actions
+
+    def references(self) -> dict[str, MobileArch]:
+        """MobileNetV2-style (inverted residuals, expansion 6, 3x3 depthwise: 16-24-32-64 with
+        1, 2, 3, 2 blocks) and an MCUNet-like network (TinyNAS's mixed 3/5/7 kernels and
+        expansions 3-6 at 16-24-32-48), each snapped to this space's options and stages."""
+
+        def arch(plan: list[tuple[int, list[tuple[int, int]]]]) -> MobileArch:
+            o = self.kinds
+            stages = []
+            for i in range(self.stages):
+                width, blocks = plan[min(i, len(plan) - 1)]
+                stages.append(
+                    MobileStage(
+                        snap(width, o[WIDTH].options),
+                        tuple(
+                            MobileBlock(snap(k, o[KERNEL].options), snap(t, o[EXPANSION].options), False)
+                            for k, t in blocks[: self.max_depth]
+                        ),
+                    )
+                )
+            return MobileArch(tuple(stages), min(self.heads))
+
+        return {
+            "MobileNetV2-style": arch([(16, [(3, 1)]), (24, [(3, 6)] * 2), (32, [(3, 6)] * 3), (64, [(3, 6)] * 2)]),
+            "MCUNet-like": arch(
+                [(16, [(3, 1)]), (24, [(7, 3), (3, 3)]), (32, [(5, 6), (5, 3), (3, 3)]), (48, [(5, 6), (3, 4)])]
+            ),
+        }
+
+    def scaled(self, arch: MobileArch, width: float, depth: float) -> MobileArch | None:
+        widths = self.kinds[WIDTH].options
+        return MobileArch(
+            tuple(
+                MobileStage(snap(s.width * width, widths), s.blocks[: max(1, math.ceil(len(s.blocks) * depth - 1e-9))])
+                for s in arch.stages
+            ),
+            arch.head,
+        )
 
     def smallest(self) -> MobileArch:
         block = MobileBlock(min(self.kinds[KERNEL].options), min(self.kinds[EXPANSION].options), False)

@@ -283,6 +283,14 @@ class NB201Space(SearchSpace):
         """An architecture from its standard cell string."""
         return NB201Arch.parse(text)
 
+    def references(self) -> dict[str, NB201Arch]:
+        """NAS-Bench-201's ResNet cell (two 3x3 convolutions and a skip), the benchmark's own reference."""
+        return {
+            "ResNet cell": NB201Arch.parse(
+                "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
+            )
+        }
+
     def encode(self, arch: NB201Arch) -> list[int]:
         return [OPS.index(op) for op in arch.ops]
 

@@ -1,0 +1,78 @@
+"""Known-good starting points: each space's reference networks, scaled to the largest variant
+inside the search's limits, evaluated first; the answer is never worse than the best of them."""
+
+import json
+
+import pytest
+
+from edgenas import api, spaces
+from edgenas.constraints import Constraints
+from edgenas.hardware.cost import count_params
+from edgenas.hardware.profiles import load_profile
+from edgenas.loop.templates import DEPTHS, WIDTHS, templates
+from edgenas.reward import RewardConfig
+
+
+def _params(space, actions):
+    return count_params(space.build(space.decode(actions)))
+
+
+@pytest.mark.parametrize("budget", [300_000, 50_000, 20_000])
+def test_mobile_templates_are_the_largest_variant_under_the_budget(budget):
+    space = spaces.create("mobile", input_shape=(3, 32, 32), num_classes=10)
+    chosen = templates(space, Constraints.build(RewardConfig(budget_params=budget), load_profile("cpu-x86")))
+    names = [t.name.split(" (")[0] for t in chosen]
+    assert names == ["MobileNetV2-style", "MCUNet-like"][: len(names)] and names
+    for t in chosen:
+        assert _params(space, t.actions) <= budget
+        ref = space.references()[t.name.split(" (")[0]]
+        # every variant that is larger in the multipliers' order and different is over the budget
+        scale = [(w, d) for w in WIDTHS for d in DEPTHS]
+        scale.sort(key=lambda wd: -(wd[0] ** 2) * wd[1])
+        for w, d in scale:
+            variant = space.scaled(ref, w, d)
+            key = space.decode(space.encode(variant)).key()
+            if key == t.key:
+                break
+            assert _params(space, space.encode(variant)) > budget
+    full = templates(space, Constraints.build(RewardConfig(budget_params=None), load_profile("cpu-x86")))
+    assert [t.name for t in full] == ["MobileNetV2-style", "MCUNet-like"]  # no limit: the references as they are
+
+
+def test_a_microcontrollers_memory_limits_scale_the_templates_down():
+    space = spaces.create("mobile", input_shape=(3, 32, 32), num_classes=10)
+    profile = load_profile("stm32f746")
+    tight = Constraints.build(RewardConfig(budget_params=None, max_ram_kb=96), profile)
+    chosen = templates(space, tight, profile)
+    assert chosen and all("width x" in t.name for t in chosen)  # smaller than the references
+    assert not templates(space, Constraints.build(RewardConfig(budget_params=None, max_ram_kb=48), profile), profile)
+    from edgenas.hardware.memory import memory_estimate
+    from edgenas.hardware.onnx import export_onnx
+
+    for t in chosen:
+        est = memory_estimate(export_onnx(space.build(space.decode(t.actions)), (3, 32, 32)), profile.precision)
+        assert est.peak_ram_bytes <= 96 * 1024
+
+
+def test_a_search_evaluates_its_templates_first_and_never_answers_worse(tmp_path):
+    run = api.search(
+        budget=20_000, children=8, architectures_per_update=4, epochs=1, runs_dir=tmp_path, name="t", seed=0,
+        device="cpu",
+    )  # fmt: skip
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    made = manifest["templates"]
+    assert [t["name"].split(" (")[0] for t in made] == ["VGG-style"] and made[0]["trial_id"] == 1
+    assert made[0]["params"] <= 20_000
+    best_template = max(t["reward"] for t in made if t["reward"] is not None)
+    assert manifest["winner"]["reward"] >= best_template
+    with_start = api.search(
+        budget=20_000, children=4, architectures_per_update=4, epochs=1, runs_dir=tmp_path, name="start", seed=0,
+        device="cpu", start=["layerwise|0:c8k3s1<in"],
+    )  # fmt: skip
+    first = [t.arch_key for t in sorted(with_start.trials(), key=lambda t: t.id)][:2]
+    assert first == [made[0]["key"], "layerwise|0:c8k3s1<in"]  # templates first, then the --start networks
+    off = api.search(
+        budget=20_000, children=4, architectures_per_update=4, epochs=1, runs_dir=tmp_path, name="off", seed=0,
+        device="cpu", templates=False,
+    )  # fmt: skip
+    assert json.loads((off.path / "manifest.json").read_text())["templates"] == []
