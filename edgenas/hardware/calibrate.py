@@ -437,19 +437,16 @@ def write_calibrated_profile(
     cv = fitted.graph.cv
     quality = f"graph only, cross-validated Spearman {cv['spearman']:.3f}, MAPE {cv['mape_pct']:.1f} %"
     base.update(name=name, measured_on="calibrated", calibration=cal_path.name)
-    base.pop("host_calibration", None)
+    for key, cal in (("host_calibration", fitted.host), ("energy_calibration", fitted.energy)):
+        base.pop(key, None)
+        if cal is not None:  # NAME.host-calibration.json, NAME.energy-calibration.json
+            path = out_dir / f"{name}.{key.replace('_', '-')}.json"
+            cal.save(path)
+            written.append(path)
+            base[key] = path.name
     if fitted.host is not None:
-        host_path = out_dir / f"{name}.host-calibration.json"
-        fitted.host.save(host_path)
-        written.append(host_path)
-        base["host_calibration"] = host_path.name
         quality += f"; with host timing on {fitted.host.host_cpu}: MAPE {fitted.host.cv['mape_pct']:.1f} %"
-    base.pop("energy_calibration", None)
     if fitted.energy is not None:
-        energy_path = out_dir / f"{name}.energy-calibration.json"
-        fitted.energy.save(energy_path)
-        written.append(energy_path)
-        base["energy_calibration"] = energy_path.name
         ecv = fitted.energy.cv
         quality += f"; energy per inference: Spearman {ecv['spearman']:.3f}, MAPE {ecv['mape_pct']:.1f} %"
     if target:
