@@ -178,6 +178,6 @@ def test_an_energy_front_on_the_pi5_under_litert(tmp_path):
     assert bundle["models"]["fp32"]["energy_mj"] == pytest.approx(values[want]["energy"], rel=1e-6)
     assert cli(["report", str(run_dir)], tmp_path).returncode == 0
     html = (run_dir / "report.html").read_text()
-    assert "energy per inference, mJ" in html and "energy mJ" in html
+    assert "energy vs accuracy" in html and "energy mJ" in html  # the objective plot and the front table
     refused = cli(["search", "--objectives", "accuracy,energy", "--profile", "cpu-x86", "-n", "2"], tmp_path)
     assert refused.returncode == 2 and "has no energy data" in refused.stderr
