@@ -1,5 +1,5 @@
 """Evaluators (see `edgenas.evaluators.base` for the contract): each registers itself under its
-name in `EVALUATORS`; importing this package registers local, process, ray and table."""
+name in `EVALUATORS`; importing this package registers local, process, ray, supernet and table."""
 
 from edgenas.evaluators.base import (
     EVALUATORS,
@@ -12,6 +12,7 @@ from edgenas.evaluators.base import (
 from edgenas.evaluators.local import LocalEvaluator
 from edgenas.evaluators.process import ProcessEvaluator, slot_devices, training_slots
 from edgenas.evaluators.ray import RayEvaluator, check_reachable
+from edgenas.evaluators.supernet import SupernetEvaluator
 from edgenas.evaluators.table import TableEvaluator, table_dataset
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "LocalEvaluator",
     "ProcessEvaluator",
     "RayEvaluator",
+    "SupernetEvaluator",
     "TableEvaluator",
     "TrainJob",
     "TrainOutcome",

@@ -78,6 +78,12 @@ class Evaluator(ABC):
 
     name: str
     trains = True  # False: results are looked up (a table), so nothing needs a graph or early stopping
+    inherits = False  # True: children are scored with weights inherited from a supernet, not trained
+
+    @classmethod
+    def check(cls, pipeline: Any, space: Any) -> None:
+        """ConfigError for settings or a space this evaluator cannot serve, before any run
+        directory exists. Default: it serves every one."""
 
     @classmethod
     def from_context(cls, context: EvaluatorContext) -> "Evaluator":

@@ -115,7 +115,8 @@ def prepare(pipeline: Pipeline) -> Prepared:
                 f"limit; profile '{profile.name}' has none: choose a microcontroller profile (e.g. --profile "
                 "stm32f746) or give --max-ram-kb / --max-flash-kb"
             )
-    evaluators.EVALUATORS.get(cfg.executor)  # an unknown name: ConfigError listing the registered ones
+    # an unknown name: ConfigError listing the registered ones; then what that evaluator cannot serve
+    evaluators.EVALUATORS.get(cfg.executor).check(pipeline, space)
     if cfg.executor == "ray" and cfg.ray_address and not cfg.table:
         evaluators.check_reachable(cfg.ray_address)
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0

@@ -306,6 +306,7 @@ class SearchSession:
         self.sampled += 1
         self.last = (trial.reward, "reused" if reused else trial.status)
         trained = trial.status in ("ok", "stopped") and not reused and self.evaluator.trains
+        trained = trained and not self.evaluator.inherits  # a supernet's candidates are not trained
         epochs = (len(trial.curve or ()) if trial.status == "stopped" else self.pruner.rungs[0]) if trained else None
         self.report(trial=trial, epochs=epochs, was_reused=reused)
 

@@ -52,11 +52,19 @@ class SearchSettings:
     measure_timeout_s: float = S(60.0, "A child whose latency measurement takes longer than this (seconds) fails.")
     executor: str = S(
         "local",
-        "Where children train: local (this process), process (a pool of worker processes) or ray "
-        "(the registered executors).",
+        "Where children train: local (this process), process (a pool of worker processes), ray, or supernet "
+        "(mobile space: one weight-sharing supernet trained once, candidates scored with inherited weights).",
         flag=True,
     )
     workers: int = S(1, "Worker processes of --executor process, each pinned to its share of the cores.", flag=True)
+    supernet_epochs: int = S(
+        30,
+        "--executor supernet: epochs the weight-sharing supernet trains (sandwich rule), once per dataset, space "
+        "and recipe; kept under RUNS_DIR/.supernets and reused by later searches.",
+        flag=True,
+        check=lambda v: v >= 1,
+        allowed_text=">= 1",
+    )
     ray_address: str | None = S(
         None, "Ray executor: HOST:PORT of a running Ray cluster (none: a local instance).", flag=True
     )

@@ -1,0 +1,207 @@
+"""The weight-sharing evaluator (`--executor supernet`, mobile space): Once-for-All's idea at our
+scale. One supernet of the mobile space (`spaces.mobile_supernet`) is trained once per dataset,
+space and recipe with the sandwich rule (each batch trains the largest subnetwork, the smallest
+and two random ones, their losses summed); then every candidate is scored in seconds with the
+weights it inherits: written into its stand-alone network, BatchNorm statistics recalibrated on
+training images, validation accuracy measured. The search's gates (parameters, RAM / flash,
+latency, energy) apply as for any child, and `edgenas export` trains the winner stand-alone with
+the final recipe.
+
+The trained supernet is kept under RUNS_DIR/.supernets/ by a digest of what it depends on (the
+dataset, the space, the training recipe, supernet_epochs, the seed), so a later search on the same
+data and space (another profile, other limits) reuses it and trains nothing again. Training
+writes a checkpoint after every epoch (atomically), and a search killed during it continues from
+the last one: the same supernet as an uninterrupted run (each epoch's order and sampled
+subnetworks come from (seed, epoch) alone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgenas.errors import ConfigError
+from edgenas.evaluators.base import EVALUATORS, Evaluator, EvaluatorContext, TrainJob, TrainOutcome
+from edgenas.fsutil import atomic_write_bytes
+
+CALIBRATION_BATCHES = 8  # batches of training images that recalibrate a subnetwork's BatchNorm
+
+
+def _sample(space: Any, rng: np.random.Generator) -> Any:
+    """A subnetwork drawn uniformly decision by decision."""
+    from edgenas.controllers.base import complete_uniformly
+
+    return space.decode(complete_uniformly(space, [], rng))
+
+
+@EVALUATORS.register
+class SupernetEvaluator(Evaluator):
+    name = "supernet"
+    inherits = True  # candidates are scored with inherited weights: nothing is trained per child
+
+    @classmethod
+    def check(cls, pipeline: Any, space: Any) -> None:
+        from edgenas.spaces.mobile import MobileSpace
+
+        if not isinstance(space, MobileSpace):
+            name = getattr(space, "name", "?")
+            raise ConfigError(
+                f"--executor supernet shares weights among networks of the mobile space; this search's space is "
+                f"'{name}'. Use --space mobile, or another executor"
+            )
+        if pipeline.search.fidelity != "none" or pipeline.search.early_stopping != "none":
+            raise ConfigError(
+                "--executor supernet scores networks without training them: --fidelity and --early-stopping do not "
+                "apply; leave them at none"
+            )
+
+    @classmethod
+    def from_context(cls, context: EvaluatorContext) -> "SupernetEvaluator":
+        from edgenas.settings.pipeline import Pipeline
+
+        cls.check(Pipeline.from_json(context.pipeline_json, "executor"), context.space)
+        return cls(context.pipeline_json, context.threads_per_job)
+
+    def __init__(self, pipeline_json: dict[str, Any], threads: int) -> None:
+        self.pipeline_json, self.threads = pipeline_json, threads
+        self.net: Any = None
+
+    # -- the supernet, trained once ----------------------------------------------------------
+    def digest(self) -> str:
+        """What the trained supernet depends on, hashed: a change to any of it trains a new one."""
+        from edgenas.evaluators.jobs import WORKER
+        from edgenas.run.rundir import describe_dataset
+
+        p = self.pipeline_json
+        basis = {
+            "dataset": describe_dataset(WORKER["data"]),
+            "space": p.get("space"),
+            "training": p.get("training"),
+            "epochs": p["search"].get("supernet_epochs"),
+            "seed": p["search"].get("seed"),
+            "format": 1,
+        }
+        return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def path(self) -> Path:
+        return Path(self.pipeline_json["search"]["runs_dir"]) / ".supernets" / f"mobile-{self.digest()}.pt"
+
+    def trained(self) -> Any:
+        from edgenas.evaluators.jobs import WORKER
+        from edgenas.spaces.mobile_supernet import ElasticMobileNet
+
+        space, device = WORKER["space"], WORKER["device"]
+        with torch.random.fork_rng(devices=[]):  # the same initial weights whatever ran before
+            torch.manual_seed(int(self.pipeline_json["search"].get("seed") or 0))
+            net = ElasticMobileNet(space).to(device)
+        final = self.path()
+        if final.is_file():
+            net.load_state_dict(torch.load(final, map_location=device, weights_only=True))
+            return net
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_suffix(".partial.pt")
+        epochs = int(self.pipeline_json["search"].get("supernet_epochs") or 1)
+        recipe = WORKER["pipeline"].training
+        opt = torch.optim.SGD(net.parameters(), lr=recipe.learning_rate, momentum=recipe.momentum,
+                              weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)  # fmt: skip
+        start = 0
+        if partial.is_file():
+            state = torch.load(partial, map_location=device, weights_only=True)
+            net.load_state_dict(state["net"])
+            opt.load_state_dict(state["optimizer"])
+            start = int(state["epoch"])
+        for epoch in range(start, epochs):
+            loss = self._epoch(net, opt, epoch, epochs)
+            buf = io.BytesIO()
+            torch.save({"net": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1}, buf)
+            atomic_write_bytes(partial, buf.getvalue(), fault_point="supernet-epoch")
+            print(f"supernet: epoch {epoch + 1}/{epochs}, loss {loss:.4f} ({final})", file=sys.stderr, flush=True)
+        buf = io.BytesIO()
+        torch.save(net.state_dict(), buf)
+        atomic_write_bytes(final, buf.getvalue())
+        partial.unlink(missing_ok=True)
+        return net
+
+    def _epoch(self, net: nn.Module, opt: torch.optim.Optimizer, epoch: int, epochs: int) -> float:
+        """One sandwich-rule epoch; its order, augmentation and subnetworks from (seed, epoch) alone."""
+        from edgenas.evaluators.jobs import WORKER
+        from edgenas.training.trainer import augment_batch
+
+        data, space, device, recipe = WORKER["data"], WORKER["space"], WORKER["device"], WORKER["pipeline"].training
+        seed = int(self.pipeline_json["search"].get("seed") or 0)
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        rng = np.random.default_rng([seed, epoch])
+        for group in opt.param_groups:  # cosine schedule, set per epoch (nothing else to restore on resume)
+            group["lr"] = recipe.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+        net.train()
+        order = torch.randperm(len(data.y_train), generator=gen)
+        total, steps = 0.0, 0
+        for i in range(0, len(order), recipe.batch_size):
+            idx = order[i : i + recipe.batch_size]
+            x = augment_batch(data.x_train[idx], recipe.crop_padding, recipe.horizontal_flip, gen).to(device)
+            y = data.y_train[idx].to(device)
+            archs = [net.largest(), space.smallest(), _sample(space, rng), _sample(space, rng)]
+            opt.zero_grad()
+            loss = sum(F.cross_entropy(net(x, a), y) for a in archs)
+            loss.backward()  # type: ignore[union-attr]
+            opt.step()
+            total, steps = total + float(loss) / len(archs), steps + 1
+        return total / max(1, steps)
+
+    # -- scoring candidates --------------------------------------------------------------------
+    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
+        from edgenas.evaluators.jobs import WORKER, setup
+
+        if self.net is None:
+            setup(self.pipeline_json, self.threads, None)
+            self.net = self.trained()
+        for job in jobs:
+            if job.not_after is not None and time.time() > job.not_after:
+                yield TrainOutcome(job.key, False, not_started=True)
+                continue
+            t0 = time.perf_counter()
+            try:
+                acc, model = self.score(WORKER["space"].arch_from_json(job.arch), job.seed)
+            except Exception as exc:  # a bad candidate is a failed child, never a dead search
+                yield TrainOutcome(job.key, False, error=f"{type(exc).__name__}: {exc}")
+                continue
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            yield TrainOutcome(job.key, True, acc, time.perf_counter() - t0, state, curve=(acc,))
+
+    def score(self, arch: Any, seed: int) -> tuple[float, nn.Module]:
+        """Validation accuracy of `arch` with inherited weights, BatchNorm recalibrated on
+        CALIBRATION_BATCHES batches of training images (chosen by `seed`)."""
+        from edgenas.evaluators.jobs import WORKER
+        from edgenas.spaces.mobile_supernet import extract
+        from edgenas.training.trainer import accuracy
+
+        data, device, batch = WORKER["data"], WORKER["device"], WORKER["pipeline"].training.batch_size
+        model = extract(self.net, arch).to(device)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average over the calibration batches
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(data.y_train), generator=gen)[: CALIBRATION_BATCHES * batch]
+        model.train()
+        with torch.no_grad():
+            for i in range(0, len(idx), batch):
+                model(data.x_train[idx[i : i + batch]].to(device))
+        model.eval()
+        with torch.no_grad():
+            acc = accuracy(model, data.x_val.to(device), data.y_val.to(device))
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1
+        return acc, model.cpu()

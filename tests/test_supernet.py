@@ -1,0 +1,95 @@
+"""The weight-sharing evaluator: a supernet of the mobile space whose subnetworks, written into
+their stand-alone networks, compute what the supernet computes; trained once, resumable after
+kill -9 with the same result, reused by a later search with another profile."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgenas import spaces
+from edgenas.controllers.base import complete_uniformly
+from edgenas.spaces.mobile_supernet import ElasticMobileNet, extract
+
+
+@pytest.mark.parametrize("heads", [(0,), (0, 32)])
+def test_an_extracted_subnetwork_computes_what_the_supernet_computes(heads):
+    space = spaces.create("mobile", input_shape=(3, 16, 16), num_classes=10, widths=(8, 16, 24), heads=heads)
+    torch.manual_seed(0)
+    net = ElasticMobileNet(space).eval()
+    for m in net.modules():  # BatchNorm statistics away from the identity, so a wrong slice shows
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 16, 16)
+    rng = np.random.default_rng(0)
+    outputs = []
+    for _ in range(12):
+        arch = space.decode(complete_uniformly(space, [], rng))
+        with torch.no_grad():
+            a, b = net(x, arch), extract(net, arch).eval()(x)
+        assert torch.allclose(a, b, atol=1e-5), arch
+        outputs.append(a)
+    assert any(not torch.allclose(outputs[0], o) for o in outputs[1:])  # the subnetworks differ
+
+
+TINY = """
+[search]
+children = 6
+architectures_per_update = 3
+executor = "supernet"
+supernet_epochs = 3
+device = "cpu"
+runs_dir = "{runs}"
+[space]
+name = "mobile"
+stages = 2
+max_depth = 2
+widths = [8, 16]
+kernels = [3, 5]
+expansions = [1, 3]
+stem = 8
+"""
+
+
+def cli(args, cwd, fault=None):
+    env = {k: v for k, v in os.environ.items() if k != "EDGENAS_FAULT"}
+    if fault:
+        env["EDGENAS_FAULT"] = fault
+    env["EDGENAS_CACHE_DIR"] = str(Path(cwd) / "latency-cache")
+    return subprocess.run([sys.executable, "-m", "edgenas", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_supernet_trains_once_survives_kill_9_and_serves_another_profile(tmp_path):
+    for runs in ("a", "b"):
+        (tmp_path / f"{runs}.toml").write_text(TINY.format(runs=tmp_path / runs))
+    # uninterrupted
+    ref = cli(["search", "--pipeline", str(tmp_path / "a.toml"), "--name", "ref"], tmp_path)
+    assert ref.returncode == 0, ref.stderr
+    assert ref.stderr.count("supernet: epoch") == 3
+    # killed while writing the second epoch's checkpoint, then resumed: the same supernet and trials
+    first = cli(["search", "--pipeline", str(tmp_path / "b.toml"), "--name", "cut"], tmp_path, fault="supernet-epoch:2")
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    done = cli(["search", "--resume", str(tmp_path / "b" / "cut")], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("supernet: epoch") == 2  # epochs 2 and 3; epoch 1 was kept
+    (a,) = (tmp_path / "a" / ".supernets").glob("*.pt")
+    (b,) = (tmp_path / "b" / ".supernets").glob("*.pt")
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    import edgenas
+
+    va = {t.arch_key: t.val_accuracy for t in edgenas.load_run(tmp_path / "a" / "ref").trials("ok")}
+    vb = {t.arch_key: t.val_accuracy for t in edgenas.load_run(tmp_path / "b" / "cut").trials("ok")}
+    assert va == vb and len(va) >= 4
+    # another device: the trained supernet is reused, nothing trains again
+    other = cli(["search", "--pipeline", str(tmp_path / "a.toml"), "--name", "x86", "--profile", "cpu-x86"], tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert "supernet: epoch" not in other.stderr
