@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--widths", default="8,16,24,32")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-distill", action="store_true", help="train the supernet on labels only")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     import tempfile
@@ -37,11 +38,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgenas import api
     from edgenas.controllers.base import complete_uniformly
+    from edgenas.evaluators import supernet
     from edgenas.evaluators.jobs import WORKER, setup
     from edgenas.evaluators.supernet import SupernetEvaluator
     from edgenas.training.trainer import train_child
 
     torch.set_num_threads(1)
+    supernet.DISTILL = not args.no_distill
     widths = [int(w) for w in args.widths.split(",")]
     runs = tempfile.mkdtemp(prefix="edgenas-supernet-")
     import dataclasses
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "networks": args.networks,
         "widths": widths,
         "supernet_epochs": args.supernet_epochs,
+        "distill": supernet.DISTILL,
         "standalone_epochs": args.epochs,
         "kendall_tau_inherited": float(kendalltau(inherited, full).statistic),
         "kendall_tau_first_epoch": float(kendalltau(first, full).statistic),

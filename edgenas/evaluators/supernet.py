@@ -1,7 +1,8 @@
 """The weight-sharing evaluator (`--executor supernet`, mobile space): Once-for-All's idea at our
 scale. One supernet of the mobile space (`spaces.mobile_supernet`) is trained once per dataset,
-space and recipe with the sandwich rule (each batch trains the largest subnetwork, the smallest
-and two random ones, their losses summed); then every candidate is scored in seconds with the
+space and recipe with the sandwich rule (each batch trains the largest subnetwork on the labels,
+the smallest and two random ones on the largest's predictions: BigNAS's in-place distillation;
+their losses summed); then every candidate is scored in seconds with the
 weights it inherits: written into its stand-alone network, BatchNorm statistics recalibrated on
 training images, validation accuracy measured. The search's gates (parameters, RAM / flash,
 latency, energy) apply as for any child, and `edgenas export` trains the winner stand-alone with
@@ -36,6 +37,9 @@ from edgenas.evaluators.base import EVALUATORS, Evaluator, EvaluatorContext, Tra
 from edgenas.fsutil import atomic_write_bytes
 
 CALIBRATION_BATCHES = 8  # batches of training images that recalibrate a subnetwork's BatchNorm
+# In-place distillation (BigNAS): the largest subnetwork learns from the labels, the others from
+# its (detached) predictions. benchmarks/supernet_ranking.py --no-distill measures without it.
+DISTILL = True
 
 
 def _sample(space: Any, rng: np.random.Generator) -> Any:
@@ -90,7 +94,8 @@ class SupernetEvaluator(Evaluator):
             "training": p.get("training"),
             "epochs": p["search"].get("supernet_epochs"),
             "seed": p["search"].get("seed"),
-            "format": 1,
+            "format": 2,  # 2: in-place distillation
+            "distill": DISTILL,
         }
         return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -151,12 +156,14 @@ class SupernetEvaluator(Evaluator):
             idx = order[i : i + recipe.batch_size]
             x = augment_batch(data.x_train[idx], recipe.crop_padding, recipe.horizontal_flip, gen).to(device)
             y = data.y_train[idx].to(device)
-            archs = [net.largest(), space.smallest(), _sample(space, rng), _sample(space, rng)]
+            archs = [space.smallest(), _sample(space, rng), _sample(space, rng)]
             opt.zero_grad()
-            loss = sum(F.cross_entropy(net(x, a), y) for a in archs)
-            loss.backward()  # type: ignore[union-attr]
+            big = net(x, net.largest())
+            target = big.detach().softmax(1) if DISTILL else y
+            loss = F.cross_entropy(big, y) + sum(F.cross_entropy(net(x, a), target) for a in archs)
+            loss.backward()
             opt.step()
-            total, steps = total + float(loss) / len(archs), steps + 1
+            total, steps = total + float(loss) / (1 + len(archs)), steps + 1
         return total / max(1, steps)
 
     # -- scoring candidates --------------------------------------------------------------------
