@@ -364,12 +364,13 @@ def feasibility(
                 est = memory_estimate(graph, constraints.precision)
                 if constraints.check_memory(est.peak_ram_bytes, est.flash_bytes) is not None:
                     return False
+            known: dict = {}  # the graph's features, read once for both predictions
             if latency_limit is not None:
-                ms = measurer.graph_only_ms(graph, profile)  # type: ignore[union-attr,arg-type]
+                ms = measurer.graph_only_ms(graph, profile, known)  # type: ignore[union-attr,arg-type]
                 if ms is not None and constraints.check_latency(ms) is not None:
                     return False
             if energy_limit is not None:
-                mj = measurer.graph_only_energy_mj(graph, profile)  # type: ignore[union-attr,arg-type]
+                mj = measurer.graph_only_energy_mj(graph, profile, known)  # type: ignore[union-attr,arg-type]
                 return constraints.check_energy(mj) is None
             return True
 

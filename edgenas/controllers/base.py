@@ -44,6 +44,13 @@ class History:
         """(actions, reward) of every sample, in the order told."""
         return [(list(a), r) for a, r in zip(self.actions, self.rewards)]
 
+    def _last_start(self) -> int:
+        """Where the latest update's samples begin."""
+        i = len(self.updates)
+        while i > 0 and self.updates[i - 1] == self.updates[-1]:
+            i -= 1
+        return i
+
     def batches(self) -> list[tuple[list[list[int]], list[float]]]:
         """The samples grouped by update, in order: (actions, rewards) of each."""
         out: list[tuple[list[list[int]], list[float]]] = []
@@ -58,12 +65,12 @@ class History:
 
     def last(self) -> tuple[list[list[int]], list[float]]:
         """The latest update's samples and rewards (what `learn` learns from)."""
-        batches = self.batches()
-        return batches[-1] if batches else ([], [])
+        i = self._last_start()
+        return [list(a) for a in self.actions[i:]], list(self.rewards[i:])
 
     def before_last(self) -> History:
         """The history without its latest update's samples (`rungs` and `vectors` kept)."""
-        n = len(self.actions) - len(self.last()[0])
+        n = self._last_start()
         return replace(self, actions=self.actions[:n], rewards=self.rewards[:n], updates=self.updates[:n])
 
     def extended(

@@ -211,31 +211,34 @@ class Measurer:
     def _calibration(self, profile: Profile):
         """The calibration that predicts for `profile` on this host: its `host_calibration` where
         this host has the CPU that one was fitted on, else its `calibration`."""
-        from edgenas.hardware.calibration import Calibration
-
         chosen = None
         for which in ("host_calibration", "calibration"):
             if not getattr(profile, which):
                 continue
             path = str(profile.calibration_path(which))
-            if path not in self._calibrations:
-                self._calibrations[path] = Calibration.load(path)
-            chosen = self._calibrations[path]
+            chosen = self._load(path)
             if chosen.applies_here():
                 return chosen, Path(path).name
         return chosen, Path(path).name  # does not apply here: predict_model says why
 
-    def graph_only_ms(self, model: bytes, profile: Profile) -> float | None:
+    def _load(self, path: str):
+        """A calibration file, read once per measurer."""
+        from edgenas.hardware.calibration import Calibration
+
+        if path not in self._calibrations:
+            self._calibrations[path] = Calibration.load(path)
+        return self._calibrations[path]
+
+    def graph_only_ms(self, model: bytes, profile: Profile, known: dict | None = None) -> float | None:
         """The latency `measure` would gate on (the profile's statistic), known from the graph
         alone: a calibrated profile whose calibration here predicts without host timing, with the
         median as its statistic (a p90 needs the host's spread). None where timing is needed.
-        The search tells the controller this, as it tells it the parameter budget."""
+        The search tells the controller this, as it tells it the parameter budget. `known`: graph
+        features already read for this model (`features`), shared with the energy prediction."""
         if not self.predicts_from_graph(profile):
             return None
-        from edgenas.hardware.calibration import graph_features
-
         cal = self._calibration(profile)[0]
-        return cal.predict_explained(None, graph_features(model, cal.fold_constants))[0]
+        return cal.predict_explained(None, features(model, cal.fold_constants, known))[0]
 
     def predicts_from_graph(self, profile: Profile) -> bool:
         """Does `graph_only_ms` know this profile's latency on this host?"""
@@ -245,14 +248,13 @@ class Measurer:
         return cal is not None and not cal.uses_host
 
     def _predict(self, profile: Profile, model: bytes, host: LatencyStats) -> LatencyStats:
-        from edgenas.hardware.calibration import graph_features
-
         cal, name = self._calibration(profile)
         ratio_p90 = host.p90_ms / host.median_ms if host.median_ms > 0 else 1.0
         cal.check_host()
-        feats = graph_features(model, cal.fold_constants)
+        known: dict = {}
+        feats = features(model, cal.fold_constants, known)
         predicted, how = cal.predict_explained(host.median_ms, feats)
-        energy, energy_how = self._energy(profile, model, feats if not cal.fold_constants else None)
+        energy, energy_how = self._energy(profile, model, known)
         return replace(
             host,
             median_ms=predicted,
@@ -269,30 +271,34 @@ class Measurer:
             energy_prediction=energy_how,
         )
 
-    def _energy(
-        self, profile: Profile, model: bytes, plain: dict[str, float] | None = None
-    ) -> tuple[float | None, str]:
+    def _energy(self, profile: Profile, model: bytes, known: dict | None = None) -> tuple[float | None, str]:
         """Predicted energy per inference (mJ) and how, for a profile with an energy calibration
-        (`plain`: the graph's features without folding, where already read)."""
+        (`known`: graph features already read for this model)."""
         if not profile.energy_calibration:
             return None, ""
-        from edgenas.hardware.calibration import Calibration, graph_features
+        cal = self._load(str(profile.calibration_path("energy_calibration")))
+        return cal.predict_explained(None, features(model, cal.fold_constants, known))
 
-        path = str(profile.calibration_path("energy_calibration"))
-        if path not in self._calibrations:
-            self._calibrations[path] = Calibration.load(path)
-        cal = self._calibrations[path]
-        feats = plain if plain is not None and not cal.fold_constants else graph_features(model, cal.fold_constants)
-        return cal.predict_explained(None, feats)
-
-    def graph_only_energy_mj(self, model: bytes, profile: Profile) -> float | None:
+    def graph_only_energy_mj(self, model: bytes, profile: Profile, known: dict | None = None) -> float | None:
         """Energy per inference (mJ) from the graph alone; None for a profile without energy data."""
-        return self._energy(profile, model)[0]
+        return self._energy(profile, model, known)[0]
 
     def close(self) -> None:
         self.worker.close()
         if self._cache is not None:
             self._cache.close()
+
+
+def features(model: bytes, fold_constants: bool, known: dict | None = None) -> dict[str, float]:
+    """The graph features of `model` (as exported, or as a constant-folding converter leaves it),
+    read once per `known` (a dict the caller keeps for this model; None: read them now)."""
+    from edgenas.hardware.calibration import graph_features
+
+    if known is None:
+        return graph_features(model, fold_constants)
+    if fold_constants not in known:
+        known[fold_constants] = graph_features(model, fold_constants)
+    return known[fold_constants]
 
 
 _DEFAULT: Measurer | None = None

@@ -176,6 +176,7 @@ class SearchSession:
         self.stopped_by = "children"  # what ended the search: every child sampled, or a stop rule
         self.t_start = time.perf_counter()
         self.log = RunLog(run_dir)
+        self._history: tuple[int, controllers.History] | None = None  # the last history read
 
     # -- the run directory -----------------------------------------------------------------
     def begin(self, resume: bool, command: str | None) -> None:
@@ -321,8 +322,12 @@ class SearchSession:
 
     # -- tell ------------------------------------------------------------------------------
     def history(self, before_update: int) -> controllers.History:
-        """What the controller was told before `before_update`, read from the store."""
-        return read_history(self.store, before_update, self.pipeline.reward.objectives)
+        """What the controller was told before `before_update`, read from the store. `tell` of one
+        update and `ask` of the next read it for the same update with nothing written between, so
+        the last read serves again."""
+        if self._history is None or self._history[0] != before_update:
+            self._history = (before_update, read_history(self.store, before_update, self.pipeline.reward.objectives))
+        return self._history[1]
 
     def tell(self, batch: Batch) -> None:
         """What the controller is told for the batch (rewards, scalarised for `--objectives`) goes
