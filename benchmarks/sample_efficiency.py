@@ -336,7 +336,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.results and not args.log:
         ap.error("--results needs --log (the repetitions it writes are the log's)")
-    strategies = args.strategies.split(";") if ";" in args.strategies else args.strategies.split(",")
+    # ';' separates strategies whose options hold commas: 'reinforce:{"replay_size":8,"replay_count":2};'
+    strategies = [
+        s for s in (args.strategies.split(";") if ";" in args.strategies else args.strategies.split(",")) if s
+    ]
     jobs = [(s, seed, args.m, args.max_distinct) for s, seed in itertools.product(strategies, range(args.reps))]
     results: dict[str, list[list[float]]] = {s: [] for s in strategies}
     networks: dict[str, list[list[float]]] = {s: [] for s in strategies}

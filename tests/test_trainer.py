@@ -141,3 +141,43 @@ def test_grad_clip_norm_scales_a_step_down_to_the_clipped_gradient():
     assert torch.allclose(clipped, free * (clip / grad_norm), rtol=1e-4, atol=1e-12)
     with pytest.raises(ConfigError, match="training.grad_clip_norm must be >= 0"):
         TrainRecipe(grad_clip_norm=-1.0)
+
+
+def test_adam_takes_adam_steps_at_a_constant_rate_and_resumes_exactly():
+    """training.optimizer = "adam": Adam's first step moves every weight with a non-zero gradient
+    by about learning_rate (its normalised step), whatever the gradient's size; the rate stays
+    constant (no one-cycle warm-up); pausing after one epoch and resuming gives the same weights
+    as training straight through."""
+    from edgenas.training.trainer import train_child
+
+    torch.manual_seed(0)
+    start = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.randn(8, 1, 2, 2) * 10, torch.randint(0, 3, (8,))
+    cpu = torch.device("cpu")
+
+    def model():
+        m = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        m.load_state_dict(start.state_dict())
+        return m
+
+    recipe = TrainRecipe(epochs=1, batch_size=8, optimizer="adam", learning_rate=0.01, weight_decay=0.0)
+    m = model()
+    train_child(m, x, y, None, None, recipe, seed=0, device=cpu)
+    step = torch.cat([(p.detach() - q.detach()).flatten() for p, q in zip(m.parameters(), start.parameters())])
+    assert torch.allclose(step.abs(), torch.full_like(step, 0.01), rtol=1e-3)  # SGD's one-cycle start is ~1e-6
+
+    recipe3 = TrainRecipe(epochs=3, batch_size=4, optimizer="adam", learning_rate=0.01, weight_decay=0.0)
+    straight = model()
+    train_child(straight, x, y, None, None, recipe3, seed=0, device=cpu)
+    paused = model()
+    first = train_child(paused, x, y, None, None, recipe3, seed=0, device=cpu, stop_epoch=1)
+    train_child(paused, x, y, None, None, recipe3, seed=0, device=cpu, resume=first.state)
+    for a, b in zip(straight.parameters(), paused.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_an_unknown_optimizer_is_refused_with_the_choices():
+    from edgenas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sgd.*adam"):
+        TrainRecipe(optimizer="rmsprop")

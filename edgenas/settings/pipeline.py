@@ -219,7 +219,13 @@ class DatasetSettings:
 class TrainRecipe:
     epochs: int = S(12, "Training epochs per child.", flag=True, api="epochs")
     batch_size: int = S(64, "Images per training step.")
-    learning_rate: float = S(0.1, "Peak of the one-cycle schedule (SGD with Nesterov momentum).")
+    optimizer: str = S(
+        "sgd",
+        "sgd (Nesterov momentum, one-cycle schedule peaking at learning_rate) or adam (Adam at a constant "
+        "learning_rate, e.g. 0.001, as Arora & Krone trained their children; momentum is then unused).",
+        choices=("sgd", "adam"),
+    )
+    learning_rate: float = S(0.1, "Peak of the one-cycle schedule (SGD), or Adam's constant learning rate.")
     momentum: float = S(0.9, "SGD momentum, in [0, 1).")
     weight_decay: float = S(5e-4, "L2 weight decay.")
     label_smoothing: float = S(0.0, "Label smoothing of the cross-entropy, in [0, 1).")

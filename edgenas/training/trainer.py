@@ -188,16 +188,25 @@ class _Training:
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and recipe.bf16_autocast)
         self.n = len(self.yt)
         steps_per_epoch = max(1, math.ceil(self.n / recipe.batch_size))
-        self.opt = torch.optim.SGD(
-            model.parameters(),
-            lr=recipe.learning_rate,
-            momentum=recipe.momentum,
-            nesterov=True,
-            weight_decay=recipe.weight_decay,
-        )
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(
-            self.opt, max_lr=recipe.learning_rate, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.25
-        )
+        if recipe.optimizer == "adam":
+            self.opt = torch.optim.Adam(
+                model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay
+            )
+            self.sched = torch.optim.lr_scheduler.ConstantLR(self.opt, factor=1.0, total_iters=0)
+        else:
+            self.opt = torch.optim.SGD(
+                model.parameters(),
+                lr=recipe.learning_rate,
+                momentum=recipe.momentum,
+                nesterov=True,
+                weight_decay=recipe.weight_decay,
+            )
+            self.sched = torch.optim.lr_scheduler.OneCycleLR(
+                self.opt,
+                max_lr=recipe.learning_rate,
+                total_steps=recipe.epochs * steps_per_epoch,
+                pct_start=0.25,
+            )
         self.augment = recipe.crop_padding > 0 or recipe.horizontal_flip
         self.aug_gen = torch.Generator(device="cpu").manual_seed(seed + 1)  # its own stream: batch order is unchanged
         self.ema = (
