@@ -114,3 +114,23 @@ def test_tabular_search_with_a_budget_rejects_before_lookup(table_file, tmp_path
     assert any(s == "rejected" for s, _, _ in rows)
     assert all((p > 200000) == (s == "rejected") for s, p, _ in rows)
     assert all(v is None for s, _, v in rows if s == "rejected")
+
+
+def test_a_cell_small_table_is_read_by_its_printed_strings(tmp_path):
+    """cell-small parses the strings its cells print as (`first>second`), so a table of the 64
+    cells needs no --table-arch-column; a string that is not a cell is refused by name."""
+    from edgenas.spaces.cells import CELL_OPS, CellSmallSpace
+
+    space = CellSmallSpace((1, 8, 8), 10)
+    path = tmp_path / "cells.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "digits-val", "digits-test"])
+        for i, j in itertools.product(range(len(CELL_OPS)), repeat=2):
+            w.writerow([str(space.decode([i, j])), 50 + i + j, 40 + i])
+    t = Table.load(path, space)
+    assert t.arch_column == "name" and len(t.rows) == 64
+    assert t.lookup(space, space.parse("identity>identity")) == pytest.approx((0.64, 0.47))
+    assert str(space.parse("conv3x3>maxpool2x2")) == "conv3x3>maxpool2x2"
+    with pytest.raises(ValueError, match="not a cell-small string"):
+        space.parse("conv3x3>conv9x9")

@@ -171,6 +171,14 @@ class CellSmallSpace(_CellSpace):
     def smallest(self) -> CellArch:
         return CellArch(self.name, (Block((0, 1), ("identity", "identity")),))
 
+    def parse(self, text: str) -> CellArch:
+        """A cell from the string it prints as, `first>second` (e.g. `conv3x3>maxpool2x2`), so a
+        table of the 64 cells (`--table`) names them as `str(arch)` does."""
+        ops = text.strip().split(">")
+        if len(ops) != 2 or any(op not in CELL_OPS for op in ops):
+            raise ValueError(f"'{text}' is not a cell-small string: two of {', '.join(CELL_OPS)} joined by '>'")
+        return self.decode([CELL_OPS.index(op) for op in ops])
+
 
 @SPACES.register
 class CellLargeSpace(_CellSpace):

@@ -1,0 +1,183 @@
+"""The tables of docs/papers.md, rendered from the results files that own their numbers.
+
+Each table sits in the page between `<!-- results:NAME -->` and `<!-- /results -->`; everything
+else on the page is prose. `python benchmarks/papers_page.py` rewrites the tables from
+benchmarks/results/; tests/test_papers_page.py renders them again and fails if the page differs
+(a re-run benchmark whose numbers did not reach the page, or a number edited by hand).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PAGE = ROOT / "docs" / "papers.md"
+BUDGETS = (25, 50, 100, 200, 400)
+REPLAY = 'reinforce:{"replay_size":8,"replay_count":2}'
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+
+
+def _lines(path: Path) -> tuple[dict, list[dict]]:
+    head, *rest = path.read_text().splitlines()
+    return json.loads(head), [json.loads(line) for line in rest if line.strip()]
+
+
+def arora_krone(
+    limited: bool, head: dict | None = None, records: list[dict] | None = None, rows: dict | None = None
+) -> str:
+    if head is None:
+        head, records = _lines(RESULTS / "paper_arora_krone.json")
+    rows = rows or _cells()
+    limit = head["limit_params"]
+    allowed = {a: r for a, r in rows.items() if not limited or r["params"] <= limit}
+    values = sorted({r["digits-val"] for r in allowed.values()}, reverse=True)
+
+    def cells(v: float) -> str:
+        return ", ".join(f"`{a}`" for a in sorted(allowed) if allowed[a]["digits-val"] == v) + f" ({v:.2f} %)"
+
+    out = [
+        f"Best cell{' within the limit' if limited else ''} by validation accuracy: {cells(values[0])}; "
+        f"second: {cells(values[1])}"
+        + (f"; limit {limit:,} parameters, {len(allowed)} of the 64 cells within it." if limited else "."),
+        "",
+        "| controller | repetitions | episodes until the batch mean is within 0.5 points (median; runs that got there) "
+        "| children trained until the best cell was (median) | settled on the best / second / another cell |",
+        "|---|---|---|---|---|",
+    ]
+    for strategy in head["strategies"]:
+        recs = [r for r in records if r["strategy"] == strategy and r["limited"] == limited]
+        if not recs:
+            continue
+        reached = [r["episodes_to_within_0.5"] for r in recs if r["episodes_to_within_0.5"] is not None]
+        episodes = (
+            f"{statistics.median(reached):.0f} ({len(reached)}/{len(recs)})" if reached else f"never (0/{len(recs)})"
+        )
+        found = [r["trained_until_best"] for r in recs if r["trained_until_best"] is not None]
+        trained = f"{statistics.median(found):.0f} ({len(found)}/{len(recs)})" if found else "never"
+        ranks = Counter(min(r["settled_rank"] or 3, 3) for r in recs)
+        out.append(f"| `{strategy}` | {len(recs)} | {episodes} | {trained} | {ranks[1]} / {ranks[2]} / {ranks[3]} |")
+    return "\n".join(out)
+
+
+def _cells() -> dict[str, dict[str, float]]:
+    import csv
+
+    with (RESULTS / "cell_small_digits.csv").open(newline="") as f:
+        return {r["arch"]: {k: float(v) for k, v in r.items() if k != "arch"} for r in csv.DictReader(f)}
+
+
+def cell_table_summary() -> str:
+    rows = _cells()
+    vals = sorted((r["digits-val"] for r in rows.values()), reverse=True)
+    tests = [r["digits-test"] for r in rows.values()]
+    secs = sum(r["train_seconds"] for r in rows.values())
+    return (
+        f"64 cells trained, {secs / 60:.1f} minutes of training in all; validation accuracy "
+        f"{vals[-1]:.2f}-{vals[0]:.2f} % (median {statistics.median(vals):.2f} %), test "
+        f"{min(tests):.2f}-{max(tests):.2f} %."
+    )
+
+
+def replay_nb201() -> str:
+    data = json.loads((RESULTS / "sample_efficiency.json").read_text())
+    out = [
+        "| controller | repetitions | " + " | ".join(f"after {b}" for b in BUDGETS) + " |",
+        "|---|---|" + "---|" * len(BUDGETS),
+    ]
+    for strategy, label in (
+        ("reinforce", "`reinforce`"),
+        (REPLAY, "`reinforce` + replay (8 kept, 2 per batch)"),
+        ("random", "`random`"),
+    ):
+        reps = [r for r in data["repetitions"] if r["strategy"] == strategy and not r["constrained"] and r["m"] == 8]
+        cells = []
+        for j in range(len(BUDGETS)):
+            col = [r["accs"][j] for r in reps if r["accs"][j] == r["accs"][j]]  # NaN: stopped short
+            cells.append(f"{statistics.fmean(col):.2f} ± {statistics.pstdev(col):.2f}" if col else "-")
+        out.append(f"| {label} | {len(reps)} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _search_rows(rows: list[dict], label_key: str, labels: dict) -> list[str]:
+    out = [
+        "| reward | test accuracy | parameters | MFLOPs | `cpu-arm` latency (ms, predicted) | children trained | winner |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {labels[r[label_key]]} | {100 * r['test_accuracy']:.2f} % | {r['params']:,} | {r['flops'] / 1e6:.2f} | "
+            f"{r['latency_ms_cpu_arm']:.3f} | {r['trained']} | `{r['architecture']}` |"
+        )
+    return out
+
+
+def mohandoss_dwivedi() -> str:
+    data = json.loads((RESULTS / "paper_mohandoss_dwivedi.json").read_text())
+    s = data["scale"]
+    out = _search_rows(
+        data["rows"],
+        "reward",
+        {"accuracy": "accuracy alone", "multi": f"accuracy − {s['l1']} × Mparams − {s['l2']} × MFLOPs"},
+    )
+    out += [
+        "",
+        f"Multi-objective winner {100 * data['params_smaller_fraction']:.0f} % smaller, "
+        f"{data['test_points_lost']:.2f} points {'less' if data['test_points_lost'] >= 0 else 'more'} accurate on the "
+        f"test split. Scale: {s['max_images']:,} images, {s['children']} children of {s['epochs']} epochs, "
+        f"batches of {s['per_update']}, winners trained {s['final_epochs']} epochs; seed {s['seed']}; one run each; "
+        f"{data['date']}, {data['machine']}.",
+    ]
+    return "\n".join(out)
+
+
+def xu_blocks() -> str:
+    data = json.loads((RESULTS / "paper_xu.json").read_text())
+    s = data["scale"]
+    out = _search_rows(data["blocks"], "replay", {False: "no replay", True: "replay (8 kept, 2 per batch)"})
+    out[0] = out[0].replace("| reward |", "| controller |")
+    out += [
+        "",
+        f"Scale: {s['max_images']:,} images, {s['children']} children of {s['epochs']} epochs, batches of "
+        f"{s['per_update']}, winners trained {s['final_epochs']} epochs; one run each; {data['date']}, {data['machine']}.",
+    ]
+    return "\n".join(out)
+
+
+TABLES = {
+    "ak-cells": cell_table_summary,
+    "ak-a": lambda: arora_krone(False),
+    "ak-b": lambda: arora_krone(True),
+    "xu-nb201": replay_nb201,
+    "xu-blocks": xu_blocks,
+    "md": mohandoss_dwivedi,
+}
+
+
+def blocks(text: str) -> dict[str, str]:
+    return {m["name"]: m["body"].rstrip("\n") for m in BLOCK.finditer(text)}
+
+
+def render(text: str) -> str:
+    def one(m: re.Match) -> str:
+        return m.group(1) + TABLES[m["name"]]() + "\n" + m.group(4)
+
+    return BLOCK.sub(one, text)
+
+
+def main() -> None:
+    text = PAGE.read_text()
+    missing = [name for name in blocks(text) if name not in TABLES]
+    if missing:
+        sys.exit(f"{PAGE} names tables this script does not render: {', '.join(missing)}")
+    PAGE.write_text(render(text))
+    print(f"{PAGE}: {len(blocks(text))} tables rendered from {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
