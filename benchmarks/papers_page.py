@@ -1,4 +1,4 @@
-"""The tables of docs/papers.md, rendered from the results files that own their numbers.
+"""The tables of docs/benchmarks/papers.md, rendered from the results files that own their numbers.
 
 Each table sits in the page between `<!-- results:NAME -->` and `<!-- /results -->`; everything
 else on the page is prose. `python benchmarks/papers_page.py` rewrites the tables from
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PAGE = ROOT / "docs" / "papers.md"
+PAGE = ROOT / "docs" / "benchmarks" / "papers.md"
 BUDGETS = (25, 50, 100, 200, 400)
 REPLAY = 'reinforce:{"replay_size":8,"replay_count":2}'
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)

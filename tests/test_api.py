@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 @pytest.mark.slow
 def test_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     text = README.read_text()
-    section = text[text.index("## Python API") :]
+    section = text[text.index("## Python") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     monkeypatch.chdir(tmp_path)
     scope: dict = {}

@@ -189,9 +189,7 @@ class _Training:
         self.n = len(self.yt)
         steps_per_epoch = max(1, math.ceil(self.n / recipe.batch_size))
         if recipe.optimizer == "adam":
-            self.opt = torch.optim.Adam(
-                model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay
-            )
+            self.opt = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
             self.sched = torch.optim.lr_scheduler.ConstantLR(self.opt, factor=1.0, total_iters=0)
         else:
             self.opt = torch.optim.SGD(
