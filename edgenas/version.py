@@ -1,3 +1,3 @@
 """The package version (its own module: importing it loads nothing else)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
