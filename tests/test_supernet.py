@@ -4,6 +4,7 @@ kill -9 with the same result, reused by a later search with another profile."""
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +45,11 @@ children = 6
 architectures_per_update = 3
 executor = "supernet"
 supernet_epochs = 3
+retrain_top = {retrain}
 device = "cpu"
 runs_dir = "{runs}"
+[training]
+epochs = 2
 [space]
 name = "mobile"
 stages = 2
@@ -69,7 +73,7 @@ def cli(args, cwd, fault=None):
 @pytest.mark.slow
 def test_the_supernet_trains_once_survives_kill_9_and_serves_another_profile(tmp_path):
     for runs in ("a", "b"):
-        (tmp_path / f"{runs}.toml").write_text(TINY.format(runs=tmp_path / runs))
+        (tmp_path / f"{runs}.toml").write_text(TINY.format(runs=tmp_path / runs, retrain=0))
     # uninterrupted
     ref = cli(["search", "--pipeline", str(tmp_path / "a.toml"), "--name", "ref"], tmp_path)
     assert ref.returncode == 0, ref.stderr
@@ -93,3 +97,43 @@ def test_the_supernet_trains_once_survives_kill_9_and_serves_another_profile(tmp
     other = cli(["search", "--pipeline", str(tmp_path / "a.toml"), "--name", "x86", "--profile", "cpu-x86"], tmp_path)
     assert other.returncode == 0, other.stderr
     assert "supernet: epoch" not in other.stderr
+
+
+@pytest.mark.slow
+def test_the_best_inherited_candidates_are_trained_stand_alone_and_one_of_them_wins(tmp_path):
+    """retrain_top = 2: after the search the two best candidates by inherited score are trained
+    stand-alone ([training], 2 epochs) and recorded as rung 1; the winner is the better of them.
+    Killed during the second of those trainings and resumed: only that one trains again, and the
+    result is the uninterrupted run's."""
+    import edgenas
+
+    (tmp_path / "p.toml").write_text(TINY.format(runs=tmp_path / "runs", retrain=2))
+    ref = cli(["search", "--pipeline", str(tmp_path / "p.toml"), "--name", "ref", "--log-format", "plain"], tmp_path)
+    assert ref.returncode == 0, ref.stderr
+    assert ref.stdout.count("trained stand-alone") == 2
+    run = edgenas.load_run(tmp_path / "runs" / "ref")
+    ok = run.trials("ok")
+    retrained = [t for t in ok if t.rung == 1]
+    inherited = sorted((t for t in ok if not t.rung), key=lambda t: -t.reward)
+    assert len(retrained) == 2 and len(inherited) == len(ok) - 2
+    # they were the two best by inherited score: every other candidate scored at most as well
+    with sqlite3.connect(tmp_path / "runs" / "ref" / "search.db") as db:
+        told = dict(db.execute("SELECT trial_id, MAX(reward) FROM samples GROUP BY trial_id").fetchall())
+    assert min(told[t.id] for t in retrained) >= max((told[t.id] for t in inherited), default=0.0)
+    assert run.winner.trial_id in {t.id for t in retrained}
+    assert run.winner.val_accuracy == max(t.val_accuracy for t in retrained)
+    # killed in the second stand-alone training, then resumed
+    cut = cli(
+        ["search", "--pipeline", str(tmp_path / "p.toml"), "--name", "cut", "--log-format", "plain"],
+        tmp_path,
+        fault="train:3",
+    )  # train:3 = epoch 1 of the second stand-alone training (2 epochs each)
+    assert cut.returncode == -signal.SIGKILL, cut.stderr
+    assert cut.stdout.count("trained stand-alone") == 1
+    done = cli(["search", "--resume", str(tmp_path / "runs" / "cut"), "--log-format", "plain"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("trained stand-alone") == 1 and "supernet: epoch" not in done.stderr
+    again = edgenas.load_run(tmp_path / "runs" / "cut")
+    assert {t.arch_key: (t.rung, t.val_accuracy) for t in again.trials("ok")} == {
+        t.arch_key: (t.rung, t.val_accuracy) for t in ok
+    }

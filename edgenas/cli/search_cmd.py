@@ -108,7 +108,7 @@ class _LiveDisplay:
             err_console.print(
                 f"note: took over the lock of PID {p.took_over_lock_from}, which no longer runs (a search that died)"
             )
-        desc = "children" if p.phase == "search" else "verifying winner"
+        desc = {"search": "children", "retrain": "best, stand-alone"}.get(p.phase, "verifying winner")
         self.bar.update(self.task, completed=p.sampled, total=p.total, description=desc)
         self.status.update(p)
 

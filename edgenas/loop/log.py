@@ -25,7 +25,11 @@ def child_line(p: Progress) -> str:
     elapsed 1m02s eta 12m30s` (what is unknown is left out)."""
     t = p.trial
     assert t is not None
-    parts = [f"promoted to rung {p.rung}" if p.rung else f"child {p.sampled}/{p.total}", f"trial {t.id}"]
+    if p.phase == "retrain":  # --executor supernet: one of the best, trained stand-alone
+        first = "trained stand-alone"
+    else:
+        first = f"promoted to rung {p.rung}" if p.rung else f"child {p.sampled}/{p.total}"
+    parts = [first, f"trial {t.id}"]
     parts.append("reused" if p.was_reused else t.status)
     if p.epochs is not None:
         parts.append(f"{p.epochs} epochs")

@@ -216,6 +216,9 @@ def run_search(
                 session.stopped_by = "max_minutes"
                 break
             session.tell(batch)
+        if evaluator.inherits and cfg.retrain_top:  # jobs past --max-minutes are not started
+            with _closing(evaluators.create("local", _context(pipeline, prepared)), owned=True) as trainer:
+                session.retrain_inherited(trainer)
         session.report("winner")
         return _finish(session, command)
 
@@ -224,10 +227,14 @@ def _evaluator(pipeline: Pipeline, prepared: Prepared) -> evaluators.Evaluator:
     """The registered evaluator of this search: the table's for a tabular search, else the one
     `search.executor` names."""
     cfg = pipeline.search
+    return evaluators.create("table" if prepared.table is not None else cfg.executor, _context(pipeline, prepared))
+
+
+def _context(pipeline: Pipeline, prepared: Prepared) -> EvaluatorContext:
+    cfg = pipeline.search
     threads = cfg.threads_per_job or max(1, (os.cpu_count() or 1) // prepared.workers)
-    context = EvaluatorContext(pipeline.to_json(), prepared.workers, threads, cfg.ray_address, prepared.gpus_per_job,
-                               prepared.space, prepared.table)  # fmt: skip
-    return evaluators.create("table" if prepared.table is not None else cfg.executor, context)
+    return EvaluatorContext(pipeline.to_json(), prepared.workers, threads, cfg.ray_address, prepared.gpus_per_job,
+                            prepared.space, prepared.table)  # fmt: skip
 
 
 def _finish(session: SearchSession, command: str | None) -> SearchResult:

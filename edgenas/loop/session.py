@@ -320,6 +320,37 @@ class SearchSession:
                 return r0.reward
         return trial.reward
 
+    # -- after the search: the best inherited candidates trained stand-alone ------------------
+    def retrain_inherited(self, trainer: Evaluator) -> None:
+        """Weight sharing ranks candidates cheaply and roughly: the `retrain_top` best by inherited
+        score are trained stand-alone on `trainer` ([training], as any child), and each result
+        becomes the trial's rung 1 (its accuracy and reward), so the winner, the top-candidates
+        table and the fronts come from them. Each result is committed as it arrives; a resumed
+        search retrains only the ones not yet done (the same ones: those at rung 1 count, the
+        rest are the next best at rung 0)."""
+        k = self.pipeline.search.retrain_top
+        done = len(self.store.at_rung(1, k))
+        todo = self.store.at_rung(0, k - done) if k > done else []
+        if not todo:
+            return
+        epochs = self.pipeline.training.epochs
+        space = self.prepared.space
+        self.report("retrain")
+        promoted = {t.arch_key: t for t in todo}
+        jobs = [TrainJob(t.arch_key, t.arch, t.seed, (), None, not_after=self.not_after) for t in todo]
+        for outcome in trainer.run(jobs):
+            if outcome.not_started:  # past --max-minutes
+                self.stopped_by = "max_minutes"
+                continue
+            trial = promoted[outcome.key]
+            pre = pending_from_trial(space, trial, self.prepared.profile.statistic)
+            res = finish_child(
+                space, self.prepared.data, self.pipeline.reward, pre, outcome, self.prepared.profile.precision
+            )
+            trial = record_promotion(self.store, self.run_dir, trial, res, 1, epochs, self.update_index, outcome)
+            self.last = (res.reward.total, f"{epochs} epochs stand-alone")
+            self.report("retrain", trial=trial, epochs=epochs, rung=1)
+
     # -- tell ------------------------------------------------------------------------------
     def history(self, before_update: int) -> controllers.History:
         """What the controller was told before `before_update`, read from the store. `tell` of one

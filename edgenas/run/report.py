@@ -269,6 +269,9 @@ def _legend(ax) -> None:
 
 
 def _n_epochs(n: int | None) -> str:
+    """None: rung 0 of a weight-sharing search, scored with inherited weights (no rung row)."""
+    if n is None:
+        return "inherited weights"
     return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
@@ -285,7 +288,7 @@ def _plot_progress(d: dict[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     s = d["samples"]
     epochs = _epochs_of(d)
-    at = f" at {_n_epochs(epochs[0])} (first rung)" if epochs else ""
+    at = (f" at {_n_epochs(epochs[0])} (first rung)" if 0 in epochs else " (inherited weights)") if epochs else ""
     for status, color in _COLORS.items():
         pts = [(p["index"], p["reward"]) for p in s if p["status"] == status]
         if pts:
@@ -605,6 +608,13 @@ def _rungs_section(d: dict[str, Any]) -> list[str]:
         )
         for r in d["rungs"]
     ]
+    if all(r["rung"] > 0 for r in d["rungs"]):  # --executor supernet: rung 0 is the inherited-weight score
+        return [
+            "<h2>Trained stand-alone</h2><p>The best candidates by their inherited-weight score (the supernet's), "
+            "trained stand-alone with the children's recipe; the winner, the top candidates and the Pareto "
+            "fronts come from them.</p>",
+            _table(("epochs", "children", "best val acc", "median val acc"), [row[1:3] + row[4:] for row in rows]),
+        ]
     return [
         "<h2>Multi-fidelity rungs</h2><p>Every child trains the first rung's epochs; the best of each rung "
         "continue from where they stopped. Accuracies are compared only within a rung; the winner and the "

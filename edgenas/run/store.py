@@ -413,6 +413,16 @@ class Store:
         )
         return [self._trial(r) for r in rows]
 
+    def at_rung(self, rung: int, k: int) -> list[Trial]:
+        """The k best finished trials whose highest rung is `rung` (0: never promoted), by reward,
+        then fewer parameters, then the earlier trial."""
+        rows = self.conn.execute(
+            "SELECT * FROM trials WHERE status = 'ok' AND COALESCE(rung, 0) = ? "
+            "ORDER BY reward DESC, params ASC, id ASC LIMIT ?",
+            (rung, k),
+        )
+        return [self._trial(r) for r in rows]
+
     def stop_thresholds(self, before_update: int, epochs: int, min_curves: int) -> tuple[float | None, ...]:
         """Median rule: per epoch, the median validation accuracy of the children first sampled
         before `before_update` (so a replayed update sees exactly what it saw the first time);

@@ -65,6 +65,15 @@ class SearchSettings:
         check=lambda v: v >= 1,
         allowed_text=">= 1",
     )
+    retrain_top: int = S(
+        3,
+        "--executor supernet: after the search, the K best candidates by inherited-weight score are trained "
+        "stand-alone with [training], as any child is, and the winner is chosen among them by that validation "
+        "accuracy (0: off, the winner is the best inherited score).",
+        flag=True,
+        check=lambda v: v >= 0,
+        allowed_text=">= 0",
+    )
     ray_address: str | None = S(
         None, "Ray executor: HOST:PORT of a running Ray cluster (none: a local instance).", flag=True
     )
