@@ -163,7 +163,7 @@ class SupernetEvaluator(Evaluator):
             loss = F.cross_entropy(big, y) + sum(F.cross_entropy(net(x, a), target) for a in archs)
             loss.backward()
             opt.step()
-            total, steps = total + float(loss) / (1 + len(archs)), steps + 1
+            total, steps = total + float(loss.detach()) / (1 + len(archs)), steps + 1
         return total / max(1, steps)
 
     # -- scoring candidates --------------------------------------------------------------------
