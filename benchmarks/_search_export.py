@@ -14,6 +14,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def machine() -> str:
+    """The CPU model, its cores and torch's version, for a results file's header."""
+    import os
+
+    import torch
+
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
 def photos_pipeline(path: Path, epochs: int, final_epochs: int, space: str, controller: str) -> None:
     """pipelines/photos.toml (its augmentation and recipe) with these epochs, space and controller."""
     text = (ROOT / "pipelines" / "photos.toml").read_text()

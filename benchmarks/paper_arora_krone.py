@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 import papers_page  # noqa: E402  (benchmarks/: renders the docs page's tables)
 import torch  # noqa: E402
+from _search_export import machine  # noqa: E402
 
 from edgenas.evaluators import TableEvaluator  # noqa: E402
 from edgenas.loop.run import prepare, run_search  # noqa: E402
@@ -298,7 +299,7 @@ def main() -> None:
         header = {
             "command": "python " + " ".join(sys.argv),
             "date": date.today().isoformat(),
-            "machine": f"{os.cpu_count()} cores, torch {torch.__version__}",
+            "machine": machine(),
             "table": str(table.relative_to(ROOT)) if table.is_relative_to(ROOT) else str(table),
             "limit_params": limit,
             "strategies": strategies,

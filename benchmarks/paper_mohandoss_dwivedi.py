@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import date
 from pathlib import Path
 
-from _search_export import describe, photos_pipeline, search_and_export
+from _search_export import describe, machine, photos_pipeline, search_and_export
 
 
 def run(args, reward: str, work: Path) -> dict:
@@ -77,7 +76,7 @@ def main() -> None:
         out = {
             "command": "python " + " ".join(sys.argv),
             "date": date.today().isoformat(),
-            "machine": f"{os.cpu_count()} cores",
+            "machine": machine(),
             "scale": {
                 k: getattr(args, k)
                 for k in ("max_images", "children", "per_update", "epochs", "final_epochs", "seed", "l1", "l2")

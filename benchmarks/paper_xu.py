@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 
-from _search_export import describe, photos_pipeline, search_and_export
+from _search_export import describe, machine, photos_pipeline, search_and_export
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLAY = {"replay_size": 8, "replay_count": 2}
@@ -95,7 +94,7 @@ def main() -> None:
     out: dict = {
         "command": "python " + " ".join(sys.argv),
         "date": date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cores",
+        "machine": machine(),
         "replay": REPLAY,
     }
     if not args.no_table:

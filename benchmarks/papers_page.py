@@ -73,6 +73,7 @@ def _cells() -> dict[str, dict[str, float]]:
 
 
 def cell_table_summary() -> str:
+    head, _ = _lines(RESULTS / "paper_arora_krone.json")
     rows = _cells()
     vals = sorted((r["digits-val"] for r in rows.values()), reverse=True)
     tests = [r["digits-test"] for r in rows.values()]
@@ -80,7 +81,8 @@ def cell_table_summary() -> str:
     return (
         f"64 cells trained, {secs / 60:.1f} minutes of training in all; validation accuracy "
         f"{vals[-1]:.2f}-{vals[0]:.2f} % (median {statistics.median(vals):.2f} %), test "
-        f"{min(tests):.2f}-{max(tests):.2f} %."
+        f"{min(tests):.2f}-{max(tests):.2f} %. Controllers on the table: {head['date']}, {head['machine']}; "
+        f"`{head['command']}`."
     )
 
 
