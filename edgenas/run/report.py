@@ -508,8 +508,9 @@ def _head(run_dir: Path, d: dict[str, Any]) -> list[str]:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>edgenas report</title><style>",
         "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px}"
-        "th{background:#f3f3f3}td:last-child{word-break:break-all;font-family:monospace;font-size:12px}code,pre{background:#f6f6f6;padding:2px 5px}img{max-width:100%}"
+        "table{border-collapse:collapse;font-size:13px;margin:.5em 0;display:block;max-width:100%;overflow-x:auto}"
+        "td,th{border:1px solid #ccc;padding:3px 7px}"
+        "th{background:#f3f3f3}td:last-child{word-break:break-all;font-family:monospace;font-size:12px}code,pre{background:#f6f6f6;padding:2px 5px}pre{white-space:pre-wrap;word-break:break-all}img{max-width:100%}"
         ".kpi{display:inline-block;margin-right:2em}.kpi b{font-size:1.3em;display:block}",
         "</style></head><body>",
         f"<h1>edgenas search report</h1><p>run directory <code>{html.escape(str(run_dir))}</code>; "
