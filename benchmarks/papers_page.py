@@ -127,11 +127,15 @@ def mohandoss_dwivedi() -> str:
         "reward",
         {"accuracy": "accuracy alone", "multi": f"accuracy − {s['l1']} × Mparams − {s['l2']} × MFLOPs"},
     )
+    acc, multi = data["rows"]
+    params = multi["params"] / acc["params"] - 1
+    flops = multi["flops"] / acc["flops"] - 1
+    points = 100 * (multi["test_accuracy"] - acc["test_accuracy"])
     out += [
         "",
-        f"Multi-objective winner {100 * data['params_smaller_fraction']:.0f} % smaller, "
-        f"{data['test_points_lost']:.2f} points {'less' if data['test_points_lost'] >= 0 else 'more'} accurate on the "
-        f"test split. Scale: {s['max_images']:,} images, {s['children']} children of {s['epochs']} epochs, "
+        f"The multi-objective winner has {abs(100 * params):.0f} % {'fewer' if params < 0 else 'more'} parameters and "
+        f"{abs(100 * flops):.0f} % {'fewer' if flops < 0 else 'more'} FLOPs than accuracy alone's, and scores "
+        f"{abs(points):.2f} points {'less' if points < 0 else 'more'} on the test split. Scale: {s['max_images']:,} images, {s['children']} children of {s['epochs']} epochs, "
         f"batches of {s['per_update']}, winners trained {s['final_epochs']} epochs; seed {s['seed']}; one run each; "
         f"{data['date']}, {data['machine']}.",
     ]
