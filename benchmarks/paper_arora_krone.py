@@ -192,6 +192,7 @@ def run_one(job: tuple[str, bool, int, int]) -> dict:
         else dataclasses.replace(_STATE["base"], reward=RewardConfig(budget_params=limit))
     )
     settles = strategy in SETTLING
+    allowed = {a: r for a, r in rows.items() if limit is None or r["params"] <= limit}
     pipe = dataclasses.replace(
         base,
         search=dataclasses.replace(
@@ -199,7 +200,7 @@ def run_one(job: tuple[str, bool, int, int]) -> dict:
             seed=seed,
             architectures_per_update=BATCH,
             children=BATCH * episodes,
-            max_evaluated=None if settles else 64,
+            max_evaluated=None if settles else len(allowed),  # every cell within the limit, then stop
         ),
         controller=ControllerSettings(name=name, options=options),
     )
@@ -212,7 +213,6 @@ def run_one(job: tuple[str, bool, int, int]) -> dict:
         trials = {t.id: t for t in store.trials()}
         samples = [(r["update_index"], trials[r["trial_id"]]) for r in store.samples()]
     shutil.rmtree(result.run_dir)
-    allowed = {a: r for a, r in rows.items() if limit is None or r["params"] <= limit}
     ranked = sorted(allowed, key=lambda a: -allowed[a]["digits-val"])
     best = ranked[0]
     by_update: dict[int, list[float]] = {}
@@ -271,6 +271,11 @@ def main() -> None:
     ap.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help=f"of {', '.join(STRATEGIES)}")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--results", help="write the results file here (header + one repetition per line)")
+    ap.add_argument(
+        "--log",
+        help="append each repetition to this JSON-lines file as it finishes, and skip the ones it already holds "
+        "(a run stopped half-way goes on where it stopped)",
+    )
     args = ap.parse_args()
     table = Path(args.table_out)
     t0 = time.perf_counter()
@@ -284,9 +289,21 @@ def main() -> None:
         for seed in range(args.policy_reps if s in SETTLING else args.reps)
     ]
     records = []
+    if args.log and Path(args.log).exists():
+        wanted = {(s, lim, seed) for s, lim, seed, _ in jobs}
+        for line in Path(args.log).read_text().splitlines():
+            rec = json.loads(line)
+            if (rec["strategy"], rec["limited"], rec["seed"]) in wanted and rec["episodes"] <= args.episodes:
+                wanted.discard((rec["strategy"], rec["limited"], rec["seed"]))
+                records.append(rec)
+        jobs = [j for j in jobs if (j[0], j[1], j[2]) in wanted]
+        print(f"  {len(records)} repetitions read from {args.log}", file=sys.stderr, flush=True)
     with ProcessPoolExecutor(args.workers, initializer=_setup, initargs=(str(table),)) as pool:
         for i, rec in enumerate(pool.map(run_one, jobs, chunksize=1), 1):
             records.append(rec)
+            if args.log:
+                with open(args.log, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
             if i % 50 == 0 or i == len(jobs):
                 print(f"  {i}/{len(jobs)} repetitions, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     rows = read_table(table)
