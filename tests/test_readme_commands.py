@@ -4,7 +4,8 @@ The commands are read from the README itself (its indented command blocks and th
 path" table), in order, so a command added to the README is run here without editing this file.
 Each `search` gets `--children 2 --epochs 1 --supernet-epochs 1` and a temporary runs directory
 appended (later flags win); `runs/<run>` means the run directory of the last search before it,
-`~/photos` a small folder of generated RGB images, `HOST:6379` a Ray head started for the test.
+`~/photos` a small folder of generated RGB images (the path is replaced; HOME is left alone: Ray
+keeps its cluster token there), `HOST:6379` a Ray head started for the test.
 The Python example is run by tests/test_api.py.
 """
 
@@ -68,7 +69,6 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_every_readme_command_runs_as_written(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))  # ~/photos is the generated folder
     monkeypatch.chdir(tmp_path)
     _photos(tmp_path / "photos")
     runs = tmp_path / "runs"
