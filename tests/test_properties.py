@@ -169,3 +169,16 @@ def test_pipeline_written_as_toml_reads_back_equal(data):
     again = parse_pipeline(tomllib.loads(text), "again.toml")
     # compared as JSON text: a NaN option reads back as NaN, which == would call different
     assert json.dumps(again.to_json(), sort_keys=True) == json.dumps(pipe.to_json(), sort_keys=True)
+
+
+def test_no_budget_survives_a_pipeline_file():
+    """A setting whose default is a value and which is turned off (no budget) is written as
+    "none" and reads back off, not as the default (found by the property above)."""
+    import tomllib
+
+    pipe = parse_pipeline({"reward": {"budget_params": None}}, "a.toml")
+    assert pipe.reward.budget_params is None
+    text = pipe.to_toml()
+    assert 'budget_params = "none"' in text
+    assert parse_pipeline(tomllib.loads(text), "b.toml").reward.budget_params is None
+    assert parse_pipeline({}, "c.toml").reward.budget_params == 150_000  # left out: the default

@@ -347,11 +347,19 @@ class Pipeline:
         for name in _FREE_SECTIONS:
             section = data[name]
             data[name] = {"name": section["name"], **section["options"]}
-        # In typed sections None means "not set" (TOML has no null); a free-form option set to None
-        # cannot be written and makes `schema.to_toml` raise rather than vanish.
-        return {
-            k: v if k in _FREE_SECTIONS else {kk: vv for kk, vv in v.items() if vv is not None} for k, v in data.items()
-        }
+        # In typed sections None means "not set" (TOML has no null): left out where that is the
+        # default, written as "none" where the default is a value (no budget: budget_params = "none").
+        # A free-form option set to None cannot be written and makes `schema.to_toml` raise.
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            if k in _FREE_SECTIONS:
+                out[k] = v
+                continue
+            defaults = {f.name: f.default for f in dataclasses.fields(_TYPED_SECTIONS[k])}
+            out[k] = {
+                kk: "none" if vv is None else vv for kk, vv in v.items() if vv is not None or defaults[kk] is not None
+            }
+        return out
 
     def to_toml(self) -> str:
         """A pipeline file with exactly these settings."""

@@ -167,6 +167,9 @@ def from_table(
                 raise error(f"{where}: missing key '{f.name}' ({f.metadata.get('allowed') or describe(hints[f.name])})")
             continue
         value = data[f.name]
+        if value == "none" and type(None) in typing.get_args(hints[f.name]):
+            values[f.name] = None  # TOML has no null: "none" turns off a setting whose default is on (no budget)
+            continue
         text = f.metadata.get("allowed") or describe(hints[f.name])
         try:
             checked = _adapter(_listy(hints[f.name])).validate_python(value, strict=True)
