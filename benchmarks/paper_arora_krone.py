@@ -144,11 +144,6 @@ def build_table(path: Path, seed: int) -> None:
     print(f"table: 64 cells trained in {time.perf_counter() - t0:.0f} s -> {path}", file=sys.stderr)
 
 
-def read_table(path: Path) -> dict[str, dict[str, float]]:
-    with path.open(newline="") as f:
-        return {r["arch"]: {k: float(v) for k, v in r.items() if k != "arch"} for r in csv.DictReader(f)}
-
-
 def the_limit(table: dict[str, dict[str, float]]) -> int:
     """One parameter below the smallest cell with two expensive convolutions."""
     two = [int(r["params"]) for a, r in table.items() if sum(op in EXPENSIVE for op in a.split(">")) == 2]
@@ -158,7 +153,7 @@ def the_limit(table: dict[str, dict[str, float]]) -> int:
 def _setup(table_path: str) -> None:
     torch.set_num_threads(1)
     work = _work()
-    rows = read_table(Path(table_path))
+    rows = papers_page.read_cells(Path(table_path))
     limit = the_limit(rows)
     base = Pipeline(
         search=SearchSettings(
@@ -174,10 +169,10 @@ def _setup(table_path: str) -> None:
         space=SpaceSettings(name="cell-small"),
         reward=RewardConfig(budget_params=None),
     )
-    prepared = {None: prepare(base)}
-    limited = dataclasses.replace(base, reward=RewardConfig(budget_params=limit))
-    prepared[limit] = prepare(limited)
-    _STATE.update(base=base, prepared=prepared, rows=rows, limit=limit)
+    # the pipeline and its prepared search, without and with the limit
+    bases = {None: base, limit: dataclasses.replace(base, reward=RewardConfig(budget_params=limit))}
+    prepared = {key: prepare(pipe) for key, pipe in bases.items()}
+    _STATE.update(bases=bases, prepared=prepared, rows=rows, limit=limit)
 
 
 def run_one(job: tuple[str, bool, int, int]) -> dict:
@@ -186,11 +181,7 @@ def run_one(job: tuple[str, bool, int, int]) -> dict:
     rows, limit = _STATE["rows"], _STATE["limit"] if limited else None
     prepared = _STATE["prepared"][limit]
     name, options = STRATEGIES[strategy]
-    base = (
-        _STATE["base"]
-        if limit is None
-        else dataclasses.replace(_STATE["base"], reward=RewardConfig(budget_params=limit))
-    )
+    base = _STATE["bases"][limit]
     settles = strategy in SETTLING
     allowed = {a: r for a, r in rows.items() if limit is None or r["params"] <= limit}
     pipe = dataclasses.replace(
@@ -306,7 +297,7 @@ def main() -> None:
                     f.write(json.dumps(rec) + "\n")
             if i % 50 == 0 or i == len(jobs):
                 print(f"  {i}/{len(jobs)} repetitions, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    rows = read_table(table)
+    rows = papers_page.read_cells(table)
     limit = the_limit(rows)
     head = {"limit_params": limit, "strategies": strategies}
     lines = [papers_page.arora_krone(lim, head, records, rows) for lim in (False, True)]

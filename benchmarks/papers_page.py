@@ -33,7 +33,7 @@ def arora_krone(
 ) -> str:
     if head is None:
         head, records = _lines(RESULTS / "paper_arora_krone.json")
-    rows = rows or _cells()
+    rows = rows or read_cells()
     limit = head["limit_params"]
     allowed = {a: r for a, r in rows.items() if not limited or r["params"] <= limit}
     values = sorted({r["digits-val"] for r in allowed.values()}, reverse=True)
@@ -65,16 +65,17 @@ def arora_krone(
     return "\n".join(out)
 
 
-def _cells() -> dict[str, dict[str, float]]:
+def read_cells(path: Path = RESULTS / "cell_small_digits.csv") -> dict[str, dict[str, float]]:
+    """The Arora & Krone cell table: cell string -> its numeric columns."""
     import csv
 
-    with (RESULTS / "cell_small_digits.csv").open(newline="") as f:
+    with path.open(newline="") as f:
         return {r["arch"]: {k: float(v) for k, v in r.items() if k != "arch"} for r in csv.DictReader(f)}
 
 
 def cell_table_summary() -> str:
     head, _ = _lines(RESULTS / "paper_arora_krone.json")
-    rows = _cells()
+    rows = read_cells()
     vals = sorted((r["digits-val"] for r in rows.values()), reverse=True)
     tests = [r["digits-test"] for r in rows.values()]
     secs = sum(r["train_seconds"] for r in rows.values())

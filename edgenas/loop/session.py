@@ -270,11 +270,20 @@ class SearchSession:
 
     def _record_promotion(self, batch: Batch, outcome: TrainOutcome) -> None:
         trial, rung = batch.promoted[outcome.key]
-        res = self._finish(batch, pending_from_trial(batch.space, trial, self.prepared.profile.statistic), outcome)
         epochs = self.pruner.rungs[rung]
-        trial = record_promotion(self.store, self.run_dir, trial, res, rung, epochs, batch.update_index, outcome)
-        self.last = (res.reward.total, f"{epochs} epochs")
+        trial, reward = self._promote(batch.space, trial, outcome, rung, epochs, batch.update_index)
+        self.last = (reward, f"{epochs} epochs")
         self.report(trial=trial, epochs=epochs, rung=rung)
+
+    def _promote(
+        self, space: SearchSpace, trial: Trial, outcome: TrainOutcome, rung: int, epochs: int, update_index: int
+    ) -> tuple[Trial, float]:
+        """A trial's further training recorded as its result at `rung`: the trial and its reward there."""
+        p = self.prepared
+        pre = pending_from_trial(space, trial, p.profile.statistic)
+        res = finish_child(space, p.data, self.pipeline.reward, pre, outcome, p.profile.precision)
+        trial = record_promotion(self.store, self.run_dir, trial, res, rung, epochs, update_index, outcome)
+        return trial, res.reward.total
 
     def _record_trained(self, batch: Batch, outcome: TrainOutcome) -> None:
         pre, positions = batch.pending[outcome.key]
@@ -343,12 +352,8 @@ class SearchSession:
                 self.stopped_by = "max_minutes"
                 continue
             trial = promoted[outcome.key]
-            pre = pending_from_trial(space, trial, self.prepared.profile.statistic)
-            res = finish_child(
-                space, self.prepared.data, self.pipeline.reward, pre, outcome, self.prepared.profile.precision
-            )
-            trial = record_promotion(self.store, self.run_dir, trial, res, 1, epochs, self.update_index, outcome)
-            self.last = (res.reward.total, f"{epochs} epochs stand-alone")
+            trial, reward = self._promote(space, trial, outcome, 1, epochs, self.update_index)
+            self.last = (reward, f"{epochs} epochs stand-alone")
             self.report("retrain", trial=trial, epochs=epochs, rung=1)
 
     # -- tell ------------------------------------------------------------------------------
