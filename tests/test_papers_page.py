@@ -53,3 +53,65 @@ def test_the_cell_table_holds_all_64_cells_with_their_own_parameter_counts():
         model = space.build(space.parse(r["arch"]))
         assert int(float(r["params"])) == sum(p.numel() for p in model.parameters())
         assert 0 < float(r["digits-val"]) <= 100 and 0 < float(r["digits-test"]) <= 100
+
+
+def test_the_recurrent_cell_table_holds_all_128_cells_with_their_own_parameter_counts():
+    """benchmarks/results/rnn_cell_pydoc.csv (Zoph & Le's recurrent cells on Python's documentation
+    text): each of the space's 128 cells once, its parameters as the benchmark's space builds it,
+    its reward the inverse of its validation perplexity."""
+    import csv
+    import sys
+
+    spec = importlib.util.spec_from_file_location("paper_zoph_le", ROOT / "benchmarks" / "paper_zoph_le.py")
+    zl = importlib.util.module_from_spec(spec)
+    sys.modules["paper_zoph_le"] = zl  # its dataclasses look their module up there
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # it imports its neighbour _search_export
+    try:
+        spec.loader.exec_module(zl)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    _, chars = zl.corpus()
+    space = zl.RnnCellSpace((1, zl.BPTT, len(chars)), len(chars))
+    with zl.TABLE.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["arch"] for r in rows) == sorted(str(a) for a in zl.all_cells())
+    assert len(rows) == 128
+    for r in rows[::11]:
+        arch = space.parse(r["arch"])
+        assert space.decode(space.encode(arch)) == arch
+        assert int(r["params"]) == zl.count(space.build(arch))
+        assert abs(float(r["text-val"]) - 1 / float(r["val_ppl"])) < 1e-5
+        assert 1 < float(r["val_ppl"]) < len(chars)  # better than guessing uniformly among the characters
+
+
+def test_the_zoph_le_prose_says_what_its_results_file_says():
+    """The papers page's reading of the recurrent-cell results (no number of its own, only the
+    comparisons): each statement checked against benchmarks/results/paper_zoph_le.json."""
+    import json
+
+    text = " ".join((ROOT / "docs" / "benchmarks" / "papers.md").read_text().split())
+    data = json.loads((ROOT / "benchmarks" / "results" / "paper_zoph_le.json").read_text())
+    v, s = data["versus"], data["search"]["summary"]
+    cell, lstm, elman = v[data["reinforce_pick"]], v["lstm"], v["elman"]
+    assert data["reinforce_pick"] == data["table"]["best"]  # "(the best cell of the table)"
+    assert "has a lower test perplexity than the LSTM with about as many parameters" in text
+    assert cell["test_ppl"][0] < lstm["test_ppl"][0] and abs(cell["params"] / lstm["params"] - 1) < 0.02
+    assert "and a fifth of its spread" in text and round(lstm["test_ppl"][1] / cell["test_ppl"][1]) == 5
+    assert "with a third fewer parameters, is better than both" in text
+    assert elman["test_ppl"][0] < cell["test_ppl"][0] and round(1 - elman["params"] / lstm["params"], 1) == 0.3
+    checkpoints = (8, 16, 32, 64)
+    assert "differs by at most 0.006 between them at every point" in text
+    assert all(
+        abs(s["reinforce"][f"test_ppl_of_pick@{n}"][0] - s["random"][f"test_ppl_of_pick@{n}"][0]) <= 0.006
+        for n in checkpoints
+    )
+    assert "lower for REINFORCE only late (after 32 and 64 of the 128 cells)" in text
+    lower = [n for n in checkpoints if s["reinforce"][f"top5_val_ppl@{n}"][0] < s["random"][f"top5_val_ppl@{n}"][0]]
+    assert lower == [32, 64]
+    assert "finds the five best sooner than either (from 16 cells on)" in text
+    ahead = [
+        n
+        for n in checkpoints
+        if s["predictor"][f"top5_val_ppl@{n}"][0] < min(s[c][f"top5_val_ppl@{n}"][0] for c in ("reinforce", "random"))
+    ]
+    assert ahead == [16, 32, 64]
