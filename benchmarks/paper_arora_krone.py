@@ -35,7 +35,6 @@ It prints the tables and writes the results file (header + one line per repetiti
 from __future__ import annotations
 
 import argparse
-import atexit
 import csv
 import dataclasses
 import json
@@ -43,7 +42,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -59,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 import papers_page  # noqa: E402  (benchmarks/: renders the docs page's tables)
 import torch  # noqa: E402
 from _search_export import machine  # noqa: E402
+from _table_search import UNTIMED, scratch, table_pipeline  # noqa: E402
 
 from edgenas.evaluators import TableEvaluator  # noqa: E402
 from edgenas.loop.run import prepare, run_search  # noqa: E402
@@ -91,21 +90,14 @@ SETTLING = ("ppo-ak", "ppo", "reinforce")  # policies that can settle on one cel
 _STATE: dict = {}
 
 
-def _work() -> Path:
-    work = Path(tempfile.mkdtemp(prefix="edgenas-ak-"))
-    atexit.register(shutil.rmtree, work, True)
-    (work / "untimed.toml").write_text('name = "untimed"\ntiming = false\n')
-    return work
-
-
 def build_table(path: Path, seed: int) -> None:
     """Train each of the 64 cells once, their way, through a real search; write the table."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1)))
-    work = _work()
+    work = scratch("edgenas-ak-")
     recipe = TrainRecipe(epochs=10, optimizer="adam", learning_rate=0.001, weight_decay=0.0)
     pipe = Pipeline(
         search=SearchSettings(
-            profile=str(work / "untimed.toml"),
+            profile=str(work / UNTIMED),
             device="cpu",
             runs_dir=str(work / "runs"),
             seed=seed,
@@ -152,22 +144,10 @@ def the_limit(table: dict[str, dict[str, float]]) -> int:
 
 def _setup(table_path: str) -> None:
     torch.set_num_threads(1)
-    work = _work()
     rows = papers_page.read_cells(Path(table_path))
     limit = the_limit(rows)
-    base = Pipeline(
-        search=SearchSettings(
-            profile=str(work / "untimed.toml"),
-            device="cpu",
-            runs_dir=str(work / "runs"),
-            table=table_path,
-            table_metric="digits-val",
-            table_test_metric="digits-test",
-            table_input="1x8x8",
-            templates=False,
-        ),
-        space=SpaceSettings(name="cell-small"),
-        reward=RewardConfig(budget_params=None),
+    base = table_pipeline(
+        "edgenas-ak-", table_path, "cell-small", "digits-val", "digits-test", table_input="1x8x8", templates=False
     )
     # the pipeline and its prepared search, without and with the limit
     bases = {None: base, limit: dataclasses.replace(base, reward=RewardConfig(budget_params=limit))}

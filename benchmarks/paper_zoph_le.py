@@ -38,7 +38,6 @@ What this script does:
 from __future__ import annotations
 
 import argparse
-import atexit
 import csv
 import dataclasses
 import json
@@ -47,7 +46,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -65,13 +63,13 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from _search_export import machine  # noqa: E402
+from _table_search import table_pipeline  # noqa: E402
 
 from edgenas.evaluators import TableEvaluator  # noqa: E402
 from edgenas.loop.run import prepare, run_search  # noqa: E402
-from edgenas.reward import RewardConfig  # noqa: E402
 from edgenas.run.rundir import DB_NAME  # noqa: E402
 from edgenas.run.store import Store  # noqa: E402
-from edgenas.settings.pipeline import ControllerSettings, Pipeline, SearchSettings, SpaceSettings  # noqa: E402
+from edgenas.settings.pipeline import ControllerSettings  # noqa: E402
 from edgenas.spaces.base import SPACES, Decision, DecisionKind, SearchSpace  # noqa: E402
 
 TABLE = ROOT / "benchmarks" / "results" / "rnn_cell_pydoc.csv"
@@ -390,27 +388,19 @@ def read_table(path: Path) -> dict[str, dict[str, float]]:
 def _setup_search(table_path: str) -> None:
     torch.set_num_threads(1)
     register()
-    work = Path(tempfile.mkdtemp(prefix="edgenas-zl-"))
-    atexit.register(shutil.rmtree, work, True)
-    (work / "untimed.toml").write_text('name = "untimed"\ntiming = false\n')
     _, chars = corpus()
-    base = Pipeline(
-        search=SearchSettings(
-            profile=str(work / "untimed.toml"),
-            device="cpu",
-            runs_dir=str(work / "runs"),
-            table=table_path,
-            table_metric="text-val",
-            table_test_metric="text-test",
-            table_input=f"1x{BPTT}x{len(chars)}",
-            table_classes=len(chars),
-            templates=False,
-            architectures_per_update=PER_UPDATE,
-            children=CHILDREN * 50,  # samples, repeats included: the stop is the distinct cells
-            max_evaluated=CHILDREN,
-        ),
-        space=SpaceSettings(name="rnn-cell"),
-        reward=RewardConfig(budget_params=None),
+    base = table_pipeline(
+        "edgenas-zl-",
+        table_path,
+        "rnn-cell",
+        "text-val",
+        "text-test",
+        table_input=f"1x{BPTT}x{len(chars)}",
+        table_classes=len(chars),
+        templates=False,
+        architectures_per_update=PER_UPDATE,
+        children=CHILDREN * 50,  # samples, repeats included: the stop is the distinct cells
+        max_evaluated=CHILDREN,
     )
     _STATE.update(base=base, prepared=prepare(base), rows=read_table(Path(table_path)))
 

@@ -24,7 +24,6 @@ evaluated child.
 from __future__ import annotations
 
 import argparse
-import atexit
 import dataclasses
 import itertools
 import json
@@ -45,6 +44,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _table_search import table_pipeline  # noqa: E402
+
 from edgenas import pareto  # noqa: E402
 from edgenas.controllers.base import CONTROLLERS, Controller  # noqa: E402
 from edgenas.evaluators import TableEvaluator  # noqa: E402
@@ -52,7 +53,7 @@ from edgenas.loop.run import prepare, run_search  # noqa: E402
 from edgenas.reward import RewardConfig  # noqa: E402
 from edgenas.run.rundir import DB_NAME  # noqa: E402
 from edgenas.run.store import Store  # noqa: E402
-from edgenas.settings.pipeline import ControllerSettings, Pipeline, SearchSettings, SpaceSettings  # noqa: E402
+from edgenas.settings.pipeline import ControllerSettings  # noqa: E402
 from edgenas.spaces.nb201 import OPS, NB201Arch, live_edges  # noqa: E402
 
 TABLE = ROOT.parent / "shared" / "data" / "nb201-cifar-12epoch.csv"
@@ -106,7 +107,6 @@ class MOTPEController(OptunaMO):
 
 
 def _setup(table_path: str) -> None:
-    import tempfile
 
     import torch
 
@@ -114,21 +114,10 @@ def _setup(table_path: str) -> None:
     for cls in (NSGA2Controller, MOTPEController):
         if cls.name not in CONTROLLERS:
             CONTROLLERS.register(cls)
-    work = Path(tempfile.mkdtemp(prefix="edgenas-pareto-"))
-    atexit.register(shutil.rmtree, work, True)
-    (work / "untimed.toml").write_text('name = "untimed"\ntiming = false\n')
-    base = Pipeline(
-        search=SearchSettings(
-            profile=str(work / "untimed.toml"),
-            device="cpu",
-            runs_dir=str(work / "runs"),
-            table=table_path,
-            table_metric="cifar10-val",
-            table_test_metric="cifar10-test",
-        ),
-        space=SpaceSettings(name="nb201"),
+    base = table_pipeline(
+        "edgenas-pareto-", table_path, "nb201", "cifar10-val", "cifar10-test",
         reward=RewardConfig(budget_params=None, objectives=("accuracy", "flops")),
-    )
+    )  # fmt: skip
     prepared = prepare(base)
     _STATE.update(base=base, prepared=prepared, table=prepared.table)
 

@@ -33,7 +33,6 @@ seeds ran where) is edited by hand.
 from __future__ import annotations
 
 import argparse
-import atexit
 import dataclasses
 import itertools
 import json
@@ -56,13 +55,15 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _table_search import table_pipeline  # noqa: E402
+
 from edgenas.controllers.base import CONTROLLERS, Controller  # noqa: E402
 from edgenas.evaluators import TableEvaluator  # noqa: E402
 from edgenas.loop.run import prepare, run_search  # noqa: E402
 from edgenas.reward import RewardConfig  # noqa: E402
 from edgenas.run.rundir import DB_NAME  # noqa: E402
 from edgenas.run.store import Store  # noqa: E402
-from edgenas.settings.pipeline import ControllerSettings, Pipeline, SearchSettings, SpaceSettings  # noqa: E402
+from edgenas.settings.pipeline import ControllerSettings  # noqa: E402
 from edgenas.spaces.nb201 import OPS, NB201Arch  # noqa: E402
 
 TABLE = ROOT.parent / "shared" / "data" / "nb201-cifar-12epoch.csv"
@@ -160,7 +161,6 @@ def table_costs(texts: list[str], workers: int, space) -> dict[str, tuple[int, i
 
 
 def _setup(table_path: str, constrained: bool, tell: bool = True, costs: dict | None = None) -> None:
-    import tempfile
 
     import torch
 
@@ -170,21 +170,7 @@ def _setup(table_path: str, constrained: bool, tell: bool = True, costs: dict | 
     torch.set_num_threads(1)
     if "optuna-tpe" not in CONTROLLERS:
         CONTROLLERS.register(TPEController)
-    work = Path(tempfile.mkdtemp(prefix="edgenas-se-"))
-    atexit.register(shutil.rmtree, work, True)
-    (work / "untimed.toml").write_text('name = "untimed"\ntiming = false\n')
-    base = Pipeline(
-        search=SearchSettings(
-            profile=str(work / "untimed.toml"),
-            device="cpu",
-            runs_dir=str(work / "runs"),
-            table=table_path,
-            table_metric="cifar10-val",
-            table_test_metric="cifar10-test",
-        ),
-        space=SpaceSettings(name="nb201"),
-        reward=RewardConfig(budget_params=None),
-    )
+    base = table_pipeline("edgenas-se-", table_path, "nb201", "cifar10-val", "cifar10-test")
     prepared = prepare(base)
     table = prepared.table
     limit = None
