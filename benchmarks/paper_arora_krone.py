@@ -237,7 +237,7 @@ def main() -> None:
     ap.add_argument("--retrain", action="store_true", help="train the 64 cells again even if the table exists")
     ap.add_argument("--table-seed", type=int, default=0)
     ap.add_argument("--reps", type=int, default=100, help="repetitions of predictor and random")
-    ap.add_argument("--policy-reps", type=int, default=50, help="repetitions of ppo-ak, ppo and reinforce")
+    ap.add_argument("--policy-reps", type=int, default=100, help="repetitions of ppo-ak, ppo and reinforce")
     ap.add_argument("--episodes", type=int, default=300, help="batches of 20 per PPO / REINFORCE repetition")
     ap.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help=f"of {', '.join(STRATEGIES)}")
     ap.add_argument("--workers", type=int, default=2)
