@@ -43,6 +43,7 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import shutil
 import statistics
 import sys
@@ -88,8 +89,8 @@ STRATEGIES = ("reinforce", "random", "predictor")
 
 
 def corpus() -> tuple[str, list[str]]:
-    """Python's documentation topics (pydoc_data.topics), joined in key order; the characters
-    used; split 80 / 10 / 10 by position after the training cap."""
+    """Python's documentation topics (pydoc_data.topics, which differ between Python versions:
+    the results file records the version), joined in key order; the characters used."""
     import pydoc_data.topics as topics
 
     text = "\n".join(topics.topics[k] for k in sorted(topics.topics))
@@ -97,6 +98,7 @@ def corpus() -> tuple[str, list[str]]:
 
 
 def splits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Train / validation / test by position (80 / 10 / 10), the training part cut at TRAIN_CHARS."""
     text, chars = corpus()
     index = {c: i for i, c in enumerate(chars)}
     ids = torch.tensor([index[c] for c in text], dtype=torch.long)
@@ -495,6 +497,7 @@ def main() -> None:
             "machine": machine(),
             "data": {
                 "source": "pydoc_data.topics (CPython's documentation text)",
+                "python": platform.python_version(),
                 "characters": len(text),
                 "vocabulary": len(chars),
                 "train_characters": TRAIN_CHARS,
