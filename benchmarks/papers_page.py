@@ -107,38 +107,57 @@ def replay_nb201() -> str:
     return "\n".join(out)
 
 
-def _search_rows(rows: list[dict], label_key: str, labels: dict) -> list[str]:
+def _search_rows(rows: list[dict], label_key: str, labels: dict, seeds: bool = False) -> list[str]:
+    first = "| seed " if seeds else ""
     out = [
-        "| reward | test accuracy | parameters | MFLOPs | `cpu-arm` latency (ms, predicted) | children trained | winner |",
-        "|---|---|---|---|---|---|---|",
+        first + "| reward | test accuracy | parameters | MFLOPs | `cpu-arm` latency (ms, predicted) | children trained "
+        "| winner |",
+        "|---" * (8 if seeds else 7) + "|",
     ]
     for r in rows:
         out.append(
-            f"| {labels[r[label_key]]} | {100 * r['test_accuracy']:.2f} % | {r['params']:,} | {r['flops'] / 1e6:.2f} | "
+            (f"| {r['seed']} " if seeds else "")
+            + f"| {labels[r[label_key]]} | {100 * r['test_accuracy']:.2f} % | {r['params']:,} | {r['flops'] / 1e6:.2f} | "
             f"{r['latency_ms_cpu_arm']:.3f} | {r['trained']} | `{r['architecture']}` |"
         )
     return out
 
 
+def md_changes(data: dict) -> dict[str, list[float]]:
+    """Mohandoss & Dwivedi: the multi-objective winner against accuracy alone's, per seed (params
+    and FLOPs as fractions, test points)."""
+    return {k: [r[k] for r in data["runs"]] for k in ("params_change", "flops_change", "test_points")}
+
+
+def _mean_sd(values: list[float], scale: float = 1.0, fmt: str = "+.0f") -> str:
+    m = statistics.fmean(values) * scale
+    sd = statistics.stdev(values) * scale if len(values) > 1 else 0.0
+    return f"{m:{fmt}} ± {sd:{fmt[1:]}}"
+
+
 def mohandoss_dwivedi() -> str:
     data = json.loads((RESULTS / "paper_mohandoss_dwivedi.json").read_text())
     s = data["scale"]
+    rows = [r for run in data["runs"] for r in run["rows"]]
     out = _search_rows(
-        data["rows"],
+        rows,
         "reward",
         {"accuracy": "accuracy alone", "multi": f"accuracy − {s['l1']} × Mparams − {s['l2']} × MFLOPs"},
+        seeds=True,
     )
-    acc, multi = data["rows"]
-    params = multi["params"] / acc["params"] - 1
-    flops = multi["flops"] / acc["flops"] - 1
-    points = 100 * (multi["test_accuracy"] - acc["test_accuracy"])
+    ch = md_changes(data)
+    per_seed = "; ".join(
+        f"seed {run['seed']}: {100 * run['params_change']:+.0f} % parameters, {100 * run['flops_change']:+.0f} % FLOPs, "
+        f"{run['test_points']:+.2f} points"
+        for run in data["runs"]
+    )
     out += [
         "",
-        f"The multi-objective winner has {abs(100 * params):.0f} % {'fewer' if params < 0 else 'more'} parameters and "
-        f"{abs(100 * flops):.0f} % {'fewer' if flops < 0 else 'more'} FLOPs than accuracy alone's, and scores "
-        f"{abs(points):.2f} points {'less' if points < 0 else 'more'} on the test split. Scale: {s['max_images']:,} images, {s['children']} children of {s['epochs']} epochs, "
-        f"batches of {s['per_update']}, winners trained {s['final_epochs']} epochs; seed {s['seed']}; one run each; "
-        f"{data['date']}, {data['machine']}.",
+        f"The multi-objective winner against accuracy alone's, per seed: {per_seed}. Mean ± sd over the "
+        f"{len(data['runs'])} seeds: parameters {_mean_sd(ch['params_change'], 100)} %, FLOPs "
+        f"{_mean_sd(ch['flops_change'], 100)} %, test accuracy {_mean_sd(ch['test_points'], fmt='+.2f')} points. "
+        f"Scale: {s['max_images']:,} images, {s['children']} children of {s['epochs']} epochs per search, batches of "
+        f"{s['per_update']}, winners trained {s['final_epochs']} epochs; {data['date']}, {data['machine']}.",
     ]
     return "\n".join(out)
 
@@ -214,7 +233,7 @@ def summary() -> str:
     reached = [r["episodes_to_within_0.5"] for r in lim if r["episodes_to_within_0.5"] is not None]
     ranks = Counter(min(r["settled_rank"] or 3, 3) for r in lim)
     md = json.loads((RESULTS / "paper_mohandoss_dwivedi.json").read_text())
-    acc, multi = md["rows"]
+    ch = md_changes(md)
     se = json.loads((RESULTS / "sample_efficiency.json").read_text())["repetitions"]
 
     def at25(strategy: str, budget: int = 0) -> float:
@@ -232,9 +251,8 @@ def summary() -> str:
          f"on the best / second / another cell in {ranks[1]} / {ranks[2]} / {ranks[3]} runs",
          "`benchmarks/paper_arora_krone.py`", f"{head['date']}, {head['machine']}"),
         ("Mohandoss & Dwivedi", "multi-objective winner 33 % smaller at 0.75 points less accuracy",
-         f"{100 * (multi['params'] / acc['params'] - 1):+.0f} % parameters, "
-         f"{100 * (multi['flops'] / acc['flops'] - 1):+.0f} % FLOPs, "
-         f"{100 * (multi['test_accuracy'] - acc['test_accuracy']):+.2f} points (one run each)",
+         f"{_mean_sd(ch['params_change'], 100)} % parameters, {_mean_sd(ch['flops_change'], 100)} % FLOPs, "
+         f"{_mean_sd(ch['test_points'], fmt='+.2f')} points (mean ± sd, {len(md['runs'])} seeds)",
          "`benchmarks/paper_mohandoss_dwivedi.py`", f"{md['date']}, {md['machine']}"),
         ("Xu (replay)", "86.13 % on CIFAR-10 after 437 children (GPU)",
          f"NB201, after 25 networks: {at25('reinforce'):.2f} without replay, {at25(REPLAY):.2f} with (100 seeds)",

@@ -117,3 +117,27 @@ def test_the_zoph_le_prose_says_what_its_results_file_says():
         if s["predictor"][f"top5_val_ppl@{n}"][0] < min(s[c][f"top5_val_ppl@{n}"][0] for c in ("reinforce", "random"))
     ]
     assert ahead == [16, 32, 64]
+
+
+def test_the_mohandoss_dwivedi_prose_says_what_its_results_file_says():
+    """The page's reading of the three seeds, checked against
+    benchmarks/results/paper_mohandoss_dwivedi.json."""
+    import json
+
+    text = " ".join((ROOT / "docs" / "benchmarks" / "papers.md").read_text().split())
+    runs = json.loads((ROOT / "benchmarks" / "results" / "paper_mohandoss_dwivedi.json").read_text())["runs"]
+    assert len(runs) == 3
+    smaller = [r for r in runs if r["params_change"] < 0]
+    same = [r for r in runs if r["rows"][0]["architecture"] == r["rows"][1]["architecture"]]
+    assert "In two of the three seeds the penalised reward chose a smaller network" in text
+    assert len(smaller) == 2 and len(same) == 1
+    assert "(a quarter and two fifths fewer parameters)" in text
+    assert [round(-4 * smaller[0]["params_change"]), round(-5 * smaller[1]["params_change"])] == [1, 2]
+    assert "(three fifths and five sixths fewer FLOPs) and is faster under `cpu-arm`" in text
+    assert [round(-5 * smaller[0]["flops_change"]), round(-6 * smaller[1]["flops_change"])] == [3, 5]
+    assert all(r["rows"][1]["latency_ms_cpu_arm"] < r["rows"][0]["latency_ms_cpu_arm"] for r in smaller)
+    assert "The accuracy it cost (3 to 6 points)" in text
+    assert [round(-r["test_points"]) for r in smaller] == [3, 6]
+    acc2 = next(r for r in runs if r["seed"] == 2)["rows"][0]
+    assert "(237k parameters, 68.4 % against their 240k and 72.5 %)" in text
+    assert (round(acc2["params"] / 1000), round(100 * acc2["test_accuracy"], 1)) == (237, 68.4)
