@@ -53,7 +53,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -67,6 +67,7 @@ from _search_export import machine  # noqa: E402
 from _table_search import table_pipeline  # noqa: E402
 
 from edgenas.evaluators import TableEvaluator  # noqa: E402
+from edgenas.hardware.cost import count_params as count  # noqa: E402
 from edgenas.loop.run import prepare, run_search  # noqa: E402
 from edgenas.run.rundir import DB_NAME  # noqa: E402
 from edgenas.run.store import Store  # noqa: E402
@@ -206,10 +207,6 @@ def _lstm_params(vocab: int, h: int) -> int:
     return vocab * EMBED + 4 * (EMBED * h + h * h + 2 * h) + h * vocab + vocab
 
 
-def count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 class RnnCellSpace(SearchSpace):
     """Zoph & Le's recurrent cell as ENAS simplified it, three nodes: 128 cells."""
 
@@ -298,14 +295,19 @@ def batches(ids: torch.Tensor, batch: int) -> torch.Tensor:
     return ids[: n * batch].view(batch, n)
 
 
+def windows(data: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Truncated back-propagation's windows of `data` (batch x length): inputs and the next
+    characters, BPTT long (the last one shorter)."""
+    for i in range(0, data.shape[1] - 1, BPTT):
+        y = data[:, i + 1 : i + 1 + BPTT]
+        yield data[:, i : i + y.shape[1]], y
+
+
 def perplexity(model: CharModel, ids: torch.Tensor) -> float:
-    data = batches(ids, 16)
     model.eval()
     state, total, tokens = None, 0.0, 0
     with torch.no_grad():
-        for i in range(0, data.shape[1] - 1, BPTT):
-            x, y = data[:, i : i + BPTT], data[:, i + 1 : i + 1 + BPTT]
-            x = x[:, : y.shape[1]]
+        for x, y in windows(batches(ids, 16)):
             logits, state = model(x, state)
             total += nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
@@ -326,9 +328,7 @@ def train(cell: RnnCellArch | str, seed: int, epochs: int = EPOCHS) -> dict[str,
     for _ in range(epochs):
         model.train()
         state = None
-        for i in range(0, data.shape[1] - 1, BPTT):
-            x, y = data[:, i : i + BPTT], data[:, i + 1 : i + 1 + BPTT]
-            x = x[:, : y.shape[1]]
+        for x, y in windows(data):
             logits, state = model(x, state)
             state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))

@@ -23,6 +23,16 @@ REPLAY = 'reinforce:{"replay_size":8,"replay_count":2}'
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 
+def _results(name: str) -> dict:
+    """benchmarks/results/NAME, read as JSON."""
+    return json.loads((RESULTS / name).read_text())
+
+
+def _pm(pair: list[float]) -> str:
+    """A [mean, standard deviation] pair as the tables print it."""
+    return f"{pair[0]:.3f} ± {pair[1]:.3f}"
+
+
 def _lines(path: Path) -> tuple[dict, list[dict]]:
     head, *rest = path.read_text().splitlines()
     return json.loads(head), [json.loads(line) for line in rest if line.strip()]
@@ -88,7 +98,7 @@ def cell_table_summary() -> str:
 
 
 def replay_nb201() -> str:
-    data = json.loads((RESULTS / "sample_efficiency.json").read_text())
+    data = _results("sample_efficiency.json")
     out = [
         "| controller | repetitions | " + " | ".join(f"after {b}" for b in BUDGETS) + " |",
         "|---|---|" + "---|" * len(BUDGETS),
@@ -136,7 +146,7 @@ def _mean_sd(values: list[float], scale: float = 1.0, fmt: str = "+.0f") -> str:
 
 
 def mohandoss_dwivedi() -> str:
-    data = json.loads((RESULTS / "paper_mohandoss_dwivedi.json").read_text())
+    data = _results("paper_mohandoss_dwivedi.json")
     s = data["scale"]
     rows = [r for run in data["runs"] for r in run["rows"]]
     out = _search_rows(
@@ -163,7 +173,7 @@ def mohandoss_dwivedi() -> str:
 
 
 def xu_blocks() -> str:
-    data = json.loads((RESULTS / "paper_xu.json").read_text())
+    data = _results("paper_xu.json")
     s = data["scale"]
     out = _search_rows(data["blocks"], "replay", {False: "no replay", True: "replay (8 kept, 2 per batch)"})
     out[0] = out[0].replace("| reward |", "| controller |")
@@ -178,7 +188,7 @@ def xu_blocks() -> str:
 def zoph_le_search() -> str:
     """The recurrent-cell searches: the best validation pick's test perplexity and the top five's
     validation perplexity after N distinct cells, per controller."""
-    data = json.loads((RESULTS / "paper_zoph_le.json").read_text())
+    data = _results("paper_zoph_le.json")
     t, sr = data["table"], data["search"]
     checkpoints = sorted({int(k.split("@")[1]) for m in sr["summary"].values() for k in m})
     out = [
@@ -194,8 +204,7 @@ def zoph_le_search() -> str:
         "|---|" + "---|" * (2 * len(checkpoints)),
     ]
     for strategy, m in sr["summary"].items():
-        cells = [f"{m[f'test_ppl_of_pick@{n}'][0]:.3f} ± {m[f'test_ppl_of_pick@{n}'][1]:.3f}" for n in checkpoints]
-        cells += [f"{m[f'top5_val_ppl@{n}'][0]:.3f} ± {m[f'top5_val_ppl@{n}'][1]:.3f}" for n in checkpoints]
+        cells = [_pm(m[f"{metric}@{n}"]) for metric in ("test_ppl_of_pick", "top5_val_ppl") for n in checkpoints]
         out.append(f"| `{strategy}` | " + " | ".join(cells) + " |")
     out += [
         "",
@@ -207,16 +216,14 @@ def zoph_le_search() -> str:
 
 def zoph_le_versus() -> str:
     """The cell REINFORCE picks most often against an LSTM of about its size and the tanh RNN."""
-    data = json.loads((RESULTS / "paper_zoph_le.json").read_text())
+    data = _results("paper_zoph_le.json")
     names = {"lstm": "LSTM", "elman": "tanh RNN (Elman)"}
     out = ["| recurrent cell | parameters | test perplexity (mean ± sd) | seeds |", "|---|---|---|---|"]
     for name, v in data["versus"].items():
         label = names.get(
             name, f"`{name}` (REINFORCE's pick in {100 * data['reinforce_pick_share']:.0f} % of its searches)"
         )
-        out.append(
-            f"| {label} | {v['params']:,} | {v['test_ppl'][0]:.3f} ± {v['test_ppl'][1]:.3f} | {len(v['runs'])} |"
-        )
+        out.append(f"| {label} | {v['params']:,} | {_pm(v['test_ppl'])} | {len(v['runs'])} |")
     r = data["recipe"]
     out += [
         "",
@@ -232,15 +239,15 @@ def summary() -> str:
     lim = [r for r in records if r["strategy"] == "ppo-ak" and r["limited"]]
     reached = [r["episodes_to_within_0.5"] for r in lim if r["episodes_to_within_0.5"] is not None]
     ranks = Counter(min(r["settled_rank"] or 3, 3) for r in lim)
-    md = json.loads((RESULTS / "paper_mohandoss_dwivedi.json").read_text())
+    md = _results("paper_mohandoss_dwivedi.json")
     ch = md_changes(md)
-    se = json.loads((RESULTS / "sample_efficiency.json").read_text())["repetitions"]
+    se = _results("sample_efficiency.json")["repetitions"]
 
     def at25(strategy: str, budget: int = 0) -> float:
         return statistics.fmean(r["accs"][budget] for r in se if r["strategy"] == strategy and not r["constrained"])
 
-    xu = json.loads((RESULTS / "paper_xu.json").read_text())
-    zl = json.loads((RESULTS / "paper_zoph_le.json").read_text())
+    xu = _results("paper_xu.json")
+    zl = _results("paper_zoph_le.json")
     zs = zl["search"]["summary"]
     cell, lstm = zl["versus"][zl["reinforce_pick"]], zl["versus"]["lstm"]
     early = 16
