@@ -11,7 +11,10 @@ from its ONNX graph once, and per profile:
   networks, i.e. held-out cells);
 - extrapolation: fitted on the cheapest 70 % of the networks (by the measured quantity), tested on
   the most expensive 30 %;
-- which work carries the prediction (mean share of each operator group).
+- which work carries the prediction (mean share of each operator group);
+- the ceiling the readings set: networks whose features are identical get one prediction from any
+  model of these features, so where their readings disagree no such model is right about all of
+  them (`ceiling`).
 
     python benchmarks/boards.py [--out-dir hardware_profiles] [--results benchmarks/results/boards.json]
 
@@ -97,6 +100,40 @@ def extrapolation(feats: list[dict[str, float]], y: list[float], share: float = 
     return metrics(x[test] @ w, yy[test])
 
 
+def ceiling(feats: list[dict[str, float]], y: list[float]) -> dict[str, float]:
+    """What the readings allow any predictor that reads only these features (work per operator
+    group): networks with identical features get one prediction from any such model, so where
+    their readings differ, no such model can be right about all of them.
+
+    - `best_within_10pct`: an upper bound on the share within 10 % for any function of the
+      features (per group of identical features, the one number that is within 10 % of the most
+      readings, chosen with the readings themselves; a network alone in its group counts as hit);
+    - `spearman`, `mape_pct`, `within_10pct`: each network that shares its features with another,
+      predicted by the median of the *others'* readings (what the best such model could do
+      without having seen it), over those networks (`networks`, in `groups` groups)."""
+    import numpy as np
+
+    from edgenas.hardware.calibrate import metrics
+
+    groups: dict[str, list[float]] = {}
+    for f, v in zip(feats, y):
+        groups.setdefault(json.dumps(f, sort_keys=True), []).append(v)
+    hits, pred, truth, shared = 0, [], [], 0
+    for values in groups.values():
+        # the most readings one number p can be within 10 % of (|p - w| <= 0.1 w, i.e. p in
+        # [0.9 w, 1.1 w]): the most such intervals that share a point, found at a left end
+        hits += max(sum(0.9 * w <= 0.9 * v <= 1.1 * w for w in values) for v in values)
+        if len(values) < 2:
+            continue
+        shared += 1
+        for i, v in enumerate(values):
+            pred.append(float(np.median(values[:i] + values[i + 1 :])))
+            truth.append(v)
+    out = metrics(pred, truth)
+    out.update(best_within_10pct=hits / len(y), networks=len(truth), groups=shared)
+    return out
+
+
 def from_latency(latency_ms: list[float], energy_mj: list[float]) -> dict[str, float]:
     """How well the board's own measured latency predicts its measured energy (a * ms + b, least
     relative squares, in sample): what the energy readings allow any latency-based model."""
@@ -147,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             ext = extrapolation(fitted.features, y)
             entry[quantity] = {"cv": cal.cv, "extrapolation": ext, "contributions": cal.contributions, "unit": cal.unit,
-                               "fold_constants": cal.fold_constants}  # fmt: skip
+                               "fold_constants": cal.fold_constants, "ceiling": ceiling(fitted.features, y)}  # fmt: skip
             m = cal.cv
             shares = ", ".join(f"{g} {100 * v:.0f}%" for g, v in list(cal.contributions.items())[:4])
             print(
@@ -155,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * m['within_5pct']:6.1f}%   rho {ext['spearman']:.4f}, MAPE {ext['mape_pct']:5.2f}%, "
                 f"{100 * ext['within_10pct']:5.1f}% in 10%   {shares}"
             )
+            c = entry[quantity]["ceiling"]
+            print(f"{'':17} {'':8} any model of these features: at most {100 * c['best_within_10pct']:.1f}% in 10%; "
+                  f"the {c['networks']} sharing their features, each predicted by the others' median: Spearman "
+                  f"{c['spearman']:.4f}, MAPE {c['mape_pct']:.2f}%, {100 * c['within_10pct']:.1f}% in 10%")  # fmt: skip
         if fitted.energy_mj is not None:
             entry["energy"]["from_measured_latency"] = from_latency(fitted.device_ms, fitted.energy_mj)
             m = entry["energy"]["from_measured_latency"]

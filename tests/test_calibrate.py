@@ -101,6 +101,39 @@ def test_graph_only_prediction_prices_unseen_work_as_its_proxy_and_says_so():
     assert value == pytest.approx(1e-6 * seven["convkxk_macs"] + 0.01, rel=1e-3)
 
 
+def test_graph_features_count_tensors_read_by_more_than_one_operator():
+    """A residual (y = relu(x); conv(y) + y) reads y twice: one extra reader of y's elements; a
+    chain reads every tensor once; weights shared by operators are not activations."""
+    import torch.nn as nn
+
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = x.relu()
+            return self.conv(y) + y
+
+    chain = graph_features(export_onnx(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()), (4, 8, 8)))
+    assert chain["fanout_count"] == 0 and chain["fanout_elements"] == 0
+    f = graph_features(export_onnx(Residual(), (4, 8, 8)))
+    assert f["fanout_count"] == 1 and f["fanout_elements"] == 4 * 8 * 8 and f["fanout_macs"] == 0
+    assert f["conv3x3_count"] == chain["conv3x3_count"] == 1  # the operators' own work as before
+
+
+def test_calibrations_written_before_the_fanout_group_neither_use_nor_flag_it():
+    """The shipped cpu-arm calibration was fitted without `fanout_*`: a network with fan-out is
+    inside its fit and predicted from the features it has."""
+    cal = Calibration.load(load_profile("cpu-arm").calibration_path())
+    assert not any(name.startswith("fanout_") for name in cal.features)
+    cell = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
+    f = graph_features(export_onnx(NB201Net(NB201Arch.parse(cell), 3, 100, c=16, n=5, prune=False).eval(), (3, 32, 32)))
+    assert f["fanout_count"] > 0 and cal.uncovered(f) == []
+    without = {k: v for k, v in f.items() if not k.startswith("fanout_")}
+    assert cal.predict_explained(None, f) == cal.predict_explained(None, without)
+
+
 def test_calibrations_written_before_the_split_predict_as_before():
     import torch.nn as nn
 

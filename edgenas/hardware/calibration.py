@@ -59,6 +59,11 @@ OP_GROUPS = {
 GROUPS = (
     "conv1x1", "conv3x3", "convkxk", "dwconv", "gemm", "act", "eltwise", "pool", "gpool", "bn", "concat", "other",
     "invoke",  # one per inference (invoke_count = 1): the runtime's fixed cost of a call
+    # tensors read by more than one operator: each reader beyond the first (fanout_count) and the
+    # elements it reads (fanout_elements); no MACs. A runtime that fuses an operator into the one
+    # that produced its input (LiteRT/XNNPACK: an activation or addition into the convolution or
+    # addition before it) cannot where another operator reads that input too, and pays for it
+    "fanout",
 )  # fmt: skip
 FIELDS = ("macs", "elements", "count")
 
@@ -82,6 +87,9 @@ def graph_features(model: bytes, fold_constants: bool = False) -> dict[str, floa
     onnxruntime and PyTorch Mobile run the graph as exported): nodes computed from constants
     only, multiplications by an all-zero constant (NB201's 'none' edge is x * 0) and everything
     whose result then no longer reaches the output are not counted (`live_nodes`).
+
+    Tensors read by more than one operator count as `fanout_*` (each reader beyond the first, and
+    the elements it reads), whatever the operators.
 
     Also returns the totals over all convolutions as `conv_*`, the features of calibrations
     written before convolutions were split, so those files keep predicting as they did."""
@@ -110,6 +118,16 @@ def graph_features(model: bytes, fold_constants: bool = False) -> dict[str, floa
     if fold_constants:
         live = live_nodes(proto)
         nodes = [n for i, n in enumerate(nodes) if i in live]
+    constants = {i.name for i in proto.graph.initializer}
+    constants |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+    readers: dict[str, int] = {}
+    for node in nodes:
+        for name in set(node.input) - constants - {""}:
+            readers[name] = readers.get(name, 0) + 1
+    for name, k in readers.items():
+        if k > 1:
+            feats["fanout_count"] += k - 1.0
+            feats["fanout_elements"] += (k - 1) * float(np.prod(shapes.get(name, [0])))
     for node in nodes:
         group = OP_GROUPS.get(node.op_type, "other")
         out = shapes.get(node.output[0], [])
