@@ -6,8 +6,12 @@ recalibrated, validation accuracy), trains each stand-alone with the pipeline's 
 `--epochs`, and prints Kendall's tau between the two (and the 1-epoch stand-alone score against
 the full one, the cheap score ASHA's first rung uses), with the CPU time of each path.
 
-    python benchmarks/supernet_ranking.py [--dataset digits] [--networks 30] [--supernet-epochs 10]
-        [--epochs 10] [--widths 8,16,24,32] [--out benchmarks/results/supernet_ranking.json]
+    python benchmarks/supernet_ranking.py [--dataset digits] [--max-images N] [--networks 30]
+        [--supernet-epochs 10] [--epochs 10] [--widths 8,16,24,32] [--device cpu] [--threads 1]
+        [--work DIR] [--out benchmarks/results/supernet_ranking.json]
+
+With --work DIR the supernet (checkpointed every epoch) and each network's row stay in DIR, so a
+run stopped at any point continues where it stopped when started again with the same arguments.
 """
 
 from __future__ import annotations
@@ -21,15 +25,23 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", default="digits")
+    ap.add_argument(
+        "--dataset", default="digits", help="digits, cifar10, folder:DIR, ... as `edgenas search --dataset`"
+    )
+    ap.add_argument("--max-images", type=int, default=None, help="use at most this many images of the dataset")
     ap.add_argument("--networks", type=int, default=30)
     ap.add_argument("--supernet-epochs", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--widths", default="8,16,24,32")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-distill", action="store_true", help="train the supernet on labels only")
+    ap.add_argument("--work", default=None, help="keep the supernet and each network's row here: a rerun with "
+                    "the same arguments continues where it stopped (default: a new temporary directory)")  # fmt: skip
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    import dataclasses
     import tempfile
 
     import numpy as np
@@ -41,62 +53,103 @@ def main(argv: list[str] | None = None) -> int:
     from edgenas.evaluators import supernet
     from edgenas.evaluators.jobs import WORKER, setup
     from edgenas.evaluators.supernet import SupernetEvaluator
+    from edgenas.settings.pipeline import SpaceSettings
     from edgenas.training.trainer import train_child
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     supernet.DISTILL = not args.no_distill
     widths = [int(w) for w in args.widths.split(",")]
-    runs = tempfile.mkdtemp(prefix="edgenas-supernet-")
-    import dataclasses
-
-    from edgenas.settings.pipeline import SpaceSettings
-
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edgenas-supernet-"))
+    work.mkdir(parents=True, exist_ok=True)
+    extra = {"max_images": args.max_images} if args.max_images else {}
+    setup_name = str(api.setup_for(args.dataset, None, extra)[0])
     pipeline = api.make_pipeline(args.dataset, space="mobile", executor="supernet", supernet_epochs=args.supernet_epochs,
-                                 epochs=args.epochs, seed=args.seed, runs_dir=runs, device="cpu")  # fmt: skip
+                                 epochs=args.epochs, seed=args.seed, runs_dir=str(work), device=args.device, **extra)  # fmt: skip
     pipeline = dataclasses.replace(pipeline, space=SpaceSettings("mobile", {"widths": widths}))
-    ev = SupernetEvaluator(pipeline.to_json(), 1)
-    setup(ev.pipeline_json, 1, None)
-    t0 = time.process_time()
-    ev.net = ev.trained()
-    supernet_cpu = time.process_time() - t0
-    space, data = WORKER["space"], WORKER["data"]
+    # each network's row, one JSON line, appended as it is measured: a rerun skips what is there
+    settings = {k: getattr(args, k) for k in ("dataset", "max_images", "networks", "supernet_epochs", "epochs",
+                                              "widths", "seed", "no_distill")}  # fmt: skip
+    rows_path = work / "rows.jsonl"
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()] if rows_path.is_file() else []
+    if rows and rows[0].get("settings") != settings:
+        print(f"{rows_path} holds rows of other settings ({rows[0].get('settings')}); give another --work",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    ev = SupernetEvaluator(pipeline.to_json(), args.threads)
+    setup(ev.pipeline_json, args.threads, None)
+    space, data, device = WORKER["space"], WORKER["data"], WORKER["device"]
+    print(f"{args.dataset}: {len(data.y_train)} training, {len(data.y_val)} validation images "
+          f"{tuple(data.input_shape)}, device {device}, setup {setup_name}", file=sys.stderr)  # fmt: skip
     rng = np.random.default_rng(args.seed)
     archs = [space.decode(complete_uniformly(space, [], rng)) for _ in range(args.networks)]
-    t0 = time.process_time()
-    inherited = [ev.score(a, args.seed)[0] for a in archs]
-    score_cpu = time.process_time() - t0
-    first, full = [], []
-    t0 = time.process_time()
+    if not rows:
+        t0 = time.process_time()
+        ev.net = ev.trained()
+        supernet_cpu = time.process_time() - t0
+        t0 = time.process_time()
+        inherited = [ev.score(a, args.seed)[0] for a in archs]
+        rows.append({"settings": settings, "supernet_cpu_s": supernet_cpu, "inherited": inherited,
+                     "inherited_cpu_s": time.process_time() - t0, "archs": [a.key() for a in archs]})  # fmt: skip
+        with rows_path.open("a") as fh:
+            fh.write(json.dumps(rows[0]) + "\n")
+    head = rows[0]
+    assert head["archs"] == [a.key() for a in archs], "the same seed draws the same networks"
+    inherited = head["inherited"]
+    done = {r["index"]: r for r in rows[1:]}
     for i, a in enumerate(archs):
+        if i in done:
+            continue
         torch.manual_seed(args.seed)
+        t0 = time.process_time()
         res = train_child(space.build(a), data.x_train, data.y_train, data.x_val, data.y_val, pipeline.training,
-                          args.seed, torch.device("cpu"), [None] * args.epochs)  # fmt: skip
-        first.append(res.curve[0])
-        full.append(res.val_accuracy)
-        print(f"  {i + 1}/{len(archs)}: inherited {inherited[i]:.4f}, 1 epoch {first[-1]:.4f}, "
-              f"{args.epochs} epochs {full[-1]:.4f}", file=sys.stderr, flush=True)  # fmt: skip
-    train_cpu = time.process_time() - t0
+                          args.seed, device, [None] * args.epochs)  # fmt: skip
+        done[i] = {"index": i, "curve": list(res.curve), "standalone": res.val_accuracy,
+                   "params": sum(p.numel() for p in space.build(a).parameters()), "cpu_s": time.process_time() - t0}  # fmt: skip
+        with rows_path.open("a") as fh:
+            fh.write(json.dumps(done[i]) + "\n")
+        print(f"  {i + 1}/{len(archs)}: inherited {inherited[i]:.4f}, 1 epoch {res.curve[0]:.4f}, "
+              f"{args.epochs} epochs {res.val_accuracy:.4f} ({done[i]['cpu_s']:.0f} CPU s)", file=sys.stderr, flush=True)  # fmt: skip
+    idx = sorted(done)
+    full = [done[i]["standalone"] for i in idx]
+    rungs = {f"kendall_tau_epoch_{e}": float(kendalltau([done[i]["curve"][e - 1] for i in idx], full).statistic)
+             for e in (1, 2) if e < args.epochs}  # fmt: skip
     out = {
         "command": "python benchmarks/supernet_ranking.py " + " ".join(argv or sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
         "dataset": args.dataset,
-        "networks": args.networks,
+        "max_images": args.max_images,
+        "training_images": len(data.y_train),
+        "validation_images": len(data.y_val),
+        "setup": setup_name,
+        "networks": len(idx),
         "widths": widths,
         "supernet_epochs": args.supernet_epochs,
         "distill": supernet.DISTILL,
         "standalone_epochs": args.epochs,
-        "kendall_tau_inherited": float(kendalltau(inherited, full).statistic),
-        "kendall_tau_first_epoch": float(kendalltau(first, full).statistic),
-        "cpu_seconds": {"supernet_training": supernet_cpu, "inherited_scores": score_cpu, "standalone": train_cpu},
-        "inherited": inherited,
-        "first_epoch": first,
+        "kendall_tau_inherited": float(kendalltau([inherited[i] for i in idx], full).statistic),
+        "kendall_tau_first_epoch": rungs.get("kendall_tau_epoch_1"),
+        **rungs,
+        "cpu_seconds": {
+            "supernet_training": head["supernet_cpu_s"],
+            "inherited_scores": head["inherited_cpu_s"],
+            "standalone": sum(done[i]["cpu_s"] for i in idx),
+        },  # fmt: skip
+        "inherited": [inherited[i] for i in idx],
+        "first_epoch": [done[i]["curve"][0] for i in idx],
         "standalone": full,
-        "archs": [a.key() for a in archs],
+        "params": [done[i]["params"] for i in idx],
+        "archs": [head["archs"][i] for i in idx],
     }
     print(
-        f"{args.networks} networks on {args.dataset}: Kendall tau vs {args.epochs}-epoch stand-alone accuracy: "
-        f"inherited weights {out['kendall_tau_inherited']:.3f}, 1-epoch score {out['kendall_tau_first_epoch']:.3f}; "
-        f"CPU s: supernet {supernet_cpu:.0f} + scoring {score_cpu:.0f}, stand-alone {train_cpu:.0f}"
+        f"{len(idx)} networks on {args.dataset}: Kendall tau vs {args.epochs}-epoch stand-alone accuracy: "
+        f"inherited weights {out['kendall_tau_inherited']:.3f}, "
+        + ", ".join(
+            f"{e}-epoch score {rungs[f'kendall_tau_epoch_{e}']:.3f}"
+            for e in (1, 2)
+            if f"kendall_tau_epoch_{e}" in rungs
+        )
+        + f"; CPU s: supernet {head['supernet_cpu_s']:.0f} + scoring {head['inherited_cpu_s']:.0f}, "
+        f"stand-alone {out['cpu_seconds']['standalone']:.0f}"
     )
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
