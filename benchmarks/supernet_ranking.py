@@ -8,7 +8,7 @@ the full one, the cheap score ASHA's first rung uses), with the CPU time of each
 
     python benchmarks/supernet_ranking.py [--dataset digits] [--max-images N] [--networks 30]
         [--supernet-epochs 10] [--epochs 10] [--widths 8,16,24,32] [--device cpu] [--threads 1]
-        [--work DIR] [--out benchmarks/results/supernet_ranking.json]
+        [--repeat-seed S] [--work DIR] [--out benchmarks/results/supernet_ranking.json]
 
 With --work DIR the supernet (checkpointed every epoch) and each network's row stay in DIR, so a
 run stopped at any point continues where it stopped when started again with the same arguments.
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat-seed", type=int, default=None, help="train each network stand-alone again with "
+                    "this seed: Kendall tau between the two trainings is what any cheap score can hope for")  # fmt: skip
     ap.add_argument("--no-distill", action="store_true", help="train the supernet on labels only")
     ap.add_argument("--work", default=None, help="keep the supernet and each network's row here: a rerun with "
                     "the same arguments continues where it stopped (default: a new temporary directory)")  # fmt: skip
@@ -95,22 +97,38 @@ def main(argv: list[str] | None = None) -> int:
     head = rows[0]
     assert head["archs"] == [a.key() for a in archs], "the same seed draws the same networks"
     inherited = head["inherited"]
-    done = {r["index"]: r for r in rows[1:]}
-    for i, a in enumerate(archs):
-        if i in done:
-            continue
-        torch.manual_seed(args.seed)
+    done = {r["index"]: r for r in rows[1:] if "repeat" not in r}
+    repeats = {r["index"]: r for r in rows[1:] if r.get("repeat") == args.repeat_seed}
+
+    def standalone(a, seed: int) -> dict:
+        torch.manual_seed(seed)
+        model = space.build(a)
         t0 = time.process_time()
-        res = train_child(space.build(a), data.x_train, data.y_train, data.x_val, data.y_val, pipeline.training,
-                          args.seed, device, [None] * args.epochs)  # fmt: skip
-        done[i] = {"index": i, "curve": list(res.curve), "standalone": res.val_accuracy,
-                   "params": sum(p.numel() for p in space.build(a).parameters()), "cpu_s": time.process_time() - t0}  # fmt: skip
-        with rows_path.open("a") as fh:
-            fh.write(json.dumps(done[i]) + "\n")
-        print(f"  {i + 1}/{len(archs)}: inherited {inherited[i]:.4f}, 1 epoch {res.curve[0]:.4f}, "
-              f"{args.epochs} epochs {res.val_accuracy:.4f} ({done[i]['cpu_s']:.0f} CPU s)", file=sys.stderr, flush=True)  # fmt: skip
+        res = train_child(model, data.x_train, data.y_train, data.x_val, data.y_val, pipeline.training, seed, device,
+                          [None] * args.epochs)  # fmt: skip
+        return {"curve": list(res.curve), "standalone": res.val_accuracy,
+                "params": sum(p.numel() for p in model.parameters()), "cpu_s": time.process_time() - t0}  # fmt: skip
+
+    for i, a in enumerate(archs):
+        for seed, table, tag in ((args.seed, done, {}), (args.repeat_seed, repeats, {"repeat": args.repeat_seed})):
+            if seed is None or i in table:
+                continue
+            table[i] = {"index": i, **tag, **standalone(a, seed)}
+            with rows_path.open("a") as fh:
+                fh.write(json.dumps(table[i]) + "\n")
+            r = table[i]
+            print(f"  {i + 1}/{len(archs)}{' (seed %d)' % seed if tag else ''}: inherited {inherited[i]:.4f}, "
+                  f"1 epoch {r['curve'][0]:.4f}, {args.epochs} epochs {r['standalone']:.4f} ({r['cpu_s']:.0f} CPU s)",
+                  file=sys.stderr, flush=True)  # fmt: skip
     idx = sorted(done)
     full = [done[i]["standalone"] for i in idx]
+    if args.repeat_seed is not None:
+        both = [i for i in idx if i in repeats]
+        rungs_repeat = {"repeat_seed": args.repeat_seed, "repeat_networks": len(both), "standalone_repeat":
+                        [repeats[i]["standalone"] for i in both], "kendall_tau_repeat": float(kendalltau(
+                            [repeats[i]["standalone"] for i in both], [done[i]["standalone"] for i in both]).statistic)}  # fmt: skip
+    else:
+        rungs_repeat = {}
     rungs = {f"kendall_tau_epoch_{e}": float(kendalltau([done[i]["curve"][e - 1] for i in idx], full).statistic)
              for e in (1, 2) if e < args.epochs}  # fmt: skip
     out = {
@@ -134,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             "inherited_scores": head["inherited_cpu_s"],
             "standalone": sum(done[i]["cpu_s"] for i in idx),
         },  # fmt: skip
+        **rungs_repeat,
         "inherited": [inherited[i] for i in idx],
         "first_epoch": [done[i]["curve"][0] for i in idx],
         "standalone": full,
@@ -147,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{e}-epoch score {rungs[f'kendall_tau_epoch_{e}']:.3f}"
             for e in (1, 2)
             if f"kendall_tau_epoch_{e}" in rungs
+        )
+        + (
+            f", another training of the same networks (seed {args.repeat_seed}) {rungs_repeat['kendall_tau_repeat']:.3f}"
+            if rungs_repeat
+            else ""
         )
         + f"; CPU s: supernet {head['supernet_cpu_s']:.0f} + scoring {head['inherited_cpu_s']:.0f}, "
         f"stand-alone {out['cpu_seconds']['standalone']:.0f}"
