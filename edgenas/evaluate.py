@@ -377,6 +377,34 @@ def feasibility(
     return check
 
 
+def smallest_breaks(space: SearchSpace, constraints: Constraints, profile: Profile | None = None) -> str | None:
+    """Why the space's smallest network breaks a hard limit known before training (parameters,
+    RAM and flash as estimated, and, where the profile predicts them from the graph alone,
+    latency and energy), worded as the gate words it with the way to loosen it; None when it
+    fits. For a space whose smallest network is also its cheapest in every cost
+    (`SearchSpace.smallest_is_cheapest`), a reason means no network of the space fits."""
+    with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the seed alone
+        model = space.build(space.smallest())
+    found: list[tuple[str | None, Any]] = [(constraints.check_params(count_params(model)), constraints.params)]
+    if constraints.needs_memory or constraints.latency_ms is not None or constraints.energy_mj is not None:
+        graph = export_onnx(model, space.input_shape)
+        if constraints.needs_memory:
+            est = memory_estimate(graph, constraints.precision)
+            found += [(constraints.ram_bytes.reason(est.peak_ram_bytes) if constraints.ram_bytes else None,
+                       constraints.ram_bytes),
+                      (constraints.flash_bytes.reason(est.flash_bytes) if constraints.flash_bytes else None,
+                       constraints.flash_bytes)]  # fmt: skip
+        if profile is not None and (constraints.latency_ms is not None or constraints.energy_mj is not None):
+            measurer, known = default_measurer(), {}
+            if constraints.latency_ms is not None and profile.measured_on == "calibrated":
+                ms = measurer.graph_only_ms(graph, profile, known) if measurer.predicts_from_graph(profile) else None
+                found.append((constraints.check_latency(ms) if ms is not None else None, constraints.latency_ms))
+            if constraints.energy_mj is not None and profile.has_energy:
+                found.append((constraints.check_energy(measurer.graph_only_energy_mj(graph, profile, known)),
+                              constraints.energy_mj))  # fmt: skip
+    return next((f"{reason}; {limit.fix}" for reason, limit in found if reason), None)
+
+
 def smallest_params(space: SearchSpace) -> int:
     """Parameters of the smallest network in the space."""
     return static_cost(space.build(space.smallest()), space.input_shape).params  # type: ignore[attr-defined]

@@ -97,6 +97,16 @@ def test_the_supernet_trains_once_survives_kill_9_and_serves_another_profile(tmp
     other = cli(["search", "--pipeline", str(tmp_path / "a.toml"), "--name", "x86", "--profile", "cpu-x86"], tmp_path)
     assert other.returncode == 0, other.stderr
     assert "supernet: epoch" not in other.stderr
+    # resumed with another dataset or space: one message, exit 2, nothing trained or lost
+    for flags in (["--dataset", "mnist"], ["--space", "layerwise"]):
+        bad = cli(["search", "--resume", str(tmp_path / "b" / "cut"), *flags], tmp_path)
+        assert bad.returncode == 2 and "contradict the ones" in bad.stderr and "Traceback" not in bad.stderr
+    assert {t.arch_key: t.val_accuracy for t in edgenas.load_run(tmp_path / "b" / "cut").trials("ok")} == vb
+    # a target no subnetwork fits: refused before anything trains (the trained supernet is not even loaded)
+    tight = cli(["search", "--pipeline", str(tmp_path / "a.toml"), "--name", "tight", "--profile", "stm32f746",
+                 "--max-ram-kb", "1"], tmp_path)  # fmt: skip
+    assert tight.returncode == 2 and "no network of the 'mobile' space fits" in tight.stderr
+    assert not (tmp_path / "a" / "tight").exists()
 
 
 @pytest.mark.slow

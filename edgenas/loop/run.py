@@ -22,8 +22,8 @@ import torch
 
 from edgenas import controllers, evaluators, spaces
 from edgenas.constraints import Constraints
-from edgenas.errors import ConfigError, RunDirError
-from edgenas.evaluate import feasibility, smallest_params
+from edgenas.errors import BudgetError, ConfigError, RunDirError
+from edgenas.evaluate import feasibility, smallest_breaks, smallest_params
 from edgenas.evaluators import EvaluatorContext, table_dataset
 from edgenas.fsutil import atomic_write_json
 from edgenas.hardware.latency import Measurer, check_providers
@@ -80,6 +80,13 @@ def prepare(pipeline: Pipeline) -> Prepared:
         )
     constraints = Constraints.build(pipeline.reward, profile)
     constraints.check_feasible(smallest_params(space), space.name, math.prod(data.input_shape))
+    if space.smallest_is_cheapest:
+        broken = smallest_breaks(space, constraints, profile)
+        if broken:
+            raise BudgetError(
+                f"no network of the '{space.name}' space fits these limits: its smallest, which is also its "
+                f"cheapest in parameters, memory, latency and energy, already has {broken}"
+            )
     controllers.create(pipeline.controller.name, space, seed=0, **pipeline.controller.options)  # check its options
     if pipeline.search.curriculum_start and not hasattr(space, "max_layers"):
         raise ConfigError(

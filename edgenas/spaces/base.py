@@ -83,6 +83,10 @@ class SearchSpace(ABC):
     def smallest(self) -> Any:
         """An architecture with the fewest parameters the space can produce."""
 
+    # Is `smallest()` also the cheapest network in every cost a hard limit checks (RAM, flash,
+    # latency, energy)? Then a search whose limits it breaks is refused before anything trains.
+    smallest_is_cheapest: bool = False
+
     @abstractmethod
     def arch_from_json(self, data: dict[str, Any]) -> Any:
         """Inverse of `arch.to_json()`."""

@@ -135,6 +135,7 @@ class MobileNet(nn.Module):
 @SPACES.register
 class MobileSpace(SearchSpace):
     name = "mobile"
+    smallest_is_cheapest = True  # narrowest, shallowest, smallest kernel and expansion, no SE, no head
 
     def __init__(
         self,
