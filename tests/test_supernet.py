@@ -97,6 +97,18 @@ def test_the_supernet_trains_once_survives_kill_9_and_serves_another_profile(tmp
     other = cli(["search", "--pipeline", str(tmp_path / "a.toml"), "--name", "x86", "--profile", "cpu-x86"], tmp_path)
     assert other.returncode == 0, other.stderr
     assert "supernet: epoch" not in other.stderr
+    # a specialisation killed mid-way (the fourth child's measurement), then resumed: the same result
+    cut = cli(["search", "--pipeline", str(tmp_path / "a.toml"), "--name", "x86-cut", "--profile", "cpu-x86"],
+              tmp_path, fault="measure:4")  # fmt: skip
+    assert cut.returncode == -signal.SIGKILL, cut.stderr
+    done = cli(["search", "--resume", str(tmp_path / "a" / "x86-cut")], tmp_path)
+    assert done.returncode == 0 and "supernet: epoch" not in done.stderr, done.stderr
+    vx = {t.arch_key: t.val_accuracy for t in edgenas.load_run(tmp_path / "a" / "x86").trials("ok")}
+    assert {t.arch_key: t.val_accuracy for t in edgenas.load_run(tmp_path / "a" / "x86-cut").trials("ok")} == vx
+    assert (
+        edgenas.load_run(tmp_path / "a" / "x86-cut").winner.arch_key
+        == edgenas.load_run(tmp_path / "a" / "x86").winner.arch_key
+    )
     # resumed with another dataset or space: one message, exit 2, nothing trained or lost
     for flags in (["--dataset", "mnist"], ["--space", "layerwise"]):
         bad = cli(["search", "--resume", str(tmp_path / "b" / "cut"), *flags], tmp_path)
