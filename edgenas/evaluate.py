@@ -16,12 +16,12 @@ import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
 from edgenas import faults
-from edgenas.constraints import Constraints
+from edgenas.constraints import Constraints, Limit
 from edgenas.evaluators.base import TrainOutcome
 from edgenas.fsutil import atomic_write_bytes
 from edgenas.hardware.cost import StaticCost, count_params, static_cost
@@ -319,6 +319,54 @@ def finish_child(
     )
 
 
+def _graph_predictions(
+    constraints: Constraints, profile: Profile | None, measurer: Measurer | None
+) -> tuple[Profile | None, Profile | None, Measurer | None]:
+    """Which of the latency and energy limits can be checked before training (the profile
+    predicts it from the graph alone), as (profile for latency, profile for energy, measurer)."""
+    latency = constraints.latency_ms is not None and profile is not None and profile.measured_on == "calibrated"
+    if latency:
+        measurer = measurer or default_measurer()
+        latency = measurer.predicts_from_graph(profile)  # type: ignore[arg-type]
+    energy = constraints.energy_mj is not None and profile is not None and profile.has_energy
+    if energy:
+        measurer = measurer or default_measurer()
+    return (profile if latency else None), (profile if energy else None), measurer
+
+
+def _broken_limits(
+    model: torch.nn.Module,
+    input_shape: tuple[int, ...],
+    constraints: Constraints,
+    latency_profile: Profile | None,
+    energy_profile: Profile | None,
+    measurer: Measurer | None,
+) -> Iterator[tuple[str, Limit]]:
+    """Each hard limit known before training that the untrained `model` breaks, with why (worded
+    as the gate words it), lazily: the graph is exported only when a limit needs it. Parameters,
+    RAM and flash as estimated, latency and energy as the profiles predict them from the graph."""
+    limits = constraints
+    if limits.params is not None and (reason := limits.params.reason(count_params(model))):
+        yield reason, limits.params
+    if not limits.needs_memory and latency_profile is None and energy_profile is None:
+        return
+    graph = export_onnx(model, input_shape)
+    if limits.needs_memory:
+        est = memory_estimate(graph, limits.precision)
+        for lim, value in ((limits.ram_bytes, est.peak_ram_bytes), (limits.flash_bytes, est.flash_bytes)):
+            if lim is not None and (reason := lim.reason(value)):
+                yield reason, lim
+    known: dict = {}  # the graph's features, read once for both predictions
+    if latency_profile is not None and limits.latency_ms is not None:
+        ms = measurer.graph_only_ms(graph, latency_profile, known)  # type: ignore[union-attr]
+        if ms is not None and (reason := limits.latency_ms.reason(ms)):
+            yield reason, limits.latency_ms
+    if energy_profile is not None and limits.energy_mj is not None:
+        mj = measurer.graph_only_energy_mj(graph, energy_profile, known)  # type: ignore[union-attr]
+        if mj is not None and (reason := limits.energy_mj.reason(mj)):
+            yield reason, limits.energy_mj
+
+
 def feasibility(
     space: SearchSpace,
     constraints: Constraints,
@@ -330,22 +378,13 @@ def feasibility(
     graph alone: `Measurer.graph_only_ms`) the latency limit and the energy limit, counted as the
     gate counts them (built and exported, not trained)? None when there is no such limit."""
     limit = constraints.max_params
-    latency_limit = constraints.latency_ms
-    if latency_limit is not None and profile is not None and profile.measured_on == "calibrated":
-        measurer = measurer or default_measurer()
-        if not measurer.predicts_from_graph(profile):
-            latency_limit = None
-    else:
-        latency_limit = None
-    energy_limit = constraints.energy_mj if profile is not None and profile.has_energy else None
-    if energy_limit is not None:
-        measurer = measurer or default_measurer()
-    if limit is None and not constraints.needs_memory and latency_limit is None and energy_limit is None:
+    latency_profile, energy_profile, measurer = _graph_predictions(constraints, profile, measurer)
+    if limit is None and not constraints.needs_memory and latency_profile is None and energy_profile is None:
         return None
 
     def check(actions: Sequence[int]) -> bool:
         arch = space.decode(actions)
-        if limit is not None and not constraints.needs_memory and latency_limit is None and energy_limit is None:
+        if limit is not None and not constraints.needs_memory and latency_profile is None and energy_profile is None:
             # A parameter limit alone: the count of a (space, key) never changes, and a
             # controller asks about the same networks again and again (the predictor scores
             # ~1,000 candidates per update), so it is built and counted once per process.
@@ -357,52 +396,23 @@ def feasibility(
             return params <= limit
         with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the seed alone
             model = space.build(arch)
-            if limit is not None and count_params(model) > limit:
-                return False
-            graph = export_onnx(model, space.input_shape)
-            if constraints.needs_memory:
-                est = memory_estimate(graph, constraints.precision)
-                if constraints.check_memory(est.peak_ram_bytes, est.flash_bytes) is not None:
-                    return False
-            known: dict = {}  # the graph's features, read once for both predictions
-            if latency_limit is not None:
-                ms = measurer.graph_only_ms(graph, profile, known)  # type: ignore[union-attr,arg-type]
-                if ms is not None and constraints.check_latency(ms) is not None:
-                    return False
-            if energy_limit is not None:
-                mj = measurer.graph_only_energy_mj(graph, profile, known)  # type: ignore[union-attr,arg-type]
-                return constraints.check_energy(mj) is None
-            return True
+            broken = _broken_limits(model, space.input_shape, constraints, latency_profile, energy_profile, measurer)
+            return next(broken, None) is None
 
     return check
 
 
 def smallest_breaks(space: SearchSpace, constraints: Constraints, profile: Profile | None = None) -> str | None:
-    """Why the space's smallest network breaks a hard limit known before training (parameters,
-    RAM and flash as estimated, and, where the profile predicts them from the graph alone,
-    latency and energy), worded as the gate words it with the way to loosen it; None when it
-    fits. For a space whose smallest network is also its cheapest in every cost
-    (`SearchSpace.smallest_is_cheapest`), a reason means no network of the space fits."""
+    """Why the space's smallest network breaks a hard limit known before training (as
+    `feasibility` checks them), with the way to loosen it; None when it fits. For a space whose
+    smallest network is also its cheapest in every cost (`SearchSpace.smallest_is_cheapest`), a
+    reason means no network of the space fits."""
+    latency_profile, energy_profile, measurer = _graph_predictions(constraints, profile, None)
     with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the seed alone
         model = space.build(space.smallest())
-    found: list[tuple[str | None, Any]] = [(constraints.check_params(count_params(model)), constraints.params)]
-    if constraints.needs_memory or constraints.latency_ms is not None or constraints.energy_mj is not None:
-        graph = export_onnx(model, space.input_shape)
-        if constraints.needs_memory:
-            est = memory_estimate(graph, constraints.precision)
-            found += [(constraints.ram_bytes.reason(est.peak_ram_bytes) if constraints.ram_bytes else None,
-                       constraints.ram_bytes),
-                      (constraints.flash_bytes.reason(est.flash_bytes) if constraints.flash_bytes else None,
-                       constraints.flash_bytes)]  # fmt: skip
-        if profile is not None and (constraints.latency_ms is not None or constraints.energy_mj is not None):
-            measurer, known = default_measurer(), {}
-            if constraints.latency_ms is not None and profile.measured_on == "calibrated":
-                ms = measurer.graph_only_ms(graph, profile, known) if measurer.predicts_from_graph(profile) else None
-                found.append((constraints.check_latency(ms) if ms is not None else None, constraints.latency_ms))
-            if constraints.energy_mj is not None and profile.has_energy:
-                found.append((constraints.check_energy(measurer.graph_only_energy_mj(graph, profile, known)),
-                              constraints.energy_mj))  # fmt: skip
-    return next((f"{reason}; {limit.fix}" for reason, limit in found if reason), None)
+        broken = next(_broken_limits(model, space.input_shape, constraints, latency_profile, energy_profile,
+                                     measurer), None)  # fmt: skip
+    return None if broken is None else f"{broken[0]}; {broken[1].fix}"
 
 
 def smallest_params(space: SearchSpace) -> int:
