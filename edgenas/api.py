@@ -333,10 +333,16 @@ def _decode_dataset(ds: Any) -> tuple[Any, Any]:
 def _refuse_contradictions(run_dir: Path, stored: Pipeline, requested: Pipeline) -> None:
     diffs = stored.differences(requested)
     if diffs:
+        reuse = (
+            " (with the same dataset, space and training settings it reuses this run's trained supernet: another "
+            "profile or limit is searched without training it again)"
+            if stored.search.executor == "supernet"
+            else ""
+        )
         raise ConfigError(
             f"these settings contradict the ones {run_dir} was started with (stored -> requested): "
             + "; ".join(diffs)
-            + ". Resume without them, or start a new search"
+            + f". Resume without them, or start a new search{reuse}"
         )
 
 
