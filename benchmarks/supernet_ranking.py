@@ -122,13 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)  # fmt: skip
     idx = sorted(done)
     full = [done[i]["standalone"] for i in idx]
+    repeat: dict = {}  # a second stand-alone training of the same networks, where asked for
     if args.repeat_seed is not None:
         both = [i for i in idx if i in repeats]
-        rungs_repeat = {"repeat_seed": args.repeat_seed, "repeat_networks": len(both), "standalone_repeat":
-                        [repeats[i]["standalone"] for i in both], "kendall_tau_repeat": float(kendalltau(
-                            [repeats[i]["standalone"] for i in both], [done[i]["standalone"] for i in both]).statistic)}  # fmt: skip
-    else:
-        rungs_repeat = {}
+        again = [repeats[i]["standalone"] for i in both]
+        repeat = {"repeat_seed": args.repeat_seed, "repeat_networks": len(both), "standalone_repeat": again,
+                  "kendall_tau_repeat": float(kendalltau(again, [done[i]["standalone"] for i in both]).statistic)}  # fmt: skip
     rungs = {f"kendall_tau_epoch_{e}": float(kendalltau([done[i]["curve"][e - 1] for i in idx], full).statistic)
              for e in (1, 2) if e < args.epochs}  # fmt: skip
     out = {
@@ -152,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             "inherited_scores": head["inherited_cpu_s"],
             "standalone": sum(done[i]["cpu_s"] for i in idx),
         },  # fmt: skip
-        **rungs_repeat,
+        **repeat,
         "inherited": [inherited[i] for i in idx],
         "first_epoch": [done[i]["curve"][0] for i in idx],
         "standalone": full,
@@ -162,14 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(idx)} networks on {args.dataset}: Kendall tau vs {args.epochs}-epoch stand-alone accuracy: "
         f"inherited weights {out['kendall_tau_inherited']:.3f}, "
-        + ", ".join(
-            f"{e}-epoch score {rungs[f'kendall_tau_epoch_{e}']:.3f}"
-            for e in (1, 2)
-            if f"kendall_tau_epoch_{e}" in rungs
-        )
+        + ", ".join(f"{name[len('kendall_tau_epoch_') :]}-epoch score {tau:.3f}" for name, tau in rungs.items())
         + (
-            f", another training of the same networks (seed {args.repeat_seed}) {rungs_repeat['kendall_tau_repeat']:.3f}"
-            if rungs_repeat
+            f", another training of the same networks (seed {args.repeat_seed}) {repeat['kendall_tau_repeat']:.3f}"
+            if repeat
             else ""
         )
         + f"; CPU s: supernet {head['supernet_cpu_s']:.0f} + scoring {head['inherited_cpu_s']:.0f}, "

@@ -345,26 +345,26 @@ def _broken_limits(
     """Each hard limit known before training that the untrained `model` breaks, with why (worded
     as the gate words it), lazily: the graph is exported only when a limit needs it. Parameters,
     RAM and flash as estimated, latency and energy as the profiles predict them from the graph."""
-    limits = constraints
-    if limits.params is not None and (reason := limits.params.reason(count_params(model))):
-        yield reason, limits.params
-    if not limits.needs_memory and latency_profile is None and energy_profile is None:
+    c = constraints
+    if c.params is not None and (reason := c.params.reason(count_params(model))):
+        yield reason, c.params
+    if not c.needs_memory and latency_profile is None and energy_profile is None:
         return
     graph = export_onnx(model, input_shape)
-    if limits.needs_memory:
-        est = memory_estimate(graph, limits.precision)
-        for lim, value in ((limits.ram_bytes, est.peak_ram_bytes), (limits.flash_bytes, est.flash_bytes)):
+    if c.needs_memory:
+        est = memory_estimate(graph, c.precision)
+        for lim, value in ((c.ram_bytes, est.peak_ram_bytes), (c.flash_bytes, est.flash_bytes)):
             if lim is not None and (reason := lim.reason(value)):
                 yield reason, lim
     known: dict = {}  # the graph's features, read once for both predictions
-    if latency_profile is not None and limits.latency_ms is not None:
+    if latency_profile is not None:  # (given only where there is a latency limit)
         ms = measurer.graph_only_ms(graph, latency_profile, known)  # type: ignore[union-attr]
-        if ms is not None and (reason := limits.latency_ms.reason(ms)):
-            yield reason, limits.latency_ms
-    if energy_profile is not None and limits.energy_mj is not None:
+        if ms is not None and (reason := c.latency_ms.reason(ms)):  # type: ignore[union-attr]
+            yield reason, c.latency_ms  # type: ignore[misc]
+    if energy_profile is not None:  # (given only where there is an energy limit)
         mj = measurer.graph_only_energy_mj(graph, energy_profile, known)  # type: ignore[union-attr]
-        if mj is not None and (reason := limits.energy_mj.reason(mj)):
-            yield reason, limits.energy_mj
+        if mj is not None and (reason := c.energy_mj.reason(mj)):  # type: ignore[union-attr]
+            yield reason, c.energy_mj  # type: ignore[misc]
 
 
 def feasibility(
