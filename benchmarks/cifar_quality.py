@@ -149,7 +149,7 @@ def pipeline_for(args):
     from edgenas.settings.pipeline import load_pipeline
 
     pipe = load_pipeline(args.pipeline).override(
-        "dataset", name=f"folder:{args.data}", max_images=args.max_images, split_seed=args.seed
+        "dataset", name=f"folder:{args.data}", max_images=args.max_images, split_seed=args.split_seed
     )
     if args.final_epochs:
         pipe = pipe.override("final_training", epochs=args.final_epochs)
@@ -254,21 +254,36 @@ def phase_search(args, out: Path) -> None:
 
     if args.final_epochs:  # before an hour of search, not after it
         raise SystemExit("--final-epochs applies to references only; the search's pipeline file sets the export's")
-    run_dir = Path(args.runs_dir) / "cifar-quality"
-    search = [
-        sys.executable, "-m", "edgenas", "search",
-        "--pipeline", args.pipeline,
+    results = load_results(out)
+    budget, max_latency_ms = args.budget, args.max_latency_ms
+    if args.limits_of:  # the reference's own size and speed as the device's limits
+        ref = results["rows"].get(args.limits_of)
+        if ref is None:
+            raise SystemExit(f"--limits-of {args.limits_of!r}: no such row in {out}; run --phase references first")
+        budget, max_latency_ms = ref["params"], round(ref["latency_ms"], 3)
+    path = ("plain" if args.plain else f"pipeline {args.pipeline}") + (
+        f", {args.executor} executor" if args.executor else ""
+    )
+    row = args.row or f"edgenas, {path}, seed {args.seed}"
+    name = "cifar-quality" if row == "edgenas winner" else "cq-" + "".join(c if c.isalnum() else "-" for c in row)
+    run_dir = Path(args.runs_dir) / name
+    search = [sys.executable, "-m", "edgenas", "search"] + ([] if args.plain else ["--pipeline", args.pipeline])
+    search += [
         "--dataset", f"folder:{args.data}", "--max-images", str(args.max_images),
-        "--budget", str(args.budget), "--profile", "cpu-arm",
-        "--children", str(args.children), "--seed", str(args.seed),
+        "--budget", str(budget), "--profile", "cpu-arm", "--seed", str(args.seed),
         "--max-minutes", str(args.max_minutes), "--runs-dir", args.runs_dir,
     ]  # fmt: skip
+    children = args.children if args.children is not None else (None if args.plain else 400)
+    if children:  # 400 (bounded by --max-minutes) is what the recorded pipeline-file searches ran with
+        search += ["--children", str(children)]
+    if args.executor:
+        search += ["--executor", args.executor]
     if args.space:
         search += ["--space", args.space]
     if args.search_epochs:
         search += ["--epochs", str(args.search_epochs)]
-    if args.max_latency_ms:
-        search += ["--max-latency-ms", str(args.max_latency_ms)]
+    if max_latency_ms:
+        search += ["--max-latency-ms", str(max_latency_ms)]
     if args.fidelity:
         search += [
             "--fidelity",
@@ -280,7 +295,8 @@ def phase_search(args, out: Path) -> None:
         ]
     for name in args.start:  # a reference of the mobile space as the search's first network
         search += ["--start", "mobile|" + references((3, 32, 32), 10)[name][1]]  # the text is shape-free
-    search += ["--resume", str(run_dir)] if run_dir.is_dir() else ["--name", "cifar-quality"]
+    search += [a for arg in args.search_arg for a in arg.split()]  # anything else, as typed
+    search += ["--resume", str(run_dir)] if run_dir.is_dir() else ["--name", name]
     print("$", " ".join(search[2:]), flush=True)
     t0 = time.perf_counter()
     subprocess.run(search, check=True)
@@ -299,8 +315,10 @@ def phase_search(args, out: Path) -> None:
     fp32, int8 = m["models"]["fp32"], m["models"]["int8"]
     results = load_results(out)
     threads = torch.get_num_threads()
-    results["rows"][args.row] = {
+    results["rows"][row] = {
         "kind": "search",
+        "path": path,
+        "seed": args.seed,
         "architecture": manifest["winner"]["arch_key"],
         "epochs": m["final_training"]["epochs"],
         "test_accuracy": m["test_accuracy"],
@@ -360,6 +378,14 @@ def phase_latency(args, out: Path) -> None:
     save_results(out, results)
 
 
+def spread(values: list[float], digits: int) -> str:
+    """'mean ± sd (min-max)' of several seeds' values (sd: the sample standard deviation)."""
+    import statistics
+
+    return (f"{statistics.mean(values):,.{digits}f} ± {statistics.stdev(values):,.{digits}f} "
+            f"({min(values):,.{digits}f}-{max(values):,.{digits}f})")  # fmt: skip
+
+
 def phase_table(out: Path) -> None:
     results = load_results(out)
     ds, rows = results.get("dataset", {}), results.get("rows", {})
@@ -379,6 +405,16 @@ def phase_table(out: Path) -> None:
             f"{r['macs'] / 1e6:.1f}M | {mark}{r['latency_ms']:.2f} | {r['int8_bytes'] / 1024:.0f} | "
             f"{r['cpu_minutes']:.0f} |"
         )
+    groups: dict[str, list[dict]] = {}
+    for r in rows.values():
+        if "path" in r:
+            groups.setdefault(r["path"], []).append(r)
+    for path, rs in groups.items():
+        if len(rs) > 1:  # several search seeds of one path: mean and spread (sample sd)
+            print(f"edgenas, {path}, {len(rs)} seeds ({', '.join(str(r['seed']) for r in rs)}): " + ", ".join(
+                f"{label} {spread([r[key] * scale for r in rs], digits)}" for label, key, scale, digits in (
+                    ("test %", "test_accuracy", 100, 2), ("params", "params", 1, 0),
+                    ("cpu-arm ms", "latency_ms", 1, 2), ("CPU min", "cpu_minutes", 1, 0))))  # fmt: skip
     for name, r in results.get("replicates", {}).items():
         print(f"replicate {name}: test {100 * r['test_accuracy']:.2f} %, {r['params']:,} params")
 
@@ -395,7 +431,8 @@ def main() -> None:
     ap.add_argument("--max-images", type=int, default=12500)
     ap.add_argument("--final-epochs", type=int, default=0, help="override [final_training] epochs (0: the pipeline's)")
     ap.add_argument("--space", default="", help="search space (default: the pipeline's)")
-    ap.add_argument("--children", type=int, default=400)
+    ap.add_argument("--children", type=int, default=None, help="search phase: --children (default: 400 with a "
+                    "pipeline file, the setup's own with --plain)")  # fmt: skip
     ap.add_argument("--search-epochs", type=int, default=0, help="override [training] epochs (0: the pipeline's)")
     ap.add_argument("--max-minutes", type=float, default=60.0)
     ap.add_argument("--budget", type=int, default=150_000)
@@ -410,8 +447,19 @@ def main() -> None:
         choices=("MobileNetV2-style",),
         help="search phase: evaluate this reference first (--start; the controller goes on from it)",
     )
-    ap.add_argument("--row", default="edgenas winner", help="search phase: the table row its result goes to")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--row", default="", help="search phase: the table row its result goes to (default: "
+                    "'edgenas, <plain or pipeline P>[, <executor> executor], seed S')")  # fmt: skip
+    ap.add_argument("--plain", action="store_true", help="search phase: no --pipeline, as a user types the command "
+                    "(edgenas chooses the setup for the data)")  # fmt: skip
+    ap.add_argument("--executor", default="", help="search phase: --executor (supernet: the weight-sharing path)")
+    ap.add_argument("--limits-of", default="", help="search phase: a reference row whose params and cpu-arm "
+                    "latency are the search's --budget and --max-latency-ms (the issue's 'the reference's size "
+                    "and speed as the device's limits')")  # fmt: skip
+    ap.add_argument("--search-arg", action="append", default=[], help="search phase: more `edgenas search` "
+                    "options, as typed (repeatable)")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=0, help="search phase: the search's --seed")
+    ap.add_argument("--split-seed", type=int, default=0, help="references / replicate: the dataset split's seed "
+                    "(the photos pipeline's split_seed is 0, so searches of any --seed use the same split)")  # fmt: skip
     ap.add_argument("--runs-dir", default="runs-cifar-quality")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, the cores)")
     args = ap.parse_args()

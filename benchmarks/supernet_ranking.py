@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-distill", action="store_true", help="train the supernet on labels only")
     ap.add_argument("--work", default=None, help="keep the supernet and each network's row here: a rerun with "
                     "the same arguments continues where it stopped (default: a new temporary directory)")  # fmt: skip
+    ap.add_argument("--shard", default="0/1", help="I/N: train only the networks whose index is I modulo N; N "
+                    "processes with the same --work (one per core, --threads 1) share the work (shard 0 trains the "
+                    "supernet, start the others after it), and a last run without --shard writes the results")  # fmt: skip
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     import dataclasses
@@ -77,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{rows_path} holds rows of other settings ({rows[0].get('settings')}); give another --work",
               file=sys.stderr)  # fmt: skip
         return 2
+    shard, shards = (int(n) for n in args.shard.split("/"))
+    if not rows and shard:
+        print(f"{rows_path} has no supernet yet: shard 0 trains it; start the others once its first row is there",
+              file=sys.stderr)  # fmt: skip
+        return 2
     ev = SupernetEvaluator(pipeline.to_json(), args.threads)
     setup(ev.pipeline_json, args.threads, None)
     space, data, device = WORKER["space"], WORKER["data"], WORKER["device"]
@@ -110,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                 "params": sum(p.numel() for p in model.parameters()), "cpu_s": time.process_time() - t0}  # fmt: skip
 
     for i, a in enumerate(archs):
+        if i % shards != shard:
+            continue
         for seed, table, tag in ((args.seed, done, {}), (args.repeat_seed, repeats, {"repeat": args.repeat_seed})):
             if seed is None or i in table:
                 continue
@@ -120,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {i + 1}/{len(archs)}{' (seed %d)' % seed if tag else ''}: inherited {inherited[i]:.4f}, "
                   f"1 epoch {r['curve'][0]:.4f}, {args.epochs} epochs {r['standalone']:.4f} ({r['cpu_s']:.0f} CPU s)",
                   file=sys.stderr, flush=True)  # fmt: skip
+    if shards > 1:  # the other shards' rows, appended to the same file while this one ran
+        rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+        done = {r["index"]: r for r in rows[1:] if "repeat" not in r}
+        repeats = {r["index"]: r for r in rows[1:] if r.get("repeat") == args.repeat_seed}
     idx = sorted(done)
     full = [done[i]["standalone"] for i in idx]
     repeat: dict = {}  # a second stand-alone training of the same networks, where asked for

@@ -125,25 +125,28 @@ def test_the_supernet_trains_once_survives_kill_9_and_serves_another_profile(tmp
 
 @pytest.mark.slow
 def test_the_best_inherited_candidates_are_trained_stand_alone_and_one_of_them_wins(tmp_path):
-    """retrain_top = 2: after the search the two best candidates by inherited score are trained
-    stand-alone ([training], 2 epochs) and recorded as rung 1; the winner is the better of them.
-    Killed during the second of those trainings and resumed: only that one trains again, and the
-    result is the uninterrupted run's."""
+    """retrain_top = 2: after the search the two best candidates by inherited score, and the
+    templates that fit, are trained stand-alone ([training], 2 epochs) and recorded as rung 1; the
+    winner is the best of them, so never worse than the best template. Killed during the second
+    of those trainings and resumed: only the ones not done train, and the result is the
+    uninterrupted run's."""
     import edgenas
 
     (tmp_path / "p.toml").write_text(TINY.format(runs=tmp_path / "runs", retrain=2))
     ref = cli(["search", "--pipeline", str(tmp_path / "p.toml"), "--name", "ref", "--log-format", "plain"], tmp_path)
     assert ref.returncode == 0, ref.stderr
-    assert ref.stdout.count("trained stand-alone") == 2
     run = edgenas.load_run(tmp_path / "runs" / "ref")
+    templates = {t["key"] for t in run.manifest["templates"] if t["status"] == "ok"}
+    assert templates and ref.stdout.count("trained stand-alone") == 2 + len(templates)
     ok = run.trials("ok")
     retrained = [t for t in ok if t.rung == 1]
-    inherited = sorted((t for t in ok if not t.rung), key=lambda t: -t.reward)
-    assert len(retrained) == 2 and len(inherited) == len(ok) - 2
-    # they were the two best by inherited score: every other candidate scored at most as well
+    best = [t for t in retrained if t.arch_key not in templates]
+    inherited = [t for t in ok if not t.rung]
+    assert len(best) == 2 and {t.arch_key for t in retrained} == {t.arch_key for t in best} | templates
+    # the two were the best by inherited score: every other candidate scored at most as well
     with sqlite3.connect(tmp_path / "runs" / "ref" / "search.db") as db:
         told = dict(db.execute("SELECT trial_id, MAX(reward) FROM samples GROUP BY trial_id").fetchall())
-    assert min(told[t.id] for t in retrained) >= max((told[t.id] for t in inherited), default=0.0)
+    assert min(told[t.id] for t in best) >= max((told[t.id] for t in inherited), default=0.0)
     assert run.winner.trial_id in {t.id for t in retrained}
     assert run.winner.val_accuracy == max(t.val_accuracy for t in retrained)
     # killed in the second stand-alone training, then resumed
@@ -156,8 +159,31 @@ def test_the_best_inherited_candidates_are_trained_stand_alone_and_one_of_them_w
     assert cut.stdout.count("trained stand-alone") == 1
     done = cli(["search", "--resume", str(tmp_path / "runs" / "cut"), "--log-format", "plain"], tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("trained stand-alone") == 1 and "supernet: epoch" not in done.stderr
+    assert done.stdout.count("trained stand-alone") == 1 + len(templates), done.stdout
+    assert "supernet: epoch" not in done.stderr and "supernet: trained by an earlier search" in done.stderr
     again = edgenas.load_run(tmp_path / "runs" / "cut")
     assert {t.arch_key: (t.rung, t.val_accuracy) for t in again.trials("ok")} == {
         t.arch_key: (t.rung, t.val_accuracy) for t in ok
     }
+
+
+@pytest.mark.slow
+def test_a_supernet_that_outlasts_max_minutes_leaves_the_search_its_minutes(tmp_path):
+    """The supernet trains before the search's clock starts: a limit shorter than its training
+    still scores the templates and candidates, then trains the finalists stand-alone (not cut by
+    the limit), and the winner is at least as good as the best template, measured alike."""
+    import edgenas
+
+    toml = TINY.format(runs=tmp_path / "runs", retrain=1).replace("supernet_epochs = 3", "supernet_epochs = 20")
+    (tmp_path / "p.toml").write_text(toml)
+    r = cli(["search", "--pipeline", str(tmp_path / "p.toml"), "--name", "a", "--max-minutes", "0.1",
+             "--log-format", "plain"], tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    run = edgenas.load_run(tmp_path / "runs" / "a")
+    assert run.manifest["search"]["warm_up_seconds"] > 0.1 * 60  # the supernet alone outlasted the limit
+    assert "of it the supernet's training, before the search's clock" in " ".join(r.stdout.split())
+    templates = run.manifest["templates"]
+    assert templates and all(t["status"] == "ok" for t in templates)
+    retrained = {t.arch_key for t in run.trials("ok") if t.rung == 1}
+    assert len(retrained) == 1 + len(templates) and retrained >= {t["key"] for t in templates}
+    assert run.winner.val_accuracy >= max(t["val_accuracy"] for t in templates)

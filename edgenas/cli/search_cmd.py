@@ -303,7 +303,13 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
         f"sampled {s['samples']}: {'looked up' if m.get('table') else 'trained'} {s['trained']}, rejected {s['rejected']} "
         f"({limits}), failed {s['failed']}, stopped early "
         f"{s.get('stopped_early', 0)}, reused {s['reused']}; "
-        f"wall time {s['wall_seconds']:.0f} s{_stopped_by(s.get('stopped_by'), m['pipeline']['search'])}"
+        f"wall time {s['wall_seconds']:.0f} s"
+        + (
+            f" ({s['warm_up_seconds']:.0f} s of it the supernet's training, before the search's clock)"
+            if s.get("warm_up_seconds", 0) >= 1
+            else ""
+        )
+        + _stopped_by(s.get("stopped_by"), m["pipeline"]["search"])
     )
     w = m["winner"]
     if w:

@@ -90,6 +90,10 @@ class Evaluator(ABC):
         """Build one for a search (what `create` calls); each evaluator takes what it uses."""
         raise NotImplementedError
 
+    def warm_up(self) -> None:
+        """One-off work before the search's clock starts (a supernet's training): --max-minutes
+        and the progress lines' elapsed time do not count it. Default: none."""
+
     @abstractmethod
     def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]: ...
 

@@ -113,6 +113,8 @@ class SupernetEvaluator(Evaluator):
         final = self.path()
         if final.is_file():
             net.load_state_dict(torch.load(final, map_location=device, weights_only=True))
+            print(f"supernet: trained by an earlier search with these settings, reused ({final})", file=sys.stderr,
+                  flush=True)  # fmt: skip
             return net
         final.parent.mkdir(parents=True, exist_ok=True)
         partial = final.with_suffix(".partial.pt")
@@ -166,13 +168,19 @@ class SupernetEvaluator(Evaluator):
             total, steps = total + float(loss.detach()) / (1 + len(archs)), steps + 1
         return total / max(1, steps)
 
-    # -- scoring candidates --------------------------------------------------------------------
-    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
-        from edgenas.evaluators.jobs import WORKER, setup
+    def warm_up(self) -> None:
+        """The supernet, trained (or read from RUNS_DIR/.supernets) before the search's clock starts."""
+        from edgenas.evaluators.jobs import setup
 
         if self.net is None:
             setup(self.pipeline_json, self.threads, None)
             self.net = self.trained()
+
+    # -- scoring candidates --------------------------------------------------------------------
+    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
+        from edgenas.evaluators.jobs import WORKER
+
+        self.warm_up()
         for job in jobs:
             if job.not_after is not None and time.time() > job.not_after:
                 yield TrainOutcome(job.key, False, not_started=True)

@@ -216,6 +216,7 @@ def run_search(
                                 not_after, lock.took_over_from)  # fmt: skip
         session.t_start = t_start
         session.begin(resume, command)
+        session.warm_up()  # a supernet's training: before the search's clock (--max-minutes) starts
         session.report()
         while (batch := session.ask()) is not None:
             session.evaluate(batch)
@@ -247,10 +248,11 @@ def _context(pipeline: Pipeline, prepared: Prepared) -> EvaluatorContext:
 def _finish(session: SearchSession, command: str | None) -> SearchResult:
     """The winner verified and scored, the report, then the manifest (its presence means "finished")."""
     store, p, run_dir = session.store, session.prepared, session.run_dir
-    elapsed = time.perf_counter() - session.t_start
+    elapsed = time.perf_counter() - session.t_start + session.warm_up_seconds
     manifest = finalize(store, run_dir, p.space, p.data, p.profile, session.pipeline, elapsed, command, p.table)
-    wall = time.perf_counter() - session.t_start
+    wall = time.perf_counter() - session.t_start + session.warm_up_seconds
     manifest["search"]["wall_seconds"] = wall
+    manifest["search"]["warm_up_seconds"] = session.warm_up_seconds
     manifest["search"]["stopped_by"] = session.stopped_by
     store.set_meta("finished_at", datetime.now(timezone.utc).isoformat())
     from edgenas.run.report import write_report  # matplotlib is only needed here

@@ -175,6 +175,7 @@ class SearchSession:
         self.last: tuple[float | None, str | None] = (None, None)
         self.stopped_by = "children"  # what ended the search: every child sampled, or a stop rule
         self.t_start = time.perf_counter()
+        self.warm_up_seconds = 0.0  # the evaluator's one-off work (a supernet's training), outside the clock
         self.log = RunLog(run_dir)
         self._history: tuple[int, controllers.History] | None = None  # the last history read
 
@@ -204,6 +205,20 @@ class SearchSession:
             atomic_write_bytes(self.run_dir / PIPELINE_NAME, self.pipeline.to_toml().encode("utf-8"))
             save_checkpoint(self.run_dir, 0, self.controller)
         self.sampled = store.sample_count(before_update=self.update_index)
+
+    def warm_up(self) -> None:
+        """The evaluator's one-off work (a supernet's training, or reading the trained one), then
+        the search's clock: --max-minutes and the progress lines' elapsed time and ETA start after
+        it. (Trained once per dataset and reused by later searches, the supernet is not part of
+        a search's time; a supernet that outlasts the limit would otherwise leave nothing scored.)"""
+        t0 = time.perf_counter()
+        self.evaluator.warm_up()
+        took = time.perf_counter() - t0
+        self.warm_up_seconds += took
+        self.t_start += took
+        if self.not_after is not None:
+            self.not_after += took
+            self.stops = stops.stop_rules(self.pipeline.search, self.not_after)
 
     # -- ask -------------------------------------------------------------------------------
     def ask(self) -> Batch | None:
@@ -332,25 +347,30 @@ class SearchSession:
     # -- after the search: the best inherited candidates trained stand-alone ------------------
     def retrain_inherited(self, trainer: Evaluator) -> None:
         """Weight sharing ranks candidates cheaply and roughly: the `retrain_top` best by inherited
-        score are trained stand-alone on `trainer` ([training], as any child), and each result
-        becomes the trial's rung 1 (its accuracy and reward), so the winner, the top-candidates
-        table and the fronts come from them. Each result is committed as it arrives; a resumed
-        search retrains only the ones not yet done (the same ones: those at rung 1 count, the
-        rest are the next best at rung 0)."""
+        score, and the templates that fit, are trained stand-alone on `trainer` ([training], as
+        any child), and each result becomes the trial's rung 1 (its accuracy and reward), so the
+        winner, the top-candidates table and the fronts come from them: the answer is never worse
+        than the best template that fits, measured alike. Each result is committed as it arrives;
+        a resumed search retrains only the ones not yet done (the same ones: those at rung 1
+        count, the rest are the next best at rung 0). --max-minutes stops the scoring, not these
+        trainings: a winner picked by inherited score alone would be a rough guess (--retrain-top
+        0 asks for one)."""
         k = self.pipeline.search.retrain_top
-        done = len(self.store.at_rung(1, k))
-        todo = self.store.at_rung(0, k - done) if k > done else []
+        if not k:
+            return
+        templates = list(dict.fromkeys(t.key for t in self.prepared.templates))  # in their order, each once
+        others = len([t for t in self.store.at_rung(1, k + len(templates)) if t.arch_key not in templates])
+        best = [t for t in self.store.at_rung(0, k + len(templates)) if t.arch_key not in templates]
+        todo = best[: max(0, k - others)]
+        todo += [t for key in templates if (t := self.store.trial_by_key(key)) and t.status == "ok" and not t.rung]
         if not todo:
             return
         epochs = self.pipeline.training.epochs
         space = self.prepared.space
         self.report("retrain")
         promoted = {t.arch_key: t for t in todo}
-        jobs = [TrainJob(t.arch_key, t.arch, t.seed, (), None, not_after=self.not_after) for t in todo]
+        jobs = [TrainJob(t.arch_key, t.arch, t.seed, (), None) for t in todo]
         for outcome in trainer.run(jobs):
-            if outcome.not_started:  # past --max-minutes
-                self.stopped_by = "max_minutes"
-                continue
             trial = promoted[outcome.key]
             trial, reward = self._promote(space, trial, outcome, 1, epochs, self.update_index)
             self.last = (reward, f"{epochs} epochs stand-alone")

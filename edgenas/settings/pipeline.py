@@ -30,7 +30,8 @@ class SearchSettings:
     max_minutes: float | None = S(
         None,
         "Start no child's training after this many minutes (also inside a batch); the search then picks its "
-        "winner from what finished.",
+        "winner from what finished. With --executor supernet the limit covers the scoring: the supernet's "
+        "one-off training comes before the clock starts, and the --retrain-top finalists train after it.",
         flag=True,
     )
     max_evaluated: int | None = S(
@@ -67,9 +68,10 @@ class SearchSettings:
     )
     retrain_top: int = S(
         3,
-        "--executor supernet: after the search, the K best candidates by inherited-weight score are trained "
-        "stand-alone with [training], as any child is, and the winner is chosen among them by that validation "
-        "accuracy (0: off, the winner is the best inherited score).",
+        "--executor supernet: after the search, the K best candidates by inherited-weight score (and the "
+        "templates that fit) are trained stand-alone with [training], as any child is, and the winner is chosen "
+        "among them by that validation "
+        "accuracy (0: off, the winner is the best inherited score). They train even past --max-minutes.",
         flag=True,
         check=lambda v: v >= 0,
         allowed_text=">= 0",
