@@ -128,12 +128,16 @@ class SupernetEvaluator(Evaluator):
             net.load_state_dict(state["net"])
             opt.load_state_dict(state["optimizer"])
             start = int(state["epoch"])
+        t0 = time.perf_counter()
         for epoch in range(start, epochs):
             loss = self._epoch(net, opt, epoch, epochs)
             buf = io.BytesIO()
             torch.save({"net": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1}, buf)
             atomic_write_bytes(partial, buf.getvalue(), fault_point="supernet-epoch")
-            print(f"supernet: epoch {epoch + 1}/{epochs}, loss {loss:.4f} ({final})", file=sys.stderr, flush=True)
+            left = (time.perf_counter() - t0) / (epoch + 1 - start) * (epochs - epoch - 1)
+            print(f"supernet: epoch {epoch + 1}/{epochs}, loss {loss:.4f}"
+                  + (f", about {left:.0f} s left" if left < 90 else f", about {left / 60:.0f} min left") * (left > 0) + f" ({final})",
+                  file=sys.stderr, flush=True)  # fmt: skip
         buf = io.BytesIO()
         torch.save(net.state_dict(), buf)
         atomic_write_bytes(final, buf.getvalue())
