@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         "distill": supernet.DISTILL,
         "standalone_epochs": args.epochs,
         "kendall_tau_inherited": float(kendalltau([inherited[i] for i in idx], full).statistic),
+        # the free proxy any cheap score has to beat: larger networks tend to end better
+        "kendall_tau_params": float(kendalltau([done[i]["params"] for i in idx], full).statistic),
         "kendall_tau_first_epoch": rungs.get("kendall_tau_epoch_1"),
         **rungs,
         "cpu_seconds": {
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"{len(idx)} networks on {args.dataset}: Kendall tau vs {args.epochs}-epoch stand-alone accuracy: "
-        f"inherited weights {out['kendall_tau_inherited']:.3f}, "
+        f"inherited weights {out['kendall_tau_inherited']:.3f}, parameter count {out['kendall_tau_params']:.3f}, "
         + ", ".join(f"{name[len('kendall_tau_epoch_') :]}-epoch score {tau:.3f}" for name, tau in rungs.items())
         + (
             f", another training of the same networks (seed {args.repeat_seed}) {repeat['kendall_tau_repeat']:.3f}"
