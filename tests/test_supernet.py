@@ -84,6 +84,7 @@ def test_the_supernet_trains_once_survives_kill_9_and_serves_another_profile(tmp
     done = cli(["search", "--resume", str(tmp_path / "b" / "cut")], tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("supernet: epoch") == 2  # epochs 2 and 3; epoch 1 was kept
+    assert "supernet: training 3 epochs on 1,167 images, from epoch 2 (the earlier epochs were kept)" in done.stderr
     (a,) = (tmp_path / "a" / ".supernets").glob("*.pt")
     (b,) = (tmp_path / "b" / ".supernets").glob("*.pt")
     sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)

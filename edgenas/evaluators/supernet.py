@@ -128,6 +128,10 @@ class SupernetEvaluator(Evaluator):
             net.load_state_dict(state["net"])
             opt.load_state_dict(state["optimizer"])
             start = int(state["epoch"])
+        print(f"supernet: training {epochs} epochs on {len(WORKER['data'].y_train):,} images"
+              + (f", from epoch {start + 1} (the earlier epochs were kept)" if start else "")
+              + "; once: later searches with the same data, space, recipe and seed reuse it, for any profile or limit",
+              file=sys.stderr, flush=True)  # fmt: skip
         t0 = time.perf_counter()
         for epoch in range(start, epochs):
             loss = self._epoch(net, opt, epoch, epochs)
