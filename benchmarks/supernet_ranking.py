@@ -23,6 +23,29 @@ import time
 from pathlib import Path
 
 
+def claim(work: Path, name: str) -> bool:
+    """True when this process takes `name` (a network, or the supernet) among the processes sharing
+    `work`: its claim file is created here, or left by a process that is gone."""
+    import os
+
+    path = work / "claims" / name
+    path.parent.mkdir(exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(path.read_text()), 0)
+        except (ValueError, ProcessLookupError):
+            path.unlink(missing_ok=True)  # a process that is gone (or died before writing its pid)
+            return claim(work, name)
+        except PermissionError:
+            pass  # alive, another user's
+        return False  # its process is alive: it trains it
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -40,10 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                     "this seed: Kendall tau between the two trainings is what any cheap score can hope for")  # fmt: skip
     ap.add_argument("--no-distill", action="store_true", help="train the supernet on labels only")
     ap.add_argument("--work", default=None, help="keep the supernet and each network's row here: a rerun with "
-                    "the same arguments continues where it stopped (default: a new temporary directory)")  # fmt: skip
-    ap.add_argument("--shard", default="0/1", help="I/N: train only the networks whose index is I modulo N; N "
-                    "processes with the same --work (one per core, --threads 1) share the work (shard 0 trains the "
-                    "supernet, start the others after it), and a last run without --shard writes the results")  # fmt: skip
+                    "the same arguments continues where it stopped, and several processes given the same directory "
+                    "(one per core, --threads 1; start the others once the supernet is trained) share the networks "
+                    "(default: a new temporary directory)")  # fmt: skip
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     import dataclasses
@@ -80,10 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{rows_path} holds rows of other settings ({rows[0].get('settings')}); give another --work",
               file=sys.stderr)  # fmt: skip
         return 2
-    shard, shards = (int(n) for n in args.shard.split("/"))
-    if not rows and shard:
-        print(f"{rows_path} has no supernet yet: shard 0 trains it; start the others once its first row is there",
-              file=sys.stderr)  # fmt: skip
+    if not rows and not claim(work, "supernet"):
+        print(f"another process is training the supernet in {work}; start this one once {rows_path} has its first "
+              "line", file=sys.stderr)  # fmt: skip
         return 2
     ev = SupernetEvaluator(pipeline.to_json(), args.threads)
     setup(ev.pipeline_json, args.threads, None)
@@ -117,11 +138,18 @@ def main(argv: list[str] | None = None) -> int:
         return {"curve": list(res.curve), "standalone": res.val_accuracy,
                 "params": sum(p.numel() for p in model.parameters()), "cpu_s": time.process_time() - t0}  # fmt: skip
 
+    def refresh() -> None:  # the rows other processes sharing --work appended meanwhile
+        for line in rows_path.read_text().splitlines()[1:]:
+            r = json.loads(line)
+            if "repeat" not in r:
+                done[r["index"]] = r
+            elif r["repeat"] == args.repeat_seed:
+                repeats[r["index"]] = r
+
     for i, a in enumerate(archs):
-        if i % shards != shard:
-            continue
         for seed, table, tag in ((args.seed, done, {}), (args.repeat_seed, repeats, {"repeat": args.repeat_seed})):
-            if seed is None or i in table:
+            refresh()
+            if seed is None or i in table or not claim(work, f"{i}" + (f"-seed{seed}" if tag else "")):
                 continue
             table[i] = {"index": i, **tag, **standalone(a, seed)}
             with rows_path.open("a") as fh:
@@ -130,10 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {i + 1}/{len(archs)}{' (seed %d)' % seed if tag else ''}: inherited {inherited[i]:.4f}, "
                   f"1 epoch {r['curve'][0]:.4f}, {args.epochs} epochs {r['standalone']:.4f} ({r['cpu_s']:.0f} CPU s)",
                   file=sys.stderr, flush=True)  # fmt: skip
-    if shards > 1:  # the other shards' rows, appended to the same file while this one ran
-        rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
-        done = {r["index"]: r for r in rows[1:] if "repeat" not in r}
-        repeats = {r["index"]: r for r in rows[1:] if r.get("repeat") == args.repeat_seed}
+    refresh()
     idx = sorted(done)
     full = [done[i]["standalone"] for i in idx]
     repeat: dict = {}  # a second stand-alone training of the same networks, where asked for
