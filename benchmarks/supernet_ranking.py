@@ -1,17 +1,19 @@
 """Does the weight-sharing supernet rank networks as training them does? (Issue 39, item 4.)
 
-Trains the mobile space's supernet exactly as `--executor supernet` does (sandwich rule,
-`--supernet-epochs`), draws N random subnetworks, scores each with inherited weights (BatchNorm
+Trains the mobile space's supernet exactly as `--executor supernet` does (`--rule`: sandwich or
+progressive shrinking, `--supernet-epochs`), draws N random subnetworks, scores each with inherited weights (BatchNorm
 recalibrated, validation accuracy), trains each stand-alone with the pipeline's recipe for
 `--epochs`, and prints Kendall's tau between the two (and the 1-epoch stand-alone score against
 the full one, the cheap score ASHA's first rung uses), with the CPU time of each path.
 
     python benchmarks/supernet_ranking.py [--dataset digits] [--max-images N] [--networks 30]
-        [--supernet-epochs 10] [--epochs 10] [--widths 8,16,24,32] [--device cpu] [--threads 1]
+        [--supernet-epochs 10] [--rule sandwich] [--epochs 10] [--widths 8,16,24,32] [--device cpu] [--threads 1]
         [--repeat-seed S] [--work DIR] [--out benchmarks/results/supernet_ranking.json]
 
 With --work DIR the supernet (checkpointed every epoch) and each network's row stay in DIR, so a
-run stopped at any point continues where it stopped when started again with the same arguments.
+run stopped at any point continues where it stopped when started again with the same arguments,
+and a run with another `--rule` on the same DIR trains only that rule's supernet: its inherited
+scores are ranked against the stand-alone accuracies already there (the output compares the rules).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat-seed", type=int, default=None, help="train each network stand-alone again with "
                     "this seed: Kendall tau between the two trainings is what any cheap score can hope for")  # fmt: skip
     ap.add_argument("--no-distill", action="store_true", help="train the supernet on labels only")
+    ap.add_argument("--rule", default="sandwich", choices=("sandwich", "progressive"), help="how the supernet "
+                    "trains (`edgenas search --supernet-rule`)")  # fmt: skip
     ap.add_argument("--work", default=None, help="keep the supernet and each network's row here: a rerun with "
                     "the same arguments continues where it stopped, and several processes given the same directory "
                     "(one per core, --threads 1; start the others once the supernet is trained) share the networks "
@@ -91,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"max_images": args.max_images} if args.max_images else {}
     setup_name = str(api.setup_for(args.dataset, None, extra)[0])
     pipeline = api.make_pipeline(args.dataset, space="mobile", executor="supernet", supernet_epochs=args.supernet_epochs,
-                                 epochs=args.epochs, seed=args.seed, runs_dir=str(work), device=args.device, **extra)  # fmt: skip
+                                 epochs=args.epochs, seed=args.seed, runs_dir=str(work), device=args.device, supernet_rule=args.rule,
+                                 **extra)  # fmt: skip
     pipeline = dataclasses.replace(pipeline, space=SpaceSettings("mobile", {"widths": widths}))
     # each network's row, one JSON line, appended as it is measured: a rerun skips what is there
     settings = {k: getattr(args, k) for k in ("dataset", "max_images", "networks", "supernet_epochs", "epochs",
@@ -102,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{rows_path} holds rows of other settings ({rows[0].get('settings')}); give another --work",
               file=sys.stderr)  # fmt: skip
         return 2
-    if not rows and not claim(work, "supernet"):
+
+    def rule_of(row: dict) -> str:
+        return row.get("rule", "sandwich")
+
+    scored = {rule_of(r): r for r in rows if "inherited" in r}  # each rule's supernet: CPU time, inherited scores
+    if args.rule not in scored and not claim(work, "supernet" + ("" if args.rule == "sandwich" else f"-{args.rule}")):
         print(f"another process is training the supernet in {work}; start this one once {rows_path} has its first "
               "line", file=sys.stderr)  # fmt: skip
         return 2
@@ -113,21 +123,23 @@ def main(argv: list[str] | None = None) -> int:
           f"{tuple(data.input_shape)}, device {device}, setup {setup_name}", file=sys.stderr)  # fmt: skip
     rng = np.random.default_rng(args.seed)
     archs = [space.decode(complete_uniformly(space, [], rng)) for _ in range(args.networks)]
-    if not rows:
+    if args.rule not in scored:
         t0 = time.process_time()
         ev.net = ev.trained()
         supernet_cpu = time.process_time() - t0
         t0 = time.process_time()
-        inherited = [ev.score(a, args.seed)[0] for a in archs]
-        rows.append({"settings": settings, "supernet_cpu_s": supernet_cpu, "inherited": inherited,
-                     "inherited_cpu_s": time.process_time() - t0, "archs": [a.key() for a in archs]})  # fmt: skip
+        scores = [ev.score(a, args.seed)[0] for a in archs]
+        row = {"supernet_cpu_s": supernet_cpu, "inherited": scores, "inherited_cpu_s": time.process_time() - t0}
+        row = {"settings": settings, **row, "archs": [a.key() for a in archs]} if not rows else row
+        scored[args.rule] = {**row, "rule": args.rule} if args.rule != "sandwich" else row
+        rows.append(scored[args.rule])
         with rows_path.open("a") as fh:
-            fh.write(json.dumps(rows[0]) + "\n")
+            fh.write(json.dumps(scored[args.rule]) + "\n")
     head = rows[0]
     assert head["archs"] == [a.key() for a in archs], "the same seed draws the same networks"
-    inherited = head["inherited"]
-    done = {r["index"]: r for r in rows[1:] if "repeat" not in r}
-    repeats = {r["index"]: r for r in rows[1:] if r.get("repeat") == args.repeat_seed}
+    inherited = scored[args.rule]["inherited"]
+    done = {r["index"]: r for r in rows[1:] if "index" in r and "repeat" not in r}
+    repeats = {r["index"]: r for r in rows[1:] if "index" in r and r.get("repeat") == args.repeat_seed}
 
     def standalone(a, seed: int) -> dict:
         torch.manual_seed(seed)
@@ -141,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     def refresh() -> None:  # the rows other processes sharing --work appended meanwhile
         for line in rows_path.read_text().splitlines()[1:]:
             r = json.loads(line)
-            if "repeat" not in r:
+            if "index" not in r:
+                scored.setdefault(rule_of(r), r)
+            elif "repeat" not in r:
                 done[r["index"]] = r
             elif r["repeat"] == args.repeat_seed:
                 repeats[r["index"]] = r
@@ -181,15 +195,25 @@ def main(argv: list[str] | None = None) -> int:
         "widths": widths,
         "supernet_epochs": args.supernet_epochs,
         "distill": supernet.DISTILL,
+        "rule": args.rule,
         "standalone_epochs": args.epochs,
         "kendall_tau_inherited": float(kendalltau([inherited[i] for i in idx], full).statistic),
         # the free proxy any cheap score has to beat: larger networks tend to end better
         "kendall_tau_params": float(kendalltau([done[i]["params"] for i in idx], full).statistic),
         "kendall_tau_first_epoch": rungs.get("kendall_tau_epoch_1"),
         **rungs,
+        # every rule whose supernet was trained on this --work, ranked against the same stand-alone accuracies
+        "rules": {
+            rule: {
+                "kendall_tau_inherited": float(kendalltau([r["inherited"][i] for i in idx], full).statistic),
+                "supernet_cpu_s": r["supernet_cpu_s"],
+                "inherited": [r["inherited"][i] for i in idx],
+            }  # fmt: skip
+            for rule, r in sorted(scored.items())
+        },
         "cpu_seconds": {
-            "supernet_training": head["supernet_cpu_s"],
-            "inherited_scores": head["inherited_cpu_s"],
+            "supernet_training": scored[args.rule]["supernet_cpu_s"],
+            "inherited_scores": scored[args.rule]["inherited_cpu_s"],
             "standalone": sum(done[i]["cpu_s"] for i in idx),
         },  # fmt: skip
         **repeat,
@@ -208,7 +232,13 @@ def main(argv: list[str] | None = None) -> int:
             if repeat
             else ""
         )
-        + f"; CPU s: supernet {head['supernet_cpu_s']:.0f} + scoring {head['inherited_cpu_s']:.0f}, "
+        + "".join(
+            f", inherited weights of the {rule} rule's supernet {r['kendall_tau_inherited']:.3f}"
+            for rule, r in out["rules"].items()
+            if rule != args.rule
+        )
+        + f"; CPU s: supernet {out['cpu_seconds']['supernet_training']:.0f} + scoring "
+        f"{out['cpu_seconds']['inherited_scores']:.0f}, "
         f"stand-alone {out['cpu_seconds']['standalone']:.0f}"
     )
     if args.out:

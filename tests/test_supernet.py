@@ -70,6 +70,35 @@ def cli(args, cwd, fault=None):
                           timeout=900)  # fmt: skip
 
 
+def test_progressive_shrinking_opens_the_space_a_fifth_of_the_epochs_at_a_time():
+    from edgenas.evaluators.supernet import PHASES, _sample_part, phase
+
+    assert [phase(e, 10) for e in range(10)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert [phase(e, 3) for e in range(3)] == [1, 3, 4]  # short runs still end on the whole space
+    assert phase(0, 1) == len(PHASES) - 1  # one epoch: the sandwich rule
+    space = spaces.create("mobile", input_shape=(3, 16, 16), num_classes=10, widths=(8, 16, 24), heads=(0, 32))
+    largest = ElasticMobileNet(space).largest()
+    rng = np.random.default_rng(0)
+    assert _sample_part(space, rng, (), smallest=False) == largest  # the first phase: the largest alone
+    for elastic in PHASES[1:4]:
+        archs = [_sample_part(space, rng, elastic, smallest=False) for _ in range(40)]
+        smallest = _sample_part(space, rng, elastic, smallest=True)
+        for a in archs + [smallest]:
+            assert space.decode(space.encode(a)) == a  # a network of the space
+            assert a.head == largest.head and all(s.width == 24 for s in a.stages)
+            blocks = [b for s in a.stages for b in s.blocks]
+            assert ("depth" in elastic) or all(len(s.blocks) == space.max_depth for s in a.stages)
+            assert ("expansion" in elastic) or all(b.expansion == 6 for b in blocks)
+        seen = {(b.kernel, b.se) for a in archs for s in a.stages for b in s.blocks}
+        assert {k for k, _ in seen} == {3, 5, 7} and {se for _, se in seen} == {False, True}  # elastic, varied
+        assert all(b.kernel == 3 and not b.se for s in smallest.stages for b in s.blocks)
+        if "depth" in elastic:
+            assert {len(s.blocks) for a in archs for s in a.stages} == {1, 2, 3}
+            assert all(len(s.blocks) == 1 for s in smallest.stages)
+        if "expansion" in elastic:
+            assert {b.expansion for a in archs for s in a.stages for b in s.blocks} == {1, 3, 6}
+
+
 @pytest.mark.slow
 def test_the_supernet_trains_once_survives_kill_9_and_serves_another_profile(tmp_path):
     for runs in ("a", "b"):
@@ -84,7 +113,10 @@ def test_the_supernet_trains_once_survives_kill_9_and_serves_another_profile(tmp
     done = cli(["search", "--resume", str(tmp_path / "b" / "cut")], tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("supernet: epoch") == 2  # epochs 2 and 3; epoch 1 was kept
-    assert "supernet: training 3 epochs on 1,167 images, from epoch 2 (the earlier epochs were kept)" in done.stderr
+    assert (
+        "supernet: training 3 epochs (sandwich rule) on 1,167 images, from epoch 2 (the earlier epochs were kept)"
+        in done.stderr
+    )
     (a,) = (tmp_path / "a" / ".supernets").glob("*.pt")
     (b,) = (tmp_path / "b" / ".supernets").glob("*.pt")
     sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
@@ -172,14 +204,18 @@ def test_the_best_inherited_candidates_are_trained_stand_alone_and_one_of_them_w
 def test_a_supernet_that_outlasts_max_minutes_leaves_the_search_its_minutes(tmp_path):
     """The supernet trains before the search's clock starts: a limit shorter than its training
     still scores the templates and candidates, then trains the finalists stand-alone (not cut by
-    the limit), and the winner is at least as good as the best template, measured alike."""
+    the limit), and the winner is at least as good as the best template, measured alike. (Trained
+    by progressive shrinking, whose 20 epochs pass through all five phases; the other tests use the
+    sandwich rule.)"""
     import edgenas
 
     toml = TINY.format(runs=tmp_path / "runs", retrain=1).replace("supernet_epochs = 3", "supernet_epochs = 20")
     (tmp_path / "p.toml").write_text(toml)
     r = cli(["search", "--pipeline", str(tmp_path / "p.toml"), "--name", "a", "--max-minutes", "0.1",
-             "--log-format", "plain"], tmp_path)  # fmt: skip
+             "--log-format", "plain", "--supernet-rule", "progressive"], tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert "supernet: training 20 epochs (progressive shrinking) on 1,167 images" in r.stderr
+    assert r.stderr.count("supernet: epoch") == 20
     run = edgenas.load_run(tmp_path / "runs" / "a")
     assert run.manifest["search"]["warm_up_seconds"] > 0.1 * 60  # the supernet alone outlasted the limit
     assert "of it the supernet's training, before the search's clock" in " ".join(r.stdout.split())

@@ -2,7 +2,11 @@
 scale. One supernet of the mobile space (`spaces.mobile_supernet`) is trained once per dataset,
 space and recipe with the sandwich rule (each batch trains the largest subnetwork on the labels,
 the smallest and two random ones on the largest's predictions: BigNAS's in-place distillation;
-their losses summed); then every candidate is scored in seconds with the
+their losses summed), or with progressive shrinking (`--supernet-rule progressive`, Once-for-All's
+order: the first fifth of the epochs trains the largest network alone, then kernel sizes and
+squeeze-excite, depth, expansion and at last width and head become elastic, a fifth each; the
+sampled subnetworks come from the part of the space opened so far, distilled as above); then every
+candidate is scored in seconds with the
 weights it inherits: written into its stand-alone network, BatchNorm statistics recalibrated on
 training images, validation accuracy measured. The search's gates (parameters, RAM / flash,
 latency, energy) apply as for any child, and `edgenas export` trains the winner stand-alone with
@@ -42,11 +46,50 @@ CALIBRATION_BATCHES = 8  # batches of training images that recalibrate a subnetw
 DISTILL = True
 
 
+RULES = ("sandwich", "progressive")
+# progressive shrinking's phases, in Once-for-All's order: what is elastic from each fifth of the epochs on
+PHASES = ((), ("kernel", "se"), ("kernel", "se", "depth"), ("kernel", "se", "depth", "expansion"), None)  # None: all
+
+
 def _sample(space: Any, rng: np.random.Generator) -> Any:
     """A subnetwork drawn uniformly decision by decision."""
     from edgenas.controllers.base import complete_uniformly
 
     return space.decode(complete_uniformly(space, [], rng))
+
+
+def phase(epoch: int, epochs: int) -> int:
+    """Progressive shrinking's phase of `epoch`: phase p starts at epoch floor(epochs * p / 5), so a
+    run of any length ends in the last phase (the whole space) and 1 epoch is the sandwich rule."""
+    return max(p for p in range(len(PHASES)) if epochs * p // len(PHASES) <= epoch)
+
+
+def _sample_part(space: Any, rng: np.random.Generator, elastic: tuple[str, ...], smallest: bool) -> Any:
+    """A subnetwork of the part of the space where only the `elastic` dimensions vary, the others at
+    the supernet's largest: drawn uniformly there, or its smallest."""
+    from edgenas.spaces.mobile import MobileArch, MobileBlock, MobileStage
+
+    def pick(options: Any, free: bool) -> Any:
+        options = sorted(options)
+        return (options[0] if smallest else options[int(rng.integers(len(options)))]) if free else options[-1]
+
+    kinds = {k.name: k.options for k in space.kinds}
+    size, stages = min(space.input_shape[1:]), []
+    for stride in space.strides():
+        size = -(-size // stride)
+        kernels = [k for k in kinds["kernel"] if k // 2 < size or k == min(kinds["kernel"])]
+        depth = pick(kinds["depth"], "depth" in elastic)
+        width = pick(kinds["width"], "width" in elastic)
+        blocks = tuple(
+            MobileBlock(
+                pick(kernels if "kernel" in elastic else kinds["kernel"], "kernel" in elastic),
+                pick(kinds["expansion"], "expansion" in elastic),
+                bool(pick((False, True), "se" in elastic)),
+            )  # fmt: skip
+            for _ in range(depth)
+        )
+        stages.append(MobileStage(width, blocks))
+    return MobileArch(tuple(stages), pick(space.heads, "head" in elastic))
 
 
 @EVALUATORS.register
@@ -97,6 +140,9 @@ class SupernetEvaluator(Evaluator):
             "format": 2,  # 2: in-place distillation
             "distill": DISTILL,
         }
+        rule = p["search"].get("supernet_rule") or "sandwich"
+        if rule != "sandwich":  # the sandwich rule's digests stay as they were before there was a choice
+            basis["rule"] = rule
         return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def path(self) -> Path:
@@ -128,7 +174,9 @@ class SupernetEvaluator(Evaluator):
             net.load_state_dict(state["net"])
             opt.load_state_dict(state["optimizer"])
             start = int(state["epoch"])
-        print(f"supernet: training {epochs} epochs on {len(WORKER['data'].y_train):,} images"
+        rule = self.pipeline_json["search"].get("supernet_rule") or "sandwich"
+        print(f"supernet: training {epochs} epochs ({'progressive shrinking' if rule == 'progressive' else 'sandwich rule'})"
+              f" on {len(WORKER['data'].y_train):,} images"
               + (f", from epoch {start + 1} (the earlier epochs were kept)" if start else "")
               + "; once: later searches with the same data, space, recipe and seed reuse it, for any profile or limit",
               file=sys.stderr, flush=True)  # fmt: skip
@@ -149,7 +197,8 @@ class SupernetEvaluator(Evaluator):
         return net
 
     def _epoch(self, net: nn.Module, opt: torch.optim.Optimizer, epoch: int, epochs: int) -> float:
-        """One sandwich-rule epoch; its order, augmentation and subnetworks from (seed, epoch) alone."""
+        """One epoch of the rule (sandwich, or progressive shrinking's phase of this epoch); its order,
+        augmentation and subnetworks from (seed, epoch) alone."""
         from edgenas.evaluators.jobs import WORKER
         from edgenas.training.trainer import augment_batch
 
@@ -161,12 +210,20 @@ class SupernetEvaluator(Evaluator):
             group["lr"] = recipe.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
         net.train()
         order = torch.randperm(len(data.y_train), generator=gen)
+        progressive = (self.pipeline_json["search"].get("supernet_rule") or "sandwich") == "progressive"
+        elastic = PHASES[phase(epoch, epochs)] if progressive else None
         total, steps = 0.0, 0
         for i in range(0, len(order), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
             x = augment_batch(data.x_train[idx], recipe.crop_padding, recipe.horizontal_flip, gen).to(device)
             y = data.y_train[idx].to(device)
-            archs = [space.smallest(), _sample(space, rng), _sample(space, rng)]
+            if elastic is None:  # the whole space
+                archs = [space.smallest(), _sample(space, rng), _sample(space, rng)]
+            elif elastic:  # progressive shrinking: the part of the space opened so far
+                archs = [_sample_part(space, rng, elastic, smallest=True)]
+                archs += [_sample_part(space, rng, elastic, smallest=False) for _ in range(2)]
+            else:  # its first phase: the largest network alone
+                archs = []
             opt.zero_grad()
             big = net(x, net.largest())
             target = big.detach().softmax(1) if DISTILL else y

@@ -60,11 +60,19 @@ class SearchSettings:
     workers: int = S(1, "Worker processes of --executor process, each pinned to its share of the cores.", flag=True)
     supernet_epochs: int = S(
         30,
-        "--executor supernet: epochs the weight-sharing supernet trains (sandwich rule), once per dataset, space "
+        "--executor supernet: epochs the weight-sharing supernet trains (--supernet-rule), once per dataset, space "
         "and recipe; kept under RUNS_DIR/.supernets and reused by later searches.",
         flag=True,
         check=lambda v: v >= 1,
         allowed_text=">= 1",
+    )
+    supernet_rule: str = S(
+        "sandwich",
+        "--executor supernet: how the supernet trains. sandwich: each batch trains the largest, the smallest and "
+        "two random subnetworks; progressive: Once-for-All's progressive shrinking (the largest alone, then "
+        "kernel, depth, expansion and width made elastic in turn).",
+        flag=True,
+        choices=("sandwich", "progressive"),
     )
     retrain_top: int = S(
         3,
