@@ -202,11 +202,16 @@ def main(argv: list[str] | None = None) -> int:
         "kendall_tau_params": float(kendalltau([done[i]["params"] for i in idx], full).statistic),
         "kendall_tau_first_epoch": rungs.get("kendall_tau_epoch_1"),
         **rungs,
+        # the accuracy after each epoch of the same run (its learning rate not yet annealed) against the last
+        "kendall_tau_by_epoch": [
+            float(kendalltau([done[i]["curve"][e] for i in idx], full).statistic) for e in range(args.epochs - 1)
+        ],
         # every rule whose supernet was trained on this --work, ranked against the same stand-alone accuracies
         "rules": {
             rule: {
                 "kendall_tau_inherited": float(kendalltau([r["inherited"][i] for i in idx], full).statistic),
                 "supernet_cpu_s": r["supernet_cpu_s"],
+                "inherited_cpu_s": r["inherited_cpu_s"],
                 "inherited": [r["inherited"][i] for i in idx],
             }  # fmt: skip
             for rule, r in sorted(scored.items())
