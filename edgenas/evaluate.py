@@ -320,14 +320,17 @@ def finish_child(
 
 
 def _graph_predictions(
-    constraints: Constraints, profile: Profile | None, measurer: Measurer | None
+    constraints: Constraints, profile: Profile | None, measurer: Measurer | None, timed: bool = False
 ) -> tuple[Profile | None, Profile | None, Measurer | None]:
     """Which of the latency and energy limits can be checked before training (the profile
-    predicts it from the graph alone), as (profile for latency, profile for energy, measurer)."""
+    predicts it from the graph alone; with `timed`, any profile that times), as (profile for
+    latency, profile for energy, measurer)."""
     latency = constraints.latency_ms is not None and profile is not None and profile.measured_on == "calibrated"
     if latency:
         measurer = measurer or default_measurer()
         latency = measurer.predicts_from_graph(profile)  # type: ignore[arg-type]
+    if timed and constraints.latency_ms is not None and profile is not None and profile.timing:
+        measurer, latency = measurer or default_measurer(), True
     energy = constraints.energy_mj is not None and profile is not None and profile.has_energy
     if energy:
         measurer = measurer or default_measurer()
@@ -341,10 +344,13 @@ def _broken_limits(
     latency_profile: Profile | None,
     energy_profile: Profile | None,
     measurer: Measurer | None,
+    timed: bool = False,
 ) -> Iterator[tuple[str, Limit]]:
     """Each hard limit known before training that the untrained `model` breaks, with why (worded
     as the gate words it), lazily: the graph is exported only when a limit needs it. Parameters,
-    RAM and flash as estimated, latency and energy as the profiles predict them from the graph."""
+    RAM and flash as estimated, latency and energy as the profiles predict them from the graph, or
+    (`timed`) where they cannot, measured as the gate measures them (the result is cached, so the
+    gate's own measurement of the same graph is then a cache hit)."""
     c = constraints
     if c.params is not None and (reason := c.params.reason(count_params(model))):
         yield reason, c.params
@@ -357,12 +363,23 @@ def _broken_limits(
             if lim is not None and (reason := lim.reason(value)):
                 yield reason, lim
     known: dict = {}  # the graph's features, read once for both predictions
+    timing: list[Any] = []  # the measurement, taken once for both limits where `timed` needs it
+
+    def measured(profile: Profile) -> Any:
+        if not timing:
+            timing.append(measurer.measure(graph, profile))  # type: ignore[union-attr]
+        return timing[0]
+
     if latency_profile is not None:  # (given only where there is a latency limit)
         ms = measurer.graph_only_ms(graph, latency_profile, known)  # type: ignore[union-attr]
+        if ms is None and timed and (stats := measured(latency_profile)) is not None:
+            ms = stats.statistic(latency_profile.statistic)
         if ms is not None and (reason := c.latency_ms.reason(ms)):  # type: ignore[union-attr]
             yield reason, c.latency_ms  # type: ignore[misc]
     if energy_profile is not None:  # (given only where there is an energy limit)
         mj = measurer.graph_only_energy_mj(graph, energy_profile, known)  # type: ignore[union-attr]
+        if mj is None and timed and (stats := measured(energy_profile)) is not None:
+            mj = stats.energy_mj
         if mj is not None and (reason := c.energy_mj.reason(mj)):  # type: ignore[union-attr]
             yield reason, c.energy_mj  # type: ignore[misc]
 
@@ -372,13 +389,17 @@ def feasibility(
     constraints: Constraints,
     profile: Profile | None = None,
     measurer: Measurer | None = None,
+    timed: bool = False,
 ) -> Callable[[Sequence[int]], bool] | None:
     """What the controller may ask before proposing: is this architecture within the parameter
     limit, the RAM / flash limits and (given the `profile`, where it predicts latency from the
     graph alone: `Measurer.graph_only_ms`) the latency limit and the energy limit, counted as the
-    gate counts them (built and exported, not trained)? None when there is no such limit."""
+    gate counts them (built and exported, not trained)? None when there is no such limit.
+    `timed`: where the profile cannot predict latency or energy from the graph, measure them as the
+    gate does (about a second a network: for a few networks, such as the templates, not for the
+    controller's thousands of candidates)."""
     limit = constraints.max_params
-    latency_profile, energy_profile, measurer = _graph_predictions(constraints, profile, measurer)
+    latency_profile, energy_profile, measurer = _graph_predictions(constraints, profile, measurer, timed)
     if limit is None and not constraints.needs_memory and latency_profile is None and energy_profile is None:
         return None
 
@@ -396,7 +417,8 @@ def feasibility(
             return params <= limit
         with torch.random.fork_rng(devices=[]):  # building initialises weights; leave the seed alone
             model = space.build(arch)
-            broken = _broken_limits(model, space.input_shape, constraints, latency_profile, energy_profile, measurer)
+            broken = _broken_limits(model, space.input_shape, constraints, latency_profile, energy_profile, measurer,
+                                    timed)  # fmt: skip
             return next(broken, None) is None
 
     return check

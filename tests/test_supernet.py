@@ -79,11 +79,10 @@ def test_progressive_shrinking_opens_the_space_a_fifth_of_the_epochs_at_a_time()
     space = spaces.create("mobile", input_shape=(3, 16, 16), num_classes=10, widths=(8, 16, 24), heads=(0, 32))
     largest = ElasticMobileNet(space).largest()
     rng = np.random.default_rng(0)
-    assert _sample_part(space, rng, (), smallest=False) == largest  # the first phase: the largest alone
+    assert _sample_part(space, rng, ()) == largest  # the first phase: the largest alone
     for elastic in PHASES[1:4]:
-        archs = [_sample_part(space, rng, elastic, smallest=False) for _ in range(40)]
-        smallest = _sample_part(space, rng, elastic, smallest=True)
-        for a in archs + [smallest]:
+        archs = [_sample_part(space, rng, elastic) for _ in range(40)]
+        for a in archs:
             assert space.decode(space.encode(a)) == a  # a network of the space
             assert a.head == largest.head and all(s.width == 24 for s in a.stages)
             blocks = [b for s in a.stages for b in s.blocks]
@@ -91,10 +90,8 @@ def test_progressive_shrinking_opens_the_space_a_fifth_of_the_epochs_at_a_time()
             assert ("expansion" in elastic) or all(b.expansion == 6 for b in blocks)
         seen = {(b.kernel, b.se) for a in archs for s in a.stages for b in s.blocks}
         assert {k for k, _ in seen} == {3, 5, 7} and {se for _, se in seen} == {False, True}  # elastic, varied
-        assert all(b.kernel == 3 and not b.se for s in smallest.stages for b in s.blocks)
         if "depth" in elastic:
             assert {len(s.blocks) for a in archs for s in a.stages} == {1, 2, 3}
-            assert all(len(s.blocks) == 1 for s in smallest.stages)
         if "expansion" in elastic:
             assert {b.expansion for a in archs for s in a.stages for b in s.blocks} == {1, 3, 6}
 

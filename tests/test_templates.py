@@ -76,3 +76,30 @@ def test_a_search_evaluates_its_templates_first_and_never_answers_worse(tmp_path
         device="cpu", templates=False,
     )  # fmt: skip
     assert json.loads((off.path / "manifest.json").read_text())["templates"] == []
+
+
+def test_a_latency_limit_the_profile_cannot_predict_scales_the_templates_by_measuring_them():
+    """cpu-x86 times every network on this host (nothing predicts its latency from the graph): the
+    templates are measured as the gate measures them, so a limit at half the reference's latency
+    gives scaled-down templates inside it rather than the references, which the gate would reject."""
+    from edgenas.hardware.latency import measure_latency
+    from edgenas.hardware.onnx import export_onnx
+
+    space = spaces.create("mobile", input_shape=(3, 32, 32), num_classes=10)
+    profile = load_profile("cpu-x86")
+
+    def ms(arch):
+        return measure_latency(export_onnx(space.build(arch), (3, 32, 32)), profile).statistic(profile.statistic)
+
+    from edgenas.evaluate import feasibility
+
+    refs = {name: ms(arch) for name, arch in space.references().items()}
+    limit = refs["MobileNetV2-style"] / 2
+    tight = Constraints.build(RewardConfig(budget_params=None, max_latency_ms=limit), profile)
+    assert feasibility(space, tight, profile) is None  # the controller's check cannot know this latency
+    chosen = templates(space, tight, profile)
+    assert chosen and all("width x" in t.name or "depth x" in t.name for t in chosen)
+    for t in chosen:
+        # measured again (a busy host's timings are not cached, and vary by tens of percent): a
+        # scaled-down network, well below its reference
+        assert ms(space.decode(t.actions)) < refs[t.name.split(" (")[0]]

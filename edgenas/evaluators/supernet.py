@@ -4,8 +4,10 @@ space and recipe with the sandwich rule (each batch trains the largest subnetwor
 the smallest and two random ones on the largest's predictions: BigNAS's in-place distillation;
 their losses summed), or with progressive shrinking (`--supernet-rule progressive`, Once-for-All's
 order: the first fifth of the epochs trains the largest network alone, then kernel sizes and
-squeeze-excite, depth, expansion and at last width and head become elastic, a fifth each; the
-sampled subnetworks come from the part of the space opened so far, distilled as above); then every
+squeeze-excite, depth, expansion and at last width and head become elastic, a fifth each; each
+batch then trains one subnetwork drawn from the part of the space opened so far on the largest's
+predictions, the largest itself only through the weights they share: about the sandwich rule's
+cost per epoch); then every
 candidate is scored in seconds with the
 weights it inherits: written into its stand-alone network, BatchNorm statistics recalibrated on
 training images, validation accuracy measured. The search's gates (parameters, RAM / flash,
@@ -64,14 +66,14 @@ def phase(epoch: int, epochs: int) -> int:
     return max(p for p in range(len(PHASES)) if epochs * p // len(PHASES) <= epoch)
 
 
-def _sample_part(space: Any, rng: np.random.Generator, elastic: tuple[str, ...], smallest: bool) -> Any:
+def _sample_part(space: Any, rng: np.random.Generator, elastic: tuple[str, ...]) -> Any:
     """A subnetwork of the part of the space where only the `elastic` dimensions vary, the others at
-    the supernet's largest: drawn uniformly there, or its smallest."""
+    the supernet's largest, drawn uniformly there."""
     from edgenas.spaces.mobile import MobileArch, MobileBlock, MobileStage
 
     def pick(options: Any, free: bool) -> Any:
         options = sorted(options)
-        return (options[0] if smallest else options[int(rng.integers(len(options)))]) if free else options[-1]
+        return options[int(rng.integers(len(options)))] if free else options[-1]
 
     kinds = {k.name: k.options for k in space.kinds}
     size, stages = min(space.input_shape[1:]), []
@@ -211,26 +213,34 @@ class SupernetEvaluator(Evaluator):
         net.train()
         order = torch.randperm(len(data.y_train), generator=gen)
         progressive = (self.pipeline_json["search"].get("supernet_rule") or "sandwich") == "progressive"
-        elastic = PHASES[phase(epoch, epochs)] if progressive else None
+        elastic = PHASES[phase(epoch, epochs)]
         total, steps = 0.0, 0
         for i in range(0, len(order), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
             x = augment_batch(data.x_train[idx], recipe.crop_padding, recipe.horizontal_flip, gen).to(device)
             y = data.y_train[idx].to(device)
-            if elastic is None:  # the whole space
-                archs = [space.smallest(), _sample(space, rng), _sample(space, rng)]
-            elif elastic:  # progressive shrinking: the part of the space opened so far
-                archs = [_sample_part(space, rng, elastic, smallest=True)]
-                archs += [_sample_part(space, rng, elastic, smallest=False) for _ in range(2)]
-            else:  # its first phase: the largest network alone
-                archs = []
             opt.zero_grad()
-            big = net(x, net.largest())
-            target = big.detach().softmax(1) if DISTILL else y
-            loss = F.cross_entropy(big, y) + sum(F.cross_entropy(net(x, a), target) for a in archs)
-            loss.backward()
+            if not progressive:  # the sandwich rule
+                archs = [space.smallest(), _sample(space, rng), _sample(space, rng)]
+                big = net(x, net.largest())
+                target = big.detach().softmax(1) if DISTILL else y
+                loss = F.cross_entropy(big, y) + sum(F.cross_entropy(net(x, a), target) for a in archs)
+                loss.backward()
+                total += float(loss.detach()) / (1 + len(archs))
+            elif elastic == ():  # progressive shrinking's first phase: the largest network alone
+                loss = F.cross_entropy(net(x, net.largest()), y)
+                loss.backward()
+                total += float(loss.detach())
+            else:  # one subnetwork of the part opened so far, taught by the largest (not trained here)
+                sub = _sample(space, rng) if elastic is None else _sample_part(space, rng, elastic)
+                if DISTILL:
+                    with torch.no_grad():
+                        target = net(x, net.largest()).softmax(1)
+                loss = F.cross_entropy(net(x, sub), target if DISTILL else y)
+                loss.backward()
+                total += float(loss.detach())
             opt.step()
-            total, steps = total + float(loss.detach()) / (1 + len(archs)), steps + 1
+            steps += 1
         return total / max(1, steps)
 
     def warm_up(self) -> None:

@@ -1,9 +1,10 @@
 """Known-good starting points (Edge Impulse's EON Tuner and MCUNet start from templates): each
 search space's reference networks (`SearchSpace.references`: MobileNetV2-style and MCUNet-like in
 the mobile space, VGG-style in the layer-wise one, NB201's ResNet cell), scaled by width and depth
-multipliers to the largest variant inside the search's hard limits that are known before training
-(parameters, RAM, flash, and latency / energy where the profile predicts them from the graph), and
-evaluated first, as enqueued trials. The search's answer is then never worse than the best of them.
+multipliers to the largest variant inside the search's hard limits, checked before training as
+the gate checks them (parameters, RAM, flash, and latency / energy: predicted from the graph where
+the profile can, else measured on this host, a second or so per variant tried), and evaluated
+first, as enqueued trials. The search's answer is then never worse than the best of them.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def templates(space: SearchSpace, constraints: Constraints, profile: Profile | N
     """Each reference of `space` at the largest width and depth multipliers that fit the limits
     (widest first, then deepest); a reference no variant of which fits is left out, and two
     references that scale to one network count once."""
-    check = feasibility(space, constraints, profile)
+    check = feasibility(space, constraints, profile, timed=True)
     out: list[Template] = []
     for name, arch in space.references().items():
         for width, depth in sorted(((w, d) for w in WIDTHS for d in DEPTHS), key=lambda wd: -(wd[0] ** 2) * wd[1]):
