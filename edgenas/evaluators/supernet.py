@@ -4,10 +4,11 @@ space and recipe with the sandwich rule (each batch trains the largest subnetwor
 the smallest and two random ones on the largest's predictions: BigNAS's in-place distillation;
 their losses summed), or with progressive shrinking (`--supernet-rule progressive`, Once-for-All's
 order: the first fifth of the epochs trains the largest network alone, then kernel sizes and
-squeeze-excite, depth, expansion and at last width and head become elastic, a fifth each; each
-batch then trains one subnetwork drawn from the part of the space opened so far on the largest's
-predictions, the largest itself only through the weights they share: about the sandwich rule's
-cost per epoch); then every
+squeeze-excite, depth, expansion and at last width and head become elastic, a fifth each, each
+phase with its own cosine learning-rate schedule from the recipe's rate; each
+batch then trains one subnetwork drawn from the part of the space opened so far on the labels and
+the largest's predictions, the largest itself only through the weights they share: about half the
+sandwich rule's cost per epoch); then every
 candidate is scored in seconds with the
 weights it inherits: written into its stand-alone network, BatchNorm statistics recalibrated on
 training images, validation accuracy measured. The search's gates (parameters, RAM / flash,
@@ -208,12 +209,16 @@ class SupernetEvaluator(Evaluator):
         seed = int(self.pipeline_json["search"].get("seed") or 0)
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         rng = np.random.default_rng([seed, epoch])
-        for group in opt.param_groups:  # cosine schedule, set per epoch (nothing else to restore on resume)
-            group["lr"] = recipe.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
-        net.train()
-        order = torch.randperm(len(data.y_train), generator=gen)
         progressive = (self.pipeline_json["search"].get("supernet_rule") or "sandwich") == "progressive"
         elastic = PHASES[phase(epoch, epochs)]
+        start, end = 0, epochs  # the cosine schedule's span: the run, or (progressive) this epoch's phase
+        if progressive:
+            start = min(e for e in range(epochs) if phase(e, epochs) == phase(epoch, epochs))
+            end = 1 + max(e for e in range(epochs) if phase(e, epochs) == phase(epoch, epochs))
+        for group in opt.param_groups:  # cosine schedule, set per epoch (nothing else to restore on resume)
+            group["lr"] = recipe.learning_rate * 0.5 * (1 + math.cos(math.pi * (epoch - start) / (end - start)))
+        net.train()
+        order = torch.randperm(len(data.y_train), generator=gen)
         total, steps = 0.0, 0
         for i in range(0, len(order), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
@@ -231,14 +236,16 @@ class SupernetEvaluator(Evaluator):
                 loss = F.cross_entropy(net(x, net.largest()), y)
                 loss.backward()
                 total += float(loss.detach())
-            else:  # one subnetwork of the part opened so far, taught by the largest (not trained here)
+            else:  # one subnetwork of the part opened so far: the labels, and the largest's predictions
                 sub = _sample(space, rng) if elastic is None else _sample_part(space, rng, elastic)
-                if DISTILL:
+                out = net(x, sub)
+                loss = F.cross_entropy(out, y)
+                if DISTILL:  # (the labels too: distilled alone, the shared weights drift to a constant output)
                     with torch.no_grad():
                         target = net(x, net.largest()).softmax(1)
-                loss = F.cross_entropy(net(x, sub), target if DISTILL else y)
+                    loss = loss + F.cross_entropy(out, target)
                 loss.backward()
-                total += float(loss.detach())
+                total += float(loss.detach()) / (1 + DISTILL)
             opt.step()
             steps += 1
         return total / max(1, steps)
