@@ -148,6 +148,28 @@ def test_cifar_quality_table_is_the_results_file():
     )
 
 
+# --- ranking on photos: benchmarks/supernet_ranking.py -> benchmarks/results/supernet_ranking_cifar5k.json ---
+
+
+def test_the_photos_ranking_table_is_the_results_file():
+    res = json.loads(results_text("supernet_ranking_cifar5k.json"))
+    assert res["networks"] == 30 and res["standalone_epochs"] == 18
+    taus = {f"rule {rule}": r["kendall_tau_inherited"] for rule, r in res["rules"].items()}
+    taus |= {k: res[k] for k in ("kendall_tau_epoch_1", "kendall_tau_epoch_2", "kendall_tau_params")}
+    names = {
+        "inherited weights, sandwich rule": "rule sandwich",
+        "inherited weights, progressive shrinking": "rule progressive",
+        "1-epoch score": "kendall_tau_epoch_1",
+        "2-epoch score": "kendall_tau_epoch_2",
+        "parameter count": "kendall_tau_params",
+    }
+    names = {k: v for k, v in names.items() if v in taus}  # the progressive row where that supernet was ranked
+    for key, row in rows_named("cheap score | Kendall tau", "cheap score", names):
+        assert shown(row["Kendall tau"], taus[key]), key
+    by_epoch = [f"{res['kendall_tau_by_epoch'][e - 1]:.2f}" for e in (6, 9, 12)]
+    sentence(rf"after epoch 6, 9 and 12 of the 18 .* ranks them at {by_epoch[0]}, {by_epoch[1]} and {by_epoch[2]}")
+
+
 # --- Pareto search: benchmarks/pareto_nb201.py -> benchmarks/results/pareto_nb201.txt ------------------
 
 
