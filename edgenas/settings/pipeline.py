@@ -70,7 +70,8 @@ class SearchSettings:
         "sandwich",
         "--executor supernet: how the supernet trains. sandwich: each batch trains the largest, the smallest and "
         "two random subnetworks; progressive: Once-for-All's progressive shrinking (the largest alone, then "
-        "kernel, depth, expansion and width made elastic in turn).",
+        "kernel, depth, expansion and width made elastic in turn; without its channel sorting; measured no "
+        "better than the sandwich rule: docs/benchmarks/photos.md).",
         flag=True,
         choices=("sandwich", "progressive"),
     )
