@@ -181,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         again = [repeats[i]["standalone"] for i in both]
         repeat = {"repeat_seed": args.repeat_seed, "repeat_networks": len(both), "standalone_repeat": again,
                   "kendall_tau_repeat": float(kendalltau(again, [done[i]["standalone"] for i in both]).statistic)}  # fmt: skip
-    rungs = {f"kendall_tau_epoch_{e}": float(kendalltau([done[i]["curve"][e - 1] for i in idx], full).statistic)
-             for e in (1, 2) if e < args.epochs}  # fmt: skip
+    # the accuracy after each epoch of the same run (its learning rate not yet annealed) against the last
+    by_epoch = [float(kendalltau([done[i]["curve"][e] for i in idx], full).statistic) for e in range(args.epochs - 1)]
+    rungs = {f"kendall_tau_epoch_{e}": by_epoch[e - 1] for e in (1, 2) if e < args.epochs}
     out = {
         "command": "python benchmarks/supernet_ranking.py " + " ".join(argv or sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
@@ -202,10 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "kendall_tau_params": float(kendalltau([done[i]["params"] for i in idx], full).statistic),
         "kendall_tau_first_epoch": rungs.get("kendall_tau_epoch_1"),
         **rungs,
-        # the accuracy after each epoch of the same run (its learning rate not yet annealed) against the last
-        "kendall_tau_by_epoch": [
-            float(kendalltau([done[i]["curve"][e] for i in idx], full).statistic) for e in range(args.epochs - 1)
-        ],
+        "kendall_tau_by_epoch": by_epoch,
         # every rule whose supernet was trained on this --work, ranked against the same stand-alone accuracies
         "rules": {
             rule: {

@@ -49,7 +49,6 @@ CALIBRATION_BATCHES = 8  # batches of training images that recalibrate a subnetw
 DISTILL = True
 
 
-RULES = ("sandwich", "progressive")
 # progressive shrinking's phases, in Once-for-All's order: what is elastic from each fifth of the epochs on
 PHASES = ((), ("kernel", "se"), ("kernel", "se", "depth"), ("kernel", "se", "depth", "expansion"), None)  # None: all
 
@@ -61,15 +60,21 @@ def _sample(space: Any, rng: np.random.Generator) -> Any:
     return space.decode(complete_uniformly(space, [], rng))
 
 
+def _phase_starts(epochs: int) -> list[int]:
+    """The first epoch of each phase of progressive shrinking (floor(epochs * p / 5)), then `epochs`."""
+    return [epochs * p // len(PHASES) for p in range(len(PHASES))] + [epochs]
+
+
 def phase(epoch: int, epochs: int) -> int:
     """Progressive shrinking's phase of `epoch`: phase p starts at epoch floor(epochs * p / 5), so a
     run of any length ends in the last phase (the whole space) and 1 epoch is the sandwich rule."""
-    return max(p for p in range(len(PHASES)) if epochs * p // len(PHASES) <= epoch)
+    return max(p for p, start in enumerate(_phase_starts(epochs)[:-1]) if start <= epoch)
 
 
 def _sample_part(space: Any, rng: np.random.Generator, elastic: tuple[str, ...]) -> Any:
-    """A subnetwork of the part of the space where only the `elastic` dimensions vary, the others at
-    the supernet's largest, drawn uniformly there."""
+    """A subnetwork of the part of the space where only the `elastic` dimensions vary (of kernel, se,
+    depth, expansion; width and head stay elastic only in the last phase, drawn by `_sample`), the
+    others at the supernet's largest, drawn uniformly there."""
     from edgenas.spaces.mobile import MobileArch, MobileBlock, MobileStage
 
     def pick(options: Any, free: bool) -> Any:
@@ -82,7 +87,6 @@ def _sample_part(space: Any, rng: np.random.Generator, elastic: tuple[str, ...])
         size = -(-size // stride)
         kernels = [k for k in kinds["kernel"] if k // 2 < size or k == min(kinds["kernel"])]
         depth = pick(kinds["depth"], "depth" in elastic)
-        width = pick(kinds["width"], "width" in elastic)
         blocks = tuple(
             MobileBlock(
                 pick(kernels if "kernel" in elastic else kinds["kernel"], "kernel" in elastic),
@@ -91,8 +95,8 @@ def _sample_part(space: Any, rng: np.random.Generator, elastic: tuple[str, ...])
             )  # fmt: skip
             for _ in range(depth)
         )
-        stages.append(MobileStage(width, blocks))
-    return MobileArch(tuple(stages), pick(space.heads, "head" in elastic))
+        stages.append(MobileStage(max(kinds["width"]), blocks))
+    return MobileArch(tuple(stages), max(space.heads))
 
 
 @EVALUATORS.register
@@ -143,10 +147,13 @@ class SupernetEvaluator(Evaluator):
             "format": 2,  # 2: in-place distillation
             "distill": DISTILL,
         }
-        rule = p["search"].get("supernet_rule") or "sandwich"
-        if rule != "sandwich":  # the sandwich rule's digests stay as they were before there was a choice
-            basis["rule"] = rule
+        if self.rule() != "sandwich":  # the sandwich rule's digests stay as they were before there was a choice
+            basis["rule"] = self.rule()
         return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def rule(self) -> str:
+        """How the supernet trains: sandwich, or progressive (shrinking)."""
+        return self.pipeline_json["search"].get("supernet_rule") or "sandwich"
 
     def path(self) -> Path:
         return Path(self.pipeline_json["search"]["runs_dir"]) / ".supernets" / f"mobile-{self.digest()}.pt"
@@ -177,8 +184,7 @@ class SupernetEvaluator(Evaluator):
             net.load_state_dict(state["net"])
             opt.load_state_dict(state["optimizer"])
             start = int(state["epoch"])
-        rule = self.pipeline_json["search"].get("supernet_rule") or "sandwich"
-        print(f"supernet: training {epochs} epochs ({'progressive shrinking' if rule == 'progressive' else 'sandwich rule'})"
+        print(f"supernet: training {epochs} epochs ({'progressive shrinking' if self.rule() == 'progressive' else 'sandwich rule'})"
               f" on {len(WORKER['data'].y_train):,} images"
               + (f", from epoch {start + 1} (the earlier epochs were kept)" if start else "")
               + "; once: later searches with the same data, space, recipe and seed reuse it, for any profile or limit",
@@ -209,12 +215,10 @@ class SupernetEvaluator(Evaluator):
         seed = int(self.pipeline_json["search"].get("seed") or 0)
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         rng = np.random.default_rng([seed, epoch])
-        progressive = (self.pipeline_json["search"].get("supernet_rule") or "sandwich") == "progressive"
-        elastic = PHASES[phase(epoch, epochs)]
-        start, end = 0, epochs  # the cosine schedule's span: the run, or (progressive) this epoch's phase
-        if progressive:
-            start = min(e for e in range(epochs) if phase(e, epochs) == phase(epoch, epochs))
-            end = 1 + max(e for e in range(epochs) if phase(e, epochs) == phase(epoch, epochs))
+        progressive, now = self.rule() == "progressive", phase(epoch, epochs)
+        elastic = PHASES[now]
+        # the cosine schedule's span: the run, or (progressive) this epoch's phase
+        start, end = _phase_starts(epochs)[now : now + 2] if progressive else (0, epochs)
         for group in opt.param_groups:  # cosine schedule, set per epoch (nothing else to restore on resume)
             group["lr"] = recipe.learning_rate * 0.5 * (1 + math.cos(math.pi * (epoch - start) / (end - start)))
         net.train()
