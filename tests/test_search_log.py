@@ -68,3 +68,27 @@ def test_a_child_line_arrives_through_a_pipe_while_the_search_runs(tiny_pipeline
         proc.kill()
     assert first[0].startswith("child 1/6 ")
     assert len([line for line in rest.splitlines() if CHILD.match(line)]) == 5
+
+
+def test_the_eta_is_the_time_limit_when_that_comes_first():
+    """A 60-minute search of 160 children at 4 minutes a child once said `eta 9h45m`; the search
+    stops at its --max-minutes, so the line says the time left to it instead."""
+    import dataclasses
+
+    from edgenas.loop.log import child_line, eta
+    from edgenas.loop.session import Progress
+    from edgenas.run.store import Trial
+
+    def snapshot(seconds_left):
+        return Progress(3, 160, 3, 0, 0, 0, 0, 0.7, 0.7, 75_938, 0.6, "ok", 672.0, seconds_left=seconds_left)
+
+    assert eta(snapshot(None)) == "eta 9h46m08s"  # 224 s a child, 157 to go
+    assert eta(snapshot(2928.0)) == "eta 48m48s (--max-minutes)"
+    assert eta(snapshot(36_000.0)) == "eta 9h46m08s"  # the limit is further away than the pace
+    done = Progress(160, 160, 160, 0, 0, 0, 0, 0.7, 0.7, 1, 0.6, "ok", 60.0, seconds_left=10.0)
+    assert eta(done) is None
+    trial = Trial(3, "mobile|k", [0], {}, "ok", None, 20_572, None, None, 0.6, None, None, None, None, None, 0.6,
+                  {}, 0, None, None, None, 60.0, None, None, None, 0, 2, None, 0.0)  # fmt: skip
+    line = child_line(dataclasses.replace(snapshot(2928.0), trial=trial, epochs=12))
+    assert line.startswith("child 3/160 trial 3 ok 12 epochs val 60.00 %")
+    assert line.endswith("elapsed 11m12s eta 48m48s (--max-minutes)")

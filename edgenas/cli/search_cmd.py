@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from edgenas.cli.common import (
@@ -78,11 +78,10 @@ class _LiveDisplay:
             MofNCompleteColumn(),
             TextColumn("elapsed"),
             TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),  # the pace's or --max-minutes', whichever comes first
             console=console,
         )
-        self.task = self.bar.add_task("children", total=None)
+        self.task = self.bar.add_task("children", total=None, eta="")
         self.status = _Status()
         self.live = Live(Group(self.bar, self.status), console=console, refresh_per_second=4)
         self.run_dir: Path | None = None
@@ -109,7 +108,9 @@ class _LiveDisplay:
                 f"note: took over the lock of PID {p.took_over_lock_from}, which no longer runs (a search that died)"
             )
         desc = {"search": "children", "retrain": "best, stand-alone"}.get(p.phase, "verifying winner")
-        self.bar.update(self.task, completed=p.sampled, total=p.total, description=desc)
+        from edgenas.loop.log import eta
+
+        self.bar.update(self.task, completed=p.sampled, total=p.total, description=desc, eta=eta(p) or "")
         self.status.update(p)
 
 

@@ -44,9 +44,20 @@ def child_line(p: Progress) -> str:
     if t.status in ("rejected", "failed") and t.reason:
         parts.append(f"({t.reason})")
     parts.append(f"elapsed {_duration(p.elapsed_seconds)}")
-    if 0 < p.sampled < p.total:
-        parts.append(f"eta {_duration(p.elapsed_seconds / p.sampled * (p.total - p.sampled))}")
+    if (left := eta(p)) is not None:
+        parts.append(left)
     return " ".join(parts)
+
+
+def eta(p: Progress) -> str | None:
+    """`eta 12m30s` at this pace for the children still to sample, or `eta 48m10s (--max-minutes)`
+    where the time limit comes first; None before the first child and after the last."""
+    if not 0 < p.sampled < p.total:
+        return None
+    pace = p.elapsed_seconds / p.sampled * (p.total - p.sampled)
+    if p.seconds_left is not None and p.seconds_left < pace:
+        return f"eta {_duration(p.seconds_left)} (--max-minutes)"
+    return f"eta {_duration(pace)}"
 
 
 def update_line(p: Progress) -> str:

@@ -76,6 +76,7 @@ class Progress:
     rung: int | None = None  # a promotion: the rung (1, 2, ...) the child just trained to
     update: int | None = None  # the controller update that just finished (0-based)
     update_stats: dict[str, float] | None = None  # what the controller reported for it
+    seconds_left: float | None = None  # to --max-minutes' deadline (None: no time limit)
 
 
 @dataclass
@@ -445,6 +446,7 @@ class SearchSession:
             time.perf_counter() - self.t_start,
             phase,
             took_over_lock_from=self.took_over_lock_from,
+            seconds_left=max(0.0, self.not_after - time.time()) if self.not_after is not None else None,
             **event,
         )
         if logged:
