@@ -163,6 +163,10 @@ def test_the_photos_ranking_table_is_the_results_file():
         "2-epoch score": "kendall_tau_epoch_2",
         "parameter count": "kendall_tau_params",
     }
+    zero = json.loads(results_text("zero_cost_ranking_cifar5k.json"))
+    assert zero["ranking"].endswith("supernet_ranking_cifar5k.json") and zero["networks"] == res["networks"]
+    taus |= {f"zero-cost {k}": v for k, v in zero["kendall_tau"].items()}
+    names |= {"synflow at initialisation": "zero-cost synflow", "NASWOT at initialisation": "zero-cost naswot"}
     names = {k: v for k, v in names.items() if v in taus}  # the progressive row where that supernet was ranked
     for key, row in rows_named("cheap score | Kendall tau", "cheap score", names):
         assert shown(row["Kendall tau"], taus[key]), key
@@ -175,9 +179,38 @@ def test_the_photos_ranking_table_is_the_results_file():
             rf"ranks them at {pr['kendall_tau_inherited']:.2f} against the sandwich rule's "
             rf"{sw['kendall_tau_inherited']:.2f} .* \({mean[0]} % on average against {mean[1]} %"
         )
+    z = {k: f"{v:.2f}" for k, v in zero["kendall_tau"].items()}
+    sentence(rf"synflow {z['synflow']}, NASWOT {z['naswot']}, SNIP {z['snip']}, gradient norm {z['grad_norm']}")
+    sentence(rf"{round(zero['cpu_seconds'])} s for the four zero-cost scores")
     # the limitations page quotes the sandwich supernet's and the parameter count's tau
     sentence(
         rf"Kendall's tau {res['kendall_tau_inherited']:.2f} on 5,000 CIFAR-10 photos .* count \({res['kendall_tau_params']:.2f}\)"
+    )
+
+
+def test_the_plain_command_seeds_are_their_results_file():
+    """The photos page's table of the plain command's search seeds restates cifar_quality_plain.json."""
+    res = json.loads(results_text("cifar_quality_plain.json"))
+    refs = json.loads(results_text("cifar_quality.json"))["rows"]
+    mnv2 = res["rows"]["MobileNetV2-style"]
+    assert mnv2["test_accuracy"] == refs["MobileNetV2-style"]["test_accuracy"]  # the same reference rows
+    seeds = {str(r["seed"]): name for name, r in res["rows"].items() if r["kind"] == "search"}
+    assert seeds and all(res["rows"][n]["path"] == "plain" for n in seeds.values())
+    for key, row in rows_named("search seed | trained in 60 min", "search seed", seeds):
+        r = res["rows"][key]
+        assert num(row["trained in 60 min"]) == r["counts"]["trained"], key
+        assert num(row["params"]) == r["params"], key
+        assert num(row["cpu-arm ms"]) == pytest.approx(r["latency_ms"], abs=0.005), key
+        assert num(row["test %"]) == pytest.approx(100 * r["test_accuracy"], abs=0.005), key
+        assert num(row["int8 test %"]) == pytest.approx(100 * r["int8_test_accuracy"], abs=0.005), key
+        assert num(row["CPU min"]) == round(r["cpu_minutes"]), key
+    first = res["rows"][seeds["0"]]
+    gap = 100 * (mnv2["test_accuracy"] - first["test_accuracy"])
+    sentence(
+        rf"in {round(first['search_seconds']):,} s; .* scores {abs(gap):.2f} points {'below' if gap > 0 else 'above'} "
+        rf"the MobileNetV2-style network \({100 * mnv2['test_accuracy']:.2f} %\) with "
+        rf"{first['params'] / mnv2['params']:.2f}x its parameters and "
+        rf"{first['latency_ratio_to_mobilenetv2']:.2f}x its latency \({len(first['latency_side_by_side_ms'])} rounds"
     )
 
 
