@@ -206,6 +206,10 @@ def test_the_plain_command_seeds_are_their_results_file():
         assert num(row["CPU min"]) == round(r["cpu_minutes"]), key
     first = res["rows"][seeds["0"]]
     sentence(rf"trained {first['counts']['trained']} children in 60 minutes and came level with it")  # limitations
+    (template,) = [r for r in res["replicates"].values() if r["params"] == 75_938]  # MCUNet-like, unchanged
+    sentence(
+        rf"The MCUNet-like template itself, trained the same way .* scores {100 * template['test_accuracy']:.2f} %"
+    )
     gap = 100 * (mnv2["test_accuracy"] - first["test_accuracy"])
     sentence(
         rf"in {round(first['search_seconds']):,} s; .* scores {abs(gap):.2f} points {'below' if gap > 0 else 'above'} "
