@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in range(args.inits):
             g = torch.Generator().manual_seed(s)
             idx = torch.randperm(len(data.y_train), generator=g)[: args.batch]
-            x, y = data.x_train[idx].float(), data.y_train[idx]
+            x, y = data.x_train[idx], data.y_train[idx]
             torch.manual_seed(s)
             model = space.build(a)
             per["naswot"].append(naswot(model, x))

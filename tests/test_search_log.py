@@ -87,8 +87,12 @@ def test_the_eta_is_the_time_limit_when_that_comes_first():
     assert eta(snapshot(36_000.0)) == "eta 9h46m08s"  # the limit is further away than the pace
     done = Progress(160, 160, 160, 0, 0, 0, 0, 0.7, 0.7, 1, 0.6, "ok", 60.0, seconds_left=10.0)
     assert eta(done) is None
-    trial = Trial(3, "mobile|k", [0], {}, "ok", None, 20_572, None, None, 0.6, None, None, None, None, None, 0.6,
-                  {}, 0, None, None, None, 60.0, None, None, None, 0, 2, None, 0.0)  # fmt: skip
+    unset = dict.fromkeys(("reason", "macs", "flops", "latency_median_ms", "latency_p90_ms", "latency_runs",
+                           "latency_label", "latency", "train_seconds", "export_seconds", "measure_seconds",
+                           "onnx_path", "weights_path", "error", "curve"))  # fmt: skip
+    trial = Trial(id=3, arch_key="mobile|k", actions=[0], arch={}, status="ok", params=20_572, val_accuracy=0.6,
+                  reward=0.6, reward_terms={}, seed=0, total_seconds=60.0, origin_update=0, origin_position=2,
+                  finished_at=0.0, **unset)  # fmt: skip
     line = child_line(dataclasses.replace(snapshot(2928.0), trial=trial, epochs=12))
     assert line.startswith("child 3/160 trial 3 ok 12 epochs val 60.00 %")
     assert line.endswith("elapsed 11m12s eta 48m48s (--max-minutes)")

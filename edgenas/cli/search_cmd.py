@@ -29,6 +29,7 @@ from edgenas.cli.common import (
 )
 from edgenas.cli.settings_flags import setting_flags
 from edgenas.errors import ConfigError
+from edgenas.loop.log import eta
 from edgenas.loop.run import Progress as SearchProgress
 from edgenas.run.rundir import MANIFEST_NAME
 
@@ -108,8 +109,6 @@ class _LiveDisplay:
                 f"note: took over the lock of PID {p.took_over_lock_from}, which no longer runs (a search that died)"
             )
         desc = {"search": "children", "retrain": "best, stand-alone"}.get(p.phase, "verifying winner")
-        from edgenas.loop.log import eta
-
         self.bar.update(self.task, completed=p.sampled, total=p.total, description=desc, eta=eta(p) or "")
         self.status.update(p)
 
