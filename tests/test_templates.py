@@ -28,7 +28,7 @@ def test_mobile_templates_are_the_largest_variant_under_the_budget(budget):
         ref = space.references()[t.name.split(" (")[0]]
         # every variant that is larger in the multipliers' order and different is over the budget
         scale = [(w, d) for w in WIDTHS for d in DEPTHS]
-        scale.sort(key=lambda wd: -(wd[0] ** 2) * wd[1])
+        scale.sort(key=lambda wd: (-(wd[0] ** 2) * wd[1], -wd[0]))
         for w, d in scale:
             variant = space.scaled(ref, w, d)
             key = space.decode(space.encode(variant)).key()
@@ -37,6 +37,22 @@ def test_mobile_templates_are_the_largest_variant_under_the_budget(budget):
             assert _params(space, space.encode(variant)) > budget
     full = templates(space, Constraints.build(RewardConfig(budget_params=None), load_profile("cpu-x86")))
     assert [t.name for t in full] == ["MobileNetV2-style", "MCUNet-like"]  # no limit: the references as they are
+
+
+def test_a_reference_far_inside_the_limits_is_scaled_up_to_fill_them():
+    """MCUNet-like (75,938 params) under a 130,570 budget, as the plain photos command gives it
+    with MobileNetV2-style's size as the limit: grown (depth x1.5: each stage repeats its last
+    block) to a larger network that still fits; MobileNetV2-style fits exactly and stays itself."""
+    space = spaces.create("mobile", input_shape=(3, 32, 32), num_classes=10)
+    refs = space.references()
+    chosen = {t.name: t for t in templates(space, Constraints.build(RewardConfig(budget_params=130_570),
+                                                                    load_profile("cpu-x86")))}  # fmt: skip
+    assert "MobileNetV2-style" in chosen and _params(space, chosen["MobileNetV2-style"].actions) == 130_570
+    grown = chosen["MCUNet-like (depth x1.5)"]
+    arch = space.decode(grown.actions)
+    assert [len(s.blocks) for s in arch.stages] == [2, 3, 3, 3]
+    assert [s.blocks[-1] for s in arch.stages] == [s.blocks[-1] for s in refs["MCUNet-like"].stages]
+    assert _params(space, space.encode(refs["MCUNet-like"])) < _params(space, grown.actions) <= 130_570
 
 
 def test_a_microcontrollers_memory_limits_scale_the_templates_down():

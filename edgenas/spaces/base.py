@@ -107,8 +107,8 @@ class SearchSpace(ABC):
 
     def scaled(self, arch: Any, width: float, depth: float) -> Any | None:
         """`arch` with every width times `width` and every depth times `depth`, each rounded to an
-        allowed value (EON's and MCUNet's width and depth multipliers); None where this space cannot
-        scale it. Default: only `arch` itself (1, 1)."""
+        allowed value (EON's and MCUNet's width and depth multipliers; above 1 they grow it); None
+        where this space cannot scale it so. Default: only `arch` itself (1, 1)."""
         return arch if width == 1 and depth == 1 else None
 
     def option_index(self, kind: int, value: Any, what: str) -> int:

@@ -240,6 +240,8 @@ class LayerwiseSpace(SearchSpace):
         return {"VGG-style": LayerwiseArch(layers)}
 
     def scaled(self, arch: LayerwiseArch, width: float, depth: float) -> LayerwiseArch | None:
+        if depth > 1:  # no stage to repeat a layer of: wider only
+            return None
         keep = max(1, math.ceil(len(arch.layers) * depth - 1e-9))
         f = self.kinds[FILTERS].options
         layers = tuple(

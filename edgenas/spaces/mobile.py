@@ -306,14 +306,16 @@ class MobileSpace(SearchSpace):
         }
 
     def scaled(self, arch: MobileArch, width: float, depth: float) -> MobileArch | None:
+        """Widths snapped down to the space's options; a depth multiplier below 1 keeps each
+        stage's first blocks, above 1 repeats its last block (as MobileNet's stages repeat one
+        block), up to `max_depth`."""
         widths = self.kinds[WIDTH].options
-        return MobileArch(
-            tuple(
-                MobileStage(snap(s.width * width, widths), s.blocks[: max(1, math.ceil(len(s.blocks) * depth - 1e-9))])
-                for s in arch.stages
-            ),
-            arch.head,
-        )
+
+        def blocks(s: MobileStage) -> tuple[MobileBlock, ...]:
+            n = min(self.max_depth, max(1, math.ceil(len(s.blocks) * depth - 1e-9)))
+            return s.blocks[:n] + (s.blocks[-1],) * (n - len(s.blocks))
+
+        return MobileArch(tuple(MobileStage(snap(s.width * width, widths), blocks(s)) for s in arch.stages), arch.head)
 
     def smallest(self) -> MobileArch:
         block = MobileBlock(min(self.kinds[KERNEL].options), min(self.kinds[EXPANSION].options), False)
