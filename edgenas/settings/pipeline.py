@@ -122,8 +122,8 @@ class SearchSettings:
     templates: bool = S(
         True,
         "Evaluate the space's known-good networks first (MobileNetV2-style and MCUNet-like in the mobile space, "
-        "VGG-style in the layer-wise one, NB201's ResNet cell), each scaled by width and depth multipliers to the "
-        "largest that fits the hard limits; the search's answer is never worse than the best of them. Off under the "
+        "VGG-style in the layer-wise one, NB201's ResNet cell), each scaled by width and depth multipliers (down or "
+        "up) to the largest that fits the hard limits; the search's answer is never worse than the best of them. Off under the "
         "depth curriculum.",
         flag=True,
     )
