@@ -210,6 +210,14 @@ def test_the_plain_command_seeds_are_their_results_file():
     sentence(
         rf"The MCUNet-like template itself, trained the same way .* scores {100 * template['test_accuracy']:.2f} %"
     )
+    second = res["rows"][seeds["1"]]  # run with the templates scaled up to the limits
+    sentence(
+        rf"scores {100 * second['test_accuracy']:.2f} %, {100 * (second['test_accuracy'] - mnv2['test_accuracy']):.2f} "
+        rf"points above the reference with {second['params'] / mnv2['params']:.2f}x its parameters and "
+        rf"{second['latency_ratio_to_mobilenetv2']:.2f}x its latency"
+    )
+    (grown,) = [r for r in res["replicates"].values() if r["params"] == 96_634]  # MCUNet-like, depth x1.5
+    sentence(rf"which trained the same way scores {100 * grown['test_accuracy']:.2f} %")
     gap = 100 * (mnv2["test_accuracy"] - first["test_accuracy"])
     sentence(
         rf"in {round(first['search_seconds']):,} s; .* scores {abs(gap):.2f} points {'below' if gap > 0 else 'above'} "
