@@ -3,10 +3,9 @@ search space's reference networks (`SearchSpace.references`: MobileNetV2-style a
 the mobile space, VGG-style in the layer-wise one, NB201's ResNet cell), scaled by width and depth
 multipliers to the largest variant inside the search's hard limits (down where a reference does
 not fit, up where it leaves room: a reference far inside the limits wastes what the device
-allows), checked before training as
-the gate checks them (parameters, RAM, flash, and latency / energy: predicted from the graph where
-the profile can, else measured on this host, a second or so per variant tried), and evaluated
-first, as enqueued trials. The search's answer is then never worse than the best of them.
+allows), checked before training as the gate checks them (parameters, RAM, flash, and latency /
+energy: predicted from the graph where the profile can, else measured on this host, a second or
+so per variant tried), and evaluated first, as enqueued trials. The search's answer is then never worse than the best of them.
 """
 
 from __future__ import annotations
@@ -37,11 +36,6 @@ def _label(name: str, width: float, depth: float) -> str:
     return f"{name} ({', '.join(scale)})" if scale else name
 
 
-def _key(space: SearchSpace, arch: object, width: float, depth: float) -> str | None:
-    scaled = space.scaled(arch, width, depth)
-    return None if scaled is None else scaled.key()
-
-
 def templates(space: SearchSpace, constraints: Constraints, profile: Profile | None = None) -> tuple[Template, ...]:
     """Each reference of `space` at the largest width and depth multipliers that fit the limits
     (by width squared times depth, as compute grows); a reference no variant of which fits is left
@@ -55,8 +49,8 @@ def templates(space: SearchSpace, constraints: Constraints, profile: Profile | N
     )
     out: list[Template] = []
     for name, arch in space.references().items():
-        for width, depth in scales:
-            scaled = space.scaled(arch, width, depth)
+        variants = {wd: space.scaled(arch, *wd) for wd in scales}  # largest first
+        for (width, depth), scaled in variants.items():
             if scaled is None:
                 continue
             try:
@@ -70,7 +64,7 @@ def templates(space: SearchSpace, constraints: Constraints, profile: Profile | N
             if all(t.key != key for t in out):
                 # named by the multipliers nearest 1 that give this network (widths snap to the
                 # space's options: MobileNetV2-style at width x1.25 is MobileNetV2-style)
-                same = [wd for wd in scales if _key(space, arch, *wd) == key] or [(width, depth)]
+                same = [wd for wd, v in variants.items() if v is not None and v.key() == key]
                 w, d = min(same, key=lambda wd: (abs(wd[0] - 1) + abs(wd[1] - 1), -(wd[0] ** 2) * wd[1]))
                 out.append(Template(_label(name, w, d), tuple(actions), key))
             break

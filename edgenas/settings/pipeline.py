@@ -123,8 +123,8 @@ class SearchSettings:
         True,
         "Evaluate the space's known-good networks first (MobileNetV2-style and MCUNet-like in the mobile space, "
         "VGG-style in the layer-wise one, NB201's ResNet cell), each scaled by width and depth multipliers (down or "
-        "up) to the largest that fits the hard limits; the search's answer is never worse than the best of them. Off under the "
-        "depth curriculum.",
+        "up) to the largest that fits the hard limits; the search's answer is never worse than the best of them. "
+        "Off under the depth curriculum.",
         flag=True,
     )
     table: str | None = S(
