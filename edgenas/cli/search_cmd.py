@@ -108,7 +108,9 @@ class _LiveDisplay:
             err_console.print(
                 f"note: took over the lock of PID {p.took_over_lock_from}, which no longer runs (a search that died)"
             )
-        desc = {"search": "children", "retrain": "best, stand-alone"}.get(p.phase, "verifying winner")
+        desc = {"search": "children", "retrain": "best, stand-alone", "final": "finalists, longer"}.get(
+            p.phase, "verifying winner"
+        )
         self.bar.update(self.task, completed=p.sampled, total=p.total, description=desc, eta=eta(p) or "")
         self.status.update(p)
 

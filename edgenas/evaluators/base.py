@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -70,7 +70,8 @@ class EvaluatorContext:
 
 class Evaluator(ABC):
     """Contract: `run` yields one outcome per job, in completion order; jobs of one call may run
-    at the same time; a job that reaches its worker after its `not_after` is answered with
+    at the same time; `jobs` may be lazy (the search makes each job's deadline when it is taken,
+    so an evaluator that takes one job at a time gets the latest); a job that reaches its worker after its `not_after` is answered with
     `not_started` and not evaluated (the training job function does that wherever it runs; the
     table, which trains nothing, answers every job). The same job gives the same outcome on
     every evaluator that trains. `close` releases workers. `trains` is False where results are
@@ -95,7 +96,7 @@ class Evaluator(ABC):
         and the progress lines' elapsed time do not count it. Default: none."""
 
     @abstractmethod
-    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]: ...
+    def run(self, jobs: Iterable[TrainJob]) -> Iterator[TrainOutcome]: ...
 
     def close(self) -> None:
         """Release workers. Default: nothing to release."""

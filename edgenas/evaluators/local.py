@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from edgenas.evaluators.base import EVALUATORS, Evaluator, EvaluatorContext, TrainJob, TrainOutcome
 from edgenas.evaluators.jobs import setup, train
@@ -20,7 +20,7 @@ class LocalEvaluator(Evaluator):
         self._args = (pipeline_json, threads_per_job, None)
         self._ready = False
 
-    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
+    def run(self, jobs: Iterable[TrainJob]) -> Iterator[TrainOutcome]:
         if not self._ready:
             setup(*self._args)
             self._ready = True

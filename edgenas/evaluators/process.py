@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -63,7 +63,7 @@ class ProcessEvaluator(Evaluator):
                 )
             )
 
-    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
+    def run(self, jobs: Iterable[TrainJob]) -> Iterator[TrainOutcome]:
         from concurrent.futures.process import BrokenProcessPool
 
         futures: dict[Future, TrainJob] = {}

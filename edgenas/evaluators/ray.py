@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from edgenas.errors import ConfigError
 from edgenas.evaluators.base import EVALUATORS, Evaluator, EvaluatorContext, TrainJob, TrainOutcome
@@ -88,7 +88,7 @@ class RayEvaluator(Evaluator):
         self.pipeline_ref = ray.put(pipeline_json)
         self.threads = threads_per_job
 
-    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
+    def run(self, jobs: Iterable[TrainJob]) -> Iterator[TrainOutcome]:
         ray = self.ray
         refs = {self.task.remote(self.pipeline_ref, self.threads, job): job for job in jobs}
         waiting = list(refs)

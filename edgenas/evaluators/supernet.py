@@ -32,7 +32,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -263,7 +263,7 @@ class SupernetEvaluator(Evaluator):
             self.net = self.trained()
 
     # -- scoring candidates --------------------------------------------------------------------
-    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
+    def run(self, jobs: Iterable[TrainJob]) -> Iterator[TrainOutcome]:
         from edgenas.evaluators.jobs import WORKER
 
         self.warm_up()

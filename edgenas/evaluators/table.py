@@ -7,7 +7,7 @@ the store work exactly as in a trained search; only the accuracy comes from the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 
@@ -57,7 +57,7 @@ class TableEvaluator(Evaluator):
     def __init__(self, table: Table, space: SearchSpace) -> None:
         self.table, self.space = table, space
 
-    def run(self, jobs: list[TrainJob]) -> Iterator[TrainOutcome]:
+    def run(self, jobs: Iterable[TrainJob]) -> Iterator[TrainOutcome]:
         for job in jobs:
             val, _ = self.table.lookup(self.space, self.space.arch_from_json(job.arch))
             yield TrainOutcome(job.key, True, val_accuracy=val, train_seconds=0.0, curve=(val,))

@@ -27,6 +27,8 @@ def child_line(p: Progress) -> str:
     assert t is not None
     if p.phase == "retrain":  # --executor supernet: one of the best, trained stand-alone
         first = "trained stand-alone"
+    elif p.phase == "final":  # --finalists: one of the best, trained again for longer
+        first = "finalist"
     else:
         first = f"promoted to rung {p.rung}" if p.rung else f"child {p.sampled}/{p.total}"
     parts = [first, f"trial {t.id}"]

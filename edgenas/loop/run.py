@@ -122,6 +122,20 @@ def prepare(pipeline: Pipeline) -> Prepared:
                 f"limit; profile '{profile.name}' has none: choose a microcontroller profile (e.g. --profile "
                 "stm32f746) or give --max-ram-kb / --max-flash-kb"
             )
+    if cfg.finalists:
+        why = (
+            "a --table looks results up"
+            if cfg.table
+            else "--executor supernet trains its finalists with --retrain-top"
+            if cfg.executor == "supernet"
+            else "--fidelity asha already trains the best children longer"
+            if cfg.fidelity == "asha"
+            else None
+        )
+        if why:
+            raise ConfigError(
+                f"search.finalists trains the best children again for longer, but {why}; set --finalists 0"
+            )
     # an unknown name: ConfigError listing the registered ones; then what that evaluator cannot serve
     evaluators.EVALUATORS.get(cfg.executor).check(pipeline, space)
     if cfg.executor == "ray" and cfg.ray_address and not cfg.table:
@@ -227,6 +241,10 @@ def run_search(
         if evaluator.inherits and cfg.retrain_top:  # jobs past --max-minutes are not started
             with _closing(evaluators.create("local", _context(pipeline, prepared)), owned=True) as trainer:
                 session.retrain_inherited(trainer)
+        elif cfg.finalists and evaluator.trains:  # trained inside --max-minutes: the search kept them the time
+            longer = pipeline.override("training", epochs=session.finalist_epochs)
+            with _closing(evaluators.create("local", _context(longer, prepared)), owned=True) as trainer:
+                session.train_finalists(trainer)
         session.report("winner")
         return _finish(session, command)
 

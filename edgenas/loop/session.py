@@ -16,6 +16,7 @@ is written the moment a result exists: a resumed search reuses every finished tr
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -166,7 +167,7 @@ class SearchSession:
         self.on_progress, self.not_after, self.took_over_lock_from = on_progress, not_after, took_over_lock_from
         self.controller = controller
         self.pruner = pruners.create(pipeline, trains=evaluator.trains)
-        self.stops = stops.stop_rules(cfg, not_after)
+        self.stops = stops.stop_rules(cfg, self.deadline if not_after is not None else None)
         self.failures = stops.FailureHandler(cfg.abort_min_evaluated, cfg.abort_failed_fraction)
         self.middleware: Sequence[middleware.Middleware] = middleware.DEFAULT
         self.enqueued = Enqueued(
@@ -219,7 +220,6 @@ class SearchSession:
         self.t_start += took
         if self.not_after is not None:
             self.not_after += took
-            self.stops = stops.stop_rules(self.pipeline.search, self.not_after)
 
     # -- ask -------------------------------------------------------------------------------
     def ask(self) -> Batch | None:
@@ -248,7 +248,11 @@ class SearchSession:
             for piece in self.middleware:
                 if piece(self, batch, position, actions, arch):
                     break
-        for outcome in self.evaluator.run(self._jobs(batch)):
+        jobs = self._jobs(batch)  # each job's deadline taken when the evaluator takes the job
+        lazy = (
+            dataclasses.replace(job, not_after=self.deadline()) if self.not_after is not None else job for job in jobs
+        )
+        for outcome in self.evaluator.run(lazy):
             if outcome.not_started:  # past --max-minutes: nothing recorded for it
                 batch.cut = True
             elif outcome.key in batch.promoted:
@@ -262,7 +266,7 @@ class SearchSession:
         thresholds = self.pruner.thresholds(self.store, batch.update_index)
         first_stop = self.pruner.first_stop
         jobs = [
-            TrainJob(key, pre.arch.to_json(), pre.seed, thresholds, first_stop, not_after=self.not_after)
+            TrainJob(key, pre.arch.to_json(), pre.seed, thresholds, first_stop)
             for key, (pre, _) in batch.pending.items()
         ]
         rungs = self.pruner.rungs
@@ -277,7 +281,7 @@ class SearchSession:
             batch.promoted[trial.arch_key] = (trial, rung + 1)
             stop = rungs[rung + 1] if rung + 2 < len(rungs) else None
             state = (self.run_dir / below.state_path).read_bytes()
-            jobs.append(TrainJob(trial.arch_key, trial.arch, trial.seed, (), stop, state, not_after=self.not_after))
+            jobs.append(TrainJob(trial.arch_key, trial.arch, trial.seed, (), stop, state))
         return jobs
 
     def _finish(self, batch: Batch, pre: PendingChild, outcome: TrainOutcome) -> ChildResult:
@@ -345,7 +349,7 @@ class SearchSession:
                 return r0.reward
         return trial.reward
 
-    # -- after the search: the best inherited candidates trained stand-alone ------------------
+    # -- after the search: the best candidates trained again, the winner chosen among them -----
     def retrain_inherited(self, trainer: Evaluator) -> None:
         """Weight sharing ranks candidates cheaply and roughly: the `retrain_top` best by inherited
         score, and the templates that fit, are trained stand-alone on `trainer` ([training], as
@@ -356,26 +360,61 @@ class SearchSession:
         count, the rest are the next best at rung 0). --max-minutes stops the scoring, not these
         trainings: a winner picked by inherited score alone would be a rough guess (--retrain-top
         0 asks for one)."""
-        k = self.pipeline.search.retrain_top
+        todo = self.finalists(self.pipeline.search.retrain_top, every_template=True)
+        self._train_again(trainer, todo, self.pipeline.training.epochs, "retrain")
+
+    def train_finalists(self, trainer: Evaluator) -> None:
+        """--finalists: a search's own scores (one short training each) order close networks
+        roughly, so the K best children that are not templates, and the best template, are
+        trained again on `trainer` (a recipe of `finalist_epochs`) and each result becomes the
+        trial's rung 1: the winner is the best of them at that fidelity. The search kept their
+        estimated time inside --max-minutes (`deadline`); they are not cut by it. Committed as
+        they arrive; a resumed search trains only the ones not yet done."""
+        self._train_again(trainer, self.finalists(self.pipeline.search.finalists), self.finalist_epochs, "final")
+
+    @property
+    def finalist_epochs(self) -> int:
+        return self.pipeline.search.finalist_epochs or 2 * self.pipeline.training.epochs
+
+    def finalists(self, k: int, every_template: bool = False) -> list[Trial]:
+        """The trials still to train again: the `k` best at rung 0 that are not templates (fewer by
+        those already at rung 1), and the templates that finished (`every_template`) or the best
+        of them, unless one is at rung 1 already. The same ones after an interruption."""
         if not k:
-            return
-        templates = list(dict.fromkeys(t.key for t in self.prepared.templates))  # in their order, each once
-        others = len([t for t in self.store.at_rung(1, k + len(templates)) if t.arch_key not in templates])
-        best = [t for t in self.store.at_rung(0, k + len(templates)) if t.arch_key not in templates]
+            return []
+        keys = list(dict.fromkeys(t.key for t in self.prepared.templates))  # in their order, each once
+        others = len([t for t in self.store.at_rung(1, k + len(keys)) if t.arch_key not in keys])
+        best = [t for t in self.store.at_rung(0, k + len(keys)) if t.arch_key not in keys]
         todo = best[: max(0, k - others)]
-        todo += [t for key in templates if (t := self.store.trial_by_key(key)) and t.status == "ok" and not t.rung]
+        ran = [t for key in keys if (t := self.store.trial_by_key(key)) and t.status == "ok"]
+        if every_template:
+            return todo + [t for t in ran if not t.rung]
+        if ran and not any(t.rung for t in ran):
+            todo.append(max(ran, key=lambda t: t.reward))
+        return todo
+
+    def deadline(self) -> float:
+        """--max-minutes as a time.time(): the limit, less the finalists' estimated training (each
+        one's own training time, scaled from [training] epochs to `finalist_epochs`)."""
+        assert self.not_after is not None
+        cfg = self.pipeline.search
+        if not cfg.finalists or not self.evaluator.trains or self.evaluator.inherits:
+            return self.not_after
+        scale = self.finalist_epochs / self.pipeline.training.epochs
+        return self.not_after - scale * sum(t.train_seconds or 0.0 for t in self.finalists(cfg.finalists))
+
+    def _train_again(self, trainer: Evaluator, todo: list[Trial], epochs: int, phase: str) -> None:
         if not todo:
             return
-        epochs = self.pipeline.training.epochs
         space = self.prepared.space
-        self.report("retrain")
-        promoted = {t.arch_key: t for t in todo}
+        self.report(phase)
+        again = {t.arch_key: t for t in todo}
         jobs = [TrainJob(t.arch_key, t.arch, t.seed, (), None) for t in todo]
         for outcome in trainer.run(jobs):
-            trial = promoted[outcome.key]
+            trial = again[outcome.key]
             trial, reward = self._promote(space, trial, outcome, 1, epochs, self.update_index)
-            self.last = (reward, f"{epochs} epochs stand-alone")
-            self.report("retrain", trial=trial, epochs=epochs, rung=1)
+            self.last = (reward, f"{epochs} epochs stand-alone" if phase == "retrain" else f"{epochs} epochs")
+            self.report(phase, trial=trial, epochs=epochs, rung=1)
 
     # -- tell ------------------------------------------------------------------------------
     def history(self, before_update: int) -> controllers.History:

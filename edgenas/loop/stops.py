@@ -8,6 +8,7 @@ raises `SearchAborted` when most children fail.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from edgenas.errors import SearchAborted
 from edgenas.run.store import Store
@@ -25,15 +26,17 @@ class StopRule:
 
 class MaxMinutes(StopRule):
     """`--max-minutes`: no update starts after the deadline (the executor also starts no training
-    job after it: wall-clock time, which a worker process or a Ray task elsewhere can compare)."""
+    job after it: wall-clock time, which a worker process or a Ray task elsewhere can compare).
+    The deadline is asked each time: with --finalists it comes earlier as their estimated
+    training time grows."""
 
     name = "max_minutes"
 
-    def __init__(self, not_after: float) -> None:
-        self.not_after = not_after
+    def __init__(self, deadline: Callable[[], float]) -> None:
+        self.deadline = deadline
 
     def reason(self, store: Store) -> str | None:
-        return self.name if time.time() > self.not_after else None
+        return self.name if time.time() > self.deadline() else None
 
 
 class MaxEvaluated(StopRule):
@@ -49,11 +52,11 @@ class MaxEvaluated(StopRule):
         return self.name if counts["ok"] + counts["stopped"] >= self.limit else None
 
 
-def stop_rules(cfg: SearchSettings, not_after: float | None) -> list[StopRule]:
-    """The search's stop rules, in the order they are asked."""
+def stop_rules(cfg: SearchSettings, deadline: Callable[[], float] | None) -> list[StopRule]:
+    """The search's stop rules, in the order they are asked (`deadline`: --max-minutes' time.time())."""
     rules: list[StopRule] = []
-    if not_after is not None:
-        rules.append(MaxMinutes(not_after))
+    if deadline is not None:
+        rules.append(MaxMinutes(deadline))
     if cfg.max_evaluated is not None:
         rules.append(MaxEvaluated(cfg.max_evaluated))
     return rules

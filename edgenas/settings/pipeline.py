@@ -30,7 +30,7 @@ class SearchSettings:
     max_minutes: float | None = S(
         None,
         "Start no child's training after this many minutes (also inside a batch); the search then picks its "
-        "winner from what finished. With --executor supernet the limit covers the scoring: the supernet's "
+        "winner from what finished (--finalists: their training included). With --executor supernet the limit covers the scoring: the supernet's "
         "one-off training comes before the clock starts, and the --retrain-top finalists train after it.",
         flag=True,
     )
@@ -81,6 +81,24 @@ class SearchSettings:
         "templates that fit) are trained stand-alone with [training], as any child is, and the winner is chosen "
         "among them by that validation "
         "accuracy (0: off, the winner is the best inherited score). They train even past --max-minutes.",
+        flag=True,
+        check=lambda v: v >= 0,
+        allowed_text=">= 0",
+    )
+    finalists: int = S(
+        0,
+        "Trained children (executor local, process or ray; fidelity none): after the search the K best children "
+        "that are not templates, and the best template, are trained again for --finalist-epochs with [training] "
+        "and the winner is chosen among them by that validation accuracy (0: off). Under --max-minutes their "
+        "time is kept inside the limit: no child starts once the time left is what they are estimated to take "
+        "(each one's own training time, scaled by the epochs).",
+        flag=True,
+        check=lambda v: v >= 0,
+        allowed_text=">= 0",
+    )
+    finalist_epochs: int = S(
+        0,
+        "Epochs each --finalists network trains (0: twice [training] epochs).",
         flag=True,
         check=lambda v: v >= 0,
         allowed_text=">= 0",
