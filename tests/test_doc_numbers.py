@@ -200,7 +200,9 @@ def test_the_plain_command_seeds_are_their_results_file():
     earlier = {  # seed 0 as first run, before the templates scaled up (a label "0, before ..." starts with "0")
         f"{r['seed']}, before": name for name, r in searches.items() if r["path"] == "plain, templates scaled down only"
     }
-    assert sorted(seeds) == ["0", "1", "2"] and list(earlier) == ["0, before"] and len(searches) == 4
+    finalists = [name for name, r in searches.items() if r["path"] == "plain, with finalists"]
+    assert sorted(seeds) == ["0", "1", "2"] and list(earlier) == ["0, before"] and len(finalists) == 1
+    assert len(searches) == 5
     for key, row in rows_named("search seed | trained in 60 min", "search seed", earlier | seeds):
         r = res["rows"][key]
         assert num(row["trained in 60 min"]) == r["counts"]["trained"], key
@@ -228,6 +230,20 @@ def test_the_plain_command_seeds_are_their_results_file():
         rf"Over the three seeds: .*{statistics.mean(tests):.2f} % ± {statistics.stdev(tests):.2f}.* test "
         rf"\({min(tests):.2f}-{max(tests):.2f}\)"
     )
+    fin = res["rows"][finalists[0]]  # the photos setup with --finalists 1
+    (child, template) = fin["finalists"]
+    sentence(
+        rf"{fin['counts']['trained']} children trained in {round(fin['search_seconds']):,} s.* "
+        rf"{child['params']:,} params\) scored {100 * child['val_accuracy_12_epochs']:.2f} % validation against the "
+        rf"{template['template']} template's {100 * template['val_accuracy_12_epochs']:.2f} %; trained for 24 epochs "
+        rf"they scored {100 * child['val_accuracy_24_epochs']:.2f} % and {100 * template['val_accuracy_24_epochs']:.2f} %"
+    )
+    assert fin["architecture"] == template["architecture"]  # the answer is the template
+    sentence(
+        rf"Exported: \*\*{100 * fin['test_accuracy']:.2f} %\*\* test \(int8 {100 * fin['int8_test_accuracy']:.2f} %\), "
+        rf"{fin['params']:,} params, {round(fin['cpu_minutes'])} CPU minutes"
+    )
+    sentence(rf"the {100 * (fin['test_accuracy'] - mnv2['test_accuracy']):.2f} points over its row")
     (grown,) = [r for r in res["replicates"].values() if r["params"] == 96_634]  # MCUNet-like, depth x1.5
     sentence(rf"which trained the same way scores {100 * grown['test_accuracy']:.2f} %")
     gap = 100 * (mnv2["test_accuracy"] - first["test_accuracy"])

@@ -43,6 +43,10 @@ def test_the_best_child_and_the_best_template_train_longer_and_the_winner_is_one
     assert all(len(t.curve or ()) == 3 or t.val_accuracy != told[t.id] for t in finalists)
     assert run.winner.trial_id in {t.id for t in finalists}
     assert run.winner.val_accuracy == max(t.val_accuracy for t in finalists)
+    said = [ln for ln in ref.stdout.splitlines() if ln.startswith("finalists, trained again for 3 epochs: ")]
+    assert len(said) == 1 and said[0].count("trial ") == 2 and f"trial {run.winner.trial_id}" in said[0], said
+    assert "(the winner)" in said[0] and "after 3 epochs" in ref.stdout  # the template's line says which fidelity
+    assert "<h2>Finalists</h2>" in (tmp_path / "runs" / "ref" / "report.html").read_text()
 
     # killed in the second finalist's training (its second epoch), then resumed
     trained = len(ok)
@@ -84,3 +88,16 @@ def _elapsed(line: str) -> float:
     m = re.search(r"elapsed (?:(\d+)m)?(\d+)s", line)
     assert m, line
     return 60 * int(m.group(1) or 0) + int(m.group(2))
+
+
+def test_the_photos_setups_finalists_give_way_to_asha_weight_sharing_and_tables():
+    """The photos setup trains a finalist; asked for ASHA, weight sharing or a table instead (each
+    picks its winner its own way), the search runs without one rather than refusing; --finalists
+    given with them is still refused (docs/bad-input.md)."""
+    from edgenas.api import make_pipeline
+
+    assert make_pipeline(pipeline="photos").search.finalists == 1
+    assert make_pipeline(pipeline="photos", executor="local").search.finalists == 1
+    for other in ({"fidelity": "asha"}, {"executor": "supernet"}, {"table": "t.csv"}):
+        assert make_pipeline(pipeline="photos", **other).search.finalists == 0, other
+        assert make_pipeline(pipeline="photos", finalists=2, **other).search.finalists == 2, other

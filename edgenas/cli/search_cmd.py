@@ -353,6 +353,18 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
                 f"test column {m['table']['test_column']}); nothing was trained, so there is no winner.onnx",
                 soft_wrap=True,
             )
+    if m.get("finalists"):
+        out.print(
+            f"finalists, trained again for {m['finalists'][0]['epochs']} epochs: "
+            + "; ".join(
+                f"trial {f['trial_id']}"
+                + (f" ({f['template']})" if f["template"] else "")
+                + f" val {fmt_pct(f['val_accuracy'])}"
+                + (" (the winner)" if m.get("winner") and m["winner"]["trial_id"] == f["trial_id"] else "")
+                for f in m["finalists"]
+            ),
+            soft_wrap=True,
+        )
     for t in m.get("templates") or []:
         if t["trial_id"] is None:
             continue
@@ -360,7 +372,9 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
         out.print(
             f"template {t['name']}: trial {t['trial_id']}, {t['status']}"
             + (
-                f", val {fmt_pct(t['val_accuracy'])}, {fmt_int(t['params'])} params"
+                f", val {fmt_pct(t['val_accuracy'])}"
+                + (f" after {t['epochs']} epochs" if t.get("epochs") else "")
+                + f", {fmt_int(t['params'])} params"
                 if t["val_accuracy"] is not None
                 else ""
             )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
+import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -395,13 +396,16 @@ class SearchSession:
 
     def deadline(self) -> float:
         """--max-minutes as a time.time(): the limit, less the finalists' estimated training (each
-        one's own training time, scaled from [training] epochs to `finalist_epochs`)."""
+        one's own training time, scaled from [training] epochs to `finalist_epochs`) and less a
+        child's median training time (a child started just before it would otherwise delay them)."""
         assert self.not_after is not None
         cfg = self.pipeline.search
         if not cfg.finalists or not self.evaluator.trains or self.evaluator.inherits:
             return self.not_after
         scale = self.finalist_epochs / self.pipeline.training.epochs
-        return self.not_after - scale * sum(t.train_seconds or 0.0 for t in self.finalists(cfg.finalists))
+        finalists = scale * sum(t.train_seconds or 0.0 for t in self.finalists(cfg.finalists))
+        child = statistics.median([t.train_seconds or 0.0 for t in self.store.trials("ok")] or [0.0])
+        return self.not_after - finalists - child
 
     def _train_again(self, trainer: Evaluator, todo: list[Trial], epochs: int, phase: str) -> None:
         if not todo:

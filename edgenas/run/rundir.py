@@ -294,8 +294,28 @@ def _manifest(
         },
         "versions": versions(),
         "templates": template_results(store),
+        "finalists": finalist_results(store) if pipeline.search.finalists else [],
         "winner": None,
     }
+
+
+def finalist_results(store: Store) -> list[dict[str, Any]]:
+    """--finalists: the children trained again for longer (rung 1), best first, with the epochs
+    their accuracy is after and the template each is, if any."""
+    names = {t["key"]: t["name"] for t in store.get_meta("templates") or []}
+    out = []
+    for trial in store.at_rung(1, 1000):
+        rung = store.rung_result(trial.id, 1)
+        out.append(
+            {
+                "trial_id": trial.id,
+                "template": names.get(trial.arch_key),
+                "epochs": rung.epochs if rung else None,
+                "val_accuracy": trial.val_accuracy,
+                "params": trial.params,
+            }
+        )
+    return out
 
 
 def template_results(store: Store) -> list[dict[str, Any]]:
@@ -313,6 +333,9 @@ def template_results(store: Store) -> list[dict[str, Any]]:
                 "params": trial.params if trial else None,
                 "reward": trial.reward if trial else None,
                 "latency_ms": trial.latency_median_ms if trial else None,
+                "epochs": rung.epochs
+                if trial and trial.rung and (rung := store.rung_result(trial.id, trial.rung))
+                else None,
             }
         )
     return out

@@ -90,8 +90,8 @@ class SearchSettings:
         "Trained children (executor local, process or ray; fidelity none): after the search the K best children "
         "that are not templates, and the best template, are trained again for --finalist-epochs with [training] "
         "and the winner is chosen among them by that validation accuracy (0: off). Under --max-minutes their "
-        "time is kept inside the limit: no child starts once the time left is what they are estimated to take "
-        "(each one's own training time, scaled by the epochs).",
+        "time is kept inside the limit: no child starts unless its training (a child's median) and theirs (each "
+        "one's own training time, scaled by the epochs) fit in the time left.",
         flag=True,
         check=lambda v: v >= 0,
         allowed_text=">= 0",
