@@ -353,35 +353,7 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
                 f"test column {m['table']['test_column']}); nothing was trained, so there is no winner.onnx",
                 soft_wrap=True,
             )
-    if m.get("finalists"):
-        out.print(
-            f"finalists, trained again for {m['finalists'][0]['epochs']} epochs: "
-            + "; ".join(
-                f"trial {f['trial_id']}"
-                + (f" ({f['template']})" if f["template"] else "")
-                + f" val {fmt_pct(f['val_accuracy'])}"
-                + (" (the winner)" if m.get("winner") and m["winner"]["trial_id"] == f["trial_id"] else "")
-                for f in m["finalists"]
-            ),
-            soft_wrap=True,
-        )
-    for t in m.get("templates") or []:
-        if t["trial_id"] is None:
-            continue
-        won = m.get("winner") and m["winner"]["trial_id"] == t["trial_id"]
-        out.print(
-            f"template {t['name']}: trial {t['trial_id']}, {t['status']}"
-            + (
-                f", val {fmt_pct(t['val_accuracy'])}"
-                + (f" after {t['epochs']} epochs" if t.get("epochs") else "")
-                + f", {fmt_int(t['params'])} params"
-                if t["val_accuracy"] is not None
-                else ""
-            )
-            + (f", {fmt_ms(t['latency_ms'])} ms" if t["latency_ms"] is not None else "")
-            + (" (the winner)" if won else ""),
-            soft_wrap=True,
-        )
+    _print_picks(out, m)
     front = m.get("front")
     if front:
         members = ", ".join(
@@ -397,6 +369,39 @@ def _print_summary(run) -> None:  # type: ignore[no-untyped-def]
             soft_wrap=True,
         )
     out.print(f"run directory: [bold]{run.path}[/]", soft_wrap=True)
+
+
+def _print_picks(out: Any, m: dict[str, Any]) -> None:
+    """The summary's lines for the finalists (--finalists) and the templates, each with what it got."""
+    winner = (m.get("winner") or {}).get("trial_id")
+    if m.get("finalists"):
+        out.print(
+            f"finalists, trained again for {m['finalists'][0]['epochs']} epochs: "
+            + "; ".join(
+                f"trial {f['trial_id']}"
+                + (f" ({f['template']})" if f["template"] else "")
+                + f" val {fmt_pct(f['val_accuracy'])}"
+                + (" (the winner)" if winner == f["trial_id"] else "")
+                for f in m["finalists"]
+            ),
+            soft_wrap=True,
+        )
+    for t in m.get("templates") or []:
+        if t["trial_id"] is None:
+            continue
+        out.print(
+            f"template {t['name']}: trial {t['trial_id']}, {t['status']}"
+            + (
+                f", val {fmt_pct(t['val_accuracy'])}"
+                + (f" after {t['epochs']} epochs" if t.get("epochs") else "")
+                + f", {fmt_int(t['params'])} params"
+                if t["val_accuracy"] is not None
+                else ""
+            )
+            + (f", {fmt_ms(t['latency_ms'])} ms" if t["latency_ms"] is not None else "")
+            + (" (the winner)" if winner == t["trial_id"] else ""),
+            soft_wrap=True,
+        )
 
 
 def _pick_example(front: dict) -> str:
