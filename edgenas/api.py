@@ -162,12 +162,7 @@ def make_pipeline(
             pipe = dataclasses.replace(pipe, space=SpaceSettings(name, {}))
     if controller is not None and controller != pipe.controller.name:
         pipe = dataclasses.replace(pipe, controller=ControllerSettings(controller, {}))
-    cfg = pipe.search
-    if (
-        cfg.finalists
-        and settings.get("finalists") is None
-        and (cfg.fidelity == "asha" or cfg.table or cfg.executor == "supernet")
-    ):
+    if pipe.search.finalists and settings.get("finalists") is None and pipe.search.why_no_finalists():
         # the pipeline's finalists (the photos setup's) give way to the way of searching asked for,
         # which picks its winner its own way; --finalists given with it is refused by `prepare`
         pipe = pipe.override("search", finalists=0)

@@ -122,20 +122,8 @@ def prepare(pipeline: Pipeline) -> Prepared:
                 f"limit; profile '{profile.name}' has none: choose a microcontroller profile (e.g. --profile "
                 "stm32f746) or give --max-ram-kb / --max-flash-kb"
             )
-    if cfg.finalists:
-        why = (
-            "a --table looks results up"
-            if cfg.table
-            else "--executor supernet trains its finalists with --retrain-top"
-            if cfg.executor == "supernet"
-            else "--fidelity asha already trains the best children longer"
-            if cfg.fidelity == "asha"
-            else None
-        )
-        if why:
-            raise ConfigError(
-                f"search.finalists trains the best children again for longer, but {why}; set --finalists 0"
-            )
+    if cfg.finalists and (why := cfg.why_no_finalists()):
+        raise ConfigError(f"search.finalists trains the best children again for longer, but {why}; set --finalists 0")
     # an unknown name: ConfigError listing the registered ones; then what that evaluator cannot serve
     evaluators.EVALUATORS.get(cfg.executor).check(pipeline, space)
     if cfg.executor == "ray" and cfg.ray_address and not cfg.table:

@@ -609,20 +609,21 @@ def _rungs_section(d: dict[str, Any]) -> list[str]:
         )
         for r in d["rungs"]
     ]
-    search = ((d["meta"]["pipeline"] or {}).get("search")) or {}
-    if all(r["rung"] > 0 for r in d["rungs"]) and search.get("finalists") and search.get("executor") != "supernet":
+    if all(r["rung"] > 0 for r in d["rungs"]):  # trained again after the search: no rung 0 to compare with
+        search = ((d["meta"]["pipeline"] or {}).get("search")) or {}
+        table = _table(("epochs", "children", "best val acc", "median val acc"), [row[1:3] + row[4:] for row in rows])
+        if search.get("executor") == "supernet":  # rung 0 is the inherited-weight score
+            return [
+                "<h2>Trained stand-alone</h2><p>The best candidates by their inherited-weight score (the "
+                "supernet's), trained stand-alone with the children's recipe; the winner, the top candidates and "
+                "the Pareto fronts come from them.</p>",
+                table,
+            ]
         return [  # --finalists: trained again for longer
-            f"<h2>Finalists</h2><p>The {search['finalists']} best children that are not templates "
+            f"<h2>Finalists</h2><p>The {search.get('finalists')} best children that are not templates "
             "(--finalists) and the best template, trained again for longer; the winner, the top candidates "
             "and the Pareto fronts come from them.</p>",
-            _table(("epochs", "children", "best val acc", "median val acc"), [row[1:3] + row[4:] for row in rows]),
-        ]
-    if all(r["rung"] > 0 for r in d["rungs"]):  # --executor supernet: rung 0 is the inherited-weight score
-        return [
-            "<h2>Trained stand-alone</h2><p>The best candidates by their inherited-weight score (the supernet's), "
-            "trained stand-alone with the children's recipe; the winner, the top candidates and the Pareto "
-            "fronts come from them.</p>",
-            _table(("epochs", "children", "best val acc", "median val acc"), [row[1:3] + row[4:] for row in rows]),
+            table,
         ]
     return [
         "<h2>Multi-fidelity rungs</h2><p>Every child trains the first rung's epochs; the best of each rung "

@@ -294,17 +294,19 @@ def _manifest(
         },
         "versions": versions(),
         "templates": template_results(store),
-        "finalists": finalist_results(store) if pipeline.search.finalists else [],
+        "finalists": finalist_results(store, pipeline.search.finalists),
         "winner": None,
     }
 
 
-def finalist_results(store: Store) -> list[dict[str, Any]]:
-    """--finalists: the children trained again for longer (rung 1), best first, with the epochs
-    their accuracy is after and the template each is, if any."""
+def finalist_results(store: Store, k: int) -> list[dict[str, Any]]:
+    """--finalists K: the children trained again for longer (rung 1: the K best and the best
+    template), best first, with the epochs their accuracy is after and the template each is, if any."""
+    if not k:
+        return []
     names = {t["key"]: t["name"] for t in store.get_meta("templates") or []}
     out = []
-    for trial in store.at_rung(1, 1000):
+    for trial in store.at_rung(1, k + 1):
         rung = store.rung_result(trial.id, 1)
         out.append(
             {

@@ -18,6 +18,7 @@ from edgenas.reward import RewardConfig
 from edgenas.settings import schema
 
 S = schema.setting
+AT_LEAST_0: dict[str, Any] = {"check": lambda v: v >= 0, "allowed_text": ">= 0"}  # a count where 0 means off
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,7 @@ class SearchSettings:
         "among them by that validation "
         "accuracy (0: off, the winner is the best inherited score). They train even past --max-minutes.",
         flag=True,
-        check=lambda v: v >= 0,
-        allowed_text=">= 0",
+        **AT_LEAST_0,
     )
     finalists: int = S(
         0,
@@ -93,15 +93,13 @@ class SearchSettings:
         "time is kept inside the limit: no child starts unless its training (a child's median) and theirs (each "
         "one's own training time, scaled by the epochs) fit in the time left.",
         flag=True,
-        check=lambda v: v >= 0,
-        allowed_text=">= 0",
+        **AT_LEAST_0,
     )
     finalist_epochs: int = S(
         0,
         "Epochs each --finalists network trains (0: twice [training] epochs).",
         flag=True,
-        check=lambda v: v >= 0,
-        allowed_text=">= 0",
+        **AT_LEAST_0,
     )
     ray_address: str | None = S(
         None, "Ray executor: HOST:PORT of a running Ray cluster (none: a local instance).", flag=True
@@ -201,6 +199,16 @@ class SearchSettings:
             raise ConfigError(f"search.max_evaluated must be >= 1, got {self.max_evaluated}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"search.max_minutes must be > 0, got {self.max_minutes}")
+
+    def why_no_finalists(self) -> str | None:
+        """Why this way of searching picks its winner without --finalists (None: it can use them)."""
+        if self.table:
+            return "a --table looks results up"
+        if self.executor == "supernet":
+            return "--executor supernet trains its finalists with --retrain-top"
+        if self.fidelity == "asha":
+            return "--fidelity asha already trains the best children longer"
+        return None
 
     @property
     def table_input_shape(self) -> tuple[int, int, int]:
